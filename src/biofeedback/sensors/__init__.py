@@ -1,0 +1,1 @@
+"""biofeedback.sensors"""

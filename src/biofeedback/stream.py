@@ -1,0 +1,248 @@
+"""Blocks, ring buffers, gaps and clock alignment: the vocabulary every layer shares.
+
+Times: ``host_time_ns`` is the session clock (``SessionClock``), i.e. ``time.monotonic_ns()``
+since the session started, multiplied by the replay speed (1 for real sensors). The session keeps
+one UTC anchor for wall-clock time. Device clocks are mapped onto it by ``DriftFit``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# Timing policy, in one place (STYLE.md, rule 5).
+DRIFT_FIT_WINDOW = 2000
+"""Number of recent (device, host) pairs the drift fit keeps."""
+DRIFT_FIT_MIN_SPAN_S = 2.0
+"""Device-time span below which the drift fit assumes a rate of exactly 1."""
+RR_GAP_TOLERANCE_S = 1.6
+"""An HR strap reports beats up to ~1 s late (1 Hz notifications); more lag than this is a gap."""
+NS_PER_S = 1_000_000_000
+
+
+class StreamKind:
+    """Names of the streams a device can produce, with their units."""
+
+    EMG = "emg"  # µV, one column per channel
+    ECG = "ecg"  # µV
+    RR = "rr"  # ms, one value per beat
+    HR = "hr"  # bpm, one value per notification
+    STATUS = "status"  # device status values, per profile
+
+    UNITS = {"emg": "uV", "ecg": "uV", "rr": "ms", "hr": "bpm", "status": ""}
+
+
+class BlockFlag:
+    """Bit flags that travel with a block."""
+
+    SENSOR_CONTACT_LOST = 1 << 0
+    """The device reports no skin contact (HRS contact bit, open-EMG lead-off)."""
+    SATURATED = 1 << 1
+    """At least one sample reached the ADC limit."""
+    AFTER_GAP = 1 << 2
+    """The block follows lost data (sequence or sample-index jump)."""
+
+
+@dataclass(slots=True)
+class Block:
+    """Samples of one stream as decoded from one packet, with the times that came with it."""
+
+    stream: str
+    source: str
+    host_time_ns: int
+    data: np.ndarray
+    """Shape (n, channels), float64, in ``StreamKind.UNITS[stream]``."""
+    rate_hz: float | None = None
+    """Nominal sample rate; None for event streams (RR, HR)."""
+    first_index: int | None = None
+    """Device sample index of ``data[0]`` where the device counts samples."""
+    seq: int | None = None
+    """Packet sequence number where the device sends one."""
+    device_time_ns: int | None = None
+    """Device timestamp of the block's last sample, where the device sends one."""
+    flags: int = 0
+    channels: tuple[str, ...] = ()
+    raw: bytes = b""
+    """The packet exactly as received."""
+
+    @property
+    def n(self) -> int:
+        return int(self.data.shape[0])
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """An interval with no data for one stream, in session seconds; never silently closed."""
+
+    stream: str
+    source: str
+    start_s: float
+    end_s: float
+    reason: str
+    lost_samples: int | None = None
+
+    @property
+    def length_s(self) -> float:
+        return self.end_s - self.start_s
+
+
+class SessionClock:
+    """The session time base: monotonic nanoseconds since start, times ``speed``."""
+
+    def __init__(self, speed: float = 1.0) -> None:
+        if speed <= 0:
+            raise ValueError(f"speed must be positive, got {speed}")
+        self.speed = float(speed)
+        self._t0 = time.monotonic_ns()
+        self.utc_anchor = time.time()
+        """UTC (seconds since epoch) at session time 0."""
+
+    def now_ns(self) -> int:
+        return int((time.monotonic_ns() - self._t0) * self.speed)
+
+    def now_s(self) -> float:
+        return self.now_ns() / NS_PER_S
+
+    def wall_seconds(self, session_seconds: float) -> float:
+        """Real seconds that ``session_seconds`` of session time take."""
+        return session_seconds / self.speed
+
+
+class DriftFit:
+    """Maps a device clock to host time by ``host = a + b * device``, refitted as data arrive.
+
+    Arrival times are the device times plus a positive, jittery transport delay, so ``b`` is the
+    least-squares slope over a sliding window and ``a`` puts the line on the lower envelope of the
+    points (the least-delayed packets), which is the best estimate of the true emission time.
+    """
+
+    def __init__(self, window: int = DRIFT_FIT_WINDOW) -> None:
+        self._dev = np.empty(window)
+        self._host = np.empty(window)
+        self._n = 0
+        self._window = window
+        self._dev0: float | None = None
+        self.a = 0.0
+        self.b = 1.0
+
+    def add(self, device_s: float, host_s: float) -> None:
+        """Add one (device time, host arrival time) pair, both in seconds, and refit."""
+        if self._dev0 is None:
+            self._dev0 = device_s
+        i = self._n % self._window
+        self._dev[i] = device_s - self._dev0
+        self._host[i] = host_s
+        self._n += 1
+        d = self._dev[: min(self._n, self._window)]
+        h = self._host[: min(self._n, self._window)]
+        span = float(d.max() - d.min())
+        if span >= DRIFT_FIT_MIN_SPAN_S:
+            b = float(np.polyfit(d, h, 1)[0])
+            self.b = b if 0.99 < b < 1.01 else 1.0
+        self.a = float(np.min(h - self.b * d))
+
+    def to_host(self, device_s: float | np.ndarray) -> float | np.ndarray:
+        """Host (session) time in seconds of a device time in seconds."""
+        if self._dev0 is None:
+            raise RuntimeError("DriftFit has no points yet")
+        return self.a + self.b * (np.asarray(device_s) - self._dev0)
+
+    def reset(self) -> None:
+        """Forget the fit (a device whose clock restarted, e.g. after a power cycle)."""
+        self.__init__(self._window)
+
+
+@dataclass
+class RRTimeline:
+    """Rebuilds beat times of an HR strap, which sends RR intervals without timestamps.
+
+    Beat times are the running sum of RR intervals, anchored to the arrival time of the first
+    notification. When arrival time runs ahead of the RR sum by more than ``tolerance_s``, beats
+    were lost: a gap is declared and the sum is re-anchored to the arrival time.
+    """
+
+    source: str
+    tolerance_s: float = RR_GAP_TOLERANCE_S
+    last_beat_s: float | None = None
+    gaps: list[Gap] = field(default_factory=list)
+
+    def add(self, arrival_s: float, rr_ms: np.ndarray) -> np.ndarray:
+        """Beat times (session seconds) of the beats closed by ``rr_ms``, one per RR value."""
+        rr_s = np.asarray(rr_ms, dtype=float) / 1000.0
+        if rr_s.size == 0:
+            return np.empty(0)
+        if self.last_beat_s is None:
+            self.last_beat_s = arrival_s - float(rr_s.sum())
+        expected_last = self.last_beat_s + float(rr_s.sum())
+        lag = arrival_s - expected_last
+        if lag > self.tolerance_s:
+            new_start = arrival_s - float(rr_s.sum())
+            self.gaps.append(Gap(StreamKind.RR, self.source, self.last_beat_s, new_start, "rr-sum-behind-arrival"))
+            self.last_beat_s = new_start
+        elif lag < 0:
+            # The strap's clock runs slightly fast, or the link delivered early: never put beats in the future.
+            self.last_beat_s += lag
+        times = self.last_beat_s + np.cumsum(rr_s)
+        self.last_beat_s = float(times[-1])
+        return times
+
+    def restart(self) -> None:
+        """Forget the anchor (after a reconnect; the disconnect gap is recorded by the source)."""
+        self.last_beat_s = None
+
+
+class RingBuffer:
+    """A fixed-size, thread-safe buffer of timestamped samples for live display and processing."""
+
+    def __init__(self, capacity: int, channels: int) -> None:
+        self._t = np.full(capacity, np.nan)
+        self._x = np.full((capacity, channels), np.nan)
+        self._capacity = capacity
+        self._count = 0
+        self._lock = threading.Lock()
+
+    @property
+    def count(self) -> int:
+        """Samples appended since creation (not capped at capacity)."""
+        return self._count
+
+    def append(self, t_s: np.ndarray, x: np.ndarray) -> None:
+        """Append samples ``x`` (n, channels) at times ``t_s`` (n,)."""
+        t_s = np.asarray(t_s, dtype=float)
+        x = np.asarray(x, dtype=float).reshape(len(t_s), -1)
+        n = len(t_s)
+        if n == 0:
+            return
+        if n > self._capacity:
+            t_s, x, n = t_s[-self._capacity :], x[-self._capacity :], self._capacity
+        with self._lock:
+            start = self._count % self._capacity
+            first = min(n, self._capacity - start)
+            self._t[start : start + first] = t_s[:first]
+            self._x[start : start + first] = x[:first]
+            if first < n:
+                self._t[: n - first] = t_s[first:]
+                self._x[: n - first] = x[first:]
+            self._count += n
+
+    def mark_gap(self, t_s: float) -> None:
+        """Insert a NaN row so that plots show a break instead of a joined line."""
+        self.append(np.array([t_s]), np.full((1, self._x.shape[1]), np.nan))
+
+    def snapshot(self, last: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Copies of the newest ``last`` samples (all held, if None), oldest first."""
+        with self._lock:
+            held = min(self._count, self._capacity)
+            k = held if last is None else min(last, held)
+            end = self._count % self._capacity
+            idx = (np.arange(end - k, end)) % self._capacity
+            return self._t[idx].copy(), self._x[idx].copy()
+
+    def since(self, t_s: float) -> tuple[np.ndarray, np.ndarray]:
+        """Copies of the samples newer than ``t_s``."""
+        t, x = self.snapshot()
+        keep = t > t_s
+        return t[keep], x[keep]

@@ -1,0 +1,408 @@
+"""Device profiles: the TOML files in the top-level ``devices/`` that describe each supported sensor.
+
+A profile says how to recognise a sensor in a scan, which protocols it speaks, the GATT UUIDs of
+each protocol, protocol settings and the streams it produces. ``devices/README.md`` documents
+every field. Loading validates everything, so a broken profile fails at start-up with a message
+naming the file and the field, never later in the middle of a session.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import tomllib
+import uuid as uuidlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from biofeedback.stream import StreamKind
+
+DEVICES_ENV = "BIOFEEDBACK_DEVICES"
+"""Environment variable naming a directory of profiles to use instead of the repository's."""
+DEFAULT_ATT_MTU = 23
+MAX_ATT_MTU = 517
+BLUETOOTH_BASE_UUID_TAIL = "-0000-1000-8000-00805f9b34fb"
+
+PROTOCOL_GATT_TABLE = {"hrs": "hrs", "polar-pmd": "pmd", "open-emg": "emg"}
+"""Protocol name -> name of its table under ``[gatt]``."""
+PROTOCOL_ROLES = {
+    "hrs": ("service", "measurement"),
+    "polar-pmd": ("service", "control", "data"),
+    "open-emg": ("service", "info", "control", "data", "status"),
+}
+"""Characteristic roles each protocol's gatt table must give."""
+PROTOCOL_STREAMS = {"hrs": ("hr", "rr"), "polar-pmd": ("ecg",), "open-emg": ("emg", "status")}
+"""Stream kinds each protocol can produce."""
+PROTOCOL_SETTINGS = {
+    "hrs": {},
+    "polar-pmd": {
+        "ecg_rate_hz": "u16",
+        "ecg_resolution_bits": "u16",
+        "ecg_true_rate_hz": "range",
+        "ecg_start_timeout_s": "seconds",
+    },
+    "open-emg": {"sample_rate_hz": "u16", "channel_mask": "u8"},
+}
+"""Settings each protocol needs, with their kind of value."""
+PROTOCOL_RATE_SETTING = {"polar-pmd": ("ecg", "ecg_rate_hz"), "open-emg": ("emg", "sample_rate_hz")}
+"""Stream whose ``rate_hz`` must equal a setting."""
+
+_REQUIRED = ("name", "label", "protocols", "match", "gatt", "streams")
+_OPTIONAL = {"priority": 0, "min_mtu": DEFAULT_ATT_MTU, "settings": {}}
+_MATCH_KEYS = ("name_prefixes", "services")
+_STREAM_REQUIRED = ("kind", "unit", "channels", "rate_hz")
+_STREAM_OPTIONAL = {"has_sequence": False, "device_time": False}
+
+
+class ProfileError(ValueError):
+    """A device profile is broken or missing; the message names the file, the field and the fix."""
+
+    def __init__(self, path: pathlib.Path | str, field: str | None, problem: str) -> None:
+        self.path = pathlib.Path(path)
+        self.field = field
+        self.problem = problem
+        where = f"{path}: field '{field}'" if field else f"{path}"
+        super().__init__(f"{where}: {problem}")
+
+
+def normalize_uuid(u: str) -> str:
+    """A 16-bit ("180d", "0x180D"), 32-bit or 128-bit UUID as a lowercase 128-bit string."""
+    if not isinstance(u, str):
+        raise ValueError(f"{u!r} is not a UUID (use 4 hex digits or a 128-bit UUID)")
+    text = u.strip().lower()
+    short = text[2:] if text.startswith("0x") else text
+    if len(short) in (4, 8) and all(c in "0123456789abcdef" for c in short):
+        return f"{int(short, 16):08x}{BLUETOOTH_BASE_UUID_TAIL}"
+    try:
+        return str(uuidlib.UUID(text))
+    except ValueError:
+        raise ValueError(f"{u!r} is not a UUID (use 4 hex digits or a 128-bit UUID)") from None
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """One stream a device produces."""
+
+    kind: str
+    """One of ``StreamKind``: "hr", "rr", "ecg", "emg", "status"."""
+    unit: str
+    channels: tuple[str, ...]
+    rate_hz: float | None
+    """Nominal sample rate; None for event streams."""
+    has_sequence: bool
+    """Packets carry a sequence counter or sample index."""
+    device_time: bool
+    """Packets carry a device timestamp."""
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    """A validated device profile."""
+
+    name: str
+    label: str
+    path: pathlib.Path
+    protocols: tuple[str, ...]
+    priority: int
+    min_mtu: int
+    name_prefixes: tuple[str, ...]
+    services: tuple[str, ...]
+    """Normalized 128-bit UUIDs; any one advertised is enough."""
+    gatt: dict[str, dict[str, str]] = field(hash=False)
+    """Gatt table ("hrs", "pmd", "emg") -> role -> normalized UUID."""
+    settings: dict[str, object] = field(hash=False)
+    streams: tuple[StreamSpec, ...] = ()
+
+    def matches(self, name: str | None, service_uuids: Iterable[str]) -> bool:
+        """Whether an advertisement (local name, service UUIDs short or full) fits this profile."""
+        if self.name_prefixes and not (name and name.startswith(self.name_prefixes)):
+            return False
+        if not self.services:
+            return True
+        advertised = set()
+        for u in service_uuids:
+            try:
+                advertised.add(normalize_uuid(u))
+            except ValueError:
+                continue
+        return any(s in advertised for s in self.services)
+
+    def uuid(self, protocol: str, role: str) -> str:
+        """The UUID of a role ("service", "control", ...) of a protocol ("polar-pmd" or its table "pmd")."""
+        table = self.gatt.get(PROTOCOL_GATT_TABLE.get(protocol, protocol))
+        if table is None or role not in table:
+            raise ProfileError(
+                self.path, f"gatt.{PROTOCOL_GATT_TABLE.get(protocol, protocol)}.{role}", "not in this profile"
+            )
+        return table[role]
+
+    def stream(self, kind: str) -> StreamSpec:
+        """The spec of the stream of this kind."""
+        for s in self.streams:
+            if s.kind == kind:
+                return s
+        raise ProfileError(self.path, "streams", f"no stream of kind {kind!r} in this profile")
+
+
+def default_devices_dir() -> pathlib.Path:
+    """``$BIOFEEDBACK_DEVICES`` if set, else the repository's top-level ``devices/``."""
+    env = os.environ.get(DEVICES_ENV)
+    if env:
+        return pathlib.Path(env)
+    return pathlib.Path(__file__).resolve().parents[3] / "devices"
+
+
+class _Checker:
+    """Type checks that raise ProfileError naming the file and the field."""
+
+    def __init__(self, path: pathlib.Path) -> None:
+        self.path = path
+
+    def fail(self, where: str | None, problem: str) -> ProfileError:
+        return ProfileError(self.path, where, problem)
+
+    def table(self, value: object, where: str) -> dict:
+        if not isinstance(value, dict):
+            raise self.fail(where, f"expected a table ([{where}]), got {_describe(value)}")
+        return value
+
+    def keys(self, table: dict, where: str | None, required: Iterable[str], optional: Iterable[str]) -> None:
+        prefix = f"{where}." if where else ""
+        required = tuple(required)
+        for key in required:
+            if key not in table:
+                raise self.fail(f"{prefix}{key}", "missing (add it; see devices/README.md)")
+        allowed = set(required) | set(optional)
+        for key in table:
+            if key not in allowed:
+                raise self.fail(
+                    f"{prefix}{key}", f"unknown field (allowed here: {', '.join(sorted(allowed))})"
+                )
+
+    def string(self, value: object, where: str, *, empty_ok: bool = False) -> str:
+        if not isinstance(value, str):
+            raise self.fail(where, f"expected a string, got {_describe(value)}")
+        if not empty_ok and not value.strip():
+            raise self.fail(where, "must not be empty")
+        return value
+
+    def strings(self, value: object, where: str) -> tuple[str, ...]:
+        if not isinstance(value, list):
+            raise self.fail(where, f'expected a list of strings like ["a", "b"], got {_describe(value)}')
+        return tuple(self.string(v, f"{where}[{i}]") for i, v in enumerate(value))
+
+    def integer(self, value: object, where: str, lo: int | None = None, hi: int | None = None) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(where, f"expected an integer, got {_describe(value)}")
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            raise self.fail(where, f"{value} is out of range ({lo}-{hi})")
+        return value
+
+    def number(self, value: object, where: str, *, positive: bool) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.fail(where, f"expected a number, got {_describe(value)}")
+        if value < 0 or (positive and value == 0):
+            raise self.fail(where, f"{value} must be {'positive' if positive else 'zero or positive'}")
+        return float(value)
+
+    def boolean(self, value: object, where: str) -> bool:
+        if not isinstance(value, bool):
+            raise self.fail(where, f"expected true or false, got {_describe(value)}")
+        return value
+
+    def uuid(self, value: object, where: str) -> str:
+        text = self.string(value, where)
+        try:
+            return normalize_uuid(text)
+        except ValueError as exc:
+            raise self.fail(where, str(exc)) from None
+
+
+def _describe(value: object) -> str:
+    names = {dict: "a table", list: "a list", str: "a string", bool: "a boolean", int: "an integer", float: "a float"}
+    return f"{names.get(type(value), type(value).__name__)} ({value!r})"
+
+
+def _read_toml(path: pathlib.Path) -> dict:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as exc:
+        raise ProfileError(path, None, f"not valid TOML: {exc} (fix the syntax there)") from None
+    except UnicodeDecodeError as exc:
+        raise ProfileError(path, None, f"not UTF-8 text ({exc}); save the file as UTF-8") from None
+    except OSError as exc:
+        raise ProfileError(path, None, f"cannot read the file: {exc.strerror or exc}") from None
+
+
+def _check_settings(c: _Checker, settings: dict, protocols: tuple[str, ...]) -> dict[str, object]:
+    for protocol in protocols:
+        for key, kind in PROTOCOL_SETTINGS[protocol].items():
+            where = f"settings.{key}"
+            if key not in settings:
+                raise c.fail(where, f"missing; protocol {protocol!r} needs it (see devices/README.md)")
+            value = settings[key]
+            if kind == "u8":
+                c.integer(value, where, 1, 0xFF)
+            elif kind == "u16":
+                c.integer(value, where, 1, 0xFFFF)
+            elif kind == "seconds":
+                c.number(value, where, positive=True)
+            elif kind == "range":
+                if not isinstance(value, list) or len(value) != 2:
+                    raise c.fail(where, f"expected [low, high], got {_describe(value)}")
+                low, high = (c.number(v, f"{where}[{i}]", positive=True) for i, v in enumerate(value))
+                if low > high:
+                    raise c.fail(where, f"low {low} is above high {high}")
+    if "polar-pmd" in protocols:
+        low, high = settings["ecg_true_rate_hz"]
+        if not low <= settings["ecg_rate_hz"] <= high:
+            raise c.fail("settings.ecg_true_rate_hz", f"[{low}, {high}] must contain ecg_rate_hz")
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}
+
+
+def _check_stream(c: _Checker, raw: object, i: int) -> StreamSpec:
+    where = f"streams[{i}]"
+    table = c.table(raw, where)
+    c.keys(table, where, _STREAM_REQUIRED, _STREAM_OPTIONAL)
+    kind = c.string(table["kind"], f"{where}.kind")
+    if kind not in StreamKind.UNITS:
+        raise c.fail(f"{where}.kind", f"{kind!r} is not a stream kind (use one of {', '.join(StreamKind.UNITS)})")
+    unit = c.string(table["unit"], f"{where}.unit", empty_ok=True)
+    if unit != StreamKind.UNITS[kind]:
+        raise c.fail(
+            f"{where}.unit", f"{unit!r}: {kind} blocks carry {StreamKind.UNITS[kind]!r} (use that)"
+        )
+    channels = c.strings(table["channels"], f"{where}.channels")
+    if not channels or len(set(channels)) != len(channels):
+        raise c.fail(f"{where}.channels", "must list one or more distinct channel names")
+    rate = c.number(table["rate_hz"], f"{where}.rate_hz", positive=False)
+    return StreamSpec(
+        kind=kind,
+        unit=unit,
+        channels=channels,
+        rate_hz=rate or None,
+        has_sequence=c.boolean(table.get("has_sequence", False), f"{where}.has_sequence"),
+        device_time=c.boolean(table.get("device_time", False), f"{where}.device_time"),
+    )
+
+
+def load_profile(path: pathlib.Path) -> DeviceProfile:
+    """Read and validate one profile; ProfileError says what is wrong and where."""
+    path = pathlib.Path(path)
+    c = _Checker(path)
+    doc = _read_toml(path)
+    c.keys(doc, None, _REQUIRED, _OPTIONAL)
+
+    name = c.string(doc["name"], "name")
+    if name != path.stem:
+        raise c.fail("name", f"{name!r} must equal the file name {path.stem!r} (rename one of them)")
+    label = c.string(doc["label"], "label")
+    protocols = c.strings(doc["protocols"], "protocols")
+    if not protocols:
+        raise c.fail("protocols", f"must list at least one protocol ({', '.join(PROTOCOL_ROLES)})")
+    for i, p in enumerate(protocols):
+        if p not in PROTOCOL_ROLES:
+            raise c.fail(
+                f"protocols[{i}]", f"{p!r} is not a known protocol (known: {', '.join(PROTOCOL_ROLES)})"
+            )
+    if len(set(protocols)) != len(protocols):
+        raise c.fail("protocols", "lists a protocol twice")
+    priority = c.integer(doc.get("priority", _OPTIONAL["priority"]), "priority")
+    min_mtu = c.integer(doc.get("min_mtu", _OPTIONAL["min_mtu"]), "min_mtu", DEFAULT_ATT_MTU, MAX_ATT_MTU)
+
+    match = c.table(doc["match"], "match")
+    c.keys(match, "match", (), _MATCH_KEYS)
+    name_prefixes = c.strings(match.get("name_prefixes", []), "match.name_prefixes")
+    services = tuple(
+        c.uuid(u, f"match.services[{i}]")
+        for i, u in enumerate(c.strings(match.get("services", []), "match.services"))
+    )
+    if not name_prefixes and not services:
+        raise c.fail("match", "give name_prefixes or services, otherwise the profile matches every device")
+
+    gatt_doc = c.table(doc["gatt"], "gatt")
+    tables = {PROTOCOL_GATT_TABLE[p]: p for p in protocols}
+    gatt: dict[str, dict[str, str]] = {}
+    for table_name, protocol in tables.items():
+        if table_name not in gatt_doc:
+            raise c.fail(f"gatt.{table_name}", f"missing; protocol {protocol!r} needs a [gatt.{table_name}] table")
+    for table_name, roles in gatt_doc.items():
+        where = f"gatt.{table_name}"
+        if table_name not in tables:
+            raise c.fail(where, f"no protocol in 'protocols' uses it (known tables: {', '.join(sorted(tables))})")
+        roles = c.table(roles, where)
+        for role in PROTOCOL_ROLES[tables[table_name]]:
+            if role not in roles:
+                raise c.fail(f"{where}.{role}", f"missing; protocol {tables[table_name]!r} needs its UUID")
+        gatt[table_name] = {role: c.uuid(u, f"{where}.{role}") for role, u in roles.items()}
+
+    settings = _check_settings(c, c.table(doc.get("settings", _OPTIONAL["settings"]), "settings"), protocols)
+
+    if not isinstance(doc["streams"], list) or not doc["streams"]:
+        raise c.fail("streams", "needs one or more [[streams]] tables")
+    streams = tuple(_check_stream(c, s, i) for i, s in enumerate(doc["streams"]))
+    producible = {k for p in protocols for k in PROTOCOL_STREAMS[p]}
+    seen: set[str] = set()
+    for i, s in enumerate(streams):
+        if s.kind in seen:
+            raise c.fail(f"streams[{i}].kind", f"a second {s.kind!r} stream (one per kind)")
+        seen.add(s.kind)
+        if s.kind not in producible:
+            needs = [p for p, kinds in PROTOCOL_STREAMS.items() if s.kind in kinds]
+            raise c.fail(
+                f"streams[{i}].kind", f"{s.kind!r} needs protocol {needs[0]!r} (add it to protocols or drop the stream)"
+            )
+    for protocol, (kind, key) in PROTOCOL_RATE_SETTING.items():
+        if protocol in protocols and kind in seen:
+            i, spec = next((i, s) for i, s in enumerate(streams) if s.kind == kind)
+            if spec.rate_hz != settings[key]:
+                raise c.fail(f"streams[{i}].rate_hz", f"{spec.rate_hz or 0:g} must equal settings.{key} ({settings[key]})")
+    if "open-emg" in protocols and "emg" in seen:
+        i, spec = next((i, s) for i, s in enumerate(streams) if s.kind == "emg")
+        enabled = bin(int(settings["channel_mask"])).count("1")
+        if len(spec.channels) != enabled:
+            raise c.fail(
+                f"streams[{i}].channels",
+                f"{len(spec.channels)} names, but settings.channel_mask enables {enabled} channels",
+            )
+
+    return DeviceProfile(
+        name=name,
+        label=label,
+        path=path,
+        protocols=protocols,
+        priority=priority,
+        min_mtu=min_mtu,
+        name_prefixes=name_prefixes,
+        services=services,
+        gatt=gatt,
+        settings=settings,
+        streams=streams,
+    )
+
+
+def load_profiles(directory: pathlib.Path | None = None) -> dict[str, DeviceProfile]:
+    """Every ``*.toml`` profile in a directory (default: ``default_devices_dir()``), by name."""
+    directory = pathlib.Path(directory) if directory is not None else default_devices_dir()
+    if not directory.is_dir():
+        raise ProfileError(
+            directory, None, f"not a directory of device profiles (set {DEVICES_ENV} to the devices/ folder)"
+        )
+    paths = sorted(directory.glob("*.toml"))
+    if not paths:
+        raise ProfileError(
+            directory, None, f"no *.toml device profiles here (set {DEVICES_ENV} to the devices/ folder)"
+        )
+    return {p.name: p for p in map(load_profile, paths)}
+
+
+def best_profile(
+    profiles: Iterable[DeviceProfile], name: str | None, service_uuids: Iterable[str]
+) -> DeviceProfile | None:
+    """The highest-priority profile matching an advertisement (ties: first by name), or None."""
+    service_uuids = tuple(service_uuids)
+    candidates = [p for p in profiles if p.matches(name, service_uuids)]
+    if not candidates:
+        return None
+    return min(candidates, key=lambda p: (-p.priority, p.name))

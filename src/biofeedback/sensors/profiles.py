@@ -111,7 +111,7 @@ class DeviceProfile:
     gatt: dict[str, dict[str, str]] = field(hash=False)
     """Gatt table ("hrs", "pmd", "emg") -> role -> normalized UUID."""
     settings: dict[str, object] = field(hash=False)
-    streams: tuple[StreamSpec, ...] = ()
+    streams: tuple[StreamSpec, ...]
 
     def matches(self, name: str | None, service_uuids: Iterable[str]) -> bool:
         """Whether an advertisement (local name, service UUIDs short or full) fits this profile."""
@@ -219,7 +219,9 @@ class _Checker:
 
 
 def _describe(value: object) -> str:
-    names = {dict: "a table", list: "a list", str: "a string", bool: "a boolean", int: "an integer", float: "a float"}
+    names = {
+        dict: "a table", list: "a list", str: "a string", bool: "a boolean", int: "an integer", float: "a float"
+    }
     return f"{names.get(type(value), type(value).__name__)} ({value!r})"
 
 
@@ -267,7 +269,8 @@ def _check_stream(c: _Checker, raw: object, i: int) -> StreamSpec:
     c.keys(table, where, _STREAM_REQUIRED, _STREAM_OPTIONAL)
     kind = c.string(table["kind"], f"{where}.kind")
     if kind not in StreamKind.UNITS:
-        raise c.fail(f"{where}.kind", f"{kind!r} is not a stream kind (use one of {', '.join(StreamKind.UNITS)})")
+        known = ", ".join(StreamKind.UNITS)
+        raise c.fail(f"{where}.kind", f"{kind!r} is not a stream kind (use one of {known})")
     unit = c.string(table["unit"], f"{where}.unit", empty_ok=True)
     if unit != StreamKind.UNITS[kind]:
         raise c.fail(
@@ -285,6 +288,61 @@ def _check_stream(c: _Checker, raw: object, i: int) -> StreamSpec:
         has_sequence=c.boolean(table.get("has_sequence", False), f"{where}.has_sequence"),
         device_time=c.boolean(table.get("device_time", False), f"{where}.device_time"),
     )
+
+
+def _check_gatt(c: _Checker, gatt_doc: dict, protocols: tuple[str, ...]) -> dict[str, dict[str, str]]:
+    tables = {PROTOCOL_GATT_TABLE[p]: p for p in protocols}
+    for table_name, protocol in tables.items():
+        if table_name not in gatt_doc:
+            raise c.fail(
+                f"gatt.{table_name}", f"missing; protocol {protocol!r} needs a [gatt.{table_name}] table"
+            )
+    gatt: dict[str, dict[str, str]] = {}
+    for table_name, roles in gatt_doc.items():
+        where = f"gatt.{table_name}"
+        if table_name not in tables:
+            expected = ", ".join(sorted(tables))
+            raise c.fail(where, f"no protocol in 'protocols' uses it (tables for its protocols: {expected})")
+        roles = c.table(roles, where)
+        for role in PROTOCOL_ROLES[tables[table_name]]:
+            if role not in roles:
+                raise c.fail(f"{where}.{role}", f"missing; protocol {tables[table_name]!r} needs its UUID")
+        gatt[table_name] = {role: c.uuid(u, f"{where}.{role}") for role, u in roles.items()}
+    return gatt
+
+
+def _check_streams(
+    c: _Checker, streams_doc: object, protocols: tuple[str, ...], settings: dict[str, object]
+) -> tuple[StreamSpec, ...]:
+    if not isinstance(streams_doc, list) or not streams_doc:
+        raise c.fail("streams", "needs one or more [[streams]] tables")
+    streams = tuple(_check_stream(c, s, i) for i, s in enumerate(streams_doc))
+    producible = {k for p in protocols for k in PROTOCOL_STREAMS[p]}
+    index: dict[str, int] = {}
+    for i, s in enumerate(streams):
+        if s.kind in index:
+            raise c.fail(f"streams[{i}].kind", f"a second {s.kind!r} stream (one per kind)")
+        index[s.kind] = i
+        if s.kind not in producible:
+            needs = next(p for p, kinds in PROTOCOL_STREAMS.items() if s.kind in kinds)
+            raise c.fail(
+                f"streams[{i}].kind", f"{s.kind!r} needs protocol {needs!r} (add it to protocols or drop the stream)"
+            )
+    for protocol, (kind, key) in PROTOCOL_RATE_SETTING.items():
+        if protocol in protocols and kind in index:
+            i = index[kind]
+            rate = streams[i].rate_hz or 0
+            if rate != settings[key]:
+                raise c.fail(f"streams[{i}].rate_hz", f"{rate:g} must equal settings.{key} ({settings[key]})")
+    if "open-emg" in protocols and "emg" in index:
+        i = index["emg"]
+        enabled = bin(int(settings["channel_mask"])).count("1")
+        named = len(streams[i].channels)
+        if named != enabled:
+            raise c.fail(
+                f"streams[{i}].channels", f"{named} names, but settings.channel_mask enables {enabled} channels"
+            )
+    return streams
 
 
 def load_profile(path: pathlib.Path) -> DeviceProfile:
@@ -321,51 +379,10 @@ def load_profile(path: pathlib.Path) -> DeviceProfile:
     if not name_prefixes and not services:
         raise c.fail("match", "give name_prefixes or services, otherwise the profile matches every device")
 
-    gatt_doc = c.table(doc["gatt"], "gatt")
-    tables = {PROTOCOL_GATT_TABLE[p]: p for p in protocols}
-    gatt: dict[str, dict[str, str]] = {}
-    for table_name, protocol in tables.items():
-        if table_name not in gatt_doc:
-            raise c.fail(f"gatt.{table_name}", f"missing; protocol {protocol!r} needs a [gatt.{table_name}] table")
-    for table_name, roles in gatt_doc.items():
-        where = f"gatt.{table_name}"
-        if table_name not in tables:
-            raise c.fail(where, f"no protocol in 'protocols' uses it (known tables: {', '.join(sorted(tables))})")
-        roles = c.table(roles, where)
-        for role in PROTOCOL_ROLES[tables[table_name]]:
-            if role not in roles:
-                raise c.fail(f"{where}.{role}", f"missing; protocol {tables[table_name]!r} needs its UUID")
-        gatt[table_name] = {role: c.uuid(u, f"{where}.{role}") for role, u in roles.items()}
-
+    gatt = _check_gatt(c, c.table(doc["gatt"], "gatt"), protocols)
     settings = _check_settings(c, c.table(doc.get("settings", _OPTIONAL["settings"]), "settings"), protocols)
 
-    if not isinstance(doc["streams"], list) or not doc["streams"]:
-        raise c.fail("streams", "needs one or more [[streams]] tables")
-    streams = tuple(_check_stream(c, s, i) for i, s in enumerate(doc["streams"]))
-    producible = {k for p in protocols for k in PROTOCOL_STREAMS[p]}
-    seen: set[str] = set()
-    for i, s in enumerate(streams):
-        if s.kind in seen:
-            raise c.fail(f"streams[{i}].kind", f"a second {s.kind!r} stream (one per kind)")
-        seen.add(s.kind)
-        if s.kind not in producible:
-            needs = [p for p, kinds in PROTOCOL_STREAMS.items() if s.kind in kinds]
-            raise c.fail(
-                f"streams[{i}].kind", f"{s.kind!r} needs protocol {needs[0]!r} (add it to protocols or drop the stream)"
-            )
-    for protocol, (kind, key) in PROTOCOL_RATE_SETTING.items():
-        if protocol in protocols and kind in seen:
-            i, spec = next((i, s) for i, s in enumerate(streams) if s.kind == kind)
-            if spec.rate_hz != settings[key]:
-                raise c.fail(f"streams[{i}].rate_hz", f"{spec.rate_hz or 0:g} must equal settings.{key} ({settings[key]})")
-    if "open-emg" in protocols and "emg" in seen:
-        i, spec = next((i, s) for i, s in enumerate(streams) if s.kind == "emg")
-        enabled = bin(int(settings["channel_mask"])).count("1")
-        if len(spec.channels) != enabled:
-            raise c.fail(
-                f"streams[{i}].channels",
-                f"{len(spec.channels)} names, but settings.channel_mask enables {enabled} channels",
-            )
+    streams = _check_streams(c, doc["streams"], protocols, settings)
 
     return DeviceProfile(
         name=name,

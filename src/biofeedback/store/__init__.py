@@ -1,1 +1,19 @@
-"""biofeedback.store"""
+"""The session file (crash-safe, one per session) and its exporters (EDF+, CSV, BIDS-style physio, HDF5)."""
+
+from biofeedback.store.errors import StoreError
+from biofeedback.store.listing import list_clients, list_sessions
+from biofeedback.store.paths import data_home, device_alias, new_session_path, validate_client_id
+from biofeedback.store.session_file import COMMIT_INTERVAL_S, SessionReader, SessionWriter
+
+__all__ = [
+    "COMMIT_INTERVAL_S",
+    "SessionReader",
+    "SessionWriter",
+    "StoreError",
+    "data_home",
+    "device_alias",
+    "list_clients",
+    "list_sessions",
+    "new_session_path",
+    "validate_client_id",
+]

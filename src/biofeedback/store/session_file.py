@@ -1,0 +1,538 @@
+"""The session file: one crash-safe SQLite database per session, written in WAL mode.
+
+Why SQLite in WAL mode. A kill test (``tools/kill_test.py``, run by ``tests/store/test_kill.py``)
+sends SIGKILL to a process that is writing a realistic session, at random moments; afterwards the
+file must open with the normal reader and lose at most the last second. Of the candidates:
+
+* SQLite, WAL mode: every commit is atomic; after a kill the next connection replays the
+  committed frames of the ``-wal`` file and ignores a torn tail, with no step for the user. Passes
+  the kill test. A reader in another process sees a consistent snapshot while the writer appends,
+  and it ships with Python (no new dependency, one file a user can copy).
+* HDF5 with SWMR: survives a kill only if the writer flushes after every append and never adds a
+  dataset or attribute once SWMR starts (new streams, late metadata, calibration would be
+  impossible), and a damaged file cannot be repaired with standard tools.
+* zarr: one file per chunk (a folder, not one file); a kill between chunk and metadata writes
+  leaves arrays whose shape disagrees with their chunks.
+* plain HDF5 without flush, and Parquet (footer written at close), lose everything on a kill.
+
+Durability policy: the writer thread commits every ``COMMIT_INTERVAL_S`` of session time (so at
+``--speed 20`` it commits twenty times as often in wall time) with ``synchronous=FULL``, i.e. an
+fsync of the WAL per commit, which also covers a laptop losing power. The acquisition thread only
+appends to an in-memory list; it never waits for the disk.
+
+Layout: ``meta`` (JSON values), ``streams``, ``blocks`` (one row per received packet: times,
+sequence, first sample index, flags, decoded samples as a little-endian float32 blob, the raw
+packet bytes), ``beats`` (raw and corrected RR with flags per beat), ``gaps`` and ``events``
+(phases, markers, notes, calibration, ...). float32 keeps 24 bits of mantissa, far finer than any
+sensor's ADC; the raw packets are kept as received anyway.
+
+Creation is atomic: the schema and the metadata are written to ``<name>.part``, which is renamed
+into place only when complete, so a kill during creation leaves no half-made session behind.
+The reader opens read-only and never writes to the file it was asked to read: with a ``-wal``
+file beside it (session being written, or writer killed) SQLite reads the committed frames from
+it; without one it opens the file as immutable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import numpy as np
+
+import biofeedback
+from biofeedback.store.errors import StoreError
+from biofeedback.store.paths import FILE_MODE, private_dir, scrub_addresses, validate_client_id
+from biofeedback.stream import NS_PER_S, Block, Gap, StreamKind
+
+COMMIT_INTERVAL_S = 0.5
+"""Session seconds between commits: with the time a commit takes, a kill loses less than 1 s."""
+MIN_COMMIT_WALL_S = 0.02
+"""Shortest wall-clock time between commits, at high replay speeds (bounds the fsync rate)."""
+APPLICATION_ID = 0x62665353
+"""SQLite ``application_id`` of a session file ('bfSS'); tells our files from other SQLite files."""
+SCHEMA_VERSION = 1
+SAMPLE_DTYPE = np.dtype("<f4")
+LONGEST_BLOCK_S = 10.0
+"""Upper bound on one block's duration, used to find the blocks that overlap a time range."""
+
+_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE streams (
+    id INTEGER PRIMARY KEY, stream TEXT NOT NULL, source TEXT NOT NULL, rate_hz REAL,
+    channels TEXT NOT NULL, unit TEXT NOT NULL, UNIQUE (stream, source));
+CREATE TABLE blocks (
+    id INTEGER PRIMARY KEY, stream_id INTEGER NOT NULL REFERENCES streams (id),
+    host_time_ns INTEGER NOT NULL, device_time_ns INTEGER, seq INTEGER, first_index INTEGER,
+    flags INTEGER NOT NULL, t_first_s REAL NOT NULL, rate_hz REAL, n INTEGER NOT NULL,
+    n_channels INTEGER NOT NULL, data BLOB NOT NULL, raw BLOB NOT NULL);
+CREATE INDEX blocks_by_stream_time ON blocks (stream_id, t_first_s);
+CREATE TABLE beats (
+    id INTEGER PRIMARY KEY, source TEXT NOT NULL, t_s REAL NOT NULL, rr_raw_ms REAL NOT NULL,
+    rr_corrected_ms REAL, flags INTEGER NOT NULL);
+CREATE TABLE gaps (
+    id INTEGER PRIMARY KEY, stream TEXT NOT NULL, source TEXT NOT NULL, start_s REAL NOT NULL,
+    end_s REAL NOT NULL, reason TEXT NOT NULL, lost_samples INTEGER);
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY, kind TEXT NOT NULL, t_s REAL NOT NULL, duration_s REAL NOT NULL,
+    label TEXT NOT NULL, data TEXT);
+"""
+_INSERTS = {
+    "meta": "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+    "streams": "INSERT INTO streams VALUES (?, ?, ?, ?, ?, ?)",
+    "blocks": "INSERT INTO blocks VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "beats": "INSERT INTO beats VALUES (NULL, ?, ?, ?, ?, ?)",
+    "gaps": "INSERT INTO gaps VALUES (NULL, ?, ?, ?, ?, ?, ?)",
+    "events": "INSERT INTO events VALUES (NULL, ?, ?, ?, ?, ?)",
+}
+
+
+def _json(value: Any) -> str:
+    try:
+        return json.dumps(value, allow_nan=False, sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"session metadata must be JSON-serialisable ({exc}); pass plain numbers, strings, lists, dicts")
+
+
+class SessionWriter:
+    """Appends one session to a new file; cheap to call from the acquisition thread.
+
+    ``add_*`` calls only append to an in-memory buffer; a background thread writes the buffer in
+    one transaction every ``COMMIT_INTERVAL_S`` session seconds. ``flush()`` commits at once.
+    Device addresses in the metadata, source names, labels and event data are replaced by salted
+    aliases (``paths.device_alias``) before anything reaches the file.
+    """
+
+    def __init__(self, path: Path, meta: dict) -> None:
+        self.path = Path(path)
+        meta = dict(meta)
+        validate_client_id(meta.get("client_id"))
+        meta.setdefault("utc_anchor", time.time())
+        meta.setdefault("speed", 1.0)
+        speed = float(meta["speed"])
+        if not speed > 0:
+            raise StoreError(f"speed must be positive, got {speed}")
+        meta["software_version"] = biofeedback.__version__
+        meta["format_version"] = SCHEMA_VERSION
+        meta["complete"] = False
+        meta = scrub_addresses(meta)
+        _create(self.path, {k: _json(v) for k, v in meta.items()})
+        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode != "wal":
+            raise StoreError(f"{self.path.parent} does not support SQLite WAL mode (got {mode}); record to a local disk")
+        self._conn.execute("PRAGMA synchronous = FULL")
+        self._pending: dict[str, list[tuple]] = {table: [] for table in _INSERTS}
+        self._lock = threading.Lock()
+        self._db_lock = threading.Lock()
+        self._stream_ids: dict[tuple[str, str], int] = {}
+        self._sources: dict[str, str] = {}
+        self._error: str | None = None
+        self._closed = False
+        self._stop = threading.Event()
+        self._commit_wall_s = max(COMMIT_INTERVAL_S / speed, MIN_COMMIT_WALL_S)
+        self._thread = threading.Thread(target=self._run, name=f"session-writer {self.path.name}", daemon=True)
+        self._thread.start()
+
+    def __enter__(self) -> SessionWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def error(self) -> str | None:
+        """The last write error (e.g. disk full), or None; data stay buffered and are retried."""
+        return self._error
+
+    def add_block(self, block: Block, t_first_s: float | None) -> None:
+        """Buffer a received block: raw packet, times, and decoded samples.
+
+        Rate streams: sample ``i`` is at ``t_first_s + i / block.rate_hz`` (if ``t_first_s`` is
+        None, the last sample is put at the host arrival time). Event streams (``rate_hz`` None,
+        e.g. HR): every row is stored at ``block.host_time_ns``.
+        """
+        data = np.asarray(block.data, dtype=float)
+        if data.ndim == 1:
+            data = data[:, None]
+        n, n_channels = data.shape
+        host_s = block.host_time_ns / NS_PER_S
+        rate = float(block.rate_hz) if block.rate_hz else None
+        if rate is None:
+            t0 = host_s
+        elif t_first_s is None:
+            t0 = host_s - (n - 1) / rate
+        else:
+            t0 = float(t_first_s)
+        row = (
+            block.host_time_ns, block.device_time_ns, block.seq, block.first_index, int(block.flags), t0, rate,
+            n, n_channels, data.astype(SAMPLE_DTYPE).tobytes(), bytes(block.raw),
+        )
+        with self._lock:
+            self._check_open()
+            sid = self._stream_id(block, rate, n_channels)
+            self._pending["blocks"].append((sid, *row))
+
+    def add_beats(self, source: str, beat_times_s, rr_raw_ms, rr_corrected_ms=None, flags=None) -> None:
+        """Buffer beats: session time of each beat, its raw RR (ms), corrected RR (ms, NaN if none) and flags."""
+        t = np.asarray(beat_times_s, dtype=float).ravel()
+        raw = np.asarray(rr_raw_ms, dtype=float).ravel()
+        corrected = np.full(t.size, np.nan) if rr_corrected_ms is None else np.asarray(rr_corrected_ms, dtype=float).ravel()
+        fl = np.zeros(t.size, dtype=np.int64) if flags is None else np.asarray(flags, dtype=np.int64).ravel()
+        if not (t.size == raw.size == corrected.size == fl.size):
+            raise StoreError(
+                f"add_beats got {t.size} beat times, {raw.size} raw RR, {corrected.size} corrected RR and "
+                f"{fl.size} flags; pass one of each per beat"
+            )
+        rows = [(float(a), float(b), None if np.isnan(c) else float(c), int(f)) for a, b, c, f in zip(t, raw, corrected, fl)]
+        with self._lock:
+            self._check_open()
+            src = self._source(source)
+            self._pending["beats"].extend((src, *r) for r in rows)
+
+    def add_gap(self, gap: Gap) -> None:
+        """Buffer a gap (an interval with no data for one stream)."""
+        with self._lock:
+            self._check_open()
+            self._pending["gaps"].append((
+                gap.stream, self._source(gap.source), float(gap.start_s), float(gap.end_s),
+                scrub_addresses(gap.reason), gap.lost_samples,
+            ))
+
+    def add_event(self, kind: str, t_s: float, label: str, duration_s: float = 0.0, data: dict | None = None) -> None:
+        """Buffer an event: ``kind`` is "phase", "marker", "note", "calibration", ...; times in session seconds."""
+        row = (kind, float(t_s), float(duration_s), scrub_addresses(str(label)),
+               None if data is None else _json(scrub_addresses(data)))
+        with self._lock:
+            self._check_open()
+            self._pending["events"].append(row)
+
+    def set_meta(self, key: str, value) -> None:
+        """Set (or replace) one metadata entry; ``value`` must be JSON-serialisable."""
+        if key == "client_id":
+            validate_client_id(value)
+        row = (key, _json(scrub_addresses(value)))
+        with self._lock:
+            self._check_open()
+            self._pending["meta"].append(row)
+
+    def flush(self) -> None:
+        """Commit everything buffered now; raises StoreError if the file cannot be written."""
+        self._commit()
+        if self._error:
+            raise StoreError(self._error)
+
+    def close(self) -> None:
+        """Commit the rest, mark the session complete and close the file. Safe to call twice."""
+        if self._closed:
+            return
+        with self._lock:
+            self._pending["meta"].append(("complete", "true"))
+            self._closed = True
+        self._stop.set()
+        self._thread.join()
+        self._commit()
+        if self._error:
+            raise StoreError(self._error)
+        with self._db_lock:
+            self._conn.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError(f"session {self.path.name} is already closed; start a new session to record more")
+
+    def _source(self, source: str) -> str:
+        if source not in self._sources:
+            self._sources[source] = scrub_addresses(str(source))
+        return self._sources[source]
+
+    def _stream_id(self, block: Block, rate: float | None, n_channels: int) -> int:
+        key = (block.stream, block.source)
+        sid = self._stream_ids.get(key)
+        if sid is None:
+            sid = self._stream_ids[key] = len(self._stream_ids) + 1
+            channels = list(block.channels) or [f"ch{i + 1}" for i in range(n_channels)]
+            unit = StreamKind.UNITS.get(block.stream, "")
+            self._pending["streams"].append((sid, block.stream, self._source(block.source), rate, _json(channels), unit))
+        return sid
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._commit_wall_s):
+            self._commit()
+
+    def _commit(self) -> None:
+        with self._db_lock:
+            with self._lock:
+                batch, self._pending = self._pending, {table: [] for table in _INSERTS}
+            if not any(batch.values()):
+                return
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                for table, rows in batch.items():
+                    if rows:
+                        self._conn.executemany(_INSERTS[table], rows)
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                with self._lock:
+                    for table, rows in batch.items():
+                        self._pending[table][:0] = rows
+                self._error = f"cannot write session file {self.path} ({exc}); data are kept in memory and retried — free disk space or check the drive"
+            else:
+                self._error = None
+
+
+def _create(path: Path, meta_json: dict[str, str]) -> None:
+    """Write a complete, empty session file at ``path`` atomically (build ``.part``, then rename)."""
+    private_dir(path.parent)
+    if path.exists():
+        raise StoreError(f"{path} already exists; a session file is never overwritten — start a new session")
+    part = path.with_name(path.name + ".part")
+    part.unlink(missing_ok=True)
+    os.close(os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
+    conn = sqlite3.connect(part, isolation_level=None)
+    try:
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.executescript(f"BEGIN; {_SCHEMA} COMMIT;")
+        conn.executemany(_INSERTS["meta"], meta_json.items())
+        conn.execute("PRAGMA journal_mode = WAL")
+    finally:
+        conn.close()
+    fd = os.open(part, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    # An empty -wal before the rename: a reader never finds a WAL-mode session without its WAL
+    # while the writer opens it, and a stale -wal of an earlier file can never be replayed into it.
+    wal = path.with_name(path.name + "-wal")
+    os.close(os.open(wal, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE))
+    os.replace(part, path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _header_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be a session file, judged from its first 100 bytes and its size."""
+    with open(path, "rb") as f:
+        head = f.read(100)
+    if len(head) < 100 or not head.startswith(b"SQLite format 3\x00"):
+        return "is not a biofeedback session file (it is not an SQLite database)"
+    if int.from_bytes(head[68:72], "big") != APPLICATION_ID:
+        return "is an SQLite database but not a biofeedback session file"
+    version = int.from_bytes(head[60:64], "big")
+    if version > SCHEMA_VERSION:
+        return f"was written by a newer biofeedback (format {version}); upgrade biofeedback to read it"
+    if not path.with_name(path.name + "-wal").exists():
+        page_size = int.from_bytes(head[16:18], "big")
+        page_size = 65536 if page_size == 1 else page_size
+        if head[24:28] == head[92:96]:
+            expected = page_size * int.from_bytes(head[28:32], "big")
+            actual = path.stat().st_size
+            if actual < expected:
+                return f"is truncated ({actual} of {expected} bytes)"
+    return None
+
+
+class SessionReader:
+    """Read-only access to a session file, also one still being written or left by a killed writer.
+
+    Every call reads the newest committed state. Damaged files raise StoreError; the file is never
+    written to.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            raise StoreError(f"no session file at {self.path}; list the recorded sessions with `biofeedback sessions`")
+        if not self.path.is_file():
+            raise StoreError(f"{self.path} is a folder, not a session file; pass the .bfsession file inside it")
+        try:
+            problem = _header_problem(self.path)
+        except OSError as exc:
+            raise StoreError(f"cannot read {self.path} ({exc.strerror}); check the file's permissions")
+        if problem:
+            raise StoreError(f"{self.path} {problem}; the file was left unchanged — check the path or restore it from a backup")
+        wal = self.path.with_name(self.path.name + "-wal")
+        mode = "mode=ro" if wal.exists() else "immutable=1"
+        uri = f"file:{quote(str(self.path.resolve()))}?{mode}"
+        with self._reading():
+            self._conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            self._conn.execute("SELECT count(*) FROM meta").fetchone()
+        self._stream_rows: dict[tuple[str, str], tuple] = {}
+
+    def __enter__(self) -> SessionReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def _reading(self) -> AbstractContextManager[None]:
+        return _damage_guard(self.path)
+
+    def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
+        with self._reading():
+            return self._conn.execute(sql, args).fetchall()
+
+    @property
+    def meta(self) -> dict:
+        """All metadata (client_id, utc_anchor, speed, protocol, software_version, devices, complete, ...)."""
+        return {k: json.loads(v) for k, v in self._query("SELECT key, value FROM meta")}
+
+    @property
+    def complete(self) -> bool:
+        """True if the writer closed the file; False while recording or after a crash."""
+        return bool(self.meta.get("complete"))
+
+    def streams(self) -> list[tuple[str, str]]:
+        """The (stream, source) pairs in the file, in the order they first arrived."""
+        return [(s, src) for s, src in self._query("SELECT stream, source FROM streams ORDER BY id")]
+
+    def _stream(self, stream: str, source: str | None) -> tuple:
+        rows = self._query(
+            "SELECT id, stream, source, rate_hz, channels, unit FROM streams WHERE stream = ?"
+            + ("" if source is None else " AND source = ?") + " ORDER BY id",
+            (stream,) if source is None else (stream, source),
+        )
+        if not rows:
+            raise StoreError(f"{self.path.name} has no stream {stream!r}" + ("" if source is None else f" from {source!r}")
+                             + f"; it has {self.streams()}")
+        if len(rows) > 1:
+            raise StoreError(f"stream {stream!r} in {self.path.name} has several sources {[r[2] for r in rows]}; pass source=")
+        return rows[0]
+
+    def channels(self, stream: str, source: str | None = None) -> tuple[str, ...]:
+        """Channel names of a stream."""
+        return tuple(json.loads(self._stream(stream, source)[4]))
+
+    def rate_hz(self, stream: str, source: str | None = None) -> float | None:
+        """Nominal sample rate of a stream (None for event streams such as HR)."""
+        return self._stream(stream, source)[3]
+
+    def unit(self, stream: str, source: str | None = None) -> str:
+        """Unit of a stream's samples (e.g. "uV")."""
+        return self._stream(stream, source)[5]
+
+    def samples(self, stream: str, source: str | None = None, start_s: float | None = None,
+                end_s: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Session times (n,) and samples (n, channels), float64, in arrival order; optionally only [start_s, end_s)."""
+        sid, _, _, _, channels, _ = self._stream(stream, source)
+        sql = "SELECT t_first_s, rate_hz, n, n_channels, data FROM blocks WHERE stream_id = ?"
+        args: tuple = (sid,)
+        if start_s is not None:
+            sql, args = sql + " AND t_first_s >= ?", args + (start_s - LONGEST_BLOCK_S,)
+        if end_s is not None:
+            sql, args = sql + " AND t_first_s < ?", args + (end_s,)
+        rows = self._query(sql + " ORDER BY id", args)
+        n_ch = len(json.loads(channels))
+        if not rows:
+            return np.empty(0), np.empty((0, n_ch))
+        if any(r[3] != n_ch for r in rows):
+            raise StoreError(f"stream {stream!r} in {self.path.name} changes its channel count; read it with raw_blocks()")
+        t_first = np.array([r[0] for r in rows])
+        rate = np.array([np.inf if r[1] is None else r[1] for r in rows])
+        counts = np.array([r[2] for r in rows])
+        offsets = np.cumsum(counts) - counts
+        idx = np.arange(int(counts.sum())) - np.repeat(offsets, counts)
+        times = np.repeat(t_first, counts) + idx / np.repeat(rate, counts)
+        data = np.frombuffer(b"".join(r[4] for r in rows), dtype=SAMPLE_DTYPE).astype(float).reshape(-1, n_ch)
+        keep = np.ones(times.size, dtype=bool)
+        if start_s is not None:
+            keep &= times >= start_s
+        if end_s is not None:
+            keep &= times < end_s
+        return times[keep], data[keep]
+
+    def beats(self, source: str | None = None) -> dict[str, np.ndarray]:
+        """Beats by time: t_s, rr_raw_ms, rr_corrected_ms (NaN where none), flags, source."""
+        rows = self._query(
+            "SELECT t_s, rr_raw_ms, rr_corrected_ms, flags, source FROM beats"
+            + ("" if source is None else " WHERE source = ?") + " ORDER BY t_s, id",
+            () if source is None else (source,),
+        )
+        return {
+            "t_s": np.array([r[0] for r in rows], dtype=float),
+            "rr_raw_ms": np.array([r[1] for r in rows], dtype=float),
+            "rr_corrected_ms": np.array([np.nan if r[2] is None else r[2] for r in rows], dtype=float),
+            "flags": np.array([r[3] for r in rows], dtype=np.int64),
+            "source": np.array([r[4] for r in rows], dtype=object),
+        }
+
+    def gaps(self) -> list[Gap]:
+        """Recorded gaps, by start time."""
+        return [Gap(*r) for r in self._query(
+            "SELECT stream, source, start_s, end_s, reason, lost_samples FROM gaps ORDER BY start_s, id")]
+
+    def events(self, kind: str | None = None) -> list[dict]:
+        """Events by time, as dicts with kind, t_s, duration_s, label, data."""
+        rows = self._query(
+            "SELECT kind, t_s, duration_s, label, data FROM events"
+            + ("" if kind is None else " WHERE kind = ?") + " ORDER BY t_s, id",
+            () if kind is None else (kind,),
+        )
+        return [{"kind": k, "t_s": t, "duration_s": d, "label": label, "data": None if data is None else json.loads(data)}
+                for k, t, d, label, data in rows]
+
+    def raw_blocks(self, stream: str | None = None) -> Iterator[dict]:
+        """Every stored block as received, in arrival order (lazily): times, seq, index, flags, raw bytes, samples."""
+        sql = ("SELECT s.stream, s.source, b.host_time_ns, b.device_time_ns, b.seq, b.first_index, b.flags, "
+               "b.t_first_s, b.rate_hz, b.n, b.n_channels, b.data, b.raw FROM blocks b JOIN streams s ON s.id = b.stream_id")
+        args: tuple = ()
+        if stream is not None:
+            sql, args = sql + " WHERE s.stream = ?", (stream,)
+        keys = ("stream", "source", "host_time_ns", "device_time_ns", "seq", "first_index", "flags", "t_first_s",
+                "rate_hz", "n")
+        with self._reading():
+            cursor = self._conn.execute(sql + " ORDER BY b.id", args)
+        while True:
+            with self._reading():
+                row = cursor.fetchone()
+            if row is None:
+                return
+            block = dict(zip(keys, row))
+            block["data"] = np.frombuffer(row[11], dtype=SAMPLE_DTYPE).astype(float).reshape(row[9], row[10])
+            block["raw"] = bytes(row[12])
+            yield block
+
+    def duration_s(self) -> float:
+        """Session time of the end of the last data or event (0 for an empty session)."""
+        ends = [0.0]
+        for (sid,) in self._query("SELECT id FROM streams"):
+            last = self._query(
+                "SELECT t_first_s, rate_hz, n FROM blocks WHERE stream_id = ? ORDER BY t_first_s DESC LIMIT 1", (sid,))
+            if last:
+                t0, rate, n = last[0]
+                ends.append(t0 + (n / rate if rate else 0.0))
+        for sql in ("SELECT max(t_s) FROM beats", "SELECT max(t_s + duration_s) FROM events", "SELECT max(end_s) FROM gaps"):
+            value = self._query(sql)[0][0]
+            if value is not None:
+                ends.append(value)
+        return float(max(ends))
+
+
+@contextmanager
+def _damage_guard(path: Path) -> Iterator[None]:
+    """Turn SQLite's errors on a damaged file into one StoreError line."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise StoreError(
+            f"{path} is damaged or not a complete session file ({exc}); the file was left unchanged — "
+            "export what is readable, or restore it from a backup"
+        ) from None

@@ -188,3 +188,21 @@ def test_gap_and_event_times_survive_exactly(home):
     with SessionReader(path) as r:
         assert r.gaps() == [Gap("ecg", "h10", 0.1 + 0.2, 7.25, "disconnect", None)]
         assert r.streams() == [] and r.duration_s() == 7.25
+
+
+def test_event_rows_keep_their_aligned_times(home):
+    """RR/HR blocks carrying ``times_s`` (beat times after alignment) keep one time per row."""
+    path = new_session_path("C006", time.time())
+    beat_times = np.array([10.125, 10.93, 11.71])
+    with SessionWriter(path, {"client_id": "C006"}) as w:
+        w.add_block(Block("rr", "h10", 12 * NS_PER_S, np.array([[805.0], [805.0], [780.0]]), channels=("rr",),
+                          times_s=beat_times), None)
+        w.add_block(Block("ecg", "h10", 2 * NS_PER_S, np.zeros((73, 1)), 130.0, times_s=1.0 + np.arange(73) / 130.0),
+                    None)
+    with SessionReader(path) as r:
+        t, x = r.samples("rr")
+        np.testing.assert_array_equal(t, beat_times)
+        np.testing.assert_array_equal(x[:, 0], [805.0, 805.0, 780.0])
+        assert r.samples("ecg")[0][0] == 1.0 and r.samples("ecg")[0][-1] == pytest.approx(1.0 + 72 / 130.0)
+        assert [b["times_s"].tolist() for b in r.raw_blocks("rr")] == [beat_times.tolist()]
+        assert r.duration_s() == pytest.approx(11.71)

@@ -27,6 +27,7 @@ SALT_FILE = "device-salt"
 """Per-installation secret mixed into device aliases, so an alias cannot be turned back into an address."""
 
 _CLIENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")
+_ALIAS = re.compile(r"dev-[0-9a-f]{12}")
 _MAC = re.compile(r"(?<![0-9A-Fa-f])(?:[0-9A-Fa-f]{2}[:-]){5}[0-9A-Fa-f]{2}(?![0-9A-Fa-f])")
 ADDRESS_KEYS = frozenset({"address", "mac", "mac_address", "bd_addr", "device_address", "ble_address"})
 """Keys whose values are device addresses (MAC, or the UUID CoreBluetooth gives instead), whatever their form."""
@@ -84,6 +85,8 @@ def new_session_path(client_id: str, started_utc: float) -> Path:
 
 def device_alias(address: str) -> str:
     """A stable pseudonym for a device address: salted SHA-256, so the address never reaches a file."""
+    if _ALIAS.fullmatch(address):
+        return address
     digest = hashlib.sha256(_salt() + address.strip().upper().encode()).hexdigest()
     return f"dev-{digest[:12]}"
 

@@ -61,6 +61,7 @@ APPLICATION_ID = 0x62665353
 """SQLite ``application_id`` of a session file ('bfSS'); tells our files from other SQLite files."""
 SCHEMA_VERSION = 1
 SAMPLE_DTYPE = np.dtype("<f4")
+TIME_DTYPE = np.dtype("<f8")
 LONGEST_BLOCK_S = 10.0
 """Upper bound on one block's duration, used to find the blocks that overlap a time range."""
 
@@ -72,8 +73,8 @@ CREATE TABLE streams (
 CREATE TABLE blocks (
     id INTEGER PRIMARY KEY, stream_id INTEGER NOT NULL REFERENCES streams (id),
     host_time_ns INTEGER NOT NULL, device_time_ns INTEGER, seq INTEGER, first_index INTEGER,
-    flags INTEGER NOT NULL, t_first_s REAL NOT NULL, rate_hz REAL, n INTEGER NOT NULL,
-    n_channels INTEGER NOT NULL, data BLOB NOT NULL, raw BLOB NOT NULL);
+    flags INTEGER NOT NULL, t_first_s REAL NOT NULL, t_last_s REAL NOT NULL, rate_hz REAL,
+    n INTEGER NOT NULL, n_channels INTEGER NOT NULL, data BLOB NOT NULL, times BLOB, raw BLOB NOT NULL);
 CREATE INDEX blocks_by_stream_time ON blocks (stream_id, t_first_s);
 CREATE TABLE beats (
     id INTEGER PRIMARY KEY, source TEXT NOT NULL, t_s REAL NOT NULL, rr_raw_ms REAL NOT NULL,
@@ -88,7 +89,7 @@ CREATE TABLE events (
 _INSERTS = {
     "meta": "INSERT OR REPLACE INTO meta VALUES (?, ?)",
     "streams": "INSERT INTO streams VALUES (?, ?, ?, ?, ?, ?)",
-    "blocks": "INSERT INTO blocks VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "blocks": "INSERT INTO blocks VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     "beats": "INSERT INTO beats VALUES (NULL, ?, ?, ?, ?, ?)",
     "gaps": "INSERT INTO gaps VALUES (NULL, ?, ?, ?, ?, ?, ?)",
     "events": "INSERT INTO events VALUES (NULL, ?, ?, ?, ?, ?)",
@@ -156,9 +157,10 @@ class SessionWriter:
     def add_block(self, block: Block, t_first_s: float | None) -> None:
         """Buffer a received block: raw packet, times, and decoded samples.
 
-        Rate streams: sample ``i`` is at ``t_first_s + i / block.rate_hz`` (if ``t_first_s`` is
-        None, the last sample is put at the host arrival time). Event streams (``rate_hz`` None,
-        e.g. HR): every row is stored at ``block.host_time_ns``.
+        Rate streams: sample ``i`` is at ``t_first_s + i / block.rate_hz``; if ``t_first_s`` is
+        None, at ``block.times_s[0] + i / rate_hz`` where the block has aligned times, else the last
+        sample is put at the host arrival time. Event streams (``rate_hz`` None, e.g. HR, RR): row
+        ``i`` is stored at ``block.times_s[i]`` where the block has them, else at ``block.host_time_ns``.
         """
         data = np.asarray(block.data, dtype=float)
         if data.ndim == 1:
@@ -166,15 +168,25 @@ class SessionWriter:
         n, n_channels = data.shape
         host_s = block.host_time_ns / NS_PER_S
         rate = float(block.rate_hz) if block.rate_hz else None
-        if rate is None:
-            t0 = host_s
-        elif t_first_s is None:
-            t0 = host_s - (n - 1) / rate
+        aligned = getattr(block, "times_s", None)
+        aligned = None if aligned is None or len(aligned) != n or n == 0 else np.asarray(aligned, dtype=TIME_DTYPE)
+        times = None
+        if rate is None and aligned is not None:
+            times = aligned.tobytes()
+            t0, t_last = float(aligned[0]), float(aligned[-1])
+        elif rate is None:
+            t0 = t_last = host_s
         else:
-            t0 = float(t_first_s)
+            if t_first_s is not None:
+                t0 = float(t_first_s)
+            elif aligned is not None:
+                t0 = float(aligned[0])
+            else:
+                t0 = host_s - (n - 1) / rate
+            t_last = t0 + (n - 1) / rate
         row = (
-            block.host_time_ns, block.device_time_ns, block.seq, block.first_index, int(block.flags), t0, rate,
-            n, n_channels, data.astype(SAMPLE_DTYPE).tobytes(), bytes(block.raw),
+            block.host_time_ns, block.device_time_ns, block.seq, block.first_index, int(block.flags), t0, t_last,
+            rate, n, n_channels, data.astype(SAMPLE_DTYPE).tobytes(), times, bytes(block.raw),
         )
         with self._lock:
             self._check_open()
@@ -433,7 +445,7 @@ class SessionReader:
                 end_s: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Session times (n,) and samples (n, channels), float64, in arrival order; optionally only [start_s, end_s)."""
         sid, _, _, _, channels, _ = self._stream(stream, source)
-        sql = "SELECT t_first_s, rate_hz, n, n_channels, data FROM blocks WHERE stream_id = ?"
+        sql = "SELECT t_first_s, rate_hz, n, n_channels, data, times FROM blocks WHERE stream_id = ?"
         args: tuple = (sid,)
         if start_s is not None:
             sql, args = sql + " AND t_first_s >= ?", args + (start_s - LONGEST_BLOCK_S,)
@@ -451,6 +463,9 @@ class SessionReader:
         offsets = np.cumsum(counts) - counts
         idx = np.arange(int(counts.sum())) - np.repeat(offsets, counts)
         times = np.repeat(t_first, counts) + idx / np.repeat(rate, counts)
+        for (_, _, _, _, _, aligned), start, count in zip(rows, offsets, counts):
+            if aligned is not None:
+                times[start:start + count] = np.frombuffer(aligned, dtype=TIME_DTYPE)
         data = np.frombuffer(b"".join(r[4] for r in rows), dtype=SAMPLE_DTYPE).astype(float).reshape(-1, n_ch)
         keep = np.ones(times.size, dtype=bool)
         if start_s is not None:
@@ -490,9 +505,10 @@ class SessionReader:
                 for k, t, d, label, data in rows]
 
     def raw_blocks(self, stream: str | None = None) -> Iterator[dict]:
-        """Every stored block as received, in arrival order (lazily): times, seq, index, flags, raw bytes, samples."""
+        """Every stored block as received, in arrival order (lazily): times, seq, index, flags, raw bytes, samples, times_s."""
         sql = ("SELECT s.stream, s.source, b.host_time_ns, b.device_time_ns, b.seq, b.first_index, b.flags, "
-               "b.t_first_s, b.rate_hz, b.n, b.n_channels, b.data, b.raw FROM blocks b JOIN streams s ON s.id = b.stream_id")
+               "b.t_first_s, b.rate_hz, b.n, b.n_channels, b.data, b.times, b.raw "
+               "FROM blocks b JOIN streams s ON s.id = b.stream_id")
         args: tuple = ()
         if stream is not None:
             sql, args = sql + " WHERE s.stream = ?", (stream,)
@@ -507,7 +523,10 @@ class SessionReader:
                 return
             block = dict(zip(keys, row))
             block["data"] = np.frombuffer(row[11], dtype=SAMPLE_DTYPE).astype(float).reshape(row[9], row[10])
-            block["raw"] = bytes(row[12])
+            t0, rate, n = row[7], row[8], row[9]
+            block["times_s"] = (np.frombuffer(row[12], dtype=TIME_DTYPE).copy() if row[12] is not None
+                                else t0 + np.arange(n) / (rate or np.inf))
+            block["raw"] = bytes(row[13])
             yield block
 
     def duration_s(self) -> float:
@@ -515,10 +534,10 @@ class SessionReader:
         ends = [0.0]
         for (sid,) in self._query("SELECT id FROM streams"):
             last = self._query(
-                "SELECT t_first_s, rate_hz, n FROM blocks WHERE stream_id = ? ORDER BY t_first_s DESC LIMIT 1", (sid,))
+                "SELECT t_last_s, rate_hz FROM blocks WHERE stream_id = ? ORDER BY t_first_s DESC LIMIT 1", (sid,))
             if last:
-                t0, rate, n = last[0]
-                ends.append(t0 + (n / rate if rate else 0.0))
+                t_last, rate = last[0]
+                ends.append(t_last + (1 / rate if rate else 0.0))
         for sql in ("SELECT max(t_s) FROM beats", "SELECT max(t_s + duration_s) FROM events", "SELECT max(end_s) FROM gaps"):
             value = self._query(sql)[0][0]
             if value is not None:

@@ -1,0 +1,404 @@
+"""Exports of a session file: EDF+, CSV, BIDS-style physio and HDF5.
+
+All exports give times in session seconds (0 = the session's UTC anchor) and shift every absolute
+date by ``shift_days`` for anonymity. Device addresses never appear (the session file holds only
+salted aliases, and metadata are scrubbed again on the way out). Exported files are 0600 and a
+new ``out_dir`` is 0700: they hold health data.
+
+EDF+ (``<stem>.edf``, written with edfio):
+  * EMG, ECG and any other regularly sampled stream are signals, one per channel, each at its
+    own rate. The data record duration is the shortest of 1, 2, 4, 5, 8, 10, ... 100 s that gives
+    every rate a whole number of samples per record; a rate that no such duration fits is
+    resampled (linear interpolation) to the nearest whole Hz, noted in the signal's prefiltering.
+  * Samples sit on the grid ``k / rate`` from session time 0 (the file's start time), each at
+    the nearest grid point (time quantisation: half a sample period). Where a signal has no
+    data the file holds 0 and an annotation ``BAD_ACQ_SKIP no data <label>`` covers the stretch
+    (MNE treats ``BAD_*`` annotations as bad segments).
+  * Values are 16-bit: the physical range is the data's range rounded outward to whole units,
+    so the quantisation error is at most half of (range / 65535) per sample.
+  * Phases, markers, notes, calibration and other events are annotations ``<kind>: <label>``;
+    recorded gaps are ``BAD_ACQ_SKIP gap <stream>/<source>: <reason>``. RR is exported as
+    annotations, one per beat at the beat time: ``RR <raw> ms`` or, where the corrected value
+    differs or flags are set, ``RR <raw> ms corrected <corrected> ms flags <n>`` (kept exact
+    rather than resampled, so HRV can be recomputed from the EDF alone). Irregular streams such
+    as HR are annotations ``<STREAM> <value> <unit>``.
+CSV: ``<stem>_<stream>[_<source>].csv`` per stream (``time_s`` then one column per channel,
+  named ``<channel>_<unit>``), ``<stem>_beats.csv``, ``<stem>_events.csv`` (phases, markers,
+  gaps, ...) and ``<stem>_session.json`` (metadata).
+BIDS-style physio: ``sub-<id>/ses-<n>/beh/sub-<id>_ses-<n>_task-<task>[_recording-<rate>]_physio.tsv.gz``
+  per rate group (columns on one grid, ``n/a`` where there is no sample) with a JSON sidecar
+  (SamplingFrequency, StartTime relative to session start, Columns, units per column),
+  ``..._events.tsv`` (onset, duration, trial_type, ...; beats and irregular streams are events too)
+  and ``sub-<id>_ses-<n>_scans.tsv`` with the (shifted) acquisition time.
+HDF5 (``<stem>.h5``): ``/streams/<stream>/<source>/{time_s,samples}`` with ``units``, ``rate_hz``
+  (NaN for irregular streams) and ``channels`` attributes, ``/beats/<source>/...`` and an
+  ``/events`` table; session metadata as root attributes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import json
+import math
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from biofeedback.store.errors import StoreError
+from biofeedback.store.paths import FILE_MODE, SESSION_SUFFIX, private_dir, scrub_addresses
+from biofeedback.store.session_file import SessionReader
+
+FORMATS = ("edf", "csv", "bids", "hdf5")
+EDF_RECORD_DURATIONS_S = (1, 2, 4, 5, 8, 10, 20, 25, 40, 50, 100)
+"""Candidate EDF data record durations, shortest first."""
+BIDS_VERSION = "1.9.0"
+SECONDS_PER_DAY = 86400
+
+
+@dataclass
+class _Stream:
+    stream: str
+    source: str
+    channels: tuple[str, ...]
+    unit: str
+    rate_hz: float | None
+    times: np.ndarray
+    data: np.ndarray
+
+    @property
+    def name(self) -> str:
+        return f"{self.stream}/{self.source}"
+
+
+@dataclass
+class _Session:
+    """Everything an exporter needs, read once from the session file, dates already shifted."""
+
+    client_id: str
+    start: dt.datetime
+    meta: dict
+    session_number: int
+    streams: list[_Stream]
+    beats: dict[str, dict[str, np.ndarray]]
+    events: list[dict] = field(default_factory=list)
+    """Phases, markers, ... and gaps: onset_s, duration_s, kind, label, stream, source, data (JSON or "")."""
+    duration_s: float = 0.0
+
+    @property
+    def stem(self) -> str:
+        return f"{self.client_id}_{self.start:%Y%m%dT%H%M%SZ}"
+
+    def multi_source(self, stream: str) -> bool:
+        return sum(s.stream == stream for s in self.streams) > 1
+
+
+def export_session(path: Path, fmt: str, out_dir: Path, shift_days: int = 0) -> list[Path]:
+    """Export the session at ``path`` as ``fmt`` (edf, csv, bids, hdf5) into ``out_dir``; returns the files written."""
+    writer = _WRITERS.get(str(fmt).lower())
+    if writer is None:
+        raise StoreError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    with SessionReader(Path(path)) as reader:
+        session = _load(reader, int(shift_days))
+    out_dir = private_dir(Path(out_dir))
+    files = writer(session, out_dir)
+    for f in files:
+        os.chmod(f, FILE_MODE)
+    return files
+
+
+def _load(reader: SessionReader, shift_days: int) -> _Session:
+    meta = reader.meta
+    start = dt.datetime.fromtimestamp(meta["utc_anchor"] - shift_days * SECONDS_PER_DAY, dt.timezone.utc)
+    public = scrub_addresses({k: v for k, v in meta.items() if k != "utc_anchor"})
+    public["start_utc"] = start.isoformat().replace("+00:00", "Z")
+    public["date_shift_days"] = shift_days
+    streams = []
+    for stream, source in reader.streams():
+        times, data = reader.samples(stream, source)
+        streams.append(_Stream(stream, source, reader.channels(stream, source), reader.unit(stream, source),
+                               reader.rate_hz(stream, source), times, data))
+    beats = {}
+    all_beats = reader.beats()
+    for source in dict.fromkeys(all_beats["source"]):
+        keep = all_beats["source"] == source
+        beats[source] = {k: v[keep] for k, v in all_beats.items() if k != "source"}
+    events = [
+        {"onset_s": e["t_s"], "duration_s": e["duration_s"], "kind": e["kind"], "label": e["label"], "stream": "",
+         "source": "", "data": "" if e["data"] is None else json.dumps(e["data"], sort_keys=True)}
+        for e in reader.events()
+    ] + [
+        {"onset_s": g.start_s, "duration_s": g.length_s, "kind": "gap", "label": g.reason, "stream": g.stream,
+         "source": g.source, "data": "" if g.lost_samples is None else json.dumps({"lost_samples": g.lost_samples})}
+        for g in reader.gaps()
+    ]
+    events.sort(key=lambda e: (e["onset_s"], e["kind"]))
+    return _Session(meta["client_id"], start, public, _session_number(reader.path, meta), streams, beats, events,
+                    reader.duration_s())
+
+
+def _session_number(path: Path, meta: dict) -> int:
+    """``meta["session_number"]`` or the 1-based position of the file among its client's sessions."""
+    if isinstance(meta.get("session_number"), int):
+        return meta["session_number"]
+    siblings = sorted(p.name for p in path.parent.glob(f"*{SESSION_SUFFIX}"))
+    return siblings.index(path.name) + 1 if path.name in siblings else 1
+
+
+def _uncovered_runs(covered: np.ndarray, rate_hz: float) -> list[tuple[float, float]]:
+    """(onset, duration) in seconds of every run of False in ``covered``, a mask on the grid k / rate."""
+    edges = np.diff(np.concatenate([[1], covered.astype(np.int8), [1]]))
+    starts, ends = np.flatnonzero(edges == -1), np.flatnonzero(edges == 1)
+    return [(s / rate_hz, (e - s) / rate_hz) for s, e in zip(starts, ends)]
+
+
+def _edf_record_duration(rates: list[float]) -> tuple[float, dict[float, float]]:
+    """A record duration that fits all rates, and the rate each signal is written at."""
+    for d in EDF_RECORD_DURATIONS_S:
+        if all(abs(r * d - round(r * d)) < 1e-6 for r in rates):
+            return float(d), {r: r for r in rates}
+    return 1.0, {r: float(round(r)) if abs(r - round(r)) > 1e-9 else r for r in rates}
+
+
+def _edf_label(session: _Session, s: _Stream, channel: str, used: set[str]) -> str:
+    base = f"{s.stream.upper()} {channel}" + (f" {s.source}" if session.multi_source(s.stream) else "")
+    label = base.encode("ascii", "replace").decode()[:16]
+    n = 1
+    while label in used:
+        n += 1
+        label = f"{label[:16 - len(str(n)) - 1]}~{n}"
+    used.add(label)
+    return label
+
+
+def _edf_text(text: str) -> str:
+    return text.encode("ascii", "replace").decode()
+
+
+def _write_edf(session: _Session, out_dir: Path) -> list[Path]:
+    import edfio
+
+    regular = [s for s in session.streams if s.rate_hz and s.times.size]
+    record_s, written_rate = _edf_record_duration(sorted({s.rate_hz for s in regular}))
+    n_records = max(1, math.ceil(session.duration_s / record_s - 1e-9))
+    signals, annotations, used = [], [], set()
+    for s in regular:
+        rate = written_rate[s.rate_hz]
+        grid_n = int(round(n_records * record_s * rate))
+        data, prefilter = s.data, ""
+        times = s.times
+        if rate != s.rate_hz:
+            new_times = np.arange(math.ceil(times[0] * rate), math.floor(times[-1] * rate) + 1) / rate
+            data = np.column_stack([np.interp(new_times, times, data[:, c]) for c in range(data.shape[1])])
+            times, prefilter = new_times, f"resampled from {s.rate_hz:g} Hz"
+        index = np.round(times * rate).astype(np.int64)
+        inside = (index >= 0) & (index < grid_n)
+        covered = np.zeros(grid_n, dtype=bool)
+        covered[index[inside]] = True
+        annotations += [edfio.EdfAnnotation(on, dur, _edf_text(f"BAD_ACQ_SKIP no data {s.name}"))
+                        for on, dur in _uncovered_runs(covered, rate)]
+        for c, channel in enumerate(s.channels):
+            column = np.zeros(grid_n)
+            column[index[inside]] = data[inside, c]
+            lo, hi = math.floor(min(column.min(), 0.0)), math.ceil(max(column.max(), 0.0))
+            signals.append(edfio.EdfSignal(
+                column, rate, label=_edf_label(session, s, channel, used),
+                transducer_type=_edf_text(f"{s.stream} {s.source}")[:80], physical_dimension=s.unit[:8],
+                physical_range=(lo, hi if hi > lo else lo + 1), prefiltering=prefilter,
+            ))
+    for e in session.events:
+        if e["kind"] == "gap":
+            text = f"BAD_ACQ_SKIP gap {e['stream']}/{e['source']}: {e['label']}"
+        else:
+            text = f"{e['kind']}: {e['label']}"
+        annotations.append(edfio.EdfAnnotation(e["onset_s"], e["duration_s"] or None, _edf_text(text)))
+    for source, b in session.beats.items():
+        for t, raw, corrected, flags in zip(b["t_s"], b["rr_raw_ms"], b["rr_corrected_ms"], b["flags"]):
+            text = f"RR {raw:g} ms"
+            if not (np.isnan(corrected) or corrected == raw) or flags:
+                text += f" corrected {corrected:g} ms flags {flags}"
+            annotations.append(edfio.EdfAnnotation(t, None, text))
+    for s in session.streams:
+        if s.rate_hz is None:
+            annotations += [edfio.EdfAnnotation(t, None, _edf_text(f"{s.stream.upper()} {' '.join(f'{v:g}' for v in row)} {s.unit}"))
+                            for t, row in zip(s.times, s.data)]
+    start = session.start
+    try:
+        edf = edfio.Edf(
+            signals,
+            patient=edfio.Patient(code=session.client_id),
+            recording=edfio.Recording(startdate=start.date(), equipment_code=_edf_text(
+                f"biofeedback_{session.meta.get('software_version', '')}").replace(" ", "_")),
+            starttime=start.time().replace(tzinfo=None),
+            data_record_duration=record_s if signals else 0,
+            annotations=sorted(annotations, key=lambda a: a.onset),
+        )
+        path = out_dir / f"{session.stem}.edf"
+        edf.write(path)
+    except (ValueError, OverflowError) as exc:
+        raise StoreError(f"cannot write EDF+ for this session ({exc}); try a smaller shift_days, or export as hdf5")
+    return [path]
+
+
+def _write_csv(session: _Session, out_dir: Path) -> list[Path]:
+    files = []
+    for s in session.streams:
+        suffix = f"_{_safe(s.source)}" if session.multi_source(s.stream) else ""
+        path = out_dir / f"{session.stem}_{s.stream}{suffix}.csv"
+        header = ",".join(["time_s"] + [f"{c}_{s.unit}" if s.unit else c for c in s.channels])
+        np.savetxt(path, np.column_stack([s.times, s.data]), fmt=["%.9f"] + ["%.9g"] * len(s.channels),
+                   delimiter=",", header=header, comments="")
+        files.append(path)
+    if session.beats:
+        path = out_dir / f"{session.stem}_beats.csv"
+        with open(path, "w") as f:
+            f.write("time_s,rr_raw_ms,rr_corrected_ms,flags,source\n")
+            for source, b in session.beats.items():
+                for t, raw, corrected, flags in zip(b["t_s"], b["rr_raw_ms"], b["rr_corrected_ms"], b["flags"]):
+                    f.write(f"{t:.9f},{float(raw)!r},{'' if np.isnan(corrected) else repr(float(corrected))},{flags},{_csv(source)}\n")
+        files.append(path)
+    path = out_dir / f"{session.stem}_events.csv"
+    with open(path, "w") as f:
+        f.write("onset_s,duration_s,kind,label,stream,source,data\n")
+        for e in session.events:
+            f.write(f"{e['onset_s']!r},{e['duration_s']!r},{_csv(e['kind'])},{_csv(e['label'])},{_csv(e['stream'])},"
+                    f"{_csv(e['source'])},{_csv(e['data'])}\n")
+    files.append(path)
+    path = out_dir / f"{session.stem}_session.json"
+    path.write_text(json.dumps(session.meta, indent=2, sort_keys=True))
+    return files + [path]
+
+
+def _csv(text: str) -> str:
+    text = str(text)
+    return '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\n\r') else text
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", text)
+
+
+def _bids_label(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]", "", text) or "x"
+
+
+def _rate_label(rate_hz: float) -> str:
+    return f"{rate_hz:g}".replace(".", "p") + "Hz"
+
+
+def _tsv(value) -> str:
+    if value is None or value == "" or (isinstance(value, float) and np.isnan(value)):
+        return "n/a"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value).replace("\t", " ").replace("\n", " ")
+
+
+def _write_bids(session: _Session, out_dir: Path) -> list[Path]:
+    sub, ses = _bids_label(session.client_id), str(session.session_number)
+    task = _bids_label(str(session.meta.get("protocol") or "biofeedback"))
+    folder = private_dir(out_dir / f"sub-{sub}" / f"ses-{ses}" / "beh")
+    prefix = f"sub-{sub}_ses-{ses}_task-{task}"
+    files = []
+    description = out_dir / "dataset_description.json"
+    if not description.exists():
+        description.write_text(json.dumps({"Name": "biofeedback sessions", "BIDSVersion": BIDS_VERSION,
+                                           "DatasetType": "raw", "GeneratedBy": [{"Name": "biofeedback",
+                                           "Version": session.meta.get("software_version", "")}]}, indent=2))
+        files.append(description)
+    regular = [s for s in session.streams if s.rate_hz and s.times.size]
+    rates = sorted({s.rate_hz for s in regular})
+    acquisitions = []
+    for rate in rates:
+        group = [s for s in regular if s.rate_hz == rate]
+        name = prefix + (f"_recording-{_rate_label(rate)}" if len(rates) > 1 else "") + "_physio"
+        t0 = min(float(s.times[0]) for s in group)
+        n = int(round((max(float(s.times[-1]) for s in group) - t0) * rate)) + 1
+        columns, units, table = [], {}, []
+        for s in group:
+            index = np.clip(np.round((s.times - t0) * rate).astype(np.int64), 0, n - 1)
+            for c, channel in enumerate(s.channels):
+                column = np.full(n, np.nan)
+                column[index] = s.data[:, c]
+                label = f"{s.stream}_{channel}" + (f"_{_bids_label(s.source)}" if session.multi_source(s.stream) else "")
+                columns.append(label)
+                units[label] = {"Units": s.unit, "Description": f"{s.stream} channel {channel} from {s.source}"}
+                table.append(column)
+        tsv = folder / f"{name}.tsv.gz"
+        rows = np.column_stack(table)
+        with gzip.open(tsv, "wt") as f:
+            for row in rows:
+                f.write("\t".join("n/a" if np.isnan(v) else f"{v:.9g}" for v in row) + "\n")
+        sidecar = folder / f"{name}.json"
+        sidecar.write_text(json.dumps({"SamplingFrequency": rate, "StartTime": t0, "Columns": columns, **units,
+                                       "StartTimeReference": "session start (events onset 0)",
+                                       "SoftwareVersions": session.meta.get("software_version", "")}, indent=2))
+        files += [tsv, sidecar]
+        acquisitions.append(f"beh/{tsv.name}")
+    events_path = folder / f"{prefix}_events.tsv"
+    columns = ("onset", "duration", "trial_type", "label", "value", "stream", "source", "rr_corrected_ms", "beat_flags",
+               "data")
+    rows = [(e["onset_s"], e["duration_s"], e["kind"], e["label"], None, e["stream"], e["source"], None, None, e["data"])
+            for e in session.events]
+    for source, b in session.beats.items():
+        rows += [(float(t), 0.0, "beat", "", float(raw), "rr", source, float(corr), int(fl), None)
+                 for t, raw, corr, fl in zip(b["t_s"], b["rr_raw_ms"], b["rr_corrected_ms"], b["flags"])]
+    for s in session.streams:
+        if s.rate_hz is None:
+            rows += [(float(t), 0.0, s.stream, "", float(row[0]) if row.size == 1 else ";".join(f"{v:g}" for v in row),
+                      s.stream, s.source, None, None, None) for t, row in zip(s.times, s.data)]
+    rows.sort(key=lambda r: (r[0], r[2]))
+    with open(events_path, "w") as f:
+        f.write("\t".join(columns) + "\n")
+        for row in rows:
+            f.write("\t".join(_tsv(v) for v in row) + "\n")
+    events_json = folder / f"{prefix}_events.json"
+    events_json.write_text(json.dumps({
+        "onset": {"Description": "session time", "Units": "s"}, "duration": {"Units": "s"},
+        "trial_type": {"Description": "phase, marker, note, calibration, gap, beat, or the stream of a sample of an "
+                                      "irregular stream (e.g. hr)"},
+        "value": {"Description": "beat: raw RR interval (ms); irregular stream: its value in the stream's unit; "
+                                 "gap: see data"},
+        "rr_corrected_ms": {"Units": "ms"}, "beat_flags": {"Description": "RR correction flags per beat"},
+        "data": {"Description": "JSON data of the event"},
+    }, indent=2))
+    scans = out_dir / f"sub-{sub}" / f"ses-{ses}" / f"sub-{sub}_ses-{ses}_scans.tsv"
+    acq_time = session.start.strftime("%Y-%m-%dT%H:%M:%S.%f")
+    scans.write_text("filename\tacq_time\n" + "".join(f"{a}\t{acq_time}\n" for a in acquisitions))
+    return files + [events_path, events_json, scans]
+
+
+def _write_hdf5(session: _Session, out_dir: Path) -> list[Path]:
+    import h5py
+
+    path = out_dir / f"{session.stem}.h5"
+    text = h5py.string_dtype()
+    with h5py.File(path, "w") as f:
+        f.attrs["client_id"] = session.client_id
+        f.attrs["start_utc"] = session.meta["start_utc"]
+        f.attrs["meta_json"] = json.dumps(session.meta, sort_keys=True)
+        for s in session.streams:
+            g = f.require_group(f"streams/{_safe(s.stream)}/{_safe(s.source)}")
+            g.create_dataset("time_s", data=s.times)
+            g.create_dataset("samples", data=s.data.astype(np.float32))
+            g.attrs.update(units=s.unit, rate_hz=np.nan if s.rate_hz is None else s.rate_hz,
+                           channels=list(s.channels), source=s.source, stream=s.stream)
+        for source, b in session.beats.items():
+            g = f.require_group(f"beats/{_safe(source)}")
+            for key, unit in (("t_s", "s"), ("rr_raw_ms", "ms"), ("rr_corrected_ms", "ms"), ("flags", "")):
+                g.create_dataset(key, data=b[key]).attrs["units"] = unit
+            g.attrs["source"] = source
+        dtype = np.dtype([("onset_s", "f8"), ("duration_s", "f8"), ("kind", text), ("label", text),
+                          ("stream", text), ("source", text), ("data", text)])
+        table = np.array([tuple(e[k] for k in dtype.names) for e in session.events], dtype=dtype)
+        f.create_dataset("events", data=table, maxshape=(None,))
+    return [path]
+
+
+_WRITERS: dict[str, Callable[[_Session, Path], list[Path]]] = {
+    "edf": _write_edf, "csv": _write_csv, "bids": _write_bids, "hdf5": _write_hdf5,
+}

@@ -1,0 +1,201 @@
+"""Exports round-trip: every sample (within the format's resolution) and every event comes back."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import gzip
+import json
+import os
+import re
+import stat
+import time
+
+import edfio
+import h5py
+import numpy as np
+import pytest
+
+from biofeedback.store import SessionWriter, device_alias, export_session, new_session_path
+from biofeedback.stream import Block
+
+from .conftest import DEVICE_MAC, UTC_ANCHOR
+
+SHIFT_DAYS = 30
+SHIFTED_START = dt.datetime.fromtimestamp(UTC_ANCHOR, dt.timezone.utc) - dt.timedelta(days=SHIFT_DAYS)
+FLOAT32_RTOL = 2 ** -23
+CSV_RTOL = 1e-8  # 9 significant digits
+
+
+def _expected_events(recorded):
+    """(onset, duration, kind, label) of every phase, marker, note, calibration and gap."""
+    alias = device_alias(DEVICE_MAC)
+    rows = [(e["t_s"], e["duration_s"], e["kind"], e["label"].replace(DEVICE_MAC, alias)) for e in recorded.events]
+    rows += [(g.start_s, g.length_s, "gap", g.reason) for g in recorded.gaps]
+    return sorted(rows)
+
+
+def _check_samples_on_grid(times, values, grid_values, rate_hz, tol):
+    """Each input sample is at the grid point nearest its time, within ``tol``."""
+    index = np.round(times * rate_hz).astype(int)
+    assert np.all(np.abs(index / rate_hz - times) <= 0.5 / rate_hz + 1e-12)
+    np.testing.assert_allclose(grid_values[index], values, rtol=0, atol=tol)
+
+
+def test_edf_round_trip(recorded, tmp_path):
+    (path,) = export_session(recorded.path, "edf", tmp_path / "out", shift_days=SHIFT_DAYS)
+    assert path.suffix == ".edf" and SHIFTED_START.strftime("%Y%m%d") in path.name
+    edf = edfio.read_edf(path)
+    assert edf.startdate == SHIFTED_START.date()
+    assert edf.starttime == SHIFTED_START.time().replace(tzinfo=None)  # 22:13:20.25, sub-second kept (EDF+C)
+    assert edf.patient.code == "C001" and edf.patient.name == "X"
+    signals = {s.label: s for s in edf.signals}
+    assert set(signals) == {"EMG left", "EMG right", "ECG ecg"}
+    assert signals["EMG left"].sampling_frequency == 1000.0 and signals["ECG ecg"].sampling_frequency == 130.0
+    assert signals["EMG left"].physical_dimension == "uV"
+    for label, times, values in (("EMG left", recorded.emg_t, recorded.emg[:, 0]),
+                                 ("EMG right", recorded.emg_t, recorded.emg[:, 1]),
+                                 ("ECG ecg", recorded.ecg_t, recorded.ecg[:, 0])):
+        signal = signals[label]
+        lo, hi = signal.physical_range
+        step = (hi - lo) / 65535  # 16-bit quantisation: error <= step / 2, plus the header's rounding
+        assert step < 0.04
+        _check_samples_on_grid(times, values, signal.data, signal.sampling_frequency, tol=step)
+    annotations = [(a.onset, a.duration or 0.0, a.text) for a in edf.annotations]  # no duration: instantaneous
+    for onset, duration, kind, label in _expected_events(recorded):
+        text = f"BAD_ACQ_SKIP gap emg/emg-1: {label}" if kind == "gap" else f"{kind}: {label}"
+        assert any(abs(o - onset) < 1e-6 and abs(d - duration) < 1e-6 and t == text for o, d, t in annotations), text
+    no_data = [(o, d) for o, d, t in annotations if t == "BAD_ACQ_SKIP no data emg/emg-1"]
+    assert [(round(o, 6), round(d, 6)) for o, d in no_data] == [(0.0, 0.3), (2.0, 0.5), (6.3, 0.7)]  # before, gap, record padding
+    lo, hi = signals["EMG left"].physical_range
+    assert np.all(np.abs(signals["EMG left"].data[2000:2500]) <= (hi - lo) / 65535)  # 0 where there are no data
+    beats = sorted((o, t) for o, d, t in annotations if t.startswith("RR "))
+    assert len(beats) == len(recorded.beats["t_s"])
+    for (onset, text), t, raw, corrected, flags in zip(beats, *(recorded.beats[k] for k in
+                                                                ("t_s", "rr_raw_ms", "rr_corrected_ms", "flags"))):
+        assert abs(onset - t) < 1e-6
+        m = re.fullmatch(r"RR (\S+) ms(?: corrected (\S+) ms flags (\d+))?", text)
+        assert float(m[1]) == raw
+        if corrected != raw or flags:
+            assert (float(m[2]), int(m[3])) == (corrected, flags)
+    hr = sorted((o, t) for o, d, t in annotations if t.startswith("HR "))
+    assert [(round(o, 6), t) for o, t in hr] == [(t, f"HR {v:g} bpm") for t, v in zip(recorded.hr_t, recorded.hr)]
+
+
+def test_csv_round_trip(recorded, tmp_path):
+    files = export_session(recorded.path, "csv", tmp_path / "out", shift_days=SHIFT_DAYS)
+    stem = f"C001_{SHIFTED_START:%Y%m%dT%H%M%SZ}"
+    assert sorted(f.name for f in files) == sorted(f"{stem}_{n}" for n in (
+        "emg.csv", "ecg.csv", "hr.csv", "beats.csv", "events.csv", "session.json"))
+    emg = np.loadtxt(tmp_path / "out" / f"{stem}_emg.csv", delimiter=",", skiprows=1)
+    with open(tmp_path / "out" / f"{stem}_emg.csv") as f:
+        assert f.readline().strip() == "time_s,left_uV,right_uV"
+    np.testing.assert_allclose(emg[:, 0], recorded.emg_t, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(emg[:, 1:], recorded.emg, rtol=FLOAT32_RTOL + CSV_RTOL)
+    ecg = np.loadtxt(tmp_path / "out" / f"{stem}_ecg.csv", delimiter=",", skiprows=1)
+    np.testing.assert_allclose(ecg[:, 1], recorded.ecg[:, 0], rtol=FLOAT32_RTOL + CSV_RTOL)
+    hr = np.loadtxt(tmp_path / "out" / f"{stem}_hr.csv", delimiter=",", skiprows=1)
+    np.testing.assert_array_equal(hr, np.column_stack([recorded.hr_t, recorded.hr]))
+    with open(tmp_path / "out" / f"{stem}_beats.csv") as f:
+        beats = list(csv.DictReader(f))
+    assert [float(b["rr_raw_ms"]) for b in beats] == recorded.beats["rr_raw_ms"].tolist()
+    assert [float(b["rr_corrected_ms"]) for b in beats] == recorded.beats["rr_corrected_ms"].tolist()
+    assert [int(b["flags"]) for b in beats] == recorded.beats["flags"].tolist()
+    np.testing.assert_allclose([float(b["time_s"]) for b in beats], recorded.beats["t_s"], atol=1e-9)
+    with open(tmp_path / "out" / f"{stem}_events.csv") as f:
+        events = list(csv.DictReader(f))
+    assert sorted((float(e["onset_s"]), float(e["duration_s"]), e["kind"], e["label"]) for e in events) == \
+        _expected_events(recorded)
+    gap = next(e for e in events if e["kind"] == "gap")
+    assert (gap["stream"], gap["source"], json.loads(gap["data"])) == ("emg", "emg-1", {"lost_samples": 500})
+    assert json.loads(next(e for e in events if e["kind"] == "marker")["data"]) == {"pain": 6}
+    meta = json.loads((tmp_path / "out" / f"{stem}_session.json").read_text())
+    assert meta["start_utc"] == SHIFTED_START.isoformat().replace("+00:00", "Z") and "utc_anchor" not in meta
+
+
+def test_bids_round_trip(recorded, tmp_path):
+    out = tmp_path / "out"
+    files = export_session(recorded.path, "bids", out, shift_days=SHIFT_DAYS)
+    beh = out / "sub-C001" / "ses-1" / "beh"
+    prefix = "sub-C001_ses-1_task-trapeziusrelease"
+    assert (beh / f"{prefix}_recording-1000Hz_physio.tsv.gz") in files and (beh / f"{prefix}_events.tsv") in files
+    assert json.loads((out / "dataset_description.json").read_text())["BIDSVersion"]
+    for rate, label, times, values in ((1000.0, "1000Hz", recorded.emg_t, recorded.emg),
+                                       (130.0, "130Hz", recorded.ecg_t, recorded.ecg)):
+        sidecar = json.loads((beh / f"{prefix}_recording-{label}_physio.json").read_text())
+        assert sidecar["SamplingFrequency"] == rate
+        assert sidecar["Columns"] == (["emg_left", "emg_right"] if rate == 1000.0 else ["ecg_ecg"])
+        assert all(sidecar[c]["Units"] == "uV" for c in sidecar["Columns"])
+        with gzip.open(beh / f"{prefix}_recording-{label}_physio.tsv.gz", "rt") as f:
+            table = np.array([[np.nan if v == "n/a" else float(v) for v in line.rstrip("\n").split("\t")] for line in f])
+        grid_t = sidecar["StartTime"] + np.arange(len(table)) / rate
+        index = np.round((times - sidecar["StartTime"]) * rate).astype(int)
+        np.testing.assert_allclose(grid_t[index], times, atol=1e-9)
+        np.testing.assert_allclose(table[index], values, rtol=FLOAT32_RTOL + CSV_RTOL)
+        assert np.isnan(np.delete(table, index, axis=0)).all()  # nothing invented: the gap is n/a
+    with open(beh / f"{prefix}_events.tsv") as f:
+        events = list(csv.DictReader(f, delimiter="\t"))
+    assert list(events[0])[:3] == ["onset", "duration", "trial_type"]
+    core = [e for e in events if e["trial_type"] not in ("beat", "hr")]
+    assert sorted((float(e["onset"]), float(e["duration"]), e["trial_type"], e["label"]) for e in core) == \
+        _expected_events(recorded)
+    beats = [e for e in events if e["trial_type"] == "beat"]
+    assert [float(b["value"]) for b in beats] == recorded.beats["rr_raw_ms"].tolist()
+    assert [int(b["beat_flags"]) for b in beats] == recorded.beats["flags"].tolist()
+    assert [float(e["value"]) for e in events if e["trial_type"] == "hr"] == recorded.hr.tolist()
+    scans = (out / "sub-C001" / "ses-1" / "sub-C001_ses-1_scans.tsv").read_text().splitlines()
+    assert scans[0] == "filename\tacq_time" and all(SHIFTED_START.strftime("%Y-%m-%dT%H:%M:%S") in s for s in scans[1:])
+
+
+def test_hdf5_round_trip(recorded, tmp_path):
+    (path,) = export_session(recorded.path, "hdf5", tmp_path / "out", shift_days=SHIFT_DAYS)
+    alias = device_alias(DEVICE_MAC)
+    with h5py.File(path, "r") as f:
+        assert f.attrs["start_utc"] == SHIFTED_START.isoformat().replace("+00:00", "Z")
+        emg = f["streams/emg/emg-1"]
+        assert emg.attrs["units"] == "uV" and emg.attrs["rate_hz"] == 1000.0
+        assert list(emg.attrs["channels"]) == ["left", "right"]
+        np.testing.assert_array_equal(emg["time_s"][:], recorded.emg_t)
+        np.testing.assert_allclose(emg["samples"][:], recorded.emg, rtol=FLOAT32_RTOL)
+        ecg = f[f"streams/ecg/{alias}"]
+        assert ecg.attrs["rate_hz"] == 130.0
+        np.testing.assert_allclose(ecg["samples"][:], recorded.ecg, rtol=FLOAT32_RTOL)
+        hr = f[f"streams/hr/{alias}"]
+        assert np.isnan(hr.attrs["rate_hz"]) and hr.attrs["units"] == "bpm"
+        np.testing.assert_array_equal(hr["samples"][:, 0], recorded.hr)
+        for key in ("t_s", "rr_raw_ms", "rr_corrected_ms", "flags"):
+            np.testing.assert_array_equal(f[f"beats/{alias}/{key}"][:], recorded.beats[key])
+        events = f["events"][:]
+        got = sorted((e["onset_s"], e["duration_s"], e["kind"].decode(), e["label"].decode()) for e in events)
+        assert got == _expected_events(recorded)
+
+
+@pytest.mark.parametrize("fmt", ["edf", "csv", "bids", "hdf5"])
+def test_exports_are_private_and_hold_no_device_address(recorded, tmp_path, fmt):
+    out = tmp_path / "out"
+    files = export_session(recorded.path, fmt, out)
+    assert stat.S_IMODE(os.stat(out).st_mode) == 0o700
+    everything = b""
+    for f in out.rglob("*"):
+        if f.is_file():
+            assert stat.S_IMODE(os.stat(f).st_mode) == 0o600, f
+            everything += gzip.decompress(f.read_bytes()) if f.suffix == ".gz" else f.read_bytes()
+    assert all(f.exists() for f in files)
+    for mac in (DEVICE_MAC, "d4:36:39:aa:bb:cc"):
+        for form in (mac, mac.upper(), mac.lower(), mac.replace(":", ""), mac.replace(":", "").lower()):
+            assert form.encode() not in everything, (fmt, form)
+    assert device_alias(DEVICE_MAC).encode() in everything or fmt == "edf"
+
+
+def test_export_of_a_session_still_being_written(home, tmp_path):
+    path = new_session_path("C009", time.time())
+    with SessionWriter(path, {"client_id": "C009"}) as w:
+        for k in range(100):
+            w.add_block(Block("emg", "emg-1", (k + 1) * 20_000_000, np.full((20, 2), float(k)), 1000.0, 20 * k, k,
+                              channels=("left", "right")), k * 0.02)
+        w.add_event("phase", 0.0, "baseline", 2.0)
+        w.flush()
+        for fmt in ("edf", "csv", "bids", "hdf5"):
+            assert export_session(path, fmt, tmp_path / fmt)
+        edf = edfio.read_edf(next((tmp_path / "edf").glob("*.edf")))
+        assert edf.signals[0].data[1999] == pytest.approx(99.0, abs=0.01)

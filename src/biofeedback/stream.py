@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -67,6 +68,8 @@ class Block:
     channels: tuple[str, ...] = ()
     raw: bytes = b""
     """The packet exactly as received."""
+    times_s: np.ndarray | None = None
+    """Session time of each row after clock alignment (beat times for RR)."""
 
     @property
     def n(self) -> int:
@@ -246,3 +249,60 @@ class RingBuffer:
         t, x = self.snapshot()
         keep = t > t_s
         return t[keep], x[keep]
+
+
+RING_SECONDS = 120.0
+"""How much of each stream the live ring buffers hold."""
+EVENT_RING_ROWS = 4096
+
+
+class StreamHub:
+    """Where sources hand their blocks: ring buffers per (stream, source), gaps, status, listeners.
+
+    Thread-safe for one writer (the acquisition loop) and any number of snapshot readers (GUI).
+    Listeners (recorder, processors) are called on the acquisition loop with every block and gap.
+    """
+
+    def __init__(self, clock: SessionClock) -> None:
+        self.clock = clock
+        self.buffers: dict[tuple[str, str], RingBuffer] = {}
+        self.channels: dict[tuple[str, str], tuple[str, ...]] = {}
+        self.rates: dict[tuple[str, str], float | None] = {}
+        self.gaps: list[Gap] = []
+        self.status: dict[str, object] = {}
+        self.block_listeners: list[Callable[[Block], None]] = []
+        self.gap_listeners: list[Callable[[Gap], None]] = []
+        self.samples: dict[tuple[str, str], int] = {}
+
+    def buffer(self, stream: str, source: str | None = None) -> RingBuffer | None:
+        """The ring buffer of ``stream`` (from ``source``, or the first source that has it)."""
+        for (s, src), buf in self.buffers.items():
+            if s == stream and (source is None or src == source):
+                return buf
+        return None
+
+    def on_block(self, block: Block) -> None:
+        key = (block.stream, block.source)
+        buf = self.buffers.get(key)
+        if buf is None:
+            rows = int(RING_SECONDS * block.rate_hz) if block.rate_hz else EVENT_RING_ROWS
+            buf = self.buffers[key] = RingBuffer(rows, block.data.shape[1])
+            self.channels[key] = block.channels
+            self.rates[key] = block.rate_hz
+            self.samples[key] = 0
+        times = block.times_s if block.times_s is not None else np.full(block.n, block.host_time_ns / NS_PER_S)
+        buf.append(times, block.data)
+        self.samples[key] += block.n
+        for listener in self.block_listeners:
+            listener(block)
+
+    def on_gap(self, gap: Gap) -> None:
+        self.gaps.append(gap)
+        buf = self.buffers.get((gap.stream, gap.source))
+        if buf is not None:
+            buf.mark_gap(gap.start_s)
+        for listener in self.gap_listeners:
+            listener(gap)
+
+    def on_status(self, source: str, status: object) -> None:
+        self.status[source] = status

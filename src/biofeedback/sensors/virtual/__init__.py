@@ -1,1 +1,84 @@
-"""biofeedback.sensors.virtual"""
+"""Virtual sensors on a virtual BLE link, reached through bleak with the bumble backend.
+
+``VirtualWorld`` powers a ``VirtualRadio`` and the virtual peripherals of a ``Scenario``; its
+``backend`` is the ``BleBackend`` that the application's own scan/connect code uses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from biofeedback.sensors.ble import BleBackend
+from biofeedback.sensors.bumble_backend import BumbleClient, BumbleScanner, VirtualRadio
+from biofeedback.sensors.profiles import DeviceProfile, load_profiles
+from biofeedback.sensors.virtual.peripherals import (
+    Faults,
+    VirtualHeartRateStrap,
+    VirtualOpenEmg,
+    VirtualPeripheral,
+    VirtualPolarH10,
+)
+from biofeedback.sensors.virtual.signals import HeartScript, TensionScript
+
+__all__ = ["Faults", "HeartScript", "Scenario", "TensionScript", "VirtualWorld"]
+
+ADDRESSES = {"open-emg": "C0:EE:00:00:00:01", "polar-h10": "C0:EE:00:00:00:02", "hrs-strap": "C0:EE:00:00:00:03"}
+NAMES = {"open-emg": "OpenEMG1", "polar-h10": "Polar H10 VIRTUAL", "hrs-strap": "HRM Strap VIRTUAL"}
+
+
+@dataclass
+class Scenario:
+    """What the virtual sensors are told to produce."""
+
+    devices: tuple[str, ...] = ("open-emg", "polar-h10")
+    tension: TensionScript = field(default_factory=lambda: TensionScript.constant(40.0, 30.0))
+    heart: HeartScript = field(default_factory=HeartScript)
+    faults: dict[str, Faults] = field(default_factory=dict)
+    seed: int = 1
+    emg_rate_hz: int = 1000
+    ecg_rate_hz: float = 129.6
+    """True rate of the virtual Polar H10's nominal 130 Hz ECG (real straps run at 128-131 Hz)."""
+    keep_truth: bool = False
+
+
+class VirtualWorld:
+    """The virtual radio and its peripherals; use as ``async with VirtualWorld(...) as world``."""
+
+    def __init__(self, scenario: Scenario | None = None, speed: float = 1.0,
+                 profiles: dict[str, DeviceProfile] | None = None) -> None:
+        self.scenario = scenario or Scenario()
+        self.speed = speed
+        self.profiles = profiles or load_profiles()
+        self.radio = VirtualRadio()
+        self.peripherals: dict[str, VirtualPeripheral] = {}
+        self.backend = BleBackend(BumbleScanner, BumbleClient, {"radio": self.radio}, virtual=True)
+
+    def _make(self, kind: str, index: int) -> VirtualPeripheral:
+        sc = self.scenario
+        common = dict(speed=self.speed, faults=sc.faults.get(kind, Faults()), seed=sc.seed * 100 + index)
+        args = (self.radio, self.profiles[kind], NAMES[kind], ADDRESSES[kind])
+        if kind == "open-emg":
+            return VirtualOpenEmg(*args, tension=sc.tension, sample_rate_hz=sc.emg_rate_hz, keep_truth=sc.keep_truth,
+                                  drift_ppm=40.0, **common)
+        if kind == "polar-h10":
+            return VirtualPolarH10(*args, heart=sc.heart, ecg_rate_hz=sc.ecg_rate_hz, drift_ppm=-25.0, **common)
+        if kind == "hrs-strap":
+            return VirtualHeartRateStrap(*args, heart=sc.heart, **common)
+        raise ValueError(f"no virtual sensor for profile {kind!r}; choose from {sorted(NAMES)}")
+
+    async def start(self) -> VirtualWorld:
+        for i, kind in enumerate(self.scenario.devices):
+            peripheral = self._make(kind, i)
+            await peripheral.start()
+            self.peripherals[kind] = peripheral
+        return self
+
+    async def stop(self) -> None:
+        for peripheral in self.peripherals.values():
+            await peripheral.stop()
+
+    async def __aenter__(self) -> VirtualWorld:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()

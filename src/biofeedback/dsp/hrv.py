@@ -1,0 +1,428 @@
+"""Heart-rate variability: RR artefact correction, live per-beat metrics, stress and autonomic indices.
+
+All intervals are in ms, times in s, heart rate in beats per minute (bpm).
+
+- ``correct_rr``: artefact detection and correction of Lipponen & Tarvainen (2019), the method of
+  Kubios HRV and of neurokit2 ``signal_fixpeaks(method="kubios")``; raw and corrected values side by
+  side with one ``RrFlag`` per beat.
+- ``rmssd``, ``sdnn``, ``pnn50``, ``mean_hr_bpm``, ``poincare_sd1_sd2``: Task Force (1996) definitions,
+  as neurokit2 ``hrv_time`` / ``hrv_nonlinear`` compute them (SDNN and SD1/SD2 with ddof=1; pNN50 over
+  the number of intervals).
+- ``lf_hf_ratio``: Welch spectrum of the RR series resampled at 4 Hz; LF 0.04-0.15 Hz, HF 0.15-0.4 Hz.
+- ``baevsky_stress_index``: SI = AMo / (2 · Mo · MxDMn) (Baevsky & Chernikova 2017), 50 ms bins as in
+  Kubios; ``kubios_stress_index`` is its square root, the value Kubios HRV reports.
+- ``pns_index``, ``sns_index``: mean z-scores against normative short-term values, in the style of Kubios.
+- ``LiveHrv``: the streaming chain (correction with a short look-ahead, rolling metrics over a window).
+- ``hrv_windows``: offline neurokit2 time, frequency and non-linear HRV over 5-minute windows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+from scipy import interpolate, signal
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# Lipponen & Tarvainen (2019) constants, as published and as in neurokit2.
+LT_C1 = 0.13
+LT_C2 = 0.17
+LT_ALPHA = 5.2
+LT_THRESHOLD_BEATS = 91
+LT_MEDIAN_BEATS = 11
+
+STRESS_INDEX_BIN_MS = 50.0
+"""Histogram bin width for Baevsky's stress index (Kubios HRV user guide)."""
+LIVE_WINDOW_S = 60.0
+LIVE_LOOKAHEAD_BEATS = 5
+"""Beats that must follow a beat before the live corrector decides on it. The classifier itself looks two
+beats ahead; with fewer than ~5 its centred thresholds, truncated at the newest beat, flag normal beats."""
+LIVE_CONTEXT_BEATS = 91
+"""Raw beats (including the look-ahead) the live corrector sees when it decides on one beat."""
+MIN_BEATS_FOR_STRESS_INDEX = 20
+HRV_WINDOW_S = 300.0
+"""Standard short-term HRV window (Task Force 1996)."""
+
+
+class RrFlag:
+    """Per-beat artefact flags of ``correct_rr``; 0 means a normal beat, kept as measured."""
+
+    ECTOPIC = 1 << 0
+    """Beat moved to the midpoint of its neighbours."""
+    LONG_SHORT = 1 << 1
+    """Too long or too short an interval; beat moved to the midpoint of its neighbours."""
+    MISSED = 1 << 2
+    """A beat was missed inside this interval; one was inserted at its midpoint."""
+    EXTRA = 1 << 3
+    """This beat is spurious and was removed: its interval merges into the next one."""
+
+
+@dataclass(frozen=True, slots=True)
+class RrCorrection:
+    """Raw and corrected RR intervals side by side, with one flag per raw interval."""
+
+    raw_ms: np.ndarray
+    flags: np.ndarray
+    """``RrFlag`` bits per raw interval (uint8)."""
+    corrected_ms: np.ndarray
+    """Per raw interval, the corrected interval ending at the same beat; NaN where the beat was removed."""
+    nn_ms: np.ndarray
+    """The corrected series for HRV, inserted beats included (may differ in length from ``raw_ms``)."""
+    nn_source: np.ndarray
+    """For each ``nn_ms`` value, the index of the raw interval whose end beat closes it."""
+
+
+def _rolling_quantiles(x: np.ndarray, width: int, qs: tuple[float, ...]) -> list[np.ndarray]:
+    """Centred rolling quantiles with truncated windows at the ends (pandas ``center=True, min_periods=1``)."""
+    half = width // 2
+    padded = np.concatenate((np.full(half, np.nan), x, np.full(width - 1 - half, np.nan)))
+    windows = np.sort(np.lib.stride_tricks.sliding_window_view(padded, width), axis=1)
+    count = np.sum(~np.isnan(windows), axis=1)
+    rows = np.arange(x.size)
+    out = []
+    for q in qs:
+        pos = q * (count - 1)
+        lo = np.floor(pos).astype(int)
+        hi = np.minimum(lo + 1, count - 1)
+        frac = pos - lo
+        out.append(windows[rows, lo] + (windows[rows, hi] - windows[rows, lo]) * frac)
+    return out
+
+
+def _threshold(x: np.ndarray) -> np.ndarray:
+    q1, q3 = _rolling_quantiles(np.abs(x), LT_THRESHOLD_BEATS, (0.25, 0.75))
+    return LT_ALPHA * (q3 - q1) / 2.0
+
+
+def _find_artifacts(peaks_ms: np.ndarray) -> dict[str, list[int]]:
+    """Classify beats (indices into ``peaks_ms``) as in Lipponen & Tarvainen (2019), Figure 1."""
+    rr = np.diff(peaks_ms, prepend=peaks_ms[0])
+    rr[0] = np.mean(rr[1:])
+    drrs = np.diff(rr, prepend=rr[0])
+    drrs[0] = np.mean(drrs[1:])
+    th1 = _threshold(drrs)
+    drrs = np.divide(drrs, th1, out=np.full_like(drrs, np.nan), where=th1 != 0)
+    pad = np.pad(drrs, 2, "reflect")
+    prev1, next1, next2 = pad[1:-3], pad[3:-1], pad[4:]
+    s12 = np.where(drrs > 0, np.maximum(prev1, next1), np.where(drrs < 0, np.minimum(prev1, next1), 0.0))
+    s22 = np.where(drrs >= 0, np.minimum(next1, next2), np.where(drrs < 0, np.maximum(next1, next2), 0.0))
+    (medrr,) = _rolling_quantiles(rr, LT_MEDIAN_BEATS, (0.5,))
+    mrrs = rr - medrr
+    mrrs[mrrs < 0] *= 2.0
+    th2 = _threshold(mrrs)
+    mrrs = np.divide(mrrs, th2, out=np.full_like(mrrs, np.nan), where=th2 != 0)
+
+    found: dict[str, list[int]] = {"ectopic": [], "missed": [], "extra": [], "longshort": []}
+    i = 0
+    while i < rr.size - 2:
+        if not abs(drrs[i]) > 1:
+            i += 1
+            continue
+        if (drrs[i] > 1 and s12[i] < -LT_C1 * drrs[i] - LT_C2) or (drrs[i] < -1 and s12[i] > -LT_C1 * drrs[i] + LT_C2):
+            found["ectopic"].append(i)
+            i += 1
+            continue
+        candidates = [i, i + 1] if abs(drrs[i + 1]) < abs(drrs[i + 2]) else [i]
+        for j in candidates:  # as neurokit2: each candidate advances i once
+            long_beat = drrs[j] > 1 and s22[j] < -1
+            short_beat = drrs[j] < -1 and s22[j] > 1
+            if not (long_beat or short_beat or abs(mrrs[j]) > 3):
+                i += 1
+                continue
+            if short_beat and abs(rr[j] + rr[j + 1] - medrr[j]) < th2[j]:
+                found["extra"].append(j)
+            elif long_beat and abs(rr[j] / 2 - medrr[j]) < th2[j]:
+                found["missed"].append(j)
+            else:
+                found["longshort"].append(j)
+            i += 1
+    return found
+
+
+def _shift(source: list[int], targets: list[int], step: int) -> list[int]:
+    for s in source:
+        targets = [u + step if u > s else u for u in targets]
+    return sorted(set(targets))
+
+
+def _correct_artifacts(
+    found: dict[str, list[int]], peaks: np.ndarray, origin: np.ndarray, beat_flags: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Remove extra beats, insert missed ones, move misplaced ones; ``origin`` maps beats to raw beats."""
+    extra, missed = found["extra"], found["missed"]
+    ectopic, longshort = found["ectopic"], found["longshort"]
+    if extra:
+        beat_flags[origin[extra][origin[extra] >= 0]] |= RrFlag.EXTRA
+        peaks, origin = np.delete(peaks, extra), np.delete(origin, extra)
+        missed, ectopic, longshort = (_shift(extra, x, -1) for x in (missed, ectopic, longshort))
+    if missed:
+        idx = np.array([m for m in missed if 1 < m < peaks.size], dtype=int)
+        beat_flags[origin[idx][origin[idx] >= 0]] |= RrFlag.MISSED
+        peaks = np.insert(peaks, idx, (peaks[idx - 1] + peaks[idx]) / 2.0)
+        origin = np.insert(origin, idx, -1)
+        ectopic, longshort = (_shift(missed, x, 1) for x in (ectopic, longshort))
+    for kind, flag in ((ectopic, RrFlag.ECTOPIC), (longshort, RrFlag.LONG_SHORT)):
+        idx = np.array([m for m in kind if 1 < m < peaks.size - 1], dtype=int)
+        if idx.size:
+            beat_flags[origin[idx][origin[idx] >= 0]] |= flag
+            moved = peaks.copy()
+            moved[idx] = (peaks[idx - 1] + peaks[idx + 1]) / 2.0
+            order = np.argsort(moved, kind="stable")
+            peaks, origin = moved[order], origin[order]
+    return peaks, origin
+
+
+def correct_rr(rr_ms: np.ndarray, iterative: bool = True) -> RrCorrection:
+    """Detect and correct RR artefacts (Lipponen & Tarvainen 2019, J Med Eng Technol 43:173-181).
+
+    Repeated until the number of artefacts stops falling, as Kubios and neurokit2 do.
+    """
+    raw = np.asarray(rr_ms, dtype=float)
+    peaks = np.concatenate(([0.0], np.cumsum(raw)))
+    origin = np.arange(peaks.size)
+    beat_flags = np.zeros(peaks.size, dtype=np.uint8)
+    if raw.size >= 4:
+        found = _find_artifacts(peaks)
+        new_peaks, new_origin = _correct_artifacts(found, peaks, origin, beat_flags)
+        count = sum(len(v) for v in found.values())
+        while iterative and count:
+            again = _find_artifacts(new_peaks)
+            new_count = sum(len(v) for v in again.values())
+            if new_count >= count:
+                break
+            count = new_count
+            new_peaks, new_origin = _correct_artifacts(again, new_peaks, new_origin, beat_flags)
+        peaks, origin = new_peaks, new_origin
+    nn = np.diff(peaks)
+    closing = origin[1:]
+    # An inserted beat's interval is closed by the next original beat.
+    for k in range(closing.size - 2, -1, -1):
+        if closing[k] < 0:
+            closing[k] = closing[k + 1]
+    corrected = np.full(raw.size, np.nan)
+    kept = origin[1:] > 0
+    corrected[origin[1:][kept] - 1] = nn[kept]
+    return RrCorrection(raw, beat_flags[1:], corrected, nn, closing - 1)
+
+
+def rmssd(rr_ms: np.ndarray) -> float:
+    """Root mean square of successive differences, ms (Task Force 1996)."""
+    d = np.diff(np.asarray(rr_ms, dtype=float))
+    return float(np.sqrt(np.mean(d * d))) if d.size else float("nan")
+
+
+def sdnn(rr_ms: np.ndarray) -> float:
+    """Standard deviation of NN intervals (ddof=1), ms (Task Force 1996)."""
+    rr = np.asarray(rr_ms, dtype=float)
+    return float(np.std(rr, ddof=1)) if rr.size > 1 else float("nan")
+
+
+def pnn50(rr_ms: np.ndarray) -> float:
+    """Percentage of successive differences > 50 ms over the number of NN intervals, % (Task Force 1996)."""
+    rr = np.asarray(rr_ms, dtype=float)
+    return float(100.0 * np.sum(np.abs(np.diff(rr)) > 50.0) / rr.size) if rr.size > 1 else float("nan")
+
+
+def mean_hr_bpm(rr_ms: np.ndarray) -> float:
+    """Mean of the beat-to-beat heart rate 60000/RR, bpm."""
+    return float(np.mean(60000.0 / np.asarray(rr_ms, dtype=float)))
+
+
+def poincare_sd1_sd2(rr_ms: np.ndarray) -> tuple[float, float]:
+    """Poincaré SD1 and SD2 (ddof=1), ms (Brennan et al. 2001)."""
+    rr = np.asarray(rr_ms, dtype=float)
+    if rr.size < 3:
+        return float("nan"), float("nan")
+    x1 = (rr[:-1] - rr[1:]) / np.sqrt(2.0)
+    x2 = (rr[:-1] + rr[1:]) / np.sqrt(2.0)
+    return float(np.std(x1, ddof=1)), float(np.std(x2, ddof=1))
+
+
+def lf_hf_ratio(rr_ms: np.ndarray, resample_hz: float = 4.0) -> float:
+    """LF/HF power ratio: RR series cubic-interpolated at 4 Hz, detrended, Welch (Task Force 1996 bands)."""
+    rr = np.asarray(rr_ms, dtype=float)
+    t = np.cumsum(rr) / 1000.0
+    grid = np.arange(t[0], t[-1], 1.0 / resample_hz)
+    x = signal.detrend(interpolate.CubicSpline(t, rr)(grid))
+    nperseg = min(x.size, round(resample_hz * 256.0))
+    f, p = signal.welch(x, fs=resample_hz, nperseg=nperseg, detrend=False)
+    lf = np.trapezoid(p[(f >= 0.04) & (f < 0.15)], f[(f >= 0.04) & (f < 0.15)])
+    hf = np.trapezoid(p[(f >= 0.15) & (f < 0.4)], f[(f >= 0.15) & (f < 0.4)])
+    return float(lf / hf)
+
+
+def baevsky_stress_index(rr_ms: np.ndarray, bin_ms: float = STRESS_INDEX_BIN_MS) -> float:
+    """Baevsky's stress index SI = AMo / (2·Mo·MxDMn), 1/s² (Baevsky & Chernikova 2017; Kubios user guide).
+
+    Histogram bins of 50 ms on edges at multiples of ``bin_ms``; Mo = centre of the fullest bin (s; the
+    shortest on ties), AMo = its share of all intervals (%), MxDMn = max - min interval (s).
+    """
+    rr = np.asarray(rr_ms, dtype=float)
+    bins = np.floor(rr / bin_ms).astype(int)
+    counts = np.bincount(bins - bins.min())
+    mode_bin = int(np.argmax(counts)) + bins.min()
+    mo_s = (mode_bin + 0.5) * bin_ms / 1000.0
+    amo_pct = 100.0 * counts.max() / rr.size
+    spread_s = (rr.max() - rr.min()) / 1000.0
+    return float(amo_pct / (2.0 * mo_s * spread_s)) if spread_s > 0 else float("inf")
+
+
+def kubios_stress_index(rr_ms: np.ndarray) -> float:
+    """Square root of Baevsky's stress index, the 'Stress index' Kubios HRV reports (normally distributed)."""
+    return float(np.sqrt(baevsky_stress_index(rr_ms)))
+
+
+@dataclass(frozen=True, slots=True)
+class HrvNorm:
+    """Normal resting short-term value (mean, SD) of one parameter, with its source."""
+
+    mean: float
+    sd: float
+    source: str
+
+
+# Kubios does not publish its normative table; ours follow its choice of parameters with published values.
+NORMS = {
+    "mean_rr_ms": HrvNorm(926.0, 90.0, "Nunan et al. 2010, PACE 33:1407, 5-min supine"),
+    "rmssd_ms": HrvNorm(42.0, 15.0, "Nunan et al. 2010"),
+    "sd1_pct": HrvNorm(3.2, 1.2, "SD1 = RMSSD/√2 relative to mean RR, from Nunan et al. 2010"),
+    "mean_hr_bpm": HrvNorm(65.0, 6.3, "60000/mean RR of Nunan et al. 2010 (delta method for the SD)"),
+    "kubios_stress_index": HrvNorm(10.0, 1.25, "√SI for Baevsky's normal range SI 50-150 (mean ± 2 SD)"),
+    "sd2_pct": HrvNorm(6.9, 2.7, "√(2·SDNN² − SD1²) relative to mean RR, from Nunan et al. 2010"),
+}
+
+
+def _z(name: str, value: float) -> float:
+    norm = NORMS[name]
+    return (value - norm.mean) / norm.sd
+
+
+def pns_index(mean_rr_ms: float, rmssd_ms: float, sd1_pct: float) -> float:
+    """Parasympathetic index: mean z-score of mean RR, RMSSD and SD1 (% of mean RR), Kubios style.
+
+    0 is the normal resting mean; +1 is one SD more vagal activity (Kubios HRV user guide; norms ``NORMS``).
+    """
+    return (_z("mean_rr_ms", mean_rr_ms) + _z("rmssd_ms", rmssd_ms) + _z("sd1_pct", sd1_pct)) / 3.0
+
+
+def sns_index(mean_hr_bpm: float, kubios_stress_index: float, sd2_pct: float) -> float:
+    """Sympathetic index: mean z-score of mean HR, √SI and the inverse of SD2 (% of mean RR), Kubios style."""
+    return (_z("mean_hr_bpm", mean_hr_bpm) + _z("kubios_stress_index", kubios_stress_index) - _z("sd2_pct", sd2_pct)) / 3.0
+
+
+@dataclass(frozen=True, slots=True)
+class BeatMetrics:
+    """Metrics when a beat is decided: its own values, then rolling values over the live window."""
+
+    time_s: float
+    rr_raw_ms: float
+    rr_ms: float
+    """Corrected interval; NaN if the beat was removed as extra."""
+    flag: int
+    """``RrFlag`` bits."""
+    hr_bpm: float
+    """60000 / corrected interval."""
+    mean_hr_bpm: float
+    rmssd_ms: float
+    ln_rmssd: float
+    """Natural log of RMSSD in ms."""
+    sdnn_ms: float
+    stress_index: float
+    """Kubios stress index (√ Baevsky SI) over the window; NaN below 20 beats."""
+    pns_index: float
+    sns_index: float
+
+
+class LiveHrv:
+    """Per-beat HRV for live display: artefact correction with a 5-beat look-ahead, rolling window metrics.
+
+    Each beat is decided when ``LIVE_LOOKAHEAD_BEATS`` more have arrived, by ``correct_rr`` over the last
+    ``LIVE_CONTEXT_BEATS`` raw beats; so the output does not depend on how beats are grouped into calls.
+    """
+
+    def __init__(self, window_s: float = LIVE_WINDOW_S) -> None:
+        self.window_s = float(window_s)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget all beats (after a gap: successive differences must not span it)."""
+        self._times = np.empty(0)
+        self._raw = np.empty(0)
+        self._nn_times: list[float] = []
+        self._nn: list[float] = []
+
+    def add_beats(self, beat_times_s: np.ndarray, rr_ms: np.ndarray) -> list[BeatMetrics]:
+        """Add beats (time of each beat, s; RR interval ending at it, ms); returns metrics of decided beats."""
+        out = []
+        for t, rr in zip(np.atleast_1d(beat_times_s), np.atleast_1d(rr_ms)):
+            if not np.isfinite(rr):
+                continue
+            self._times = np.append(self._times, float(t))[-LIVE_CONTEXT_BEATS:]
+            self._raw = np.append(self._raw, float(rr))[-LIVE_CONTEXT_BEATS:]
+            if self._raw.size > LIVE_LOOKAHEAD_BEATS:
+                out.append(self._decide(self._raw.size - 1 - LIVE_LOOKAHEAD_BEATS))
+        return out
+
+    def flush(self) -> list[BeatMetrics]:
+        """Decide the beats still waiting for their look-ahead (end of a recording); then ``reset``."""
+        held = min(LIVE_LOOKAHEAD_BEATS, self._raw.size)
+        return [self._decide(self._raw.size - held + j) for j in range(held)]
+
+    def _decide(self, k: int) -> BeatMetrics:
+        fix = correct_rr(self._raw)
+        mine = fix.nn_source == k
+        t = float(self._times[k])
+        nn_here = fix.nn_ms[mine]
+        # Inserted beats (MISSED) sit before this one, evenly spread by the correction.
+        for j, v in enumerate(nn_here):
+            self._nn_times.append(t - float(nn_here[j + 1 :].sum()) / 1000.0)
+            self._nn.append(float(v))
+        start = np.searchsorted(self._nn_times, t - self.window_s, side="right")
+        del self._nn_times[:start], self._nn[:start]
+        nn = np.asarray(self._nn)
+        rr_now = float(fix.corrected_ms[k])
+        r = rmssd(nn)
+        sd1, sd2 = poincare_sd1_sd2(nn)
+        mean_rr = float(np.mean(nn)) if nn.size else float("nan")
+        hr = mean_hr_bpm(nn) if nn.size else float("nan")
+        si = kubios_stress_index(nn) if nn.size >= MIN_BEATS_FOR_STRESS_INDEX else float("nan")
+        return BeatMetrics(
+            time_s=t,
+            rr_raw_ms=float(self._raw[k]),
+            rr_ms=rr_now,
+            flag=int(fix.flags[k]),
+            hr_bpm=60000.0 / rr_now if np.isfinite(rr_now) else float("nan"),
+            mean_hr_bpm=hr,
+            rmssd_ms=r,
+            ln_rmssd=float(np.log(r)) if r > 0 else float("nan"),
+            sdnn_ms=sdnn(nn),
+            stress_index=si,
+            pns_index=pns_index(mean_rr, r, 100.0 * sd1 / mean_rr),
+            sns_index=sns_index(hr, si, 100.0 * sd2 / mean_rr),
+        )
+
+
+def hrv_windows(nn_beat_times_s: np.ndarray, window_s: float = HRV_WINDOW_S) -> "pd.DataFrame":
+    """Offline neurokit2 time, frequency and non-linear HRV over consecutive windows (default 5 min).
+
+    Input: times (s) of the beats that close corrected NN intervals (e.g. from ``correct_rr``). One row per
+    full window, with ``window_start_s``; neurokit2 column names (``HRV_RMSSD`` ...).
+    """
+    import neurokit2 as nk
+    import pandas as pd
+
+    times = np.asarray(nn_beat_times_s, dtype=float)
+    rows = []
+    start = times[0]
+    while start + window_s <= times[-1] + 1e-9:
+        inside = times[(times >= start) & (times < start + window_s)]
+        peaks = np.round((inside - inside[0]) * 1000.0).astype(int)
+        parts = [nk.hrv_time(peaks, 1000), nk.hrv_frequency(peaks, 1000), nk.hrv_nonlinear(peaks, 1000)]
+        row = pd.concat(parts, axis=1)
+        row.insert(0, "window_start_s", start)
+        rows.append(row)
+        start += window_s
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()

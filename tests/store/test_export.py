@@ -16,7 +16,7 @@ import h5py
 import numpy as np
 import pytest
 
-from biofeedback.store import SessionWriter, device_alias, export_session, new_session_path
+from biofeedback.store import SessionWriter, StoreError, device_alias, export_session, new_session_path
 from biofeedback.stream import Block
 
 from .conftest import DEVICE_MAC, UTC_ANCHOR
@@ -199,3 +199,14 @@ def test_export_of_a_session_still_being_written(home, tmp_path):
             assert export_session(path, fmt, tmp_path / fmt)
         edf = edfio.read_edf(next((tmp_path / "edf").glob("*.edf")))
         assert edf.signals[0].data[1999] == pytest.approx(99.0, abs=0.01)
+
+
+def test_edf_of_a_session_without_signals_says_what_to_do(home, tmp_path):
+    path = new_session_path("C010", UTC_ANCHOR)
+    with SessionWriter(path, {"client_id": "C010", "utc_anchor": UTC_ANCHOR}) as w:
+        w.add_block(Block("hr", "h10", 10**9, np.array([[61.0]])), None)
+        w.add_event("marker", 1.0, "start")
+    with pytest.raises(StoreError, match="no sampled signal .* export it as csv, bids or hdf5"):
+        export_session(path, "edf", tmp_path / "edf")
+    for fmt in ("csv", "bids", "hdf5"):
+        assert export_session(path, fmt, tmp_path / fmt)

@@ -24,7 +24,7 @@ def test_sigkill_at_random_moments_loses_at_most_one_second(tmp_path):
     results = tool.run(KILLS, seed=random.randrange(1 << 30), workroot=tmp_path)
     assert len(results) == KILLS  # each kill_once already asserted: file opens, blocks intact, loss <= 1 s
     with_data = [r for r in results if r["blocks"]]
-    assert len(with_data) >= KILLS // 2, "too few kills landed while data were being written"
+    assert len(with_data) >= KILLS // 4, "too few kills landed after the first commit"
     assert {r["speed"] for r in with_data} == {1.0, 20.0}
     assert max(r["lost_s"] for r in results) <= tool.MAX_LOSS_S
     assert sum(r["live_read"] for r in results) >= KILLS // 2

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
+import io
 import json
 import math
 import os
@@ -57,6 +58,7 @@ FORMATS = ("edf", "csv", "bids", "hdf5")
 EDF_RECORD_DURATIONS_S = (1, 2, 4, 5, 8, 10, 20, 25, 40, 50, 100)
 """Candidate EDF data record durations, shortest first."""
 BIDS_VERSION = "1.9.0"
+TSV_CHUNK_ROWS = 100_000
 SECONDS_PER_DAY = 86400
 
 
@@ -183,6 +185,8 @@ def _write_edf(session: _Session, out_dir: Path) -> list[Path]:
     import edfio
 
     regular = [s for s in session.streams if s.rate_hz and s.times.size]
+    if not regular:
+        raise StoreError("this session has no sampled signal (EMG, ECG) and EDF+ needs one; export it as csv, bids or hdf5")
     record_s, written_rate = _edf_record_duration(sorted({s.rate_hz for s in regular}))
     n_records = max(1, math.ceil(session.duration_s / record_s - 1e-9))
     signals, annotations, used = [], [], set()
@@ -234,7 +238,7 @@ def _write_edf(session: _Session, out_dir: Path) -> list[Path]:
             recording=edfio.Recording(startdate=start.date(), equipment_code=_edf_text(
                 f"biofeedback_{session.meta.get('software_version', '')}").replace(" ", "_")),
             starttime=start.time().replace(tzinfo=None),
-            data_record_duration=record_s if signals else 0,
+            data_record_duration=record_s,
             annotations=sorted(annotations, key=lambda a: a.onset),
         )
         path = out_dir / f"{session.stem}.edf"
@@ -330,9 +334,11 @@ def _write_bids(session: _Session, out_dir: Path) -> list[Path]:
                 table.append(column)
         tsv = folder / f"{name}.tsv.gz"
         rows = np.column_stack(table)
-        with gzip.open(tsv, "wt") as f:
-            for row in rows:
-                f.write("\t".join("n/a" if np.isnan(v) else f"{v:.9g}" for v in row) + "\n")
+        with gzip.open(tsv, "wt", compresslevel=6) as f:
+            for chunk in range(0, len(rows), TSV_CHUNK_ROWS):
+                text = io.StringIO()
+                np.savetxt(text, rows[chunk:chunk + TSV_CHUNK_ROWS], fmt="%.9g", delimiter="\t")
+                f.write(text.getvalue().replace("nan", "n/a"))
         sidecar = folder / f"{name}.json"
         sidecar.write_text(json.dumps({"SamplingFrequency": rate, "StartTime": t0, "Columns": columns, **units,
                                        "StartTimeReference": "session start (events onset 0)",

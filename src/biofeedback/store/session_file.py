@@ -57,6 +57,8 @@ COMMIT_INTERVAL_S = 0.5
 """Session seconds between commits: with the time a commit takes, a kill loses less than 1 s."""
 MIN_COMMIT_WALL_S = 0.02
 """Shortest wall-clock time between commits, at high replay speeds (bounds the fsync rate)."""
+WAL_AUTOCHECKPOINT_PAGES = 1000
+"""WAL pages after which a commit also copies the WAL into the main file (SQLite's default)."""
 APPLICATION_ID = 0x62665353
 """SQLite ``application_id`` of a session file ('bfSS'); tells our files from other SQLite files."""
 SCHEMA_VERSION = 1
@@ -131,6 +133,7 @@ class SessionWriter:
         if mode != "wal":
             raise StoreError(f"{self.path.parent} does not support SQLite WAL mode (got {mode}); record to a local disk")
         self._conn.execute("PRAGMA synchronous = FULL")
+        self._conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
         self._pending: dict[str, list[tuple]] = {table: [] for table in _INSERTS}
         self._lock = threading.Lock()
         self._db_lock = threading.Lock()

@@ -20,6 +20,29 @@ name                            returns                                         
 ``emg_gaps``                    ``EmgGaps``: count, per minute, total, fraction  -, 1/min, s, 0-1
 ``symmetry_index``              left/right symmetry                              %
 ==============================  ===============================================  ================
+
+Heart (``biofeedback.dsp.hrv``, ``biofeedback.dsp.ecg``)
+
+==============================  ===============================================  ================
+name                            returns                                          unit
+==============================  ===============================================  ================
+``correct_rr``                  ``RrCorrection``: raw, corrected, NN series,     ms; ``RrFlag`` bits
+                                one flag per beat (Lipponen & Tarvainen 2019)
+``LiveHrv.add_beats``           ``BeatMetrics`` per decided beat: HR, mean HR,   bpm, ms, ln(ms),
+                                RMSSD, ln RMSSD, SDNN, stress index, PNS, SNS    √(1/s²), z-score
+``rmssd`` / ``sdnn``            RMSSD / SDNN (ddof=1)                            ms
+``pnn50``                       successive differences > 50 ms                   %
+``mean_hr_bpm``                 mean beat-to-beat heart rate                     bpm
+``poincare_sd1_sd2``            Poincaré SD1, SD2                                ms
+``lf_hf_ratio``                 LF/HF power ratio (4 Hz, Welch 256 s)            ratio
+``baevsky_stress_index``        Baevsky SI = AMo/(2·Mo·MxDMn)                    1/s²
+``kubios_stress_index``         √SI, as Kubios HRV reports it                    1/s
+``pns_index`` / ``sns_index``   mean z-score against normative values            SD units
+``hrv_windows``                 neurokit2 HRV per 5-min window                   DataFrame
+``detect_r_peaks``              R-peak sample indices (neurokit2, offline)       samples
+``LiveRPeakDetector.process``   ``Beats``: R-peak times and RR (Pan-Tompkins)    s, ms
+``beats_from_peaks``            ``Beats`` from sample indices                    s, ms
+==============================  ===============================================  ================
 """
 
 from biofeedback.dsp.emg import (
@@ -39,7 +62,47 @@ from biofeedback.dsp.emg import (
     symmetry_index,
 )
 
+from biofeedback.dsp.ecg import Beats, LiveRPeakDetector, beats_from_peaks, detect_r_peaks
+from biofeedback.dsp.hrv import (
+    BeatMetrics,
+    LiveHrv,
+    RrCorrection,
+    RrFlag,
+    baevsky_stress_index,
+    correct_rr,
+    hrv_windows,
+    kubios_stress_index,
+    lf_hf_ratio,
+    mean_hr_bpm,
+    pnn50,
+    pns_index,
+    poincare_sd1_sd2,
+    rmssd,
+    sdnn,
+    sns_index,
+)
+
 __all__ = [
+    "BeatMetrics",
+    "Beats",
+    "LiveHrv",
+    "LiveRPeakDetector",
+    "RrCorrection",
+    "RrFlag",
+    "baevsky_stress_index",
+    "beats_from_peaks",
+    "correct_rr",
+    "detect_r_peaks",
+    "hrv_windows",
+    "kubios_stress_index",
+    "lf_hf_ratio",
+    "mean_hr_bpm",
+    "pnn50",
+    "pns_index",
+    "poincare_sd1_sd2",
+    "rmssd",
+    "sdnn",
+    "sns_index",
     "Calibration",
     "EmgGaps",
     "EmgOutput",

@@ -77,7 +77,7 @@ def test_files_and_folders_are_private(recorded, home):
     while folder != home.parent:
         assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700, folder
         folder = folder.parent
-    for sidecar in recorded.path.parent.iterdir():
+    for sidecar in [*recorded.path.parent.iterdir(), home / "device-salt"]:
         assert stat.S_IMODE(os.stat(sidecar).st_mode) == 0o600, sidecar
 
 
@@ -206,3 +206,11 @@ def test_event_rows_keep_their_aligned_times(home):
         assert r.samples("ecg")[0][0] == 1.0 and r.samples("ecg")[0][-1] == pytest.approx(1.0 + 72 / 130.0)
         assert [b["times_s"].tolist() for b in r.raw_blocks("rr")] == [beat_times.tolist()]
         assert r.duration_s() == pytest.approx(11.71)
+
+
+def test_paths_with_spaces_and_uri_characters(home, tmp_path):
+    path = tmp_path / "Therapist files #2 ?x%20" / "s 1.bfsession"
+    with SessionWriter(path, {"client_id": "C007"}) as w:
+        w.add_block(_emg_block(0), 0.0)
+    with SessionReader(path) as r:
+        assert r.samples("emg")[1].shape == (20, 2)

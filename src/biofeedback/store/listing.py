@@ -39,7 +39,8 @@ def list_sessions(client_id: str | None = None, home: Path | None = None) -> lis
                 with SessionReader(path) as reader:
                     meta = reader.meta
                     entry.update(
-                        client_id=meta.get("client_id", client), started=utc_iso(meta["utc_anchor"]),
+                        client_id=meta.get("client_id", client),
+                        started=utc_iso(meta["utc_anchor"]) if isinstance(meta.get("utc_anchor"), (int, float)) else None,
                         duration_s=reader.duration_s(), protocol=meta.get("protocol"),
                         complete=bool(meta.get("complete")),
                     )

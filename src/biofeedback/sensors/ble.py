@@ -41,6 +41,12 @@ CONTROL_RESPONSE_TIMEOUT_S = 5.0
 """Wall seconds to wait for a control-point indication."""
 GAP_TOLERANCE_SAMPLES = 1.5
 """A device-time jump larger than this many sample periods beyond the frame is a gap."""
+CLOCK_CONSISTENCY_S = 5.0
+"""A frame whose device time maps to more than this after its arrival is corrupt."""
+INDEX_CONSISTENCY_S = 0.05
+"""Open EMG: device time and sample index of a frame must agree within this (else the frame is corrupt)."""
+HR_PLAUSIBLE_BPM = (25, 250)
+RR_PLAUSIBLE_MS = (250.0, 2500.0)
 
 
 class SensorError(Exception):
@@ -161,6 +167,10 @@ class HrsDriver(Driver):
         except dec.DecodeError as exc:
             self.source.decode_error(exc)
             return
+        lo, hi = RR_PLAUSIBLE_MS
+        if not HR_PLAUSIBLE_BPM[0] <= m.hr_bpm <= HR_PLAUSIBLE_BPM[1] or np.any((m.rr_ms < lo) | (m.rr_ms > hi)):
+            self.source.decode_error(dec.DecodeError(f"implausible heart rate {m.hr_bpm} bpm or RR {m.rr_ms} ms: discarded"))
+            return
         src, t = self.source.name, host_ns / NS_PER_S
         flags = BlockFlag.SENSOR_CONTACT_LOST if m.contact_detected is False else 0
         self.source.emit(Block(StreamKind.HR, src, host_ns, np.array([[float(m.hr_bpm)]]), flags=flags,
@@ -196,6 +206,18 @@ class _SampledDriver(Driver):
 
     def on_link_lost(self) -> None:
         self.link_lost = True
+
+    def _implausible(self, dev_s: float, host_s: float) -> bool:
+        """True when a frame's device time cannot be right: older than the last frame, or from the future.
+
+        Late frames are normal (a congested link delivers a backlog in a burst), so only device
+        times that map to more than ``CLOCK_CONSISTENCY_S`` after their own arrival are rejected.
+        """
+        if self._prev_end_dev_s is None:
+            return False
+        if dev_s <= self._prev_end_dev_s:
+            return True
+        return float(self.fit.to_host(dev_s)) - host_s > CLOCK_CONSISTENCY_S
 
     def _check_gap(self, first_dev_s: float, period_s: float, lost_samples: int | None = None) -> None:
         """Record a gap when this frame starts later than one sample after the previous frame."""
@@ -263,8 +285,7 @@ class PmdEcgDriver(_SampledDriver):
                 return
             log.info("%s: no ECG after %.1f s, sending start again", self.source.name, self.start_timeout_s)
             try:
-                await client.write_gatt_char(self.profile.uuid("polar-pmd", "control"), dec.pmd_stop_command(), response=True)
-                await self._start(client)
+                await self._start(client)  # "already started" is fine: the strap may just be slow
             except (BleakError, SensorError) as exc:
                 log.info("%s: ECG restart failed: %s", self.source.name, exc)
 
@@ -285,8 +306,8 @@ class PmdEcgDriver(_SampledDriver):
         self._frames_since_start += 1
         n = len(frame.samples_uv)
         last_dev_s = frame.timestamp_ns / NS_PER_S
-        if self._prev_end_dev_s is not None and last_dev_s <= self._prev_end_dev_s:
-            self.source.decode_error(dec.DecodeError("PMD ECG frame older than the previous one: discarded"))
+        if self._implausible(last_dev_s, host_ns / NS_PER_S):
+            self.source.decode_error(dec.DecodeError("PMD ECG frame with an impossible timestamp: discarded"))
             return
         self._update_rate(last_dev_s, n)
         period = 1.0 / self.rate_hz
@@ -399,10 +420,16 @@ class OpenEmgDriver(_SampledDriver):
         fs = float(info.sample_rate_hz)
         first = self._unwrap(frame.first_sample_index)
         n = frame.samples.shape[0]
+        first_dev_s = frame.device_time_us / 1e6
         if self._next_index is not None and first < self._next_index:
             self.source.decode_error(dec.DecodeError(f"open-EMG frame repeats samples from index {first}: discarded"))
             return
-        first_dev_s = frame.device_time_us / 1e6
+        if self._implausible(first_dev_s, host_ns / NS_PER_S) or (
+            self._next_index is not None
+            and abs((first - self._next_index) / fs - (first_dev_s - self._prev_end_dev_s - 1 / fs)) > INDEX_CONSISTENCY_S
+        ):
+            self.source.decode_error(dec.DecodeError("open-EMG frame whose index and device time disagree: discarded"))
+            return
         self.fit.add(first_dev_s, host_ns / NS_PER_S - (n - 1) / fs)
         lost = None if self._next_index is None else first - self._next_index
         self._check_gap(first_dev_s, 1.0 / fs, lost)
@@ -514,7 +541,19 @@ class BleSource:
 
     async def _wait_and_rescan(self) -> None:
         while not self._stopping.is_set():
-            device = await self._rescan()
+            rescan = asyncio.ensure_future(self._rescan())
+            stop = asyncio.ensure_future(self._stopping.wait())
+            await asyncio.wait({rescan, stop}, return_when=asyncio.FIRST_COMPLETED)
+            stop.cancel()
+            if not rescan.done():
+                rescan.cancel()
+                return
+            try:
+                device = rescan.result()
+            except (BleakError, OSError) as exc:
+                log.info("%s: rescan failed: %s", self.name, exc)
+                await asyncio.sleep(RESCAN_TIMEOUT_S / 5)
+                continue
             if device is not None:
                 self.device = device
                 return

@@ -64,6 +64,8 @@ class VirtualRadio:
         self.link = LocalLink()
         self._central: Device | None = None
         self._central_lock = asyncio.Lock()
+        self._scanners = 0
+        self._scan_lock = asyncio.Lock()
         self.connect_lock = asyncio.Lock()
         """One LE connection can be pending at a time on a controller; connects queue here, as in BlueZ."""
 
@@ -71,6 +73,22 @@ class VirtualRadio:
         """A bumble device with its own controller on this radio's link."""
         controller = Controller(name, link=self.link, public_address=address)
         return Device(name=name, address=Address(address), host=Host(controller, AsyncPipeSink(controller)))
+
+    async def acquire_scan(self) -> Device:
+        """Start scanning for one more scanner; like BlueZ, several scanners share one discovery."""
+        device = await self.central()
+        async with self._scan_lock:
+            self._scanners += 1
+            if not device.is_scanning:
+                await device.start_scanning(filter_duplicates=False)
+        return device
+
+    async def release_scan(self) -> None:
+        device = await self.central()
+        async with self._scan_lock:
+            self._scanners = max(0, self._scanners - 1)
+            if self._scanners == 0 and device.is_scanning:
+                await device.stop_scanning()
 
     async def central(self) -> Device:
         """The host's own adapter on this radio, powered on once."""
@@ -142,13 +160,13 @@ class BumbleScanner(BaseBleakScanner):
         self.seen_devices = {}
         self._device = await self._radio.central()
         self._device.on("advertisement", self._on_advertisement)
-        await self._device.start_scanning(filter_duplicates=False)
+        await self._radio.acquire_scan()
 
     async def stop(self) -> None:
         if self._device is not None:
             self._device.remove_listener("advertisement", self._on_advertisement)
-            if self._device.is_scanning:
-                await self._device.stop_scanning()
+            self._device = None
+            await self._radio.release_scan()
 
     def _on_advertisement(self, adv: Any) -> None:
         name, data = _advertisement(adv)

@@ -1,0 +1,137 @@
+"""End to end through bleak: virtual GATT sensors on a bumble link, our BleSource, the monitor command."""
+
+import asyncio
+import json
+
+import numpy as np
+import pytest
+
+from biofeedback.cli import main
+from biofeedback.sensors.ble import BleSource, scan
+from biofeedback.sensors.virtual import Faults, HeartScript, Scenario, TensionScript, VirtualWorld
+from biofeedback.stream import Block, SessionClock, StreamHub
+
+
+def test_scan_finds_each_virtual_sensor_with_its_profile(capsys):
+    assert main(["scan", "--virtual", "--virtual-devices", "open-emg,polar-h10,hrs-strap"]) == 0
+    out = capsys.readouterr().out
+    for name, profile in [("OpenEMG1", "open-emg"), ("Polar H10 VIRTUAL", "polar-h10"), ("HRM Strap VIRTUAL", "hrs-strap")]:
+        assert any(name in line and profile in line for line in out.splitlines()), out
+
+
+def test_monitor_numbers_match_what_the_virtual_sensors_were_told(capsys):
+    code = main(["monitor", "--virtual", "--seconds", "40", "--speed", "20", "--json",
+                 "--virtual-emg-uv", "40,25", "--virtual-hr", "72"])
+    assert code == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(lines) == 40
+    steady = [n for n in lines if n["t_s"] >= 5]
+    hr = np.array([n["hr_bpm"] for n in steady])
+    assert abs(hr.mean() - 72.0) < 1.0
+    left = np.array([n["emg_rms_uv"]["left_trapezius"] for n in steady])
+    right = np.array([n["emg_rms_uv"]["right_trapezius"] for n in steady])
+    # A 1-s RMS of 20-450 Hz noise varies by ~3.4 % (1/sqrt(2 B T)); its median is within 5 %.
+    assert abs(np.median(left) / 40.0 - 1) < 0.05
+    assert abs(np.median(right) / 25.0 - 1) < 0.05
+    assert np.all(np.abs(left / 40.0 - 1) < 0.2)
+    assert lines[-1]["rr_count"] > 40
+    assert 10 < lines[-1]["rmssd_ms"] < 120
+    for sensor in lines[-1]["sensors"].values():
+        assert sensor["gaps"] == 0 and sensor["decode_errors"] == 0 and sensor["reconnects"] == 0
+
+
+def test_monitor_hr_strap_only(capsys):
+    assert main(["monitor", "--virtual", "--seconds", "15", "--speed", "20", "--json",
+                 "--virtual-devices", "hrs-strap", "--virtual-hr", "60"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert list(lines[-1]["sensors"]) == ["hrs-strap"]
+    assert abs(np.mean([n["hr_bpm"] for n in lines[3:]]) - 60) < 1.5
+    assert lines[-1]["emg_rms_uv"] == {}
+
+
+async def _run_with_faults(seconds: float, speed: float, scenario: Scenario):
+    blocks: list[Block] = []
+    async with VirtualWorld(scenario, speed=speed) as world:
+        found = await scan(world.profiles.values(), world.backend, 0.3)
+        clock = SessionClock(speed)
+        hub = StreamHub(clock)
+        hub.block_listeners.append(blocks.append)
+        sources = [BleSource(f.device, f.profile, clock, hub, world.backend) for f in found]
+        tasks = [asyncio.create_task(s.run()) for s in sources]
+        await asyncio.sleep(clock.wall_seconds(seconds))
+        for s in sources:
+            await s.stop()
+        await asyncio.gather(*tasks)
+    return world, sources, hub, blocks
+
+
+def test_repeated_disconnects_packet_loss_and_garbage_lose_nothing_silently():
+    drops = [6.0, 14.0, 22.0]
+    faults = Faults(disconnect_at_s=drops, offline_s=1.5, drop_rate=0.01, corrupt_rate=0.01)
+    scenario = Scenario(devices=("open-emg", "polar-h10"), keep_truth=True,
+                        faults={"open-emg": faults, "polar-h10": faults})
+    world, sources, hub, blocks = asyncio.run(_run_with_faults(30.0, 10.0, scenario))
+    by_name = {s.name: s for s in sources}
+
+    # The client reconnected after every drop, and the run went on.
+    for name in ("open-emg", "polar-h10"):
+        assert by_name[name].status.reconnects == len(drops), by_name[name].status
+        assert world.peripherals[name].counters["disconnects"] == len(drops)
+        # Every garbage packet was counted as a decode error; none was taken as data.
+        assert by_name[name].status.decode_errors >= world.peripherals[name].counters["corrupted"] - 1
+
+    # EMG: every received sample is exactly what the firmware produced at that moment, none twice.
+    emg = world.peripherals["open-emg"]
+    uv_per_lsb = emg.NV_PER_LSB / 1000.0
+    emg_blocks = [b for b in blocks if b.stream == "emg"]
+    absolute = [int(round(b.device_time_ns / 1e9 * emg.sample_rate_hz)) for b in emg_blocks]
+    assert len(set(absolute)) == len(absolute), "a frame was handed on twice"
+    for b, idx in zip(emg_blocks, absolute):
+        assert np.array_equal(np.round(b.data / uv_per_lsb).astype(np.int16), emg.truth[idx])
+    # ... and every missing sample is inside a reported gap whose length says how many.
+    emg_gaps = [g for g in hub.gaps if g.stream == "emg"]
+    received = sum(b.n for b in emg_blocks)
+    span = absolute[-1] + emg_blocks[-1].n - absolute[0]
+    assert received + sum(g.lost_samples for g in emg_gaps) == span
+    reasons = [g.reason for g in emg_gaps]
+    assert reasons.count("disconnect") == len(drops)
+    assert "dropped-packets" in reasons
+    for g in emg_gaps:
+        if g.reason == "disconnect":
+            assert g.length_s >= 1.5  # the sensor was offline 1.5 device seconds
+        assert g.length_s == pytest.approx(g.lost_samples / emg.sample_rate_hz, abs=0.05)
+
+    # ECG: frames unique and in order; the true 129.6 Hz rate was measured from device timestamps.
+    ecg_ts = [b.device_time_ns for b in blocks if b.stream == "ecg"]
+    assert ecg_ts == sorted(set(ecg_ts))
+    assert by_name["polar-h10"].status.rate_hz["ecg"] == pytest.approx(129.6, abs=0.1)
+    ecg_gaps = [g for g in hub.gaps if g.stream == "ecg"]
+    assert sum(g.reason == "disconnect" for g in ecg_gaps) == len(drops)
+
+    # RR: beat times only move forward, and each disconnect is a reported RR gap.
+    rr_blocks = [b for b in blocks if b.stream == "rr"]
+    beat_times = np.concatenate([b.times_s for b in rr_blocks])
+    assert np.all(np.diff(beat_times) > 0)
+    assert sum(g.reason == "disconnect" for g in hub.gaps if g.stream == "rr") == len(drops)
+
+
+def test_polar_quirks_late_ecg_start_and_drop_right_after_start():
+    faults = Faults(ecg_start_delay_s=5.0, drop_after_start=True)
+    scenario = Scenario(devices=("polar-h10",), faults={"polar-h10": faults})
+    world, sources, hub, blocks = asyncio.run(_run_with_faults(25.0, 10.0, scenario))
+    (polar,) = sources
+    assert polar.status.reconnects >= 1
+    ecg = [b for b in blocks if b.stream == "ecg"]
+    # ECG flows in the end (start re-sent after the drop, then frames 5 s late): more than 10 s of it.
+    assert sum(b.n for b in ecg) / 129.6 > 10.0
+
+
+def test_electrode_off_is_flagged_on_the_data():
+    faults = Faults(electrode_off=[(8.0, 12.0, 0)])
+    scenario = Scenario(devices=("open-emg",), faults={"open-emg": faults})
+    world, sources, hub, blocks = asyncio.run(_run_with_faults(16.0, 10.0, scenario))
+    emg = [b for b in blocks if b.stream == "emg"]
+    dev_t = np.array([b.device_time_ns / 1e9 for b in emg])
+    flagged = np.array([bool(b.flags & 1) for b in emg])
+    assert flagged[(dev_t > 8.1) & (dev_t < 11.9)].all()
+    assert not flagged[(dev_t < 7.9) | (dev_t > 12.1)].any()

@@ -1,0 +1,93 @@
+"""Clock alignment, RR beat-time reconstruction and ring buffers, on synthetic streams."""
+
+import numpy as np
+import pytest
+
+from biofeedback.stream import DriftFit, RingBuffer, RRTimeline, SessionClock
+
+
+def test_drift_fit_recovers_offset_and_rate_despite_positive_jitter():
+    rng = np.random.default_rng(3)
+    device = np.arange(0, 600, 0.05)  # 10 min of frames, 20 per second
+    true_a, true_b = 12.5, 1 + 80e-6  # host = a + b * device (80 ppm fast)
+    delay = rng.exponential(0.015, device.size) + 0.004  # BLE: always late, never early
+    fit = DriftFit()
+    for d, h in zip(device, true_a + true_b * device + delay):
+        fit.add(d, h)
+    assert fit.b == pytest.approx(true_b, abs=5e-6)
+    mapped = fit.to_host(device)
+    # The lower envelope sits on the least-delayed packets: within the minimum delay, not the mean.
+    assert np.max(np.abs(mapped - (true_a + true_b * device))) < 0.01
+
+
+def test_drift_fit_is_not_one_offset():
+    """After an hour at 100 ppm, one first-frame offset is 0.36 s off; the fit is not."""
+    device = np.arange(0, 3600, 1.0)
+    host = 5.0 + (1 + 100e-6) * device + 0.003
+    fit = DriftFit()
+    for d, h in zip(device, host):
+        fit.add(d, h)
+    assert abs(fit.to_host(3600.0) - (5.0 + (1 + 100e-6) * 3600 + 0.003)) < 0.005
+    assert abs((host[0] - device[0] + 3600.0) - (5.0 + (1 + 100e-6) * 3600)) > 0.3
+
+
+def test_rr_timeline_rebuilds_beats_and_declares_gap_when_notifications_are_lost():
+    rr = np.full(40, 800.0)
+    beats = np.cumsum(rr) / 1000.0  # true beat times
+    tl = RRTimeline("strap")
+    got = []
+    # One notification per second carrying the beats of that second; notifications 10-14 are lost.
+    for second in range(1, 33):
+        sel = (beats > second - 1) & (beats <= second)
+        if 10 <= second <= 14 or not sel.any():
+            continue
+        got.append(tl.add(second + 0.02, rr[sel]))
+    times = np.concatenate(got)
+    assert len(tl.gaps) == 1
+    gap = tl.gaps[0]
+    assert 8.5 < gap.start_s < 9.5 and 13.5 < gap.end_s < 14.5
+    # Beats after the gap are re-anchored to arrival time: within one notification period of the truth.
+    after = times[times > gap.end_s]
+    truth_after = beats[(beats > 14) & (beats <= 32)]
+    assert len(after) == len(truth_after)
+    assert np.all(np.abs(after - truth_after) < 1.0)
+    # The first arrival after a gap fixes the anchor only to within the 1 s notification batching;
+    # the lower envelope of later arrivals settles it within two notifications, then intervals are exact.
+    assert np.allclose(np.diff(after)[2:], 0.8)
+
+
+def test_rr_timeline_never_places_beats_in_the_future():
+    tl = RRTimeline("strap")
+    tl.add(10.0, np.array([1000.0]))
+    times = tl.add(10.5, np.array([1000.0]))  # strap clock ahead of arrival
+    assert times[-1] <= 10.5
+
+
+def test_ring_buffer_wraps_and_keeps_order():
+    buf = RingBuffer(100, 2)
+    for start in range(0, 250, 30):
+        t = np.arange(start, start + 30, dtype=float)
+        buf.append(t, np.column_stack([t, -t]))
+    t, x = buf.snapshot()
+    assert len(t) == 100 and t[0] == 170 and t[-1] == 269
+    assert np.all(np.diff(t) == 1) and np.array_equal(x[:, 1], -t)
+    t5, _ = buf.snapshot(5)
+    assert list(t5) == [265, 266, 267, 268, 269]
+    ts, _ = buf.since(259.5)
+    assert list(ts) == list(range(260, 270))
+
+
+def test_ring_buffer_gap_marker_is_nan():
+    buf = RingBuffer(10, 1)
+    buf.append(np.array([0.0, 1.0]), np.array([[1.0], [2.0]]))
+    buf.mark_gap(1.5)
+    buf.append(np.array([5.0]), np.array([[3.0]]))
+    _, x = buf.snapshot()
+    assert np.isnan(x[2, 0]) and x[3, 0] == 3.0
+
+
+def test_session_clock_speed():
+    with pytest.raises(ValueError):
+        SessionClock(0)
+    clock = SessionClock(20)
+    assert clock.wall_seconds(10) == pytest.approx(0.5)

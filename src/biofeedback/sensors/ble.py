@@ -141,6 +141,14 @@ class Driver:
     def on_link_lost(self) -> None:
         """The link dropped: the next data after reconnecting closes a 'disconnect' gap."""
 
+    def decode(self, decoder: Any, data: bytes, *args: Any) -> Any:
+        """Decode one notification; a ``DecodeError`` is counted and gives None."""
+        try:
+            return decoder(data, *args)
+        except dec.DecodeError as exc:
+            self.source.decode_error(exc)
+            return None
+
 
 class HrsDriver(Driver):
     """Bluetooth SIG Heart Rate Service: HR per notification, RR intervals rebuilt into beat times."""
@@ -162,10 +170,7 @@ class HrsDriver(Driver):
     def _on_measurement(self, _char: Any, data: bytearray) -> None:
         host_ns = self.clock.now_ns()
         raw = bytes(data)
-        try:
-            m = dec.decode_heart_rate_measurement(raw)
-        except dec.DecodeError as exc:
-            self.source.decode_error(exc)
+        if (m := self.decode(dec.decode_heart_rate_measurement, raw)) is None:
             return
         lo, hi = RR_PLAUSIBLE_MS
         if not HR_PLAUSIBLE_BPM[0] <= m.hr_bpm <= HR_PLAUSIBLE_BPM[1] or np.any((m.rr_ms < lo) | (m.rr_ms > hi)):
@@ -224,8 +229,9 @@ class _SampledDriver(Driver):
         if self._prev_end_dev_s is not None:
             jump = first_dev_s - self._prev_end_dev_s
             if jump > GAP_TOLERANCE_SAMPLES * period_s:
+                # The gap's length comes from the device clock (exact), not from two fitted arrival times.
                 start = float(self._prev_end_host_s) + period_s
-                end = float(self.fit.to_host(first_dev_s))
+                end = float(self._prev_end_host_s) + jump * self.fit.b
                 self.source.gap(Gap(self.stream, self.source.name, start, end,
                                     "disconnect" if self.link_lost else "dropped-packets",
                                     lost_samples if lost_samples is not None else int(round(jump / period_s)) - 1))
@@ -290,18 +296,13 @@ class PmdEcgDriver(_SampledDriver):
                 log.info("%s: ECG restart failed: %s", self.source.name, exc)
 
     def _on_control(self, _char: Any, data: bytearray) -> None:
-        try:
-            self._responses.put_nowait(dec.decode_pmd_control_response(bytes(data)))
-        except dec.DecodeError as exc:
-            self.source.decode_error(exc)
+        if (reply := self.decode(dec.decode_pmd_control_response, bytes(data))) is not None:
+            self._responses.put_nowait(reply)
 
     def _on_data(self, _char: Any, data: bytearray) -> None:
         host_ns = self.clock.now_ns()
         raw = bytes(data)
-        try:
-            frame = dec.decode_pmd_ecg_frame(raw)
-        except dec.DecodeError as exc:
-            self.source.decode_error(exc)
+        if (frame := self.decode(dec.decode_pmd_ecg_frame, raw)) is None:
             return
         self._frames_since_start += 1
         n = len(frame.samples_uv)
@@ -358,20 +359,19 @@ class OpenEmgDriver(_SampledDriver):
     async def setup(self, client: BleakClient) -> None:
         p = self.profile
         self.info = dec.decode_open_emg_info(bytes(await client.read_gatt_char(p.uuid("open-emg", "info"))))
-        if self.info.channel_count != len(self.channels):
-            raise SensorError(f"{self.source.name}: sensor has {self.info.channel_count} channels, profile "
-                              f"{p.path.name} expects {len(self.channels)}; fix the profile's emg channels")
-        frame_bytes = 15 + 2 * self.info.channel_count * self.info.samples_per_frame
+        if self.channel_mask >> self.info.channel_count:
+            raise SensorError(f"{self.source.name}: channel_mask {self.channel_mask:#x} in {p.path.name} enables channels "
+                              f"the sensor does not have (it has {self.info.channel_count}); fix settings.channel_mask")
+        frame_bytes = 15 + 2 * len(self.channels) * self.info.samples_per_frame
         if client.mtu_size - 3 < frame_bytes:
             raise SensorError(f"{self.source.name}: ATT MTU {client.mtu_size} is too small for {frame_bytes}-byte frames")
-        self.nominal_rate_hz = float(self.info.sample_rate_hz)
         self.source.status.rate_hz[StreamKind.EMG] = self.nominal_rate_hz
         self._responses = asyncio.Queue()
         await client.start_notify(p.uuid("open-emg", "control"), self._on_control)
         await client.start_notify(p.uuid("open-emg", "status"), self._on_status)
         await client.start_notify(p.uuid("open-emg", "data"), self._on_data)
         self._on_status(None, await client.read_gatt_char(p.uuid("open-emg", "status")))
-        command = dec.open_emg_start_command(self.info.sample_rate_hz, self.channel_mask)
+        command = dec.open_emg_start_command(int(self.nominal_rate_hz), self.channel_mask)
         await client.write_gatt_char(p.uuid("open-emg", "control"), command, response=True)
         try:
             reply = await asyncio.wait_for(self._responses.get(), CONTROL_RESPONSE_TIMEOUT_S)
@@ -381,16 +381,11 @@ class OpenEmgDriver(_SampledDriver):
             raise SensorError(f"{self.source.name}: start refused: {reply.error_text}")
 
     def _on_control(self, _char: Any, data: bytearray) -> None:
-        try:
-            self._responses.put_nowait(dec.decode_open_emg_control_response(bytes(data)))
-        except dec.DecodeError as exc:
-            self.source.decode_error(exc)
+        if (reply := self.decode(dec.decode_open_emg_control_response, bytes(data))) is not None:
+            self._responses.put_nowait(reply)
 
     def _on_status(self, _char: Any, data: bytearray) -> None:
-        try:
-            status = dec.decode_open_emg_status(bytes(data))
-        except dec.DecodeError as exc:
-            self.source.decode_error(exc)
+        if (status := self.decode(dec.decode_open_emg_status, bytes(data))) is None:
             return
         self.source.status.battery_pct = status.battery_pct
         self.source.status.contact = tuple(status.contact(c) for c in range(len(self.channels)))
@@ -412,12 +407,10 @@ class OpenEmgDriver(_SampledDriver):
         info = self.info
         if info is None:
             return
-        try:
-            frame = dec.decode_open_emg_frame(raw, info.channel_count)
-        except dec.DecodeError as exc:
-            self.source.decode_error(exc)
+        # Frames carry the enabled channels only (devices/open-emg.md), at the rate we started.
+        if (frame := self.decode(dec.decode_open_emg_frame, raw, len(self.channels))) is None:
             return
-        fs = float(info.sample_rate_hz)
+        fs = self.nominal_rate_hz
         first = self._unwrap(frame.first_sample_index)
         n = frame.samples.shape[0]
         first_dev_s = frame.device_time_us / 1e6

@@ -14,6 +14,9 @@ from biofeedback.acquisition import LiveNumbers, LiveSummary, acquire, quiet_bum
 from biofeedback.sensors.ble import SensorError, scan, system_has_adapter
 from biofeedback.sensors.profiles import ProfileError, load_profiles
 from biofeedback.sensors.virtual import Faults, HeartScript, Scenario, TensionScript, VirtualWorld
+from biofeedback.session import commands as session_commands
+from biofeedback.session.protocol import SessionError
+from biofeedback.store import StoreError
 
 
 class UsageError(Exception):
@@ -173,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object per line")
     _add_virtual_options(p)
     p.set_defaults(func=lambda a: asyncio.run(_monitor(a, _use_virtual(a))))
+    session_commands.add_parsers(sub, _add_virtual_options, scenario_from_args, _use_virtual)
     return parser
 
 
@@ -181,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (UsageError, SensorError, ProfileError) as exc:
+    except (UsageError, SensorError, ProfileError, StoreError, SessionError) as exc:
         print(f"biofeedback: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

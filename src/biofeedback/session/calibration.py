@@ -1,0 +1,218 @@
+"""Calibration: a guided protocol (TOML in the top-level ``calibration/``), its analysis, and per-client results.
+
+Per attempt the timeline (session seconds from the attempt's start) is: resting baseline, then
+``count`` reference contractions (shoulder elevations) each after a ``lead_in_s`` countdown and
+followed by ``relax_s``, then an optional MVC. The EMG is filtered by ``dsp.EmgProcessor``; each
+window's amplitude is the mean of its 250 ms moving RMS, with ``settle_s`` (rest) or ``trim_s`` (each
+end of a contraction) left out. Results are saved as ``<home>/clients/<id>/calibration/<stamp>.json``
+(0600); a session uses the newest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from biofeedback.dsp import EmgProcessor
+from biofeedback.session.protocol import SessionError, read_toml, resolve_toml
+from biofeedback.store.paths import FILE_MODE, data_home, private_dir, validate_client_id
+
+DEFAULT_CALIBRATION = "trapezius-reference"
+CALIBRATION_DIR_ENV = "BIOFEEDBACK_CALIBRATION"
+RAMP_S = 0.2
+"""Rise and fall time of a scripted virtual contraction."""
+
+
+def default_calibration_dir() -> pathlib.Path:
+    """``$BIOFEEDBACK_CALIBRATION`` if set, else the repository's top-level ``calibration/``."""
+    env = os.environ.get(CALIBRATION_DIR_ENV)
+    return pathlib.Path(env) if env else pathlib.Path(__file__).resolve().parents[3] / "calibration"
+
+
+@dataclass(frozen=True)
+class Window:
+    name: str
+    start_s: float
+    end_s: float
+    analysed_from_s: float
+    analysed_to_s: float
+    prompt: str = ""
+
+
+@dataclass(frozen=True)
+class CalibrationProtocol:
+    name: str
+    path: pathlib.Path
+    rest_s: float
+    settle_s: float
+    rest_prompt: str
+    count: int
+    hold_s: float
+    relax_s: float
+    trim_s: float
+    lead_in_s: float
+    contraction_prompt: str
+    tolerance: float
+    mvc: bool
+    mvc_prompt: str
+    max_tries: int
+    min_coverage: float
+    min_contraction_over_rest: float
+
+    def windows(self) -> list[Window]:
+        """Rest, contraction-1..n and optionally mvc, in session seconds from the attempt's start."""
+        out = [Window("rest", 0.0, self.rest_s, self.settle_s, self.rest_s, self.rest_prompt)]
+        t = self.rest_s
+        holds = [(f"contraction-{i + 1}", self.contraction_prompt) for i in range(self.count)]
+        if self.mvc:
+            holds.append(("mvc", self.mvc_prompt))
+        for name, prompt in holds:
+            a = t + self.lead_in_s
+            out.append(Window(name, a, a + self.hold_s, a + self.trim_s, a + self.hold_s - self.trim_s, prompt))
+            t = a + self.hold_s + self.relax_s
+        return out
+
+    def duration_s(self) -> float:
+        return self.windows()[-1].end_s + self.relax_s
+
+
+def load_calibration_protocol(spec: str | os.PathLike | None = None) -> CalibrationProtocol:
+    path = resolve_toml(spec, default_calibration_dir(), DEFAULT_CALIBRATION)
+    doc = read_toml(path)
+    rest, ref, mvc, quality = (doc.get(k, {}) for k in ("rest", "reference", "mvc", "quality"))
+
+    def num(table: dict, key: str, default: float, where: str) -> float:
+        v = table.get(key, default)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+            raise SessionError(f"{path.name}: [{where}] {key} must be a non-negative number, got {v!r}")
+        return float(v)
+
+    proto = CalibrationProtocol(
+        name=str(doc.get("name", path.stem)), path=path,
+        rest_s=num(rest, "duration_s", 60, "rest"), settle_s=num(rest, "settle_s", 5, "rest"),
+        rest_prompt=str(rest.get("prompt", "Sit upright, shoulders relaxed, hands resting on the thighs.")),
+        count=int(num(ref, "count", 3, "reference")), hold_s=num(ref, "hold_s", 5, "reference"),
+        relax_s=num(ref, "relax_s", 10, "reference"), trim_s=num(ref, "trim_s", 1, "reference"),
+        lead_in_s=num(ref, "lead_in_s", 3, "reference"),
+        contraction_prompt=str(ref.get("prompt", "Lift both shoulders towards the ears and hold.")),
+        tolerance=num(ref, "tolerance", 0.15, "reference"),
+        mvc=bool(mvc.get("enabled", False)), mvc_prompt=str(mvc.get("prompt", "Lift the shoulders as hard as you can.")),
+        max_tries=max(1, int(num(quality, "max_tries", 3, "quality"))),
+        min_coverage=num(quality, "min_coverage", 0.9, "quality"),
+        min_contraction_over_rest=num(quality, "min_contraction_over_rest", 1.5, "quality"),
+    )
+    if proto.count < 1 or proto.hold_s <= 2 * proto.trim_s or proto.rest_s <= proto.settle_s:
+        raise SessionError(f"{path.name}: need count >= 1, hold_s > 2 * trim_s and rest duration_s > settle_s")
+    return proto
+
+
+@dataclass
+class CalibrationResult:
+    ok: bool
+    problems: list[str]
+    rest_rms_uv: list[float]
+    contractions_rms_uv: list[list[float]]
+    """Per contraction, per channel."""
+    rvc_rms_uv: list[float]
+    mvc_rms_uv: list[float] | None
+    spread: list[float]
+    """Per channel: (max - min) / mean of the contractions."""
+    coverage: float
+
+
+def analyse(proto: CalibrationProtocol, t0_s: float, t_s: np.ndarray, emg_uv: np.ndarray, fs_hz: float,
+            channels: tuple[str, ...]) -> CalibrationResult:
+    """Quality and repeatability of one attempt that started at session time ``t0_s``."""
+    order = np.argsort(t_s, kind="stable")
+    t, x = t_s[order], emg_uv[order]
+    rms = EmgProcessor(fs_hz, channels=x.shape[1]).process(x).rms_uv if len(t) else np.empty((0, len(channels)))
+    problems: list[str] = []
+    levels: dict[str, np.ndarray] = {}
+    coverage = 1.0
+    for w in proto.windows():
+        a, b = t0_s + w.analysed_from_s, t0_s + w.analysed_to_s
+        inside = (t >= a) & (t < b)
+        coverage = min(coverage, inside.sum() / max(1.0, (b - a) * fs_hz))
+        levels[w.name] = rms[inside].mean(axis=0) if inside.any() else np.full(len(channels), np.nan)
+    if coverage < proto.min_coverage:
+        problems.append(f"signal missing: only {100 * coverage:.0f}% of the samples arrived in a window "
+                        "(check the sensor's link and battery)")
+    rest = levels["rest"]
+    con = np.array([levels[f"contraction-{i + 1}"] for i in range(proto.count)])
+    mean = con.mean(axis=0)
+    spread = (con.max(axis=0) - con.min(axis=0)) / mean
+    if not np.all(rest > 0):
+        problems.append("no resting EMG: check that both electrodes touch the skin")
+    else:
+        weak = [ch for ch, r, m in zip(channels, rest, mean) if not m >= proto.min_contraction_over_rest * r]
+        if weak:
+            problems.append(f"contractions hardly above rest on {', '.join(weak)}: check electrode placement "
+                            "and lift the shoulders fully")
+    uneven = [f"{ch} {100 * s:.0f}%" for ch, s in zip(channels, spread) if not s <= proto.tolerance]
+    if uneven:
+        problems.append(f"the {proto.count} contractions differ by more than {100 * proto.tolerance:.0f}% "
+                        f"({', '.join(uneven)}): repeat them with the same effort")
+    mvc = levels.get("mvc")
+    return CalibrationResult(
+        ok=not problems, problems=problems, rest_rms_uv=[float(v) for v in rest],
+        contractions_rms_uv=[[float(v) for v in row] for row in con], rvc_rms_uv=[float(v) for v in mean],
+        mvc_rms_uv=None if mvc is None else [float(v) for v in mvc], spread=[float(v) for v in spread],
+        coverage=float(coverage),
+    )
+
+
+def contraction_script(proto: CalibrationProtocol, t0_s: float, rest_uv: tuple[float, float],
+                       contraction_uv: list[float]) -> tuple[list[float], list[float], list[float]]:
+    """Virtual EMG amplitude points (times, left, right) in session time: rest, with each hold at its µV."""
+    times, left, right = [0.0], [rest_uv[0]], [rest_uv[1]]
+    holds = [w for w in proto.windows() if w.name != "rest"]
+    for i, w in enumerate(holds):
+        level = contraction_uv[min(i, len(contraction_uv) - 1)]
+        for t, on in ((w.start_s - RAMP_S, False), (w.start_s, True), (w.end_s, True), (w.end_s + RAMP_S, False)):
+            times.append(t0_s + t)
+            left.append(level if on else rest_uv[0])
+            right.append(level * rest_uv[1] / rest_uv[0] if on and rest_uv[0] > 0 else level if on else rest_uv[1])
+    return times, left, right
+
+
+def calibration_dir(client_id: str) -> pathlib.Path:
+    return private_dir(private_dir(private_dir(data_home() / "clients") / validate_client_id(client_id)) / "calibration")
+
+
+def save_calibration(client_id: str, proto: CalibrationProtocol, result: CalibrationResult, extra: dict) -> pathlib.Path:
+    """Write the calibration (0600) under the client's folder; never overwrites."""
+    folder = calibration_dir(client_id)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    path, n = folder / f"{stamp}.json", 1
+    while path.exists():
+        n += 1
+        path = folder / f"{stamp}-{n}.json"
+    doc = {"client_id": client_id, "utc": stamp, "protocol": proto.name, "rest_rms_uv": result.rest_rms_uv,
+           "rvc_rms_uv": result.rvc_rms_uv, "mvc_rms_uv": result.mvc_rms_uv,
+           "contractions_rms_uv": result.contractions_rms_uv, "spread": result.spread, **extra}
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(doc, f, indent=1, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    return path
+
+
+def latest_calibration(client_id: str) -> tuple[pathlib.Path, dict] | None:
+    """The client's newest saved calibration, or None if there is none."""
+    files = sorted(calibration_dir(client_id).glob("*.json"), key=lambda p: (p.stat().st_mtime, p.name))
+    if not files:
+        return None
+    path = files[-1]
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        if not all(len(doc[k]) > 0 for k in ("rest_rms_uv", "rvc_rms_uv")):
+            raise ValueError("empty reference")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SessionError(f"calibration file {path} cannot be read ({exc}); run `biofeedback calibrate` again")
+    return path, doc

@@ -1,0 +1,69 @@
+"""A simple before/after summary of a recording: mean EMG RMS per side, HR and RMSSD per resting phase.
+
+EMG RMS is the mean of ``dsp.EmgProcessor``'s 250 ms moving RMS over the phase, leaving out hands-on
+intervals, recorded gaps and samples the processor flags (warm-up, electrode off, ...). HR and RMSSD
+use the corrected RR of the beats in the phase. The full statistics are the analysis package's job.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from biofeedback.dsp import EmgProcessor, mean_hr_bpm, rmssd
+from biofeedback.session.run import HANDS_ON
+from biofeedback.store import SessionReader, StoreError
+from biofeedback.stream import StreamKind
+
+
+def _outside(t: np.ndarray, intervals: list[tuple[float, float]]) -> np.ndarray:
+    keep = np.ones(t.size, dtype=bool)
+    for a, b in intervals:
+        keep &= ~((t >= a) & (t < b))
+    return keep
+
+
+def summarize(path) -> list[dict]:
+    """Per phase: name, start_s, duration_s, emg_rms_uv {channel: µV}, hr_bpm, rmssd_ms, beats."""
+    with SessionReader(path) as r:
+        phases = r.events("phase")
+        excluded = [(e["t_s"], e["t_s"] + e["duration_s"]) for e in r.events(HANDS_ON)]
+        excluded += [(g.start_s, g.end_s) for g in r.gaps()]
+        emg = None
+        try:
+            t, x = r.samples(StreamKind.EMG)
+            channels, rate = r.channels(StreamKind.EMG), r.rate_hz(StreamKind.EMG)
+            out = EmgProcessor(rate, channels=x.shape[1]).process(x)
+            emg = (t, out.rms_uv, out.bad.any(axis=1), channels)
+        except StoreError:
+            pass
+        beats = r.beats()
+    rows = []
+    for ph in phases:
+        a, b = ph["t_s"], ph["t_s"] + ph["duration_s"]
+        row = {"phase": ph["label"], "start_s": a, "duration_s": ph["duration_s"], "emg_rms_uv": {}, "hr_bpm": None,
+               "rmssd_ms": None, "beats": 0}
+        if emg is not None:
+            t, rms, bad, channels = emg
+            sel = (t >= a) & (t < b) & ~bad & _outside(t, excluded)
+            if sel.any():
+                row["emg_rms_uv"] = {c: float(v) for c, v in zip(channels, rms[sel].mean(axis=0))}
+        bt = beats["t_s"]
+        sel = (bt >= a) & (bt < b)
+        rr = beats["rr_corrected_ms"][sel]
+        rr = rr[np.isfinite(rr)]
+        row["beats"] = int(rr.size)
+        if rr.size >= 3:
+            row["hr_bpm"], row["rmssd_ms"] = float(mean_hr_bpm(rr)), float(rmssd(rr))
+        rows.append(row)
+    return rows
+
+
+def format_summary(rows: list[dict]) -> str:
+    lines = []
+    for row in rows:
+        emg = ", ".join(f"{c.split('_')[0]} {v:.1f}" for c, v in row["emg_rms_uv"].items()) or "--"
+        hr = "--" if row["hr_bpm"] is None else f"{row['hr_bpm']:.0f} bpm"
+        rm = "--" if row["rmssd_ms"] is None else f"{row['rmssd_ms']:.1f} ms"
+        lines.append(f"  {row['phase']:<12} {row['start_s']:7.1f} s +{row['duration_s']:6.1f} s  EMG RMS µV {emg}  "
+                     f"HR {hr}  RMSSD {rm}")
+    return "\n".join(lines)

@@ -87,7 +87,7 @@ class MovingSum:
             self._buf[:, pos:] = x[:, :k]
             self._buf[:, : n - k] = x[:, k:]
             self._pos = n - k
-        out = np.cumsum(d, axis=1)
+        out = np.add.accumulate(d, axis=1, out=d)
         out += self._total
-        self._total = out[:, -1:].copy()
+        self._total[:, 0] = out[:, -1]
         return out

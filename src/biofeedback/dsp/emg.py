@@ -199,23 +199,18 @@ class EmgProcessor:
         out[0] = emg
         np.sqrt(np.maximum(emg_ms, 0.0), out=out[1])
         np.sqrt(np.maximum(envelope, 0.0, out=envelope), out=out[2])
-        # Comparisons on mean squares, so that only the EMG RMS needs a square root.
-        flags = quality
-        np.less(emg_ms, th.flat_rms_uv**2, out=flags)
-        bit = np.greater(ms[ch : 2 * ch], th.mains_ratio**2 * emg_ms, out=np.empty_like(flags))
-        bit <<= 2
-        flags |= bit
-        motion_ms = ms[2 * ch : 3 * ch]
-        np.logical_and(motion_ms > th.motion_ratio**2 * emg_ms, motion_ms > th.motion_min_uv**2, out=bit)
-        bit <<= 3
-        flags |= bit
+        # One boolean plane per flag bit, packed into bytes at the end; comparisons on mean squares.
+        bits = np.zeros((5, ch, n), dtype=bool)
+        np.less(emg_ms, th.flat_rms_uv**2, out=bits[0])
         if th.saturation_uv is not None:
-            np.greater(ms[3 * ch :], 0.5 / self.rms_window, out=bit)
-            bit <<= 1
-            flags |= bit
+            np.greater(ms[3 * ch :], 0.5 / self.rms_window, out=bits[1])
+        np.greater(ms[ch : 2 * ch], th.mains_ratio**2 * emg_ms, out=bits[2])
+        motion_floor = np.maximum(th.motion_ratio**2 * emg_ms, th.motion_min_uv**2)
+        np.greater(ms[2 * ch : 3 * ch], motion_floor, out=bits[3])
         if self._count < self.warmup:
-            flags[:, : self.warmup - self._count] |= QualityFlag.WARMUP
+            bits[4, :, : self.warmup - self._count] = True
         self._count += n
+        quality[...] = np.packbits(bits, axis=0, bitorder="little")[0]
 
 
 @dataclass(frozen=True, slots=True)

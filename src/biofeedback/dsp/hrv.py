@@ -19,6 +19,7 @@ All intervals are in ms, times in s, heart rate in beats per minute (bpm).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -75,26 +76,32 @@ class RrCorrection:
     """For each ``nn_ms`` value, the index of the raw interval whose end beat closes it."""
 
 
-def _rolling_quantiles(x: np.ndarray, width: int, qs: tuple[float, ...]) -> list[np.ndarray]:
-    """Centred rolling quantiles with truncated windows at the ends (pandas ``center=True, min_periods=1``)."""
+@lru_cache(maxsize=64)
+def _window_layout(n: int, width: int, qs: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For centred windows truncated at the ends: flat positions of the two order statistics around each
+    quantile in the sorted (n, width) window matrix, and the interpolation weight."""
     half = width // 2
-    padded = np.concatenate((np.full(half, np.nan), x, np.full(width - 1 - half, np.nan)))
-    windows = np.sort(np.lib.stride_tricks.sliding_window_view(padded, width), axis=1)
-    count = np.sum(~np.isnan(windows), axis=1)
-    rows = np.arange(x.size)
-    out = []
-    for q in qs:
-        pos = q * (count - 1)
-        lo = np.floor(pos).astype(int)
-        hi = np.minimum(lo + 1, count - 1)
-        frac = pos - lo
-        out.append(windows[rows, lo] + (windows[rows, hi] - windows[rows, lo]) * frac)
-    return out
+    count = np.minimum(np.arange(n) + width - half, n) - np.maximum(np.arange(n) - half, 0)
+    pos = np.asarray(qs)[:, None] * (count - 1)[None, :]
+    lo = np.floor(pos).astype(int)
+    hi = np.minimum(lo + 1, count - 1)
+    row = np.arange(n) * width
+    return row + lo, row + hi, pos - lo
 
 
-def _threshold(x: np.ndarray) -> np.ndarray:
-    q1, q3 = _rolling_quantiles(np.abs(x), LT_THRESHOLD_BEATS, (0.25, 0.75))
-    return LT_ALPHA * (q3 - q1) / 2.0
+def _rolling_quantiles(x: np.ndarray, width: int, qs: tuple[float, ...]) -> np.ndarray:
+    """Centred rolling quantiles of each row of ``x`` (rows, n), windows truncated at the ends, linear
+    interpolation: pandas ``rolling(width, center=True, min_periods=1).quantile(q)``. Shape (len(qs), rows, n)."""
+    rows, n = x.shape
+    half = width // 2
+    padded = np.full((rows, n + width - 1), np.nan)
+    padded[:, half : half + n] = x
+    step = padded.strides[1]
+    windows = np.lib.stride_tricks.as_strided(padded, (rows, n, width), (padded.strides[0], step, step), writeable=False)
+    flat = np.sort(windows, axis=2).reshape(rows, n * width)  # NaN padding sorts last
+    lo, hi, frac = _window_layout(n, width, qs)
+    low, high = flat[:, lo], flat[:, hi]  # (rows, len(qs), n)
+    return np.moveaxis(low + (high - low) * frac, 1, 0)
 
 
 def _find_artifacts(peaks_ms: np.ndarray) -> dict[str, list[int]]:
@@ -103,38 +110,46 @@ def _find_artifacts(peaks_ms: np.ndarray) -> dict[str, list[int]]:
     rr[0] = np.mean(rr[1:])
     drrs = np.diff(rr, prepend=rr[0])
     drrs[0] = np.mean(drrs[1:])
-    th1 = _threshold(drrs)
+    medrr = _rolling_quantiles(rr[None, :], LT_MEDIAN_BEATS, (0.5,))[0, 0]
+    mrrs = rr - medrr
+    mrrs[mrrs < 0] *= 2.0
+    q1, q3 = _rolling_quantiles(np.abs(np.stack((drrs, mrrs))), LT_THRESHOLD_BEATS, (0.25, 0.75))
+    th1, th2 = LT_ALPHA * (q3 - q1) / 2.0
     drrs = np.divide(drrs, th1, out=np.full_like(drrs, np.nan), where=th1 != 0)
-    pad = np.pad(drrs, 2, "reflect")
+    mrrs = np.divide(mrrs, th2, out=np.full_like(mrrs, np.nan), where=th2 != 0)
+    pad = np.concatenate((drrs[2:0:-1], drrs, drrs[-2:-4:-1]))  # numpy "reflect" padding by 2
     prev1, next1, next2 = pad[1:-3], pad[3:-1], pad[4:]
     s12 = np.where(drrs > 0, np.maximum(prev1, next1), np.where(drrs < 0, np.minimum(prev1, next1), 0.0))
     s22 = np.where(drrs >= 0, np.minimum(next1, next2), np.where(drrs < 0, np.maximum(next1, next2), 0.0))
-    (medrr,) = _rolling_quantiles(rr, LT_MEDIAN_BEATS, (0.5,))
-    mrrs = rr - medrr
-    mrrs[mrrs < 0] *= 2.0
-    th2 = _threshold(mrrs)
-    mrrs = np.divide(mrrs, th2, out=np.full_like(mrrs, np.nan), where=th2 != 0)
 
     found: dict[str, list[int]] = {"ectopic": [], "missed": [], "extra": [], "longshort": []}
-    i = 0
+    outside = np.flatnonzero(~(np.abs(drrs) <= 1))  # beats past the dRR threshold, or with no threshold
+    if outside.size == 0 or outside[0] >= rr.size - 2:
+        return found
+    d, m, s1, s2 = drrs.tolist(), mrrs.tolist(), s12.tolist(), s22.tolist()
+    r, med, t2 = rr.tolist(), medrr.tolist(), th2.tolist()
+    i = int(outside[0])
     while i < rr.size - 2:
-        if not abs(drrs[i]) > 1:
+        if abs(d[i]) <= 1:
             i += 1
             continue
-        if (drrs[i] > 1 and s12[i] < -LT_C1 * drrs[i] - LT_C2) or (drrs[i] < -1 and s12[i] > -LT_C1 * drrs[i] + LT_C2):
+        if (d[i] > 1 and s1[i] < -LT_C1 * d[i] - LT_C2) or (d[i] < -1 and s1[i] > -LT_C1 * d[i] + LT_C2):
             found["ectopic"].append(i)
             i += 1
             continue
-        candidates = [i, i + 1] if abs(drrs[i + 1]) < abs(drrs[i + 2]) else [i]
+        if not (abs(d[i]) > 1 or abs(m[i]) > 3):  # only when dRR is NaN (zero threshold)
+            i += 1
+            continue
+        candidates = [i, i + 1] if abs(d[i + 1]) < abs(d[i + 2]) else [i]
         for j in candidates:  # as neurokit2: each candidate advances i once
-            long_beat = drrs[j] > 1 and s22[j] < -1
-            short_beat = drrs[j] < -1 and s22[j] > 1
-            if not (long_beat or short_beat or abs(mrrs[j]) > 3):
+            long_beat = d[j] > 1 and s2[j] < -1
+            short_beat = d[j] < -1 and s2[j] > 1
+            if not (long_beat or short_beat or abs(m[j]) > 3):
                 i += 1
                 continue
-            if short_beat and abs(rr[j] + rr[j + 1] - medrr[j]) < th2[j]:
+            if short_beat and abs(r[j] + r[j + 1] - med[j]) < t2[j]:
                 found["extra"].append(j)
-            elif long_beat and abs(rr[j] / 2 - medrr[j]) < th2[j]:
+            elif long_beat and abs(r[j] / 2 - med[j]) < t2[j]:
                 found["missed"].append(j)
             else:
                 found["longshort"].append(j)

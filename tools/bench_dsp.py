@@ -1,0 +1,159 @@
+"""Benchmark of biofeedback.dsp: live cost per block, offline speed and memory against neurokit2.
+
+Run: .venv/bin/python tools/bench_dsp.py [--minutes 60]
+
+Everything is measured in this run, on synthetic data: two EMG channels at 2 kHz (band-limited Gaussian
+noise whose amplitude follows a tension profile, plus mains) and an RR series with breathing modulation
+and a few artefacts. Prints ratios against the targets of issue 3; no assertions (timing is not a test).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import time
+import tracemalloc
+import warnings
+
+import numpy as np
+from scipy import signal
+
+from biofeedback.dsp import EmgProcessor, LiveHrv, correct_rr, rmssd, sdnn
+
+FS_EMG = 2000.0
+BLOCK_S = 0.020
+LIVE_SECONDS = 120.0
+
+
+def synthetic_emg(seconds: float, seed: int = 0) -> np.ndarray:
+    """(n, 2) µV: 20-450 Hz Gaussian noise, amplitude 5-60 µV RMS in slow steps, plus 3 µV of 50 Hz."""
+    rng = np.random.default_rng(seed)
+    n = round(seconds * FS_EMG)
+    sos = signal.butter(4, (20, 450), "bandpass", fs=FS_EMG, output="sos")
+    noise = signal.sosfilt(sos, rng.standard_normal((n, 2)), axis=0)
+    noise /= noise.std(axis=0)
+    steps = rng.uniform(5, 60, (int(seconds // 10) + 2, 2))
+    level = np.repeat(steps, round(10 * FS_EMG), axis=0)[:n]
+    t = np.arange(n) / FS_EMG
+    return noise * level + 3.0 * np.sin(2 * np.pi * 50 * t)[:, None]
+
+
+def synthetic_rr(seconds: float, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Beat times (s) and RR (ms) over ``seconds``, breathing and Mayer waves, 1 % missed/extra beats."""
+    rng = np.random.default_rng(seed)
+    rr, t = [], 0.0
+    while t < seconds:
+        r = 900 + 40 * np.sin(2 * np.pi * 0.25 * t) + 20 * np.sin(2 * np.pi * 0.1 * t) + rng.normal(0, 8)
+        rr.append(r)
+        t += r / 1000
+    rr = np.array(rr)
+    for i in rng.choice(np.arange(10, rr.size - 10), rr.size // 100, replace=False):
+        rr[i] *= 1.9 if i % 2 else 0.45
+    return np.cumsum(rr) / 1000, rr
+
+
+def timed(fn, *args):
+    gc.collect()
+    t0 = time.perf_counter()
+    out = fn(*args)
+    return out, time.perf_counter() - t0
+
+
+def peak_memory_mb(fn, *args) -> float:
+    gc.collect()
+    tracemalloc.start()
+    fn(*args)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak / 1e6
+
+
+def live(emg: np.ndarray, beat_t: np.ndarray, rr: np.ndarray) -> np.ndarray:
+    """Per-block cost (s) of the live chain: one 20 ms EMG block plus the beats that arrived in it."""
+    proc, hrv = EmgProcessor(FS_EMG), LiveHrv()
+    block = round(BLOCK_S * FS_EMG)
+    n_blocks = round(LIVE_SECONDS / BLOCK_S)
+    bounds = np.searchsorted(beat_t, np.arange(n_blocks + 1) * BLOCK_S)
+    costs = np.empty(n_blocks)
+    clock = time.perf_counter
+    for i in range(n_blocks):
+        x = emg[i * block : (i + 1) * block]
+        a, b = bounds[i], bounds[i + 1]
+        t0 = clock()
+        proc.process(x)
+        if b > a:
+            hrv.add_beats(beat_t[a:b], rr[a:b])
+        costs[i] = clock() - t0
+    return costs
+
+
+def ours_offline(emg: np.ndarray, beat_t: np.ndarray, rr: np.ndarray):
+    out = EmgProcessor(FS_EMG).process(emg)
+    hrv = LiveHrv()
+    beats = hrv.add_beats(beat_t, rr) + hrv.flush()
+    nn = correct_rr(rr).nn_ms
+    return out, beats, {"RMSSD": rmssd(nn), "SDNN": sdnn(nn)}
+
+
+def neurokit_offline(emg: np.ndarray, beat_t: np.ndarray, rr: np.ndarray):
+    import neurokit2 as nk
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        emg_frames = [nk.emg_process(emg[:, c], sampling_rate=int(FS_EMG))[0] for c in range(emg.shape[1])]
+        peaks = np.round(np.concatenate(([0.0], np.cumsum(rr)))).astype(int)
+        _, clean = nk.signal_fixpeaks(peaks, sampling_rate=1000, method="kubios")
+        table = nk.hrv(clean, sampling_rate=1000)
+    return emg_frames, table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=60.0, help="length of the offline recording")
+    args = parser.parse_args()
+    seconds = args.minutes * 60.0
+    import neurokit2  # noqa: F401  (import cost kept out of the timings)
+
+    emg = synthetic_emg(seconds)
+    beat_t, rr = synthetic_rr(seconds)
+    print(f"data: {seconds / 60:.0f} min, EMG 2 ch x {FS_EMG:.0f} Hz = {emg.size:,} samples, {rr.size:,} beats")
+
+    costs = live(emg, beat_t, rr)
+    costs = costs[10:]  # first blocks warm caches
+    rtf = BLOCK_S / costs.mean()
+    p50, p99 = np.percentile(costs, [50, 99]) * 1000
+    print("\nlive, one 20 ms block of 2 x 2 kHz EMG plus the RR beats in it (one core):")
+    print(f"  real-time factor          {rtf:8.0f} x     (target >= 500 x)")
+    print(f"  latency p50 / p99         {p50:8.3f} / {p99:.3f} ms of a 20 ms budget (target p99 < 2 ms)")
+    beat_blocks = np.diff(np.searchsorted(beat_t, np.arange(costs.size + 11) * BLOCK_S))[10:] > 0
+    print(f"  blocks with a beat: p50 {np.median(costs[beat_blocks]) * 1000:.3f} ms; without: "
+          f"p50 {np.median(costs[~beat_blocks]) * 1000:.3f} ms")
+
+    sos = signal.butter(2, (20, 450), "bandpass", fs=FS_EMG, output="sos")
+    _, bare_s = timed(signal.sosfilt, sos, emg, 0)
+    (emg_out, _, ours_hrv), ours_s = timed(ours_offline, emg, beat_t, rr)
+    _, chain_s = timed(EmgProcessor(FS_EMG).process, emg)
+    print("\nEMG chain vs one bare scipy.signal.sosfilt band-pass over the same samples:")
+    print(f"  chain / bare sosfilt      {chain_s / bare_s:8.1f} x slower (target within 5 x)")
+
+    (nk_emg, nk_hrv), nk_s = timed(neurokit_offline, emg, beat_t, rr)
+    print(f"\noffline, {seconds / 60:.0f} min recording (EMG chain on both channels + HRV):")
+    print(f"  neurokit2 / ours time     {nk_s / ours_s:8.1f} x faster (target >= 20 x)")
+    for name in ("RMSSD", "SDNN"):
+        theirs = float(nk_hrv[f"HRV_{name}"].iloc[0])
+        print(f"  {name:6s} ours {ours_hrv[name]:7.2f} ms, neurokit2 {theirs:7.2f} ms, ratio {ours_hrv[name] / theirs:.4f}")
+    step = round(FS_EMG / 10)  # compare amplitudes at 10 Hz
+    for c in range(2):
+        a = emg_out.rms_uv[::step, c]
+        b = nk_emg[c]["EMG_Amplitude"].to_numpy()[::step]
+        r = np.corrcoef(a, b)[0, 1]
+        print(f"  EMG ch{c} amplitude: correlation of our 250 ms RMS with neurokit2 EMG_Amplitude r = {r:.3f}")
+
+    ours_mb = peak_memory_mb(ours_offline, emg, beat_t, rr)
+    nk_mb = peak_memory_mb(neurokit_offline, emg, beat_t, rr)
+    print(f"\npeak memory (tracemalloc, beyond the {emg.nbytes / 1e6:.0f} MB input):")
+    print(f"  ours {ours_mb:8.0f} MB, neurokit2 {nk_mb:8.0f} MB, neurokit2 / ours {nk_mb / ours_mb:.1f} x")
+
+
+if __name__ == "__main__":
+    main()

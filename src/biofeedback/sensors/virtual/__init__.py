@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from biofeedback.sensors.ble import BleBackend
+from biofeedback.sensors.ble import BleBackend, SensorError
 from biofeedback.sensors.bumble_backend import BumbleClient, BumbleScanner, VirtualRadio
 from biofeedback.sensors.profiles import DeviceProfile, load_profiles
 from biofeedback.sensors.virtual.peripherals import (
@@ -50,6 +50,9 @@ class VirtualWorld:
     def __init__(self, scenario: Scenario | None = None, speed: float = 1.0,
                  profiles: dict[str, DeviceProfile] | None = None) -> None:
         self.scenario = scenario or Scenario()
+        unknown = [d for d in self.scenario.devices if d not in NAMES]
+        if unknown:
+            raise SensorError(f"no virtual sensor for {', '.join(map(repr, unknown))}; choose from {', '.join(sorted(NAMES))}")
         self.speed = speed
         self.profiles = profiles or load_profiles()
         self.radio = VirtualRadio()
@@ -68,7 +71,7 @@ class VirtualWorld:
             return VirtualPolarH10(*args, heart=sc.heart, ecg_rate_hz=sc.ecg_rate_hz, drift_ppm=-25.0, **common)
         if kind == "hrs-strap":
             return VirtualHeartRateStrap(*args, heart=sc.heart, **common)
-        raise ValueError(f"no virtual sensor for profile {kind!r}; choose from {sorted(NAMES)}")
+        raise AssertionError(kind)  # unknown kinds are refused in __init__
 
     async def start(self) -> VirtualWorld:
         for i, kind in enumerate(self.scenario.devices):

@@ -21,6 +21,9 @@ DRIFT_FIT_MIN_SPAN_S = 2.0
 """Device-time span below which the drift fit assumes a rate of exactly 1."""
 RR_GAP_TOLERANCE_S = 1.6
 """An HR strap reports beats up to ~1 s late (1 Hz notifications); more lag than this is a gap."""
+HOST_JITTER_WALL_S = 0.1
+"""Scheduling delay the host may add to an arrival, in real seconds. At ``--speed N`` it is N times
+longer in session time, so the RR gap tolerance grows with the speed (a late packet is not a gap)."""
 NS_PER_S = 1_000_000_000
 
 
@@ -96,7 +99,7 @@ class SessionClock:
     """The session time base: monotonic nanoseconds since start, times ``speed``."""
 
     def __init__(self, speed: float = 1.0) -> None:
-        if speed <= 0:
+        if not speed > 0:
             raise ValueError(f"speed must be positive, got {speed}")
         self.speed = float(speed)
         self._t0 = time.monotonic_ns()
@@ -108,6 +111,10 @@ class SessionClock:
 
     def now_s(self) -> float:
         return self.now_ns() / NS_PER_S
+
+    def jitter_s(self) -> float:
+        """Host scheduling jitter expressed in session seconds."""
+        return HOST_JITTER_WALL_S * self.speed
 
     def wall_seconds(self, session_seconds: float) -> float:
         """Real seconds that ``session_seconds`` of session time take."""

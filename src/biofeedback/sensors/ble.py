@@ -29,7 +29,17 @@ from bleak_retry_connector import establish_connection
 
 from biofeedback.sensors import decoders as dec
 from biofeedback.sensors.profiles import DeviceProfile, best_profile
-from biofeedback.stream import NS_PER_S, Block, BlockFlag, DriftFit, Gap, RRTimeline, SessionClock, StreamKind
+from biofeedback.stream import (
+    NS_PER_S,
+    RR_GAP_TOLERANCE_S,
+    Block,
+    BlockFlag,
+    DriftFit,
+    Gap,
+    RRTimeline,
+    SessionClock,
+    StreamKind,
+)
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +165,7 @@ class HrsDriver(Driver):
 
     def __init__(self, source: BleSource) -> None:
         super().__init__(source)
-        self.timeline = RRTimeline(source.name)
+        self.timeline = RRTimeline(source.name, tolerance_s=RR_GAP_TOLERANCE_S + source.clock.jitter_s())
         self._last_beat_before_drop: float | None = None
         self._seen_gaps = 0
 

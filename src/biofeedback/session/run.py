@@ -1,8 +1,10 @@
 """Running a session or a calibration: phases, markers, live numbers, recording, summary.
 
 Unattended runs (``auto``: no terminal, or ``--auto``) follow the protocol's durations and scripted
-markers; a scripted marker is set when the session clock reaches its time, and carries the clock's
-time at that moment. Interactive runs stamp each marker with the session time of its key press.
+markers. A marker carries the session time of its click, never the time it was handled: for a key
+press, the session clock read on the key thread the moment the key arrives; for a scripted marker,
+its phase's recorded start plus its ``at_s`` (handled as soon as the clock passes that time, which
+on a loop busy with a reconnect can be a few tenths of a session second later at high speed).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from biofeedback.stream import Block, StreamKind
 LIVE_PRINT_S = 5.0
 """Session seconds between live lines in the terminal."""
 HANDS_ON = "hands-on"
+DATA_WAIT_S = 15.0
+"""Session seconds a calibration waits for late EMG (link latency, a reconnect) before analysing."""
 
 Out = Callable[[str], None]
 
@@ -148,12 +152,13 @@ async def _run_phase(phase: Phase, acq: Acquisition, treatment: _Treatment, live
         now = clock.now_s()
         while script and now >= start + script[0].at_s:
             m = script.pop(0)
+            clicked = start + m.at_s  # the scripted click's time, however late the loop gets to it
             if m.action == "technique":
-                treatment.technique(now, m.technique or "")
+                treatment.technique(clicked, m.technique or "")
             elif m.action == "note":
-                treatment.note(now, m.text)
+                treatment.note(clicked, m.text)
             else:
-                treatment.hands(now, m.action == "hands-on")
+                treatment.hands(clicked, m.action == "hands-on")
         if end_at is not None and now >= end_at:
             break
         if now >= next_live:
@@ -278,6 +283,7 @@ async def run_calibration(proto: CalibrationProtocol, profiles: dict[str, Device
                 await _until(acq, t0 + w.end_s)
                 out(f"  {w.name}: relax")
             await _until(acq, t0 + proto.duration_s())
+            await _data_until(acq, got, t0 + proto.windows()[-1].end_s)
             if not got:
                 raise SessionError("no EMG arrived during calibration; check that the EMG sensor is on and connected")
             t = np.concatenate([g[0] for g in got])
@@ -302,6 +308,13 @@ async def _until(acq: Acquisition, t_s: float) -> None:
     while (left := t_s - acq.clock.now_s()) > 0:
         _wait_for_all_failed(acq)
         await asyncio.sleep(min(acq.clock.wall_seconds(left), 0.5))
+
+
+async def _data_until(acq: Acquisition, got: list, t_s: float) -> None:
+    """Wait (at most ``DATA_WAIT_S`` session seconds) until samples up to ``t_s`` have arrived."""
+    deadline = acq.clock.now_s() + DATA_WAIT_S
+    while (not got or got[-1][0][-1] < t_s) and acq.clock.now_s() < deadline:
+        await asyncio.sleep(acq.clock.wall_seconds(0.5))
 
 
 def is_interactive() -> bool:

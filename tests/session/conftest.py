@@ -1,0 +1,132 @@
+"""Fixtures of the session tests: a short test protocol, a short calibration, and one recorded virtual session."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from biofeedback.cli import main
+
+SPEED = "20"
+PROTOCOL = """
+name = "test-short"
+[[screening]]
+key = "consent"
+text = "Consent?"
+stop_if = false
+reason = "no consent"
+[[screening]]
+key = "acute_migraine"
+text = "Acute severe migraine attack now?"
+stop_if = true
+reason = "acute severe migraine attack: reschedule"
+[[techniques]]
+key = "trigger-point"
+label = "trigger-point pressure"
+[[techniques]]
+key = "gb20"
+label = "acupressure GB20"
+[[phases]]
+name = "baseline"
+kind = "rest"
+duration_s = 20
+[[phases]]
+name = "treatment"
+kind = "treatment"
+duration_s = 30
+[[phases.script]]
+at_s = 3
+action = "technique"
+technique = "trigger-point"
+[[phases.script]]
+at_s = 3
+action = "hands-on"
+[[phases.script]]
+at_s = 12
+action = "hands-off"
+[[phases.script]]
+at_s = 15
+action = "technique"
+technique = "gb20"
+[[phases.script]]
+at_s = 20
+action = "note"
+text = "client reports the headache eased"
+[[phases]]
+name = "post"
+kind = "rest"
+duration_s = 20
+"""
+CALIBRATION = """
+name = "test-quick"
+[rest]
+duration_s = 15
+settle_s = 3
+[reference]
+count = 3
+hold_s = 4
+relax_s = 4
+lead_in_s = 2
+trim_s = 1
+tolerance = 0.15
+[quality]
+max_tries = 2
+"""
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    """Run the ``biofeedback`` command in-process (stdin is not a terminal under pytest: unattended)."""
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@dataclass
+class Recorded:
+    home: Path
+    protocol: Path
+    calibration: Path
+    session: Path
+    out: str
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory) -> Recorded:
+    """Calibrate client C001 (equal contractions), then record a session with a disconnect during treatment."""
+    tmp = tmp_path_factory.mktemp("session")
+    protocol, calibration = tmp / "test-short.toml", tmp / "test-quick.toml"
+    protocol.write_text(PROTOCOL)
+    calibration.write_text(CALIBRATION)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BIOFEEDBACK_HOME", str(tmp / "home"))
+        import contextlib
+        import io
+
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
+            assert main(["calibrate", "--client", "C001", "--virtual", "--speed", SPEED, "--protocol", str(calibration)]) == 0
+            assert main(["session", "--client", "C001", "--virtual", "--speed", SPEED, "--protocol", str(protocol),
+                         "--answers", "all-clear", "--virtual-disconnect-at", "40", "--headless"]) == 0
+        sessions = sorted((tmp / "home/clients/C001/sessions").glob("*.bfsession"))
+        assert len(sessions) == 1, buf.getvalue()
+        cal = sorted((tmp / "home/clients/C001/calibration").glob("*.json"))
+        assert len(cal) == 1, buf.getvalue()
+        yield Recorded(tmp / "home", protocol, cal[0], sessions[0], buf.getvalue())
+
+
+@pytest.fixture
+def home(recorded, monkeypatch) -> Path:
+    monkeypatch.setenv("BIOFEEDBACK_HOME", str(recorded.home))
+    return recorded.home
+
+
+def load_json(path: Path) -> dict:
+    return json.loads(path.read_text())

@@ -1,0 +1,94 @@
+"""A whole unattended session on virtual sensors at 20x: phases, markers, hands-on, gaps, meta, summary."""
+
+from __future__ import annotations
+
+import stat
+
+import numpy as np
+import pytest
+
+from biofeedback.session.summary import summarize
+from biofeedback.store import SessionReader
+
+MARKER_TOLERANCE_S = 0.01
+"""Scripted markers carry their scripted click time (phase start + at_s), not the time the loop
+handled them, so they match to rounding."""
+PHASE_TOLERANCE_S = 0.5
+
+
+@pytest.fixture(scope="module")
+def reader(recorded):
+    with SessionReader(recorded.session) as r:
+        yield r
+
+
+def phases(reader) -> dict[str, dict]:
+    return {e["label"]: e for e in reader.events("phase")}
+
+
+def test_phases_follow_the_protocol(reader):
+    ph = reader.events("phase")
+    assert [p["label"] for p in ph] == ["baseline", "treatment", "post"]
+    for p, planned in zip(ph, (20, 30, 20)):
+        assert abs(p["duration_s"] - planned) < PHASE_TOLERANCE_S
+    for a, b in zip(ph, ph[1:]):
+        assert abs(a["t_s"] + a["duration_s"] - b["t_s"]) < 0.1
+    assert reader.complete
+
+
+def test_scripted_markers_land_at_their_times(reader):
+    treat = phases(reader)["treatment"]["t_s"]
+    markers = reader.events("marker")
+    assert [m["label"] for m in markers] == ["technique: trigger-point pressure", "technique: acupressure GB20"]
+    assert [m["data"]["technique"] for m in markers] == ["trigger-point", "gb20"]
+    for m, at in zip(markers, (3, 15)):
+        assert 0 <= m["t_s"] - (treat + at) < MARKER_TOLERANCE_S
+    (note,) = reader.events("note")
+    assert note["label"] == "client reports the headache eased"
+    assert 0 <= note["t_s"] - (treat + 20) < MARKER_TOLERANCE_S
+
+
+def test_hands_on_is_recorded_as_an_interval(reader):
+    treat = phases(reader)["treatment"]["t_s"]
+    (on,) = reader.events("hands-on")
+    assert 0 <= on["t_s"] - (treat + 3) < MARKER_TOLERANCE_S
+    assert abs(on["duration_s"] - 9) < 2 * MARKER_TOLERANCE_S
+
+
+def test_forced_disconnect_is_a_gap_inside_treatment(reader):
+    p = phases(reader)["treatment"]
+    lost = [g for g in reader.gaps() if "disconnect" in g.reason]
+    assert {g.source for g in lost} == {"open-emg", "polar-h10"}
+    for g in lost:
+        assert p["t_s"] <= g.start_s < p["t_s"] + p["duration_s"], g
+        assert g.end_s > g.start_s
+
+
+def test_beats_have_raw_and_corrected_rr(reader):
+    b = reader.beats()
+    assert b["t_s"].size > 60
+    assert np.isfinite(b["rr_corrected_ms"]).mean() > 0.95
+    assert np.all(np.diff(b["t_s"]) > 0)
+
+
+def test_meta_records_client_protocol_screening_calibration_devices(reader, recorded):
+    meta = reader.meta
+    assert meta["client_id"] == "C001" and meta["speed"] == 20 and meta["protocol"] == "test-short"
+    assert meta["screening"]["answers"] == {"consent": True, "acute_migraine": False}
+    assert meta["calibration"]["file"] == recorded.calibration.name
+    assert meta["tension_index_unit"] == "%RVC"
+    assert [e["label"] for e in reader.events("calibration")] == [f"calibration {recorded.calibration.name}"]
+    devices = {d["profile"]: d for d in meta["devices"]}
+    assert set(devices) == {"open-emg", "polar-h10"}
+    assert all(d["alias"].startswith("dev-") for d in devices.values())
+    assert "C0:EE" not in recorded.session.read_bytes().decode("latin-1")
+    assert stat.S_IMODE(recorded.session.stat().st_mode) == 0o600
+
+
+def test_summary_shows_tension_lower_after_treatment(reader, recorded):
+    rows = {r["phase"]: r for r in summarize(recorded.session)}
+    for ch in ("left_trapezius", "right_trapezius"):
+        assert rows["post"]["emg_rms_uv"][ch] < 0.85 * rows["baseline"]["emg_rms_uv"][ch]
+    assert rows["post"]["hr_bpm"] < rows["baseline"]["hr_bpm"]
+    assert f"recording: {recorded.session}" in recorded.out
+    assert "baseline" in recorded.out.split("recording: ")[-1]

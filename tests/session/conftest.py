@@ -95,6 +95,7 @@ class Recorded:
     protocol: Path
     calibration: Path
     session: Path
+    calibration_protocol: Path
     out: str
 
 
@@ -119,7 +120,8 @@ def recorded(tmp_path_factory) -> Recorded:
         assert len(sessions) == 1, buf.getvalue()
         cal = sorted((tmp / "home/clients/C001/calibration").glob("*.json"))
         assert len(cal) == 1, buf.getvalue()
-        yield Recorded(tmp / "home", protocol, cal[0], sessions[0], buf.getvalue())
+        yield Recorded(home=tmp / "home", protocol=protocol, calibration=cal[0], session=sessions[0],
+                       calibration_protocol=calibration, out=buf.getvalue())
 
 
 @pytest.fixture

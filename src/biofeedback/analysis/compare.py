@@ -1,0 +1,564 @@
+"""Before/after comparison of two phases of a session, with honest statistics and plain-word verdicts.
+
+Units of resampling: EMG in ``WINDOW_S`` windows (the 250 ms moving RMS inside them, excluded samples
+left out), heartbeats one by one (corrected RR; successive differences only between adjacent beats).
+Each phase is resampled on its own by moving blocks (``stats``), the metric recomputed on every
+resample, and the 95 % percentile interval of the change taken. A change counts ("fell", "rose")
+only when its interval excludes zero *and* it is at least the smallest detectable change (SDC95)
+from the within-phase variability of 30-s segments; otherwise it is "no clear change". The effect
+size is the change over that within-phase SD (log scale for ratio metrics), a standardised mean
+difference in the style of Cohen's d.
+
+The overall verdict rests on one pre-chosen metric, the tension index of both trapezius sides
+(``PRIMARY``), so the chance of a false "released" stays at the interval's 5 %; the other metrics
+are reported beside it, never promoted to the verdict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from biofeedback.analysis.data import EmgTrack, PhaseSpan, Progress, SessionData, contiguous_with_previous
+from biofeedback.analysis.stats import (
+    N_BOOT,
+    block_length,
+    moving_block_indices,
+    percentile_ci,
+    pooled_within_sd,
+    smallest_detectable_change,
+)
+from biofeedback.dsp import Calibration, TensionIndex, baevsky_stress_index, emg_gaps, pns_index, sns_index
+
+WINDOW_S = 5.0
+"""EMG resampling unit: one window of the moving RMS."""
+MIN_WINDOW_VALID = 0.5
+"""A window enters the statistics when at least this fraction of its samples is valid."""
+SEGMENT_S = 30.0
+"""Segment length for the within-phase variability behind the SDC."""
+MIN_LEVEL_S = 30.0
+"""Least valid data in a phase (EMG windows or beats) to report a level."""
+MIN_VERDICT_SEGMENTS = 2
+"""Least 30-s segments in each phase to judge a change (so a phase needs about 60 s of clean data)."""
+MIN_BEATS = 30
+EMG_GAP_RVC_FRACTION = 0.005
+"""EMG gap threshold with an RVC calibration: 0.5 %RVC (Hägg & Åström 1997)."""
+EMG_GAP_FALLBACK_UV = 3.0
+"""EMG gap threshold without a calibration: just above the 1-3 µV RMS noise of good electrodes at rest."""
+NK_TIME_MIN_S = 60.0
+"""neurokit2 time-domain HRV needs at least a minute of clean beats."""
+NK_FREQUENCY_MIN_S = 120.0
+"""Frequency-domain HRV needs at least two minutes (two cycles of 0.04 Hz is 50 s; LF needs far more; Task Force 1996 asks 5 min)."""
+PRIMARY = "emg.both.tension_index"
+BASELINE_NAMES = ("baseline", "pre", "rest")
+POST_NAMES = ("post", "post-rest", "after")
+NK_COLUMNS = ("HRV_MeanNN", "HRV_SDNN", "HRV_RMSSD", "HRV_pNN50", "HRV_LF", "HRV_HF", "HRV_LFHF")
+
+
+class AnalysisError(Exception):
+    """The analysis cannot run as asked; the message (one line) says what to do instead."""
+
+
+@dataclass
+class MetricChange:
+    """One metric in two phases: levels with CIs, the change with its CI, SDC, effect size and verdict."""
+
+    key: str
+    label: str
+    unit: str
+    group: str
+    """"emg" or "heart"."""
+    kind: str
+    """"ratio" (change in %) or "difference" (change in ``unit``)."""
+    better: str
+    """Direction that means relaxation: "down" or "up"."""
+    a: float = float("nan")
+    a_ci: tuple[float, float] = (float("nan"), float("nan"))
+    b: float = float("nan")
+    b_ci: tuple[float, float] = (float("nan"), float("nan"))
+    change: float = float("nan")
+    change_unit: str = ""
+    change_ci: tuple[float, float] = (float("nan"), float("nan"))
+    sdc: float = float("nan")
+    """Smallest detectable change, in ``change_unit``."""
+    effect_size: float = float("nan")
+    verdict: str = "not available"
+    """"fell", "rose", "no clear change" or "not available"."""
+    sentence: str = ""
+    n_a: int = 0
+    n_b: int = 0
+    block_a: int = 0
+    block_b: int = 0
+    levels: dict = field(default_factory=dict)
+    """Extra per-phase levels in other units, e.g. {"%baseline": (a, b), "%RVC": (a, b)}."""
+
+
+@dataclass
+class Comparison:
+    """A before/after comparison of one session."""
+
+    session: str
+    client_id: str | None
+    started_utc: float | None
+    phase_a: PhaseSpan | None
+    phase_b: PhaseSpan | None
+    tension_unit: str
+    metrics: list[MetricChange]
+    overall: dict
+    """label ("released", "tension rose", "no clear change", "not comparable") and text."""
+    notes: list[str]
+    """What could not be compared, and why."""
+    exclusions: dict
+    """Per phase: seconds or beats left out, by reason."""
+    neurokit: dict
+    """Per phase: neurokit2 HRV values, or a note saying why not."""
+    n_boot: int
+
+    def metric(self, key: str) -> MetricChange:
+        for m in self.metrics:
+            if m.key == key:
+                return m
+        raise KeyError(key)
+
+    def to_dict(self) -> dict:
+        """Every number with its CI, JSON-ready (NaN as null)."""
+        return _clean(asdict(self))
+
+
+def _clean(value):
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+# --- units of resampling ----------------------------------------------------------------------
+@dataclass
+class _Units:
+    """Per phase: arrays sharing their first axis (the resampling units), segment of each unit, duration."""
+
+    arrays: tuple[np.ndarray, ...]
+    segment: np.ndarray
+    valid_s: float
+    block_series: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return int(self.segment.size)
+
+
+def _emg_windows(track: EmgTrack, span: PhaseSpan, values: np.ndarray, valid: np.ndarray) -> _Units:
+    """Windows of ``values`` (n,) in a phase as a (windows, samples) array, NaN where excluded."""
+    m = max(1, round(WINDOW_S * track.rate_hz))
+    count = int(span.duration_s // WINDOW_S)
+    sel = (track.t_s >= span.start_s) & (track.t_s < span.start_s + count * WINDOW_S)
+    rel = track.t_s[sel] - span.start_s
+    w = np.minimum((rel // WINDOW_S).astype(int), max(count - 1, 0))
+    pos = np.minimum(((rel - w * WINDOW_S) * track.rate_hz).astype(int), m - 1)
+    mat = np.full((count, m), np.nan)
+    v = np.where(valid[sel], values[sel], np.nan)
+    mat[w, pos] = v
+    keep = np.mean(np.isfinite(mat), axis=1) >= MIN_WINDOW_VALID
+    mat = mat[keep]
+    segment = (np.flatnonzero(keep) * WINDOW_S // SEGMENT_S).astype(int)
+    with np.errstate(all="ignore"):
+        means = np.nanmean(mat, axis=1) if mat.size else np.empty(0)
+    return _Units((mat,), segment, float(np.isfinite(mat).sum() / track.rate_hz), means)
+
+
+def _beat_units(data: SessionData, span: PhaseSpan) -> _Units:
+    b = data.beats
+    sel = (b.t_s >= span.start_s) & (b.t_s < span.end_s) & b.valid
+    t, rr = b.t_s[sel], b.rr_ms[sel]
+    d = np.where(contiguous_with_previous(t, rr), np.diff(rr, prepend=np.nan), np.nan)
+    segment = ((t - span.start_s) // SEGMENT_S).astype(int)
+    return _Units((rr, d), segment, float(rr.sum() / 1000.0), rr)
+
+
+# --- metric statistics on resampled units (rows = resamples) -----------------------------------
+def _flat(x: np.ndarray) -> np.ndarray:
+    return x.reshape(x.shape[0], -1)
+
+
+def _nanmean(x: np.ndarray) -> np.ndarray:
+    with np.errstate(all="ignore"):
+        return np.nanmean(_flat(x), axis=1)
+
+
+def _apdf(q: float) -> Callable:
+    """Row-wise ``q`` quantile ignoring NaN (as ``np.nanquantile``, linear), vectorised over resamples."""
+    def stat(x: np.ndarray) -> np.ndarray:
+        rows = np.sort(_flat(x), axis=1)  # NaN sorts last
+        k = np.isfinite(rows).sum(axis=1)
+        pos = q * np.maximum(k - 1, 0)
+        lo = np.floor(pos).astype(int)
+        hi = np.minimum(lo + 1, np.maximum(k - 1, 0))
+        r = np.arange(rows.shape[0])
+        out = rows[r, lo] + (rows[r, hi] - rows[r, lo]) * (pos - lo)
+        return np.where(k > 0, out, np.nan)
+    return stat
+
+
+def _gaps_per_min(rate_hz: float, threshold: float) -> Callable:
+    def stat(x: np.ndarray) -> np.ndarray:
+        rows = _flat(x)
+        return np.array([emg_gaps(r, rate_hz, threshold, valid=np.isfinite(r)).per_minute for r in rows])
+    return stat
+
+
+def _symmetry(x: np.ndarray) -> np.ndarray:
+    left, right = _nanmean(x[..., 0]), _nanmean(x[..., 1])
+    return 100.0 * (left - right) / ((left + right) / 2.0)
+
+
+def _heart(rr: np.ndarray, d: np.ndarray) -> dict[str, np.ndarray]:
+    """Heart metrics of each row of resampled corrected RR (ms) and successive differences (ms)."""
+    with np.errstate(all="ignore"):
+        mean_rr = rr.mean(axis=1)
+        hr = np.mean(60000.0 / rr, axis=1)
+        r = np.sqrt(np.nanmean(d * d, axis=1))
+        sdnn = rr.std(axis=1, ddof=1)
+        sd1 = np.nanstd(d, axis=1, ddof=1) / np.sqrt(2.0)
+        sd2 = np.sqrt(np.maximum(2 * sdnn**2 - sd1**2, 0.0))
+        si = np.array([baevsky_stress_index(row) for row in rr])
+        return {
+            "hr_bpm": hr, "rmssd_ms": r, "ln_rmssd": np.log(r), "sdnn_ms": sdnn, "stress_index": si,
+            "pns_index": pns_index(mean_rr, r, 100.0 * sd1 / mean_rr),
+            "sns_index": sns_index(hr, np.sqrt(si), 100.0 * sd2 / mean_rr),
+        }
+
+
+HEART_METRICS = (
+    # key, label, unit, kind, better
+    ("hr_bpm", "Heart rate", "bpm", "difference", "down"),
+    ("rmssd_ms", "RMSSD", "ms", "ratio", "up"),
+    ("ln_rmssd", "ln RMSSD", "ln(ms)", "difference", "up"),
+    ("sdnn_ms", "SDNN", "ms", "ratio", "up"),
+    ("stress_index", "Baevsky stress index", "1/s²", "ratio", "down"),
+    ("pns_index", "PNS index", "SD", "difference", "up"),
+    ("sns_index", "SNS index", "SD", "difference", "down"),
+)
+
+
+# --- one metric --------------------------------------------------------------------------------
+def _fmt(v: float, unit: str) -> str:
+    digits = 0 if abs(v) >= 100 or unit == "%" else (1 if abs(v) >= 1 else 2)
+    return f"{v:.{digits}f}"
+
+
+def _sentence(m: MetricChange, phases: tuple[str, str]) -> str:
+    if m.verdict == "not available":
+        return f"{m.label}: {m.sentence}" if m.sentence else f"{m.label}: not available"
+    unit = m.change_unit
+    sp = " "
+    lo, hi = m.change_ci
+    noise = f"{_fmt(m.sdc, unit)}{sp}{unit} measurement noise"
+    if m.verdict in ("fell", "rose"):
+        mag = abs(m.change)
+        a, b = sorted((abs(lo), abs(hi)))
+        return (f"{m.label} {m.verdict} {_fmt(mag, unit)}{sp}{unit} (95 % CI {_fmt(a, unit)}-{_fmt(b, unit)}{sp}{unit}) "
+                f"from {phases[0]} to {phases[1]}, larger than the {noise}")
+    why = ("its 95 % CI includes no change" if lo <= 0 <= hi else f"it is within the {noise}")
+    return (f"{m.label}: no clear change ({'+' if m.change >= 0 else '-'}{_fmt(abs(m.change), unit)}{sp}{unit}, "
+            f"95 % CI {_fmt(lo, unit)} to {_fmt(hi, unit)}{sp}{unit}, measurement noise {_fmt(m.sdc, unit)}{sp}{unit}; {why})")
+
+
+def _judge(m: MetricChange, ua: _Units, ub: _Units | None, stat: Callable, rng: np.random.Generator, n_boot: int,
+           phases: tuple[str, str]) -> MetricChange:
+    """Fill levels, change, CI, SDC, effect size and verdict of ``m``."""
+    def level(u: _Units) -> float:
+        return float(stat(*(a[None] for a in u.arrays))[0])
+
+    def boot(u: _Units) -> tuple[np.ndarray, int]:
+        block = block_length(u.block_series)
+        idx = moving_block_indices(u.n, block, n_boot, rng)
+        return stat(*(a[idx] for a in u.arrays)), block
+
+    def segments(u: _Units) -> np.ndarray:
+        ids, counts = np.unique(u.segment, return_counts=True)
+        full = counts >= max(1, counts.max() // 2) if counts.size else counts.astype(bool)
+        return np.array([stat(*(a[u.segment == k][None] for a in u.arrays))[0] for k in ids[full]])
+
+    m.n_a = ua.n
+    if ua.valid_s < MIN_LEVEL_S or ua.n < 2:
+        m.sentence = f"too little clean data in {phases[0]} ({ua.valid_s:.0f} s; needs {MIN_LEVEL_S:.0f} s)"
+        return m
+    m.a = level(ua)
+    boot_a, m.block_a = boot(ua)
+    m.a_ci = percentile_ci(boot_a)
+    if ub is None:
+        m.sentence = f"no {phases[1]} phase to compare with"
+        return m
+    m.n_b = ub.n
+    if ub.valid_s < MIN_LEVEL_S or ub.n < 2:
+        m.sentence = f"too little clean data in {phases[1]} ({ub.valid_s:.0f} s; needs {MIN_LEVEL_S:.0f} s)"
+        return m
+    m.b = level(ub)
+    boot_b, m.block_b = boot(ub)
+    m.b_ci = percentile_ci(boot_b)
+    seg_a, seg_b = segments(ua), segments(ub)
+    ratio = m.kind == "ratio"
+    if ratio and not (m.a > 0 and m.b > 0):
+        m.sentence = "a level is zero, so no percentage change can be given"
+        return m
+    with np.errstate(all="ignore"):
+        if ratio:
+            m.change_unit = "%"
+            m.change = 100.0 * (m.b / m.a - 1.0)
+            lo, hi = percentile_ci(np.log(boot_b / boot_a))
+            m.change_ci = (100.0 * np.expm1(lo), 100.0 * np.expm1(hi))
+            sd = pooled_within_sd([np.log(seg_a), np.log(seg_b)])
+            sdc_log = smallest_detectable_change(sd)
+            m.sdc = 100.0 * np.expm1(sdc_log)
+            shift = np.log(m.b / m.a)
+        else:
+            m.change_unit = m.unit
+            m.change = m.b - m.a
+            m.change_ci = percentile_ci(boot_b - boot_a)
+            sd = pooled_within_sd([seg_a, seg_b])
+            sdc_log = m.sdc = smallest_detectable_change(sd)
+            shift = m.change
+    if min(seg_a.size, seg_b.size) < MIN_VERDICT_SEGMENTS or not np.isfinite(sd):
+        m.sentence = (f"too short to judge a change (needs {MIN_VERDICT_SEGMENTS} clean {SEGMENT_S:.0f}-s segments "
+                      f"in each phase, has {seg_a.size} and {seg_b.size})")
+        return m
+    m.effect_size = float(shift / sd) if sd > 0 else float("nan")
+    lo, hi = m.change_ci
+    clear = (lo > 0 or hi < 0) and abs(shift) >= sdc_log
+    m.verdict = ("fell" if m.change < 0 else "rose") if clear else "no clear change"
+    m.sentence = _sentence(m, phases)
+    return m
+
+
+# --- the comparison ----------------------------------------------------------------------------
+def default_phases(data: SessionData) -> tuple[str | None, str | None]:
+    """Baseline and post-treatment rest: by name where the protocol uses the usual names, else the first
+    rest phase and the last rest phase after a treatment."""
+    rests = [p for p in data.phases if p.kind == "rest"]
+    a = next((p for p in data.phases if p.name in BASELINE_NAMES), rests[0] if rests else None)
+    if a is None:
+        return None, None
+    later = [p for p in data.phases if p.start_s > a.start_s]
+    b = next((p for p in later if p.name in POST_NAMES), None)
+    if b is None:
+        after_treatment = [p for p in later if p.kind == "rest" and any(
+            q.kind == "treatment" and a.start_s < q.start_s < p.start_s for q in data.phases)]
+        b = after_treatment[-1] if after_treatment else None
+    return a.name, None if b is None else b.name
+
+
+def _calibration(data: SessionData, channels: tuple[str, ...]) -> Calibration | None:
+    cal = data.calibration
+    if cal is None or len(cal.get("rvc_rms_uv") or ()) != len(channels):
+        return None
+    return Calibration(cal.get("rest_rms_uv"), cal.get("rvc_rms_uv"), cal.get("mvc_rms_uv"))
+
+
+def _side(channel: str) -> str:
+    return channel.split("_")[0].capitalize()
+
+
+def _emg_metrics(data: SessionData, a: PhaseSpan, b: PhaseSpan | None, rng, n_boot: int, phases) -> tuple[list[MetricChange], str]:
+    track = data.emg
+    cal = _calibration(data, track.channels)
+    index = TensionIndex(cal)
+    valid = track.valid
+    out = []
+    for c, ch in enumerate(track.channels):
+        side = _side(ch)
+        units = [_emg_windows(track, p, track.rms_uv[:, c], valid[:, c]) if p else None for p in (a, b)]
+        threshold = EMG_GAP_RVC_FRACTION * cal.rvc_rms_uv[c] if cal else EMG_GAP_FALLBACK_UV
+        specs = [
+            ("rms_uv", f"{side} trapezius tension (RMS)", "µV", "ratio", "down", _nanmean),
+            ("apdf10_uv", f"{side} trapezius static load (APDF 10 %)", "µV", "ratio", "down", _apdf(0.1)),
+            ("apdf50_uv", f"{side} trapezius median load (APDF 50 %)", "µV", "ratio", "down", _apdf(0.5)),
+            ("apdf90_uv", f"{side} trapezius peak load (APDF 90 %)", "µV", "ratio", "down", _apdf(0.9)),
+            ("emg_gaps_per_min", f"{side} trapezius EMG gaps (< {threshold:.2g} µV)", "1/min", "difference", "up",
+             _gaps_per_min(track.rate_hz, threshold)),
+        ]
+        for key, label, unit, kind, better, stat in specs:
+            m = _judge(MetricChange(f"emg.{ch}.{key}", label, unit, "emg", kind, better), units[0], units[1], stat, rng,
+                       n_boot, phases)
+            if key == "rms_uv" and np.isfinite(m.a):
+                m.levels["%baseline"] = (100.0, 100.0 * m.b / m.a)
+                if cal is not None:
+                    rvc = cal.rvc_rms_uv[c]
+                    m.levels["%RVC"] = (100.0 * m.a / rvc, 100.0 * m.b / rvc)
+            out.append(m)
+    both = valid.all(axis=1)
+    ti = index.combined(track.rms_uv)
+    units = [_emg_windows(track, p, ti, both) if p else None for p in (a, b)]
+    label = "Trapezius tension index (both sides)"
+    out.insert(0, _judge(MetricChange(PRIMARY, label, index.unit, "emg", "ratio", "down"), units[0], units[1], _nanmean, rng,
+                         n_boot, phases))
+    if len(track.channels) == 2:
+        pair = np.where(both[:, None], track.rms_uv, np.nan)
+        units = []
+        for p in (a, b):
+            if p is None:
+                units.append(None)
+                continue
+            left = _emg_windows(track, p, pair[:, 0], both)
+            right = _emg_windows(track, p, pair[:, 1], both)
+            units.append(_Units((np.stack((left.arrays[0], right.arrays[0]), axis=-1),), left.segment, left.valid_s,
+                                left.block_series))
+        out.append(_judge(MetricChange("emg.both.symmetry_pct", "Left/right symmetry index (+ = left higher)", "%",
+                                       "emg", "difference", "none"), units[0], units[1], _symmetry, rng, n_boot, phases))
+    return out, index.unit
+
+
+def _heart_metrics(data: SessionData, a: PhaseSpan, b: PhaseSpan | None, rng, n_boot: int, phases) -> list[MetricChange]:
+    ua = _beat_units(data, a)
+    ub = _beat_units(data, b) if b else None
+    out = []
+    for key, label, unit, kind, better in HEART_METRICS:
+        def stat(rr, d, key=key):
+            return _heart(rr, d)[key]
+        m = MetricChange(f"heart.{key}", label, unit, "heart", kind, better)
+        for u, name in ((ua, phases[0]), (ub, phases[1])):
+            if u is not None and u.n < MIN_BEATS:
+                m.sentence = f"too few clean beats in {name} ({u.n}; needs {MIN_BEATS})"
+        out.append(m if m.sentence else _judge(m, ua, ub, stat, rng, n_boot, phases))
+    return out
+
+
+def _exclusions(data: SessionData, span: PhaseSpan) -> dict:
+    out: dict = {"duration_s": span.duration_s}
+    if data.emg is not None:
+        e = data.emg
+        sel = (e.t_s >= span.start_s) & (e.t_s < span.end_s)
+        present_s = sel.sum() / e.rate_hz
+        out["emg_no_data_s"] = max(0.0, span.duration_s - present_s)
+        out["emg_hands_on_s"] = float((sel & e.hands_on).sum() / e.rate_hz)
+        out["emg_low_quality_s"] = {ch: float((sel & ~e.hands_on & e.quality_bad[:, c]).sum() / e.rate_hz)
+                                    for c, ch in enumerate(e.channels)}
+        out["emg_used_s"] = {ch: float((sel & e.valid[:, c]).sum() / e.rate_hz) for c, ch in enumerate(e.channels)}
+    if data.beats is not None:
+        bt = data.beats
+        sel = (bt.t_s >= span.start_s) & (bt.t_s < span.end_s)
+        out["beats"] = int(sel.sum())
+        out["beats_hands_on"] = int((sel & bt.hands_on).sum())
+        out["beats_removed"] = int((sel & ~np.isfinite(bt.rr_ms)).sum())
+        out["beats_corrected"] = int((sel & (bt.flags != 0) & np.isfinite(bt.rr_ms)).sum())
+        out["beats_used"] = int((sel & bt.valid).sum())
+    gaps = [g for g in data.gaps if g.end_s > span.start_s and g.start_s < span.end_s]
+    out["recorded_gaps"] = len(gaps)
+    out["recorded_gap_s"] = float(sum(min(g.end_s, span.end_s) - max(g.start_s, span.start_s) for g in gaps))
+    return out
+
+
+def neurokit_hrv(data: SessionData, span: PhaseSpan) -> dict:
+    """neurokit2 time- and frequency-domain HRV over the longest gap-free run of clean beats in a phase."""
+    import warnings
+
+    import neurokit2 as nk
+
+    b = data.beats
+    if b is None:
+        return {"note": "no heartbeats recorded"}
+    sel = (b.t_s >= span.start_s) & (b.t_s < span.end_s) & b.valid
+    t, rr = b.t_s[sel], b.rr_ms[sel]
+    if t.size < 3:
+        return {"note": f"too few clean beats ({t.size})"}
+    runs = np.split(np.arange(t.size), np.flatnonzero(~contiguous_with_previous(t, rr)[1:]) + 1)
+    run = max(runs, key=lambda r: rr[r].sum())
+    seconds = float(rr[run].sum() / 1000.0)
+    out: dict = {"seconds": seconds, "beats": int(run.size), "values": {}, "notes": []}
+    if seconds < NK_TIME_MIN_S:
+        out["note"] = f"only {seconds:.0f} s of uninterrupted clean beats; neurokit2 HRV needs ≥ {NK_TIME_MIN_S:.0f} s"
+        return out
+    peaks = np.round(np.concatenate(([0.0], np.cumsum(rr[run][1:])))).astype(int)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        parts = [nk.hrv_time(peaks, sampling_rate=1000)]
+        if seconds >= NK_FREQUENCY_MIN_S:
+            parts.append(nk.hrv_frequency(peaks, sampling_rate=1000))
+        else:
+            out["notes"].append(f"frequency-domain HRV needs ≥ {NK_FREQUENCY_MIN_S / 60:.0f} minutes of clean beats; "
+                                f"this phase has {seconds:.0f} s")
+    for part in parts:
+        for col in NK_COLUMNS:
+            if col in part.columns:
+                out["values"][col] = float(part[col].iloc[0])
+    if seconds >= NK_FREQUENCY_MIN_S and seconds < 300:
+        out["notes"].append("LF power from under 5 minutes is unreliable (Task Force 1996); read it with caution")
+    return out
+
+
+def _overall(metrics: list[MetricChange], phases: tuple[str, str], have_b: bool) -> dict:
+    primary = next((m for m in metrics if m.key == PRIMARY), None)
+    heart = [m for m in metrics if m.group == "heart" and m.verdict in ("fell", "rose")]
+    sides = [m for m in metrics if m.key.endswith(".rms_uv") and m.verdict in ("fell", "rose")]
+    if not have_b:
+        return {"label": "not comparable", "text": f"No {phases[1]} phase: nothing to compare the {phases[0]} with."}
+    if primary is None or primary.verdict == "not available":
+        why = primary.sentence if primary else "no EMG in this recording"
+        label, text = "not comparable", f"Trapezius tension cannot be compared ({why})."
+    elif primary.verdict == "fell":
+        label, text = "released", f"Released: {primary.sentence}."
+    elif primary.verdict == "rose":
+        label, text = "tension rose", f"Tension rose: {primary.sentence}."
+    else:
+        label, text = "no clear change", f"No clear change in trapezius tension: {primary.sentence}."
+    if sides:
+        text += " " + "; ".join(m.sentence for m in sides) + "."
+    if heart:
+        text += " Heart: " + "; ".join(m.sentence for m in heart) + "."
+    elif any(m.group == "heart" and m.verdict == "no clear change" for m in metrics):
+        text += " Heart rate and HRV: no clear change."
+    return {"label": label, "text": text}
+
+
+def compare(data: SessionData, phase_a: str | None = None, phase_b: str | None = None, n_boot: int = N_BOOT,
+            seed: int = 0, progress: Progress | None = None, with_neurokit: bool = True) -> Comparison:
+    """Compare two phases of a loaded session (default: baseline rest vs post-treatment rest)."""
+    if (phase_a is None) != (phase_b is None):
+        raise AnalysisError("give both phases to compare (e.g. --compare baseline post), or neither")
+    default_a, default_b = default_phases(data)
+    name_a, name_b = (phase_a, phase_b) if phase_a is not None else (default_a, default_b)
+    known = ", ".join(p.name for p in data.phases) or "none"
+    for name in (phase_a, phase_b):
+        if name is not None and data.phase(name) is None:
+            raise AnalysisError(f"no phase {name!r} in {data.path.name}; its phases are: {known}")
+    notes = list(data.problems)
+    a = data.phase(name_a) if name_a else None
+    b = data.phase(name_b) if name_b else None
+    if a is None:
+        notes.append(f"no resting phase to use as a baseline (phases: {known})")
+    elif b is None:
+        notes.append(f"no post-treatment rest phase after {a.name!r}: only {a.name} levels are shown (phases: {known})")
+    phases = (a.name if a else "baseline", b.name if b else "post")
+    rng = np.random.default_rng(seed)
+    metrics: list[MetricChange] = []
+    unit = "uV"
+    if a is not None and data.emg is not None:
+        if progress:
+            progress(f"EMG statistics ({n_boot} block-bootstrap resamples)")
+        emg, unit = _emg_metrics(data, a, b, rng, n_boot, phases)
+        metrics += emg
+    if a is not None and data.beats is not None:
+        if progress:
+            progress(f"heart statistics ({n_boot} block-bootstrap resamples)")
+        metrics += _heart_metrics(data, a, b, rng, n_boot, phases)
+    for m in metrics:
+        if m.verdict == "not available" and m.sentence and not m.sentence.startswith(m.label):
+            m.sentence = f"{m.label}: {m.sentence}"
+    spans = [p for p in (a, b) if p is not None]
+    nk: dict = {}
+    if with_neurokit:
+        if progress and spans:
+            progress("neurokit2 HRV per phase")
+        nk = {p.name: neurokit_hrv(data, p) for p in spans}
+    meta = data.meta
+    return Comparison(
+        session=str(data.path), client_id=meta.get("client_id"), started_utc=meta.get("utc_anchor"), phase_a=a, phase_b=b,
+        tension_unit=unit, metrics=metrics, overall=_overall(metrics, phases, b is not None and a is not None), notes=notes,
+        exclusions={p.name: _exclusions(data, p) for p in spans}, neurokit=nk, n_boot=n_boot,
+    )

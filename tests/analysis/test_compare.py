@@ -1,0 +1,93 @@
+"""Before/after verdicts on synthetic sessions: power with a scripted release, false positives without one."""
+
+from __future__ import annotations
+
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import Script, write_session
+
+from biofeedback.analysis import PRIMARY, AnalysisError, block_length, compare, load_session, moving_block_indices
+
+NULL_SEEDS = 60
+"""Sessions without any scripted change in the false-positive test (a longer run of 400 seeds is quoted in
+the analysis notes)."""
+SHORT = [("baseline", "rest", 90.0), ("treatment", "treatment", 30.0), ("post", "rest", 90.0)]
+
+
+def _null_verdicts(args: tuple[str, int]) -> dict[str, str]:
+    folder, seed = args
+    path = write_session(Path(folder) / f"null{seed}.bfsession", Script(phases=SHORT, fs_hz=400.0), 1000 + seed)
+    c = compare(load_session(path), n_boot=300, seed=seed, with_neurokit=False)
+    out = {m.key: m.verdict for m in c.metrics}
+    out["overall"] = c.overall["label"]
+    return out
+
+
+def test_release_is_found_and_ci_holds_the_truth(make_session):
+    c = compare(load_session(make_session(Script(emg_drop=0.30, rsa_gain=1.6), seed=3)), n_boot=500)
+    assert c.overall["label"] == "released"
+    assert c.overall["text"].startswith("Released: Trapezius tension index (both sides) fell")
+    for key in (PRIMARY, "emg.left_trapezius.rms_uv", "emg.right_trapezius.rms_uv"):
+        m = c.metric(key)
+        assert m.verdict == "fell"
+        assert m.change_ci[0] <= -30.0 <= m.change_ci[1], (key, m.change_ci)
+    # True RMSSD change: the same generator over 20-minute phases.
+    long = [("baseline", "rest", 1200.0), ("treatment", "treatment", 60.0), ("post", "rest", 1200.0)]
+    truth = compare(load_session(make_session(Script(phases=long, emg=False, rsa_gain=1.6), seed=99, name="long.bfsession")),
+                    n_boot=50, with_neurokit=False).metric("heart.rmssd_ms").change
+    r = c.metric("heart.rmssd_ms")
+    assert r.verdict == "rose"
+    assert r.change_ci[0] <= truth <= r.change_ci[1], (truth, r.change_ci)
+    assert "RMSSD rose" in c.overall["text"]
+
+
+def test_no_change_says_no_clear_change(make_session):
+    c = compare(load_session(make_session(Script(), seed=5)), n_boot=500)
+    assert c.overall["label"] == "no clear change"
+    assert c.metric(PRIMARY).verdict == "no clear change"
+    assert "no clear change" in c.metric(PRIMARY).sentence
+
+
+def test_false_positive_rate_near_nominal(tmp_path):
+    with ProcessPoolExecutor(2) as pool:
+        results = list(pool.map(_null_verdicts, [(str(tmp_path), s) for s in range(NULL_SEEDS)]))
+    overall_fp = sum(r["overall"] != "no clear change" for r in results) / NULL_SEEDS
+    per_metric = {k: sum(r[k] in ("fell", "rose") for r in results) / NULL_SEEDS for k in results[0] if k != "overall"}
+    print(f"false positives over {NULL_SEEDS} null sessions: overall {overall_fp:.3f}; "
+          + ", ".join(f"{k} {v:.3f}" for k, v in per_metric.items()))
+    assert overall_fp <= 0.10
+    assert max(per_metric.values()) <= 0.12
+
+
+def test_hands_on_and_electrode_off_are_excluded_and_counted(make_session):
+    s = Script(phases=[("baseline", "rest", 120.0), ("treatment", "treatment", 60.0), ("post", "rest", 120.0)],
+               electrode_off=(20.0, 50.0))
+    c = compare(load_session(make_session(s, seed=2)), n_boot=200, with_neurokit=False)
+    ex = c.exclusions["baseline"]
+    assert 29.0 <= ex["emg_low_quality_s"]["left_trapezius"] <= 32.0
+    assert ex["emg_low_quality_s"]["right_trapezius"] < 2.0
+    # Zeros while the electrode was off must not pull the baseline level down.
+    assert c.metric("emg.left_trapezius.rms_uv").verdict == "no clear change"
+    data = load_session(make_session(s, seed=2, name="again.bfsession"))
+    treatment = data.phase("treatment")
+    ex_t = compare(data, "treatment", "post", n_boot=100, with_neurokit=False).exclusions["treatment"]
+    assert ex_t["emg_hands_on_s"] == pytest.approx(0.7 * treatment.duration_s, abs=0.5)
+    assert ex_t["beats_hands_on"] > 0
+
+
+def test_moving_block_indices_are_runs():
+    rng = np.random.default_rng(0)
+    idx = moving_block_indices(20, 4, 5, rng)
+    assert idx.shape == (5, 20)
+    assert np.all(np.diff(idx.reshape(5, 5, 4), axis=2) == 1)
+    assert block_length(np.arange(100.0)) >= 25  # a trend: correlated over many lags
+    assert block_length(rng.standard_normal(125)) == 5  # white noise: n^(1/3)
+
+
+def test_unknown_phase_is_a_clear_error(make_session):
+    data = load_session(make_session(seed=1))
+    with pytest.raises(AnalysisError, match="its phases are: baseline, treatment, post"):
+        compare(data, "baseline", "after")

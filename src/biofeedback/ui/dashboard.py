@@ -1,0 +1,645 @@
+"""The therapist's live dashboard: traces, big numbers, phase bar, markers, sensor panel.
+
+Thin by design (STYLE.md rule 7): a ``QTimer`` pulls the newest ring-buffer snapshots (raw data from the
+hub, tension and HRV from ``ui.live.LiveProcessing`` on the worker) and hands numpy arrays to ``setData``.
+Nothing here filters or computes signals; gaps are NaN rows in the buffers and show as breaks
+(``connect='finite'``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from biofeedback.dsp import apdf_levels
+from biofeedback.session.protocol import Protocol
+from biofeedback.stream import NS_PER_S, RingBuffer, StreamKind
+from biofeedback.ui.live import TENSION_TRACE_HZ, quality_text
+from biofeedback.ui.phases import PhaseController
+from biofeedback.ui.theme import AXIS_PT, LIGHT, THEMES, Theme, stylesheet
+from biofeedback.ui.worker import SessionWorker, WorkerState
+
+FRAME_MS = 16
+"""Timer period of the plot refresh (about 60 frames per second)."""
+NUMBERS_EVERY_S = 0.25
+"""Wall seconds between updates of the big numbers and the sensor panel (steadier to read)."""
+EMG_WINDOW_S = 10.0
+HEART_WINDOW_S = 60.0
+LATENCY_SMOOTHING = 0.1
+"""Weight of a new arrival-to-paint measurement in the shown (exponentially smoothed) latency."""
+SNAPSHOT_MARGIN = 1.05
+
+
+def recent(buf: RingBuffer | None, rate_hz: float | None, window_s: float, now_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """Samples of ``buf`` in the last ``window_s`` session seconds (all columns); empty if no buffer yet."""
+    if buf is None:
+        return np.empty(0), np.empty((0, 1))
+    if rate_hz:
+        t, x = buf.snapshot(int(window_s * rate_hz * SNAPSHOT_MARGIN) + 16)
+    else:
+        t, x = buf.snapshot()
+    keep = ~(t < now_s - window_s * SNAPSHOT_MARGIN)  # NaN times (never written) are dropped by snapshot
+    return t[keep], x[keep]
+
+
+@dataclass
+class Trace:
+    """One plotted curve and how to read its newest data: ``read(window_s, now_s) -> (t, y)``."""
+
+    curve: pg.PlotDataItem
+    read: Callable[[float, float], tuple[np.ndarray, np.ndarray]]
+    heart: bool = False
+    """Uses the heart-rate window (HR, RR, HRV) rather than the EMG/ECG window."""
+
+
+class PlotCanvas(pg.GraphicsLayoutWidget):
+    """The plot area; calls ``on_paint`` after every real paint (for the arrival-to-paint latency)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.on_paint: Callable[[], None] | None = None
+
+    def paintEvent(self, ev: QtGui.QPaintEvent) -> None:  # noqa: N802 - Qt's name
+        super().paintEvent(ev)
+        if self.on_paint is not None:
+            self.on_paint()
+
+
+def _label(text: str = "", name: str = "") -> QtWidgets.QLabel:
+    lab = QtWidgets.QLabel(text)
+    if name:
+        lab.setObjectName(name)
+    return lab
+
+
+class Dashboard(QtWidgets.QMainWindow):
+    """Main window of a dashboard session driven by a ``SessionWorker``."""
+
+    def __init__(self, worker: SessionWorker, protocol: Protocol, *, auto: bool = False, theme: str = "light",
+                 frame_ms: int = FRAME_MS) -> None:
+        super().__init__()
+        self.worker = worker
+        self.protocol = protocol
+        self.controller = PhaseController(protocol, worker, auto=auto, out=self._log)
+        self.theme: Theme = THEMES.get(theme, LIGHT)
+        self.frames = 0
+        """Paints of the plot area since start (for benchmarks)."""
+        self.latency_ms: float | None = None
+        self.summary_dialog: QtWidgets.QDialog | None = None
+        self._plotted_host_ns: int | None = None
+        self._windows: tuple[float, float] | None = None
+        self.plotted_at_s = 0.0
+        """Session time of the newest frame: curves hold (t - plotted_at_s, y), so 'now' is x = 0."""
+        self._last_numbers = 0.0
+        self._target_set = False
+        self._log_lines: list[str] = []
+        self.traces: dict[str, Trace] = {}
+        self.setWindowTitle(f"biofeedback — {worker.plan.client_id} — {protocol.name}")
+        self.resize(1600, 900)
+        central = QtWidgets.QWidget()
+        self.setCentralWidget(central)
+        root = QtWidgets.QVBoxLayout(central)
+        root.setContentsMargins(8, 8, 8, 4)
+        root.addWidget(self._build_phase_bar())
+        root.addWidget(self._build_marker_bar())
+        middle = QtWidgets.QHBoxLayout()
+        self.canvas = PlotCanvas()
+        self.canvas.on_paint = self._painted
+        middle.addWidget(self.canvas, 3)
+        side = QtWidgets.QVBoxLayout()
+        side.addWidget(self._build_numbers())
+        side.addWidget(self._build_sensors(), 1)
+        middle.addLayout(side, 1)
+        root.addLayout(middle, 1)
+        root.addLayout(self._build_status_line())
+        self._build_plots()
+        self._build_shortcuts()
+        self.apply_theme(self.theme.name)
+        self.timer = QtCore.QTimer(self)
+        self.timer.setTimerType(QtCore.Qt.TimerType.PreciseTimer)
+        self.timer.timeout.connect(self.refresh)
+        self.timer.start(frame_ms)
+
+    # --- building -------------------------------------------------------------------------------
+    def _build_phase_bar(self) -> QtWidgets.QWidget:
+        bar = QtWidgets.QFrame(objectName="panel")
+        lay = QtWidgets.QHBoxLayout(bar)
+        self.phase_label = _label("not started", "phase")
+        self.timer_label = _label("00:00", "timer")
+        self.timer_label.setMinimumWidth(230)
+        lay.addWidget(self.phase_label)
+        lay.addWidget(self.timer_label)
+        lay.addStretch(1)
+        self.phase_buttons: list[QtWidgets.QPushButton] = []
+        for i, phase in enumerate(self.protocol.phases):
+            b = QtWidgets.QPushButton(f"Start {phase.name} (F{i + 1})")
+            b.clicked.connect(lambda _=False, i=i: self.start_phase(i))
+            lay.addWidget(b)
+            self.phase_buttons.append(b)
+        self.end_button = QtWidgets.QPushButton("End session (Ctrl+Q)")
+        self.end_button.clicked.connect(self.end_session)
+        lay.addWidget(self.end_button)
+        return bar
+
+    def _build_marker_bar(self) -> QtWidgets.QWidget:
+        bar = QtWidgets.QFrame(objectName="panel")
+        lay = QtWidgets.QHBoxLayout(bar)
+        self.hands_button = QtWidgets.QPushButton("Hands on (H)")
+        self.hands_button.setCheckable(True)
+        self.hands_button.clicked.connect(lambda: self._mark(self.controller.hands))
+        lay.addWidget(self.hands_button)
+        grid = QtWidgets.QGridLayout()
+        grid.setSpacing(4)
+        self.technique_buttons: list[QtWidgets.QPushButton] = []
+        per_row = (len(self.protocol.techniques) + 1) // 2 or 1
+        for i, tech in enumerate(self.protocol.techniques):
+            b = QtWidgets.QPushButton(f"{i + 1} {tech.label}")
+            b.clicked.connect(lambda _=False, n=i + 1: self._mark(self.controller.technique, n))
+            grid.addWidget(b, i // per_row, i % per_row)
+            self.technique_buttons.append(b)
+        lay.addLayout(grid, 1)
+        self.note_edit = QtWidgets.QLineEdit(placeholderText="note (N to type, Enter to add)")
+        self.note_edit.setMinimumWidth(260)
+        self.note_edit.returnPressed.connect(self.add_note)
+        lay.addWidget(self.note_edit)
+        return bar
+
+    def _build_numbers(self) -> QtWidgets.QWidget:
+        box = QtWidgets.QGroupBox("Now")
+        grid = QtWidgets.QGridLayout(box)
+        self.numbers: dict[str, QtWidgets.QLabel] = {}
+        self.captions: dict[str, QtWidgets.QLabel] = {}
+        tiles = [("tension_l", "Tension left"), ("tension_r", "Tension right"), ("symmetry", "Symmetry L−R %"),
+                 ("hr", "HR bpm"), ("rmssd", "RMSSD ms"), ("stress", "Stress index")]
+        for i, (key, caption) in enumerate(tiles):
+            cell = QtWidgets.QVBoxLayout()
+            cap, num = _label(caption, "caption"), _label("--", "number")
+            num.setAlignment(QtCore.Qt.AlignmentFlag.AlignLeft | QtCore.Qt.AlignmentFlag.AlignVCenter)
+            cell.addWidget(cap)
+            cell.addWidget(num)
+            grid.addLayout(cell, i // 2, i % 2)
+            self.numbers[key], self.captions[key] = num, cap
+        return box
+
+    def _build_sensors(self) -> QtWidgets.QWidget:
+        box = QtWidgets.QGroupBox("Sensors")
+        lay = QtWidgets.QVBoxLayout(box)
+        self.found_list = QtWidgets.QListWidget()
+        self.found_list.setMaximumHeight(90)
+        lay.addWidget(self.found_list)
+        row = QtWidgets.QHBoxLayout()
+        self.scan_button = QtWidgets.QPushButton("Scan")
+        self.scan_button.clicked.connect(self.worker.rescan)
+        self.connect_button = QtWidgets.QPushButton("Connect")
+        self.connect_button.clicked.connect(self.connect_sensors)
+        row.addWidget(self.scan_button)
+        row.addWidget(self.connect_button)
+        lay.addLayout(row)
+        self.sensor_status = _label("scanning…")
+        self.sensor_status.setTextFormat(QtCore.Qt.TextFormat.RichText)
+        self.sensor_status.setWordWrap(True)
+        self.sensor_status.setAlignment(QtCore.Qt.AlignmentFlag.AlignTop)
+        lay.addWidget(self.sensor_status, 1)
+        return box
+
+    def _build_status_line(self) -> QtWidgets.QLayout:
+        row = QtWidgets.QHBoxLayout()
+        self.latency_label = _label("latency -- ms", "small")
+        self.recording_label = _label("", "small")
+        row.addWidget(self.latency_label)
+        row.addWidget(self.recording_label, 1)
+        row.addWidget(_label("EMG/ECG window s", "small"))
+        self.emg_window = QtWidgets.QDoubleSpinBox(minimum=2.0, maximum=60.0, value=EMG_WINDOW_S, singleStep=1.0)
+        row.addWidget(self.emg_window)
+        row.addWidget(_label("heart window s", "small"))
+        self.heart_window = QtWidgets.QDoubleSpinBox(minimum=10.0, maximum=110.0, value=HEART_WINDOW_S, singleStep=10.0)
+        row.addWidget(self.heart_window)
+        self.theme_box = QtWidgets.QComboBox()
+        self.theme_box.addItems(sorted(THEMES))
+        self.theme_box.setCurrentText(self.theme.name)
+        self.theme_box.currentTextChanged.connect(self.apply_theme)
+        row.addWidget(self.theme_box)
+        return row
+
+    def _plot(self, row: int, col: int, title: str, unit: str, rowspan: int = 1, bottom: bool = False) -> pg.PlotItem:
+        p = self.canvas.addPlot(row=row, col=col, rowspan=rowspan)
+        p.setTitle(title)
+        p.setLabel("left", units=unit)
+        p.showGrid(x=True, y=True, alpha=0.25)
+        p.setMenuEnabled(False)
+        p.hideButtons()
+        p.setMouseEnabled(x=False, y=True)
+        p.enableAutoRange(x=False, y=True)
+        p.setAutoVisible(y=True)
+        p.getAxis("left").setWidth(62)
+        for item in (p.getAxis("left"), p.getAxis("bottom"), p.titleLabel):
+            # Axes and titles redraw only when their ticks or text change; every frame blits the cached pixmap.
+            item.setCacheMode(QtWidgets.QGraphicsItem.CacheMode.DeviceCoordinateCache)
+        if bottom:
+            p.setLabel("bottom", "seconds before now")
+        else:
+            p.hideAxis("bottom")
+        return p
+
+    def _curve(self, plot: pg.PlotItem, color: str, width: float, *, raw: bool = False, name: str | None = None,
+               symbol: str | None = None) -> pg.PlotDataItem:
+        pen = pg.mkPen(color, width=width)
+        pen.setCosmetic(True)
+        curve = plot.plot(pen=pen, connect="finite", antialias=not raw, name=name,
+                          symbol=symbol, symbolSize=5, symbolPen=None, symbolBrush=color if symbol else None)
+        curve.setClipToView(True)
+        curve.setDownsampling(auto=True, method="peak")
+        return curve
+
+    def _build_plots(self) -> None:
+        th = self.theme
+        self.canvas.ci.setSpacing(4)
+        self.plots: dict[str, pg.PlotItem] = {
+            "emg_l": self._plot(0, 0, "Raw EMG left trapezius", "µV"),
+            "emg_r": self._plot(1, 0, "Raw EMG right trapezius", "µV"),
+            "tension": self._plot(2, 0, "Tension index", "", rowspan=2, bottom=True),
+            "ecg": self._plot(0, 1, "ECG", "µV"),
+            "hr": self._plot(1, 1, "Heart rate", "bpm"),
+            "rr": self._plot(2, 1, "RR tachogram", "ms"),
+            "hrv": self._plot(3, 1, "RMSSD (ms) and stress index", "", bottom=True),
+        }
+        for key in ("emg_r", "tension", "ecg"):
+            self.plots[key].setXLink(self.plots["emg_l"])
+        for key in ("rr", "hrv"):
+            self.plots[key].setXLink(self.plots["hr"])
+        self.plots["tension"].addLegend(offset=(8, 4))
+        self.plots["hrv"].addLegend(offset=(8, 4))
+        hub = lambda: self.worker.acq.hub if self.worker.acq else None  # noqa: E731
+        live = lambda: self.worker.live  # noqa: E731
+
+        def hub_column(stream: str, col: int) -> Callable[[float, float], tuple]:
+            def read(window_s: float, now_s: float) -> tuple[np.ndarray, np.ndarray]:
+                h = hub()
+                buf = h.buffer(stream) if h else None
+                key = next((k for k in (h.buffers if h else {}) if k[0] == stream), None)
+                t, x = recent(buf, h.rates.get(key) if h and key else None, window_s, now_s)
+                return t, (x[:, col] if x.shape[1] > col else np.full(t.size, np.nan))
+            return read
+
+        def live_column(attr: str, col: int, rate_hz: float | None) -> Callable[[float, float], tuple]:
+            def read(window_s: float, now_s: float) -> tuple[np.ndarray, np.ndarray]:
+                lp = live()
+                buf = getattr(lp, attr) if lp else None
+                t, x = recent(buf, rate_hz, window_s, now_s)
+                return t, (x[:, col] if x.shape[1] > col else np.full(t.size, np.nan))
+            return read
+
+        self.traces = {
+            "emg_l": Trace(self._curve(self.plots["emg_l"], th.left, 1, raw=True), hub_column(StreamKind.EMG, 0)),
+            "emg_r": Trace(self._curve(self.plots["emg_r"], th.right, 1, raw=True), hub_column(StreamKind.EMG, 1)),
+            "tension_l": Trace(self._curve(self.plots["tension"], th.left, 3, name="left"),
+                               live_column("tension", 0, TENSION_TRACE_HZ)),
+            "tension_r": Trace(self._curve(self.plots["tension"], th.right, 3, name="right"),
+                               live_column("tension", 1, TENSION_TRACE_HZ)),
+            "ecg": Trace(self._curve(self.plots["ecg"], th.ecg, 1, raw=True), hub_column(StreamKind.ECG, 0)),
+            "hr": Trace(self._curve(self.plots["hr"], th.hr, 2), hub_column(StreamKind.HR, 0), heart=True),
+            "rr": Trace(self._curve(self.plots["rr"], th.rr, 2, symbol="o"), hub_column(StreamKind.RR, 0), heart=True),
+            "rmssd": Trace(self._curve(self.plots["hrv"], th.rmssd, 3, name="RMSSD ms"),
+                           live_column("hrv", 1, None), heart=True),
+            "stress": Trace(self._curve(self.plots["hrv"], th.stress, 3, name="stress index"),
+                            live_column("hrv", 2, None), heart=True),
+        }
+        self.target_line = pg.InfiniteLine(angle=0, movable=True, label="target {value:.0f}",
+                                           labelOpts={"position": 0.06, "color": th.target})
+        self.target_line.setVisible(False)
+        self.plots["tension"].addItem(self.target_line, ignoreBounds=True)
+        self.reference_lines: list[pg.InfiniteLine] = []
+
+    def _build_shortcuts(self) -> None:
+        def key(seq: str, fn: Callable[[], None]) -> None:
+            QtGui.QShortcut(QtGui.QKeySequence(seq), self, activated=fn)
+
+        key("H", lambda: self._mark(self.controller.hands))
+        for i in range(min(9, len(self.protocol.techniques))):
+            key(str(i + 1), lambda n=i + 1: self._mark(self.controller.technique, n))
+        for i in range(min(12, len(self.protocol.phases))):
+            key(f"F{i + 1}", lambda i=i: self.start_phase(i))
+        key("N", self.note_edit.setFocus)
+        key("Ctrl+Q", self.end_session)
+
+    # --- theme ----------------------------------------------------------------------------------
+    def apply_theme(self, name: str) -> None:
+        th = self.theme = THEMES.get(name, LIGHT)
+        self.setStyleSheet(stylesheet(th))
+        self.canvas.setBackground(th.background)
+        font = QtGui.QFont()
+        font.setPointSize(AXIS_PT)
+        for plot in self.plots.values():
+            plot.titleLabel.setAttr("color", th.text)
+            plot.titleLabel.setText(plot.titleLabel.text, size=f"{AXIS_PT + 2}pt", color=th.text)
+            for side in ("left", "bottom"):
+                axis = plot.getAxis(side)
+                axis.setPen(th.grid)
+                axis.setTextPen(th.text)
+                axis.setTickFont(font)
+                axis.label.setDefaultTextColor(QtGui.QColor(th.text))
+            if plot.legend is not None:
+                plot.legend.setLabelTextColor(th.text)
+                plot.legend.setLabelTextSize(f"{AXIS_PT}pt")
+        colors = {"emg_l": th.left, "emg_r": th.right, "tension_l": th.left, "tension_r": th.right, "ecg": th.ecg,
+                  "hr": th.hr, "rr": th.rr, "rmssd": th.rmssd, "stress": th.stress}
+        for key, trace in self.traces.items():
+            pen = pg.mkPen(colors[key], width=trace.curve.opts["pen"].widthF())
+            pen.setCosmetic(True)
+            trace.curve.setPen(pen)
+            if trace.curve.opts["symbol"]:
+                trace.curve.setSymbolBrush(colors[key])
+        self.target_line.setPen(pg.mkPen(th.target, width=3, style=QtCore.Qt.PenStyle.DashLine))
+        self.target_line.label.setColor(th.target)
+        self.numbers["tension_l"].setStyleSheet(f"color: {th.left}")
+        self.numbers["tension_r"].setStyleSheet(f"color: {th.right}")
+        self.numbers["hr"].setStyleSheet(f"color: {th.hr}")
+        self.numbers["rmssd"].setStyleSheet(f"color: {th.rmssd}")
+        self.numbers["stress"].setStyleSheet(f"color: {th.stress}")
+        self._draw_reference_lines()
+
+    def _draw_reference_lines(self) -> None:
+        for line in self.reference_lines:
+            self.plots["tension"].removeItem(line)
+        self.reference_lines = []
+        live = self.worker.live
+        if live is None:
+            return
+        th = self.theme
+        styles = {"rest": QtCore.Qt.PenStyle.DashLine, "reference": QtCore.Qt.PenStyle.DotLine}
+        for kind, levels in live.reference_lines().items():
+            for ch, (level, color) in enumerate(zip(levels, (th.left, th.right))):
+                side = "L" if ch == 0 else "R"
+                line = pg.InfiniteLine(pos=float(level), angle=0, pen=pg.mkPen(color, width=2, style=styles[kind]),
+                                       label=f"{kind} {side}", labelOpts={"position": 0.9 - 0.08 * ch, "color": color})
+                self.plots["tension"].addItem(line, ignoreBounds=False)
+                self.reference_lines.append(line)
+        if not self._target_set and "rest" in live.reference_lines():
+            self.set_target(float(np.mean(live.reference_lines()["rest"])))
+
+    def set_target(self, level: float) -> None:
+        """Put the target threshold of the tension plot at ``level`` (tension-index units)."""
+        self.target_line.setValue(level)
+        self.target_line.setVisible(True)
+        self._target_set = True
+
+    # --- actions ----------------------------------------------------------------------------------
+    def _now_s(self) -> float:
+        acq = self.worker.acq
+        return acq.clock.now_s() if acq is not None else 0.0
+
+    def _running(self) -> bool:
+        return self.worker.state == WorkerState.RUNNING and not self.controller.finished
+
+    def _mark(self, action: Callable, *args) -> None:
+        """A marker action stamped with the session time of the click or key press."""
+        if self._running():
+            action(self._now_s(), *args)
+        self._show_phase_state()
+
+    def start_phase(self, index: int) -> None:
+        if self._running():
+            self.controller.start(index, self._now_s())
+        self._show_phase_state()
+
+    def add_note(self) -> None:
+        text = self.note_edit.text()
+        if text.strip() and self._running():
+            self.controller.note(self._now_s(), text)
+            self.note_edit.clear()
+        self.note_edit.clearFocus()
+
+    def connect_sensors(self) -> None:
+        wanted = [self.found_list.item(i).data(QtCore.Qt.ItemDataRole.UserRole) for i in range(self.found_list.count())
+                  if self.found_list.item(i).checkState() == QtCore.Qt.CheckState.Checked]
+        self.worker.connect(wanted or None)
+        self.connect_button.setEnabled(False)
+        self.scan_button.setEnabled(False)
+
+    def end_session(self) -> None:
+        """End the running phase and the session; the recording closes and the summary opens."""
+        if self.worker.state == WorkerState.RUNNING:
+            self.controller.finish(self._now_s())
+        self.worker.stop()
+        self._show_phase_state()
+
+    def _log(self, line: str) -> None:
+        self._log_lines.append(line.strip())
+        self.statusBar().showMessage(line.strip(), 8000)
+
+    # --- refresh --------------------------------------------------------------------------------
+    def refresh(self) -> None:
+        """One frame: phases by the clock, newest data into the curves, numbers and sensor panel."""
+        worker = self.worker
+        now = self._now_s()
+        if worker.state == WorkerState.RUNNING:
+            self.controller.tick(now)
+            if self.controller.finished:
+                worker.stop()
+            self._baseline_target()
+        if worker.acq is not None and worker.live is not None and not worker.finished:
+            self._plot_newest(now)
+        wall = time.monotonic()
+        if wall - self._last_numbers >= NUMBERS_EVERY_S:
+            self._last_numbers = wall
+            self._show_numbers()
+            self._show_sensors()
+            self._show_phase_state()
+        if worker.finished and self.summary_dialog is None:
+            self._session_over()
+
+    def _plot_newest(self, now: float) -> None:
+        newest = self.worker.live.values.newest_host_ns
+        host_ns = newest.get(StreamKind.EMG, max(newest.values(), default=None))
+        windows = (self.emg_window.value(), self.heart_window.value())
+        for trace in self.traces.values():
+            t, y = trace.read(windows[trace.heart], now)
+            trace.curve.setData(t - now, y)
+        if windows != self._windows:
+            self._windows = windows
+            self.plots["emg_l"].setXRange(-windows[0], 0, padding=0)
+            self.plots["hr"].setXRange(-windows[1], 0, padding=0)
+        self.plotted_at_s = now
+        self._plotted_host_ns = host_ns
+        if not self.reference_lines and self.worker.live.reference_lines():
+            self._draw_reference_lines()
+
+    def _painted(self) -> None:
+        self.frames += 1
+        acq, host_ns = self.worker.acq, self._plotted_host_ns
+        if acq is None or host_ns is None:
+            return
+        ms = (acq.clock.now_ns() - host_ns) / acq.clock.speed / 1e6
+        self.latency_ms = ms if self.latency_ms is None else self.latency_ms + LATENCY_SMOOTHING * (ms - self.latency_ms)
+        self._plotted_host_ns = None
+
+    def _baseline_target(self) -> None:
+        """Without a calibration, the target starts at the median tension of the first rest phase, once it ends."""
+        live, ctl = self.worker.live, self.controller
+        if self._target_set or live is None or live.tension is None or not ctl.done:
+            return
+        first = ctl.done[0]
+        if self.protocol.phases[first].kind != "rest":
+            return
+        a, b = ctl.history[first]
+        t, x = live.tension.snapshot()
+        sel = (t >= a) & (t < b) & np.isfinite(x).all(axis=1)
+        if sel.any():
+            self.set_target(float(np.mean(apdf_levels(x[sel], (0.5,)))))
+        self._target_set = True
+
+    def _fmt(self, v: float, digits: int = 0) -> str:
+        return "--" if v is None or not np.isfinite(v) else f"{v:.{digits}f}"
+
+    def _show_numbers(self) -> None:
+        live = self.worker.live
+        if live is None:
+            return
+        v = live.values
+        unit = live.index.unit
+        self.captions["tension_l"].setText(f"Tension left {unit}")
+        self.captions["tension_r"].setText(f"Tension right {unit}")
+        ten = v.tension + (float("nan"),) * (2 - len(v.tension))
+        self.numbers["tension_l"].setText(self._fmt(ten[0]))
+        self.numbers["tension_r"].setText(self._fmt(ten[1]))
+        self.numbers["symmetry"].setText(("+" if v.symmetry_pct > 0 else "") + self._fmt(v.symmetry_pct))
+        self.numbers["hr"].setText(self._fmt(self._hub_hr()))
+        self.numbers["rmssd"].setText(self._fmt(v.rmssd_ms))
+        self.numbers["stress"].setText(self._fmt(v.stress_index, 1))
+        if self.latency_ms is not None:
+            self.latency_label.setText(f"latency {self.latency_ms:.0f} ms (arrival to paint)")
+
+    def _hub_hr(self) -> float:
+        """The strap's own HR (newest notification); the HRV chain's HR lags five beats."""
+        acq = self.worker.acq
+        buf = acq.hub.buffer(StreamKind.HR) if acq else None
+        if buf is None:
+            return self.worker.live.values.hr_bpm
+        _, x = buf.snapshot(1)
+        return float(x[-1, 0]) if len(x) else float("nan")
+
+    def _show_sensors(self) -> None:
+        w, th = self.worker, self.theme
+        if w.state in (WorkerState.SCANNING, WorkerState.STARTING):
+            self.sensor_status.setText("scanning…")
+            return
+        if w.state == WorkerState.FOUND and self.found_list.count() != len(w.found):
+            self.found_list.clear()
+            for f in w.found:
+                item = QtWidgets.QListWidgetItem(f"{f.device.name or f.device.address}  ({f.profile.name})")
+                item.setData(QtCore.Qt.ItemDataRole.UserRole, f.profile.name)
+                item.setCheckState(QtCore.Qt.CheckState.Checked)
+                self.found_list.addItem(item)
+            self.sensor_status.setText(f"{len(w.found)} sensor(s) found; tick the ones to use and press Connect"
+                                       if w.found else "no sensor found: switch sensors on, moisten the strap, Scan")
+            return
+        self.scan_button.setEnabled(False)
+        self.connect_button.setEnabled(False)
+        if w.state == WorkerState.FAILED:
+            self.sensor_status.setText(f"<span style='color:{th.warn}'>stopped: {w.error}</span>")
+            return
+        if w.acq is None:
+            self.sensor_status.setText("connecting…")
+            return
+        rows = []
+        for s in w.acq.sources:
+            st = s.status
+            color = th.ok if st.state == "connected" else th.warn
+            contact = " ".join("on" if c else f"<b style='color:{th.warn}'>OFF</b>" for c in st.contact) or "--"
+            battery = "--" if st.battery_pct is None else f"{st.battery_pct}%"
+            rows.append(f"<b>{s.name}</b><br>&nbsp;<span style='color:{color}'>{st.state}</span> · battery {battery}"
+                        f" · contact {contact}<br>&nbsp;reconnects {st.reconnects} · gaps {st.gaps}")
+        live = w.live
+        if live is not None and live.values.quality:
+            q = [f"{ch.split('_')[-1]}: {quality_text(b)}" for ch, b in zip(live.emg_channels, live.values.quality)]
+            rows.append("EMG signal: " + "; ".join(q))
+        self.sensor_status.setText("<br>".join(rows))
+        self.recording_label.setText(f"recording {w.path.name}" if w.path else "")
+
+    def _show_phase_state(self) -> None:
+        ctl, now = self.controller, self._now_s()
+        phase = ctl.phase
+        if ctl.finished:
+            self.phase_label.setText("session ended")
+        elif phase is None:
+            nxt = ctl.next_index()
+            self.phase_label.setText("ready" if nxt is None or self.worker.state != WorkerState.RUNNING
+                                     else f"next: {self.protocol.phases[nxt].name}")
+        else:
+            self.phase_label.setText(phase.name)
+        elapsed = ctl.elapsed_s(now)
+        planned = ctl.planned_s()
+        text = f"{int(elapsed // 60):02d}:{int(elapsed % 60):02d}"
+        if planned is not None:
+            text += f" / {int(planned // 60):02d}:{int(planned % 60):02d}"
+        self.timer_label.setText(text)
+        running = self._running()
+        for i, b in enumerate(self.phase_buttons):
+            b.setProperty("active", "true" if i == ctl.index else "false")
+            b.setEnabled(running)
+            b.style().unpolish(b)
+            b.style().polish(b)
+        self.hands_button.setChecked(ctl.hands_on)
+        self.hands_button.setText("Hands off (H)" if ctl.hands_on else "Hands on (H)")
+        for b in [self.hands_button, self.end_button, *self.technique_buttons]:
+            b.setEnabled(running or (b is self.end_button and not self.worker.finished))
+
+    # --- the end ----------------------------------------------------------------------------------
+    def _session_over(self) -> None:
+        self.timer.stop()
+        self._show_sensors()
+        self._show_phase_state()
+        dialog = self.summary_dialog = QtWidgets.QDialog(self)
+        dialog.setWindowTitle("Session summary")
+        lay = QtWidgets.QVBoxLayout(dialog)
+        text = _label(summary_html(self.worker.summary, self.theme) if self.worker.summary is not None
+                      else f"<p>The session stopped: {self.worker.error}</p>")
+        text.setTextFormat(QtCore.Qt.TextFormat.RichText)
+        text.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
+        lay.addWidget(text)
+        if self.worker.path is not None:
+            lay.addWidget(_label(f"recording: {self.worker.path}", "small"))
+        close = QtWidgets.QPushButton("Close")
+        close.clicked.connect(dialog.accept)
+        lay.addWidget(close)
+        dialog.setStyleSheet(stylesheet(self.theme))
+        dialog.show()
+
+    def closeEvent(self, ev: QtGui.QCloseEvent) -> None:  # noqa: N802 - Qt's name
+        if not self.worker.finished:
+            self.end_session()
+            self.worker.join(30.0)
+        super().closeEvent(ev)
+
+
+def summary_html(rows: list[dict], theme: Theme) -> str:
+    """The before/after summary (``session.summary.summarize`` rows) as an HTML table."""
+    channels = sorted({c for r in rows for c in r["emg_rms_uv"]})
+    head = "".join(f"<th>EMG {c.split('_')[-1]} µV</th>" for c in channels)
+    cells = []
+    for r in rows:
+        emg = "".join(f"<td>{r['emg_rms_uv'][c]:.1f}</td>" if c in r["emg_rms_uv"] else "<td>--</td>" for c in channels)
+        hr = "--" if r["hr_bpm"] is None else f"{r['hr_bpm']:.0f}"
+        rm = "--" if r["rmssd_ms"] is None else f"{r['rmssd_ms']:.1f}"
+        cells.append(f"<tr><td><b>{r['phase']}</b></td><td>{r['duration_s']:.0f}</td>{emg}<td>{hr}</td><td>{rm}</td></tr>")
+    rest = [r for r in rows if r["phase"] != "treatment"]
+    change = ""
+    if len(rest) >= 2:
+        before, after = rest[0], rest[-1]
+        parts = []
+        for c in channels:
+            a, b = before["emg_rms_uv"].get(c), after["emg_rms_uv"].get(c)
+            if a and b:
+                parts.append(f"EMG {c.split('_')[-1]} {100 * (b - a) / a:+.0f} %")
+        if before["rmssd_ms"] and after["rmssd_ms"]:
+            parts.append(f"RMSSD {100 * (after['rmssd_ms'] - before['rmssd_ms']) / before['rmssd_ms']:+.0f} %")
+        if parts:
+            change = f"<p style='font-size:16pt'><b>{after['phase']} vs {before['phase']}:</b> " + ", ".join(parts) + "</p>"
+    style = f"border-collapse:collapse; color:{theme.text}"
+    return (f"<h2>Before / after</h2>{change}<table cellpadding='6' style='{style}'>"
+            f"<tr><th>phase</th><th>s</th>{head}<th>HR bpm</th><th>RMSSD ms</th></tr>{''.join(cells)}</table>")

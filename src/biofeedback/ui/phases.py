@@ -1,0 +1,116 @@
+"""Phases and markers of a dashboard session: which phase runs, since when, and what the therapist marked.
+
+Events are written as the terminal session writes them (``session.run``): a ``phase`` event per phase
+(start, duration, kind, planned length), ``hands-on`` intervals, ``marker`` events for techniques and a
+``note`` per note, each at the session time of the click or key press. Unattended runs (``auto``) start
+phases one after another, end them at their planned length and set the protocol's scripted markers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from biofeedback.session.protocol import Phase, Protocol, ScriptedMarker
+from biofeedback.session.run import _Treatment
+
+
+class PhaseController:
+    """State of the running session's phases; ``recorder`` is anything with ``Recorder.event``'s signature."""
+
+    def __init__(self, protocol: Protocol, recorder, *, auto: bool = False, out: Callable[[str], None] = print) -> None:
+        self.protocol = protocol
+        self.recorder = recorder
+        self.auto = auto
+        self.treatment = _Treatment(protocol, recorder, out)
+        self.index: int | None = None
+        """Index of the running phase in ``protocol.phases``; None between phases."""
+        self.started_s = 0.0
+        self.done: list[int] = []
+        self.history: dict[int, tuple[float, float]] = {}
+        """(start s, end s) of each phase that ran, by index."""
+        self.finished = False
+        self._script: list[ScriptedMarker] = []
+
+    @property
+    def phase(self) -> Phase | None:
+        return None if self.index is None else self.protocol.phases[self.index]
+
+    @property
+    def hands_on(self) -> bool:
+        return self.treatment.hands_on_since is not None
+
+    def next_index(self) -> int | None:
+        """The first phase after the last one started that has not run yet."""
+        after = max([self.index if self.index is not None else -1] + self.done)
+        return after + 1 if after + 1 < len(self.protocol.phases) else None
+
+    def elapsed_s(self, now_s: float) -> float:
+        return now_s - self.started_s if self.index is not None else 0.0
+
+    def planned_s(self) -> float | None:
+        phase = self.phase
+        if phase is None:
+            return None
+        return phase.planned_s() if self.auto else phase.duration_s
+
+    def start(self, index: int, t_s: float) -> None:
+        """End the running phase (if any) and start phase ``index`` at ``t_s``."""
+        if self.finished:
+            return
+        self.end(t_s)
+        self.index, self.started_s = index, t_s
+        self._script = list(self.protocol.phases[index].script) if self.auto else []
+
+    def end(self, t_s: float) -> None:
+        """End the running phase at ``t_s``: hands off, and its ``phase`` event written."""
+        phase = self.phase
+        if phase is None:
+            return
+        self.treatment.hands(t_s, False)
+        self.recorder.event("phase", self.started_s, phase.name, t_s - self.started_s,
+                            data={"kind": phase.kind, "planned_s": phase.duration_s})
+        self.done.append(self.index)
+        self.history[self.index] = (self.started_s, t_s)
+        self.index = None
+
+    def finish(self, t_s: float) -> None:
+        """End the session: the running phase ends; a marker says so if phases were left out."""
+        if self.finished:
+            return
+        self.end(t_s)
+        if len(set(self.done)) < len(self.protocol.phases):
+            self.recorder.event("marker", t_s, "session ended early")
+        self.finished = True
+
+    def hands(self, t_s: float) -> None:
+        self.treatment.hands(t_s)
+
+    def technique(self, t_s: float, number: int) -> None:
+        """Technique ``number`` (1-based, as on its button and key) at ``t_s``."""
+        if 1 <= number <= len(self.protocol.techniques):
+            self.treatment.technique(t_s, self.protocol.techniques[number - 1].key)
+
+    def note(self, t_s: float, text: str) -> None:
+        self.treatment.note(t_s, text)
+
+    def tick(self, now_s: float) -> None:
+        """Advance by the clock: scripted markers, planned phase ends, and (auto) the next phase."""
+        if self.finished:
+            return
+        while self._script and now_s >= self.started_s + self._script[0].at_s:
+            m = self._script.pop(0)
+            if m.action == "technique":
+                self.treatment.technique(now_s, m.technique or "")
+            elif m.action == "note":
+                self.treatment.note(now_s, m.text)
+            else:
+                self.treatment.hands(now_s, m.action == "hands-on")
+        planned = self.planned_s()
+        if planned is not None and self.elapsed_s(now_s) >= planned:
+            self.end(now_s)
+        if self.auto and self.index is None:
+            nxt = self.next_index()
+            if nxt is None:
+                self.finish(now_s)
+            else:
+                self.start(nxt, now_s)

@@ -1,0 +1,199 @@
+"""The dashboard's worker: scan, acquisition, live processing and recording on an asyncio loop in a thread.
+
+The GUI never waits on the worker and the worker never waits on the GUI: the GUI reads ring-buffer
+snapshots and plain attributes, and hands commands over with ``call`` (``loop.call_soon_threadsafe``).
+So a stalled GUI never drops sensor data or recording writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from biofeedback.acquisition import SCAN_TIME_S, VIRTUAL_SCAN_TIME_S, Acquisition, acquire, quiet_bumble_logs
+from biofeedback.dsp import Calibration
+from biofeedback.sensors.ble import BleBackend, FoundSensor, scan
+from biofeedback.sensors.profiles import DeviceProfile
+from biofeedback.sensors.virtual import Scenario, VirtualWorld
+from biofeedback.session.recorder import Recorder
+from biofeedback.session.run import SessionPlan, shift_scripts
+from biofeedback.session.summary import summarize
+from biofeedback.store import SessionWriter, new_session_path
+from biofeedback.ui.live import LiveProcessing
+
+FAILURE_POLL_S = 0.25
+"""Wall seconds between checks that the sensors' tasks are still alive."""
+
+
+class WorkerState:
+    STARTING = "starting"
+    SCANNING = "scanning"
+    FOUND = "found"
+    CONNECTING = "connecting"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+def calibration_of(plan: SessionPlan) -> tuple[Calibration | None, dict | None]:
+    """The plan's saved calibration as a ``dsp.Calibration`` and as recording metadata (as ``run_session``)."""
+    if plan.calibration is None:
+        return None, None
+    cal_path, cal = plan.calibration
+    calibration = Calibration(cal["rest_rms_uv"], cal["rvc_rms_uv"], cal.get("mvc_rms_uv"))
+    return calibration, {"file": cal_path.name, "utc": cal.get("utc"), "protocol": cal.get("protocol"),
+                         "rest_rms_uv": cal["rest_rms_uv"], "rvc_rms_uv": cal["rvc_rms_uv"],
+                         "mvc_rms_uv": cal.get("mvc_rms_uv")}
+
+
+class SessionWorker:
+    """Runs one session of ``plan`` on a thread: scan, wait for ``connect``, record until ``stop``."""
+
+    def __init__(self, plan: SessionPlan, profiles: dict[str, DeviceProfile], *, connect_at_once: bool = False) -> None:
+        self.plan = plan
+        self.profiles = profiles
+        self.connect_at_once = connect_at_once
+        """Connect the default choice of sensors right after the first scan (unattended runs, tests)."""
+        self.state = WorkerState.STARTING
+        self.found: list[FoundSensor] = []
+        self.acq: Acquisition | None = None
+        self.live: LiveProcessing | None = None
+        self.recorder: Recorder | None = None
+        self.path = None
+        self.summary: list[dict] | None = None
+        self.error: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ready = threading.Event()
+        self._wanted: list[str] | None = None
+        self._thread = threading.Thread(target=self._run, name="biofeedback-acquisition", daemon=True)
+
+    # --- called from the GUI thread -------------------------------------------------------------
+    def start(self) -> SessionWorker:
+        self._thread.start()
+        self._ready.wait()
+        return self
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` on the worker's loop, without waiting for it."""
+        if self._loop is not None and not self._loop.is_closed():
+            try:
+                self._loop.call_soon_threadsafe(fn, *args)
+            except RuntimeError:
+                pass  # the loop closed between the check and the call: the session is over
+
+    def rescan(self) -> None:
+        self.call(self._rescan_event.set)
+
+    def connect(self, wanted: list[str] | None = None) -> None:
+        """Connect the sensors of these profile names (None: one EMG sensor and the best heart sensor)."""
+        self._wanted = wanted
+        self.call(self._connect_event.set)
+
+    def event(self, kind: str, t_s: float, label: str, duration_s: float = 0.0, data: dict | None = None) -> None:
+        """Record a session event (phase, marker, note) at session time ``t_s``; same call as ``Recorder.event``."""
+        self.call(self._event, kind, t_s, label, duration_s, data)
+
+    def stop(self) -> None:
+        self.call(self._stop_event.set)
+
+    def join(self, timeout_s: float | None = None) -> bool:
+        self._thread.join(timeout_s)
+        return not self._thread.is_alive()
+
+    @property
+    def finished(self) -> bool:
+        return self.state in (WorkerState.DONE, WorkerState.FAILED)
+
+    # --- the worker thread ----------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+            self.state = WorkerState.DONE
+        except BaseException as exc:  # noqa: BLE001 - handed to the GUI, which shows it and re-raises at exit
+            self.error = exc
+            self.state = WorkerState.FAILED
+        finally:
+            self._ready.set()
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop_event = asyncio.Event()
+        self._connect_event = asyncio.Event()
+        self._rescan_event = asyncio.Event()
+        self._ready.set()
+        while True:
+            self.state = WorkerState.SCANNING
+            self.found = await self._scan()
+            self.state = WorkerState.FOUND
+            if self.connect_at_once:
+                break
+            waits = [asyncio.ensure_future(e.wait()) for e in (self._stop_event, self._connect_event, self._rescan_event)]
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for w in waits:
+                w.cancel()
+            if self._stop_event.is_set():
+                return
+            if self._connect_event.is_set():
+                break
+            self._rescan_event.clear()
+        self.state = WorkerState.CONNECTING
+        await self._record()
+
+    async def _scan(self) -> list[FoundSensor]:
+        plan = self.plan
+        if not plan.virtual:
+            return await scan(self.profiles.values(), BleBackend(), SCAN_TIME_S)
+        quiet_bumble_logs()
+        world = await VirtualWorld(plan.scenario or Scenario(), speed=plan.speed, profiles=self.profiles).start()
+        try:
+            return await scan(self.profiles.values(), world.backend, VIRTUAL_SCAN_TIME_S)
+        finally:
+            await world.stop()
+
+    async def _record(self) -> None:
+        plan = self.plan
+        calibration, cal_meta = calibration_of(plan)
+        async with acquire(self.profiles, virtual=plan.virtual, speed=plan.speed, scenario=plan.scenario,
+                           wanted=self._wanted) as acq:
+            if plan.virtual and plan.scenario is not None:
+                sc = plan.scenario
+                shift_scripts(acq.world, acq.clock, {
+                    "tension": (sc.tension.times_s, sc.tension.left_uv, sc.tension.right_uv),
+                    "heart": (sc.heart.times_s, sc.heart.hr_bpm, sc.heart.rsa_ms)})
+            live = LiveProcessing(acq.hub, calibration)
+            if cal_meta is not None:
+                cal_meta["tension_index_unit"] = live.index.unit
+            self.path = new_session_path(plan.client_id, acq.clock.utc_anchor)
+            writer = SessionWriter(self.path, {
+                "client_id": plan.client_id, "utc_anchor": acq.clock.utc_anchor, "speed": plan.speed,
+                "protocol": plan.protocol.name, "protocol_file": plan.protocol.path.name,
+                "protocol_toml": plan.protocol.raw, "screening": plan.screening, "calibration": cal_meta,
+                "mode": "dashboard-auto" if plan.auto else "dashboard", "virtual": plan.virtual,
+                "tension_index_unit": live.index.unit,
+            })
+            recorder = Recorder(writer, acq.hub)
+            try:
+                if cal_meta is not None:
+                    recorder.event("calibration", 0.0, f"calibration {cal_meta['file']}", data=cal_meta)
+                self.acq, self.live, self.recorder = acq, live, recorder
+                self.state = WorkerState.RUNNING
+                while not self._stop_event.is_set():
+                    failed = acq.failed()
+                    if failed and len(failed) == len(acq.tasks):
+                        raise failed[0]
+                    try:
+                        await asyncio.wait_for(self._stop_event.wait(), FAILURE_POLL_S)
+                    except asyncio.TimeoutError:
+                        pass
+            finally:
+                self.recorder = None
+                live.close()
+                recorder.record_devices(acq.sources)
+                recorder.close()
+        self.summary = summarize(self.path)
+
+    def _event(self, kind: str, t_s: float, label: str, duration_s: float, data: dict | None) -> None:
+        if self.recorder is not None:
+            self.recorder.event(kind, t_s, label, duration_s, data)

@@ -1,0 +1,96 @@
+"""Fixtures of the dashboard tests: offscreen Qt, a short protocol, and a dashboard on virtual sensors."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["QT_QPA_PLATFORM"] = "offscreen"  # before anything imports Qt
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from biofeedback.sensors.profiles import load_profiles  # noqa: E402
+from biofeedback.sensors.virtual import Faults, Scenario  # noqa: E402
+from biofeedback.session.protocol import Protocol, load_protocol  # noqa: E402
+from biofeedback.session.run import SessionPlan, session_scenario  # noqa: E402
+
+SPEED = 4.0
+"""Virtual sensors run this many times faster than real time."""
+ARTIFACTS = Path(__file__).resolve().parents[1] / "_artifacts"
+PROTOCOL = """
+name = "test-dashboard"
+[[techniques]]
+key = "trigger-point"
+label = "trigger-point pressure"
+[[techniques]]
+key = "gb20"
+label = "acupressure GB20"
+[[techniques]]
+key = "myofascial"
+label = "myofascial release"
+[[phases]]
+name = "baseline"
+kind = "rest"
+duration_s = 14
+[[phases]]
+name = "treatment"
+kind = "treatment"
+duration_s = 16
+[[phases.script]]
+at_s = 2
+action = "technique"
+technique = "trigger-point"
+[[phases.script]]
+at_s = 2
+action = "hands-on"
+[[phases.script]]
+at_s = 12
+action = "hands-off"
+[[phases]]
+name = "post"
+kind = "rest"
+duration_s = 14
+"""
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path, monkeypatch) -> Path:
+    """Recordings, calibrations and screening logs go to a fresh folder."""
+    path = tmp_path / "home"
+    monkeypatch.setenv("BIOFEEDBACK_HOME", str(path))
+    return path
+
+
+@pytest.fixture
+def protocol(tmp_path) -> Protocol:
+    path = tmp_path / "test-dashboard.toml"
+    path.write_text(PROTOCOL, encoding="utf-8")
+    return load_protocol(path)
+
+
+@pytest.fixture
+def start_dashboard(qtbot, protocol):
+    """Start a dashboard session on virtual sensors: ``start_dashboard(auto=..., faults=..., theme=...)``."""
+    from biofeedback.ui.dashboard import Dashboard
+    from biofeedback.ui.worker import SessionWorker, WorkerState
+
+    started = []
+
+    def start(*, auto: bool = False, faults: dict[str, Faults] | None = None, theme: str = "light",
+              speed: float = SPEED) -> Dashboard:
+        scenario = session_scenario(Scenario(faults=faults or {}), protocol)
+        plan = SessionPlan("C001", protocol, True, speed, auto, scenario, {"answers": {}, "source": "test"}, None)
+        worker = SessionWorker(plan, load_profiles(), connect_at_once=True).start()
+        dash = Dashboard(worker, protocol, auto=auto, theme=theme)
+        qtbot.addWidget(dash)
+        dash.show()
+        started.append(dash)
+        qtbot.waitUntil(lambda: worker.state == WorkerState.RUNNING, timeout=20_000)
+        return dash
+
+    yield start
+    for dash in started:
+        dash.end_session()
+        assert dash.worker.join(30.0), "the worker did not stop"
+        assert dash.worker.error is None, dash.worker.error

@@ -1,0 +1,150 @@
+"""The dashboard on virtual sensors, offscreen: traces follow the hub, phases and markers are recorded,
+a dropped link shows as a break, and the session goes on."""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6 import QtCore
+
+from biofeedback.sensors.virtual import Faults
+from biofeedback.store import SessionReader
+from biofeedback.stream import StreamKind
+from biofeedback.ui.worker import WorkerState
+
+
+def plotted(dash, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Session times and values a curve holds (curves hold time relative to the frame's 'now')."""
+    x, y = dash.traces[name].curve.getOriginalDataset()
+    if x is None:
+        return np.empty(0), np.empty(0)
+    return x + dash.plotted_at_s, y
+
+
+def assert_matches(t_plot, y_plot, t_src, y_src) -> None:
+    """Every plotted point is a sample of the source buffer, at its time, with its value (NaN rows too)."""
+    idx = np.clip(np.searchsorted(t_src, t_plot - 1e-6), 0, len(t_src) - 1)
+    assert np.allclose(t_src[idx], t_plot, atol=1e-6)
+    assert np.array_equal(y_src[idx], y_plot, equal_nan=True)
+
+
+def test_traces_update_and_match_the_hub(qtbot, start_dashboard):
+    dash = start_dashboard()
+    qtbot.waitUntil(lambda: plotted(dash, "emg_l")[0].size > 2000 and plotted(dash, "tension_l")[0].size > 50
+                    and plotted(dash, "rr")[0].size > 3, timeout=20_000)
+    first_t, first_y = plotted(dash, "emg_l")
+    qtbot.waitUntil(lambda: plotted(dash, "emg_l")[0][-1] > max(first_t[-1], first_t[0] + dash.emg_window.value()) + 1,
+                    timeout=20_000)
+    later_t, later_y = plotted(dash, "emg_l")
+    assert not np.array_equal(first_y[-500:], later_y[-500:])
+
+    dash.timer.stop()
+    hub, live = dash.worker.acq.hub, dash.worker.live
+    newest_before = {s: hub.buffer(s).snapshot(1)[0][-1] for s in (StreamKind.EMG, StreamKind.ECG)}
+    dash.refresh()
+    window = dash.emg_window.value()
+    for name, (stream, col) in {"emg_l": (StreamKind.EMG, 0), "emg_r": (StreamKind.EMG, 1),
+                                "ecg": (StreamKind.ECG, 0), "rr": (StreamKind.RR, 0)}.items():
+        t, y = plotted(dash, name)
+        t_hub, x_hub = hub.buffer(stream).snapshot()
+        assert t.size > 0, name
+        assert_matches(t, y, t_hub, x_hub[:, col])
+        if stream in (StreamKind.EMG, StreamKind.ECG):
+            assert dash.plotted_at_s - 1.06 * window <= t[0] <= dash.plotted_at_s - window, name
+            assert t[-1] >= newest_before[stream], f"{name}: the newest sample is not plotted"
+    t, y = plotted(dash, "tension_r")
+    t_live, x_live = live.tension.snapshot()
+    assert_matches(t, y, t_live, x_live[:, 1])
+    assert np.nanmean(plotted(dash, "tension_l")[1]) > np.nanmean(y)  # the scenario's left side is tenser
+    assert dash.latency_ms is not None and dash.latency_ms > 0
+    assert "latency" in dash.latency_label.text()
+    assert dash.numbers["tension_l"].text() != "--" and dash.numbers["hr"].text() != "--"
+
+
+def test_phases_markers_and_notes_land_in_the_recording(qtbot, start_dashboard):
+    dash = start_dashboard()
+    clock, ctl = dash.worker.acq.clock, dash.controller
+    stamps = {}
+
+    def click(name, widget):
+        before = clock.now_s()
+        qtbot.mouseClick(widget, QtCore.Qt.MouseButton.LeftButton)
+        stamps[name] = (before, clock.now_s())
+
+    qtbot.waitUntil(lambda: dash.phase_buttons[0].isEnabled(), timeout=5_000)
+    click("baseline", dash.phase_buttons[0])
+    assert ctl.phase.name == "baseline"
+    qtbot.wait(500)
+    click("treatment", dash.phase_buttons[1])
+    qtbot.wait(200)
+    click("hands on", dash.hands_button)
+    assert dash.hands_button.isChecked()
+    click("technique", dash.technique_buttons[1])
+    qtbot.keyClicks(dash.note_edit, "shoulders softer")
+    before = clock.now_s()
+    qtbot.keyClick(dash.note_edit, QtCore.Qt.Key.Key_Return)
+    stamps["note"] = (before, clock.now_s())
+    qtbot.wait(300)
+    dash.activateWindow()
+    dash.setFocus()
+    before = clock.now_s()
+    qtbot.keyClick(dash, QtCore.Qt.Key.Key_H)
+    stamps["hands off"] = (before, clock.now_s())
+    assert not ctl.hands_on, "the H shortcut toggles hands on/off"
+    qtbot.keyClick(dash, QtCore.Qt.Key.Key_3)
+    click("post", dash.phase_buttons[2])
+    qtbot.wait(300)
+    click("end", dash.end_button)
+    qtbot.waitUntil(lambda: dash.worker.finished and dash.summary_dialog is not None, timeout=20_000)
+    assert dash.worker.state == WorkerState.DONE
+    assert dash.summary_dialog.isVisible()
+
+    with SessionReader(dash.worker.path) as r:
+        phases = r.events("phase")
+        hands = r.events("hands-on")
+        markers = r.events("marker")
+        notes = r.events("note")
+        meta = r.meta
+    assert [p["label"] for p in phases] == ["baseline", "treatment", "post"]
+    assert phases[0]["t_s"] == ctl.history[0][0]
+    for name, ph in zip(("baseline", "treatment", "post"), phases):
+        lo, hi = stamps[name]
+        assert lo <= ph["t_s"] <= hi
+    assert abs(phases[0]["t_s"] + phases[0]["duration_s"] - phases[1]["t_s"]) < 1e-9
+    assert len(hands) == 1
+    assert stamps["hands on"][0] <= hands[0]["t_s"] <= stamps["hands on"][1]
+    assert stamps["hands off"][0] <= hands[0]["t_s"] + hands[0]["duration_s"] <= stamps["hands off"][1]
+    techniques = [m for m in markers if m["label"].startswith("technique")]
+    assert [m["data"]["technique"] for m in techniques] == ["gb20", "myofascial"]
+    assert stamps["technique"][0] <= techniques[0]["t_s"] <= stamps["technique"][1]
+    assert [n["label"] for n in notes] == ["shoulders softer"]
+    assert stamps["note"][0] <= notes[0]["t_s"] <= stamps["note"][1]
+    assert not any(m["label"] == "session ended early" for m in markers)
+    assert meta["mode"] == "dashboard"
+    assert [row["phase"] for row in dash.worker.summary] == ["baseline", "treatment", "post"]
+    assert "Before / after" in dash.summary_dialog.findChildren(type(dash.phase_label))[0].text()
+
+
+def test_a_dropped_link_is_a_break_and_the_session_goes_on(qtbot, start_dashboard):
+    dash = start_dashboard(auto=True, faults={"open-emg": Faults(disconnect_at_s=[5.0], offline_s=1.5)})
+    emg = next(s for s in dash.worker.acq.sources if s.profile.name == "open-emg")
+    qtbot.waitUntil(lambda: emg.status.reconnects >= 1 and bool(dash.worker.acq.hub.gaps), timeout=30_000)
+    gap = next(g for g in dash.worker.acq.hub.gaps if g.stream == StreamKind.EMG)
+    qtbot.waitUntil(lambda: plotted(dash, "emg_l")[0].size > 0 and np.nanmax(plotted(dash, "emg_l")[0]) > gap.end_s + 2,
+                    timeout=20_000)
+    dash.timer.stop()
+    dash.refresh()
+    for name in ("emg_l", "emg_r", "tension_l", "tension_r"):
+        t, y = plotted(dash, name)
+        nan = np.flatnonzero(np.isnan(y))
+        assert nan.size >= 1, f"{name}: the gap is not a break"
+        assert np.isfinite(y[: nan[0]]).any() and np.isfinite(y[nan[-1] + 1 :]).sum() > 10, f"{name}: no data around the break"
+        assert abs(t[nan[0]] - gap.start_s) < 0.5
+    assert dash.controller.phase is not None or dash.controller.done
+    dash.timer.start()
+    qtbot.waitUntil(lambda: dash.worker.finished, timeout=40_000)
+    assert dash.worker.state == WorkerState.DONE
+    with SessionReader(dash.worker.path) as r:
+        assert [p["label"] for p in r.events("phase")] == ["baseline", "treatment", "post"]
+        assert any(g.stream == StreamKind.EMG for g in r.gaps())
+        t, _ = r.samples(StreamKind.EMG)
+    assert t[-1] > gap.end_s + 10

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from biofeedback import __version__
+from biofeedback.analysis import commands as analysis_commands
 from biofeedback.acquisition import LiveNumbers, LiveSummary, acquire, quiet_bumble_logs
 from biofeedback.sensors.ble import SensorError, scan, system_has_adapter
 from biofeedback.sensors.profiles import ProfileError, load_profiles
@@ -177,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_virtual_options(p)
     p.set_defaults(func=lambda a: asyncio.run(_monitor(a, _use_virtual(a))))
     session_commands.add_parsers(sub, _add_virtual_options, scenario_from_args, _use_virtual)
+    analysis_commands.add_parsers(sub)
     return parser
 
 

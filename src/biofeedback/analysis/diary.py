@@ -1,0 +1,75 @@
+"""A headache diary per client: date, intensity 0-10, duration (h), medication.
+
+Stored as ``<home>/clients/<id>/headache-diary.json`` (0600, folder 0700: health data), rewritten
+atomically on every change so a crash never leaves half an entry.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import time
+from pathlib import Path
+
+from biofeedback.analysis.compare import AnalysisError
+from biofeedback.store.paths import FILE_MODE, data_home, private_dir, validate_client_id
+
+DIARY_FILE = "headache-diary.json"
+
+
+def diary_path(client_id: str, home: Path | None = None) -> Path:
+    """Where a client's diary lives (the client's folder is created 0700 if needed)."""
+    home = data_home() if home is None else Path(home)
+    return private_dir(home / "clients" / validate_client_id(client_id)) / DIARY_FILE
+
+
+def read_diary(client_id: str, home: Path | None = None) -> list[dict]:
+    """Entries by date: date (YYYY-MM-DD), intensity (0-10), duration_h, medication, added_utc."""
+    path = diary_path(client_id, home)
+    if not path.exists():
+        return []
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise AnalysisError(f"cannot read the headache diary {path} ({exc}); restore it from a backup or move it aside")
+    return sorted(entries, key=lambda e: (e["date"], e.get("added_utc", 0)))
+
+
+def add_entry(client_id: str, intensity: float, duration_h: float, medication: str = "", date: str | None = None,
+              home: Path | None = None) -> dict:
+    """Add one headache to a client's diary and return it; checks the values first."""
+    if not 0 <= intensity <= 10:
+        raise AnalysisError(f"--intensity must be 0-10 (0 no pain, 10 worst imaginable), got {intensity:g}")
+    if not 0 <= duration_h <= 24 * 7:
+        raise AnalysisError(f"--duration-h must be hours between 0 and 168, got {duration_h:g}")
+    day = dt.date.today() if date is None else _date(date)
+    entry = {"date": day.isoformat(), "intensity": float(intensity), "duration_h": float(duration_h),
+             "medication": medication.strip(), "added_utc": time.time()}
+    entries = read_diary(client_id, home) + [entry]
+    path = diary_path(client_id, home)
+    part = path.with_name(path.name + ".part")
+    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(entries, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(part, path)
+    return entry
+
+
+def _date(text: str) -> dt.date:
+    try:
+        day = dt.date.fromisoformat(text)
+    except ValueError:
+        raise AnalysisError(f"--date must be YYYY-MM-DD, got {text!r}") from None
+    if day > dt.date.today():
+        raise AnalysisError(f"--date {text} is in the future; enter headaches that have happened")
+    return day
+
+
+def format_diary(entries: list[dict]) -> str:
+    if not entries:
+        return "no headaches in the diary"
+    return "\n".join(f"{e['date']}  intensity {e['intensity']:4.1f}/10  {e['duration_h']:5.1f} h  {e['medication'] or '-'}"
+                     for e in entries)

@@ -1,0 +1,163 @@
+"""Session reports: self-contained HTML (plots as base64 PNG), PDF (matplotlib) and a JSON summary."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+
+from biofeedback.analysis.compare import Comparison, MetricChange
+from biofeedback.analysis.data import Progress, SessionData
+from biofeedback.analysis.plots import bars_figure, emg_figure, heart_figure, png_bytes, tachogram_figure
+from biofeedback.store.paths import FILE_MODE, private_dir
+
+FIGURES = (
+    ("emg", "Trapezius EMG over the session", emg_figure, "data"),
+    ("heart", "Heart rate and RMSSD over time", heart_figure, "data"),
+    ("bars", "Before and after", bars_figure, "comparison"),
+    ("tachogram", "RR tachogram", tachogram_figure, "data"),
+)
+
+
+def _num(v: float, digits: int = 3) -> str:
+    return "–" if v is None or not np.isfinite(v) else f"{v:.{digits}g}"
+
+
+def _ci(ci: tuple[float, float]) -> str:
+    return "" if not all(np.isfinite(ci)) else f"({_num(ci[0])} to {_num(ci[1])})"
+
+
+def figures(data: SessionData, comparison: Comparison, progress: Progress | None = None) -> dict[str, bytes]:
+    """PNG bytes of every figure that has data, by name."""
+    out = {}
+    for name, _, make, arg in FIGURES:
+        if progress:
+            progress(f"plotting {name}")
+        fig = make(data if arg == "data" else comparison)
+        if fig is not None:
+            out[name] = png_bytes(fig)
+    return out
+
+
+def _started(comparison: Comparison) -> str:
+    utc = comparison.started_utc
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(utc)) if isinstance(utc, (int, float)) else "unknown date"
+
+
+def _metric_row(m: MetricChange) -> str:
+    change = "–" if not np.isfinite(m.change) else f"{m.change:+.3g} {m.change_unit}"
+    return (f"<tr class='{html.escape(m.verdict.replace(' ', '-'))}'><td>{html.escape(m.label)}</td><td>{html.escape(m.unit)}</td>"
+            f"<td>{_num(m.a)} <small>{_ci(m.a_ci)}</small></td><td>{_num(m.b)} <small>{_ci(m.b_ci)}</small></td>"
+            f"<td>{change} <small>{_ci(m.change_ci)}</small></td><td>{_num(m.sdc, 2)}</td><td>{_num(m.effect_size, 2)}</td>"
+            f"<td>{html.escape(m.verdict)}</td></tr>")
+
+
+def render_html(comparison: Comparison, pngs: dict[str, bytes]) -> str:
+    """A self-contained HTML report (no external files)."""
+    c = comparison
+    a = c.phase_a.name if c.phase_a else "–"
+    b = c.phase_b.name if c.phase_b else "–"
+    sentences = "".join(f"<li>{html.escape(m.sentence)}</li>" for m in c.metrics if m.sentence)
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in c.notes) or "<li>none</li>"
+    excl = "".join(f"<tr><td>{html.escape(p)}</td><td><code>{html.escape(json.dumps(v))}</code></td></tr>"
+                   for p, v in c.exclusions.items())
+    nk_rows = []
+    for phase, res in c.neurokit.items():
+        vals = ", ".join(f"{k.removeprefix('HRV_')} {_num(v)}" for k, v in res.get("values", {}).items())
+        remarks = "; ".join(([res["note"]] if "note" in res else []) + res.get("notes", []))
+        nk_rows.append(f"<tr><td>{html.escape(phase)}</td><td>{html.escape(vals or '–')}</td><td>{html.escape(remarks)}</td></tr>")
+    imgs = "".join(
+        f"<figure><img alt='{html.escape(title)}' src='data:image/png;base64,{base64.b64encode(pngs[name]).decode()}'>"
+        f"<figcaption>{html.escape(title)}</figcaption></figure>"
+        for name, title, _, _ in FIGURES if name in pngs
+    )
+    rows = "".join(_metric_row(m) for m in c.metrics)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>Session report {html.escape(str(c.client_id))}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }}
+.verdict {{ font-size: 1.25em; padding: .8em 1em; border-radius: 6px; background: #eef3fa; }}
+.verdict.released {{ background: #e3f4e3; }} .verdict.tension-rose {{ background: #fbe5e5; }}
+table {{ border-collapse: collapse; font-size: .85em; width: 100%; }}
+td, th {{ border-bottom: 1px solid #ddd; padding: .3em .5em; text-align: left; vertical-align: top; }}
+tr.fell td:last-child, tr.rose td:last-child {{ font-weight: bold; }}
+img {{ max-width: 100%; }} figure {{ margin: 1.5em 0; }} small {{ color: #666; }}
+</style></head><body>
+<h1>Session report</h1>
+<p>Client <b>{html.escape(str(c.client_id))}</b> · {_started(c)} · comparing <b>{html.escape(a)}</b> with <b>{html.escape(b)}</b>
+· tension index in {html.escape(c.tension_unit)} · file {html.escape(Path(c.session).name)}</p>
+<p class="verdict {html.escape(c.overall['label'].replace(' ', '-'))}">{html.escape(c.overall['text'])}</p>
+<h2>What could not be compared</h2><ul>{notes}</ul>
+<h2>Findings</h2><ul>{sentences}</ul>
+<h2>All numbers</h2>
+<table><tr><th>metric</th><th>unit</th><th>{html.escape(a)} (95 % CI)</th><th>{html.escape(b)} (95 % CI)</th>
+<th>change (95 % CI)</th><th>SDC</th><th>effect size</th><th>verdict</th></tr>{rows}</table>
+<p><small>Confidence intervals: moving-block bootstrap ({c.n_boot} resamples per phase; EMG in 5-s windows, heart beat by beat).
+SDC: smallest detectable change, 1.96·√2 × the within-phase SD of 30-s segment levels. Effect size: change over that SD.
+A change is reported only when its CI excludes zero and it exceeds the SDC.</small></p>
+<h2>Left out of the statistics</h2><table><tr><th>phase</th><th>seconds / beats by reason</th></tr>{excl}</table>
+<h2>neurokit2 HRV per phase</h2><table><tr><th>phase</th><th>values</th><th>remarks</th></tr>{''.join(nk_rows)}</table>
+{imgs}
+</body></html>
+"""
+
+
+def render_pdf(comparison: Comparison, data: SessionData, path: Path) -> None:
+    """A PDF: one summary page, then one page per figure."""
+    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_pdf import PdfPages
+
+    c = comparison
+    with PdfPages(path) as pdf:
+        fig = plt.figure(figsize=(8.27, 11.69))
+        lines = [f"Session report — client {c.client_id}, {_started(c)}",
+                 f"{c.phase_a.name if c.phase_a else '–'} vs {c.phase_b.name if c.phase_b else '–'}; "
+                 f"tension index in {c.tension_unit}", ""]
+        lines += textwrap.wrap(c.overall["text"], 95) + [""]
+        if c.notes:
+            lines += ["Could not be compared:"] + [f"  - {w}" for n in c.notes for w in textwrap.wrap(n, 90)] + [""]
+        for m in c.metrics:
+            lines += textwrap.wrap("• " + m.sentence, 100, subsequent_indent="   ")
+        fig.text(0.06, 0.96, "\n".join(lines), va="top", ha="left", fontsize=7.5, family="DejaVu Sans")
+        pdf.savefig(fig)
+        plt.close(fig)
+        for _, _, make, arg in FIGURES:
+            fig = make(data if arg == "data" else c)
+            if fig is not None:
+                pdf.savefig(fig, bbox_inches="tight")
+                plt.close(fig)
+
+
+def _write(path: Path, content: bytes | str) -> Path:
+    data = content.encode() if isinstance(content, str) else content
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    return path
+
+
+def write_report(data: SessionData, comparison: Comparison, out_dir: Path, html_out: bool = True, pdf_out: bool = False,
+                 json_out: bool = True, progress: Progress | None = None) -> list[Path]:
+    """Write the chosen report files (0600, they hold health data) into ``out_dir``; returns their paths."""
+    out_dir = private_dir(Path(out_dir))
+    stem = Path(comparison.session).stem
+    written = []
+    if json_out:
+        written.append(_write(out_dir / f"{stem}-report.json", json.dumps(comparison.to_dict(), indent=2, ensure_ascii=False)))
+    if html_out:
+        pngs = figures(data, comparison, progress)
+        written.append(_write(out_dir / f"{stem}-report.html", render_html(comparison, pngs)))
+    if pdf_out:
+        if progress:
+            progress("writing PDF")
+        path = out_dir / f"{stem}-report.pdf"
+        render_pdf(comparison, data, path)
+        os.chmod(path, FILE_MODE)
+        written.append(path)
+    return written

@@ -92,7 +92,7 @@ def trend_figure(rows: list[dict], diary: list[dict]):
             err = np.nan_to_num(np.abs(ci.T - y))
             ax.errorbar(x, y, yerr=err, fmt="o", color=colour, capsize=3, label="baseline" if which == "a" else "post")
         ax.set_ylabel(title)
-        ax.legend(fontsize=8, loc="upper right")
+        ax.legend(fontsize=8, loc="best")
     for r in rows:
         m = r["metrics"].get(PRIMARY)
         if m and r["started"] and np.isfinite(m["a"]):

@@ -69,10 +69,9 @@ class MovingSum:
         """Sums over the trailing window ending at each sample of ``x`` (rows, n)."""
         w, pos, n = self.width, self._pos, x.shape[1]
         if n > w:
-            ordered = np.concatenate((self._buf[:, pos:], self._buf[:, :pos]), axis=1)
-            d = x.copy()
-            d[:, :w] -= ordered
-            d[:, w:] -= x[:, : n - w]
+            d = np.empty_like(x)
+            np.subtract(x[:, :w], np.concatenate((self._buf[:, pos:], self._buf[:, :pos]), axis=1), out=d[:, :w])
+            np.subtract(x[:, w:], x[:, : n - w], out=d[:, w:])
             self._buf = x[:, n - w :].copy()
             self._pos = 0
         elif pos + n <= w:

@@ -193,20 +193,22 @@ class EmgProcessor:
         np.multiply(band, band, out=power[ch : 2 * ch])
         np.multiply(motion, motion, out=power[2 * ch : 3 * ch])
         envelope = self._envelope.run(power[:ch].copy())
-        ms = self._moving.run(power)
-        ms *= 1.0 / self.rms_window
-        emg_ms = ms[:ch]
+        sums = self._moving.run(power)  # window sums; thresholds below are scaled to sums, not means
+        w = self.rms_window
+        emg_sum = sums[:ch]
         out[0] = emg
-        np.sqrt(np.maximum(emg_ms, 0.0), out=out[1])
+        np.maximum(emg_sum, 0.0, out=out[1])
+        out[1] *= 1.0 / w
+        np.sqrt(out[1], out=out[1])
         np.sqrt(np.maximum(envelope, 0.0, out=envelope), out=out[2])
-        # One boolean plane per flag bit, packed into bytes at the end; comparisons on mean squares.
+        # One boolean plane per flag bit, packed into bytes at the end.
         bits = np.zeros((5, ch, n), dtype=bool)
-        np.less(emg_ms, th.flat_rms_uv**2, out=bits[0])
+        np.less(emg_sum, w * th.flat_rms_uv**2, out=bits[0])
         if th.saturation_uv is not None:
-            np.greater(ms[3 * ch :], 0.5 / self.rms_window, out=bits[1])
-        np.greater(ms[ch : 2 * ch], th.mains_ratio**2 * emg_ms, out=bits[2])
-        motion_floor = np.maximum(th.motion_ratio**2 * emg_ms, th.motion_min_uv**2)
-        np.greater(ms[2 * ch : 3 * ch], motion_floor, out=bits[3])
+            np.greater(sums[3 * ch :], 0.5, out=bits[1])
+        np.greater(sums[ch : 2 * ch], th.mains_ratio**2 * emg_sum, out=bits[2])
+        motion_floor = np.maximum(th.motion_ratio**2 * emg_sum, w * th.motion_min_uv**2)
+        np.greater(sums[2 * ch : 3 * ch], motion_floor, out=bits[3])
         if self._count < self.warmup:
             bits[4, :, : self.warmup - self._count] = True
         self._count += n

@@ -97,7 +97,7 @@ def _rolling_quantiles(x: np.ndarray, width: int, qs: tuple[float, ...]) -> np.n
     padded = np.full((rows, n + width - 1), np.nan)
     padded[:, half : half + n] = x
     step = padded.strides[1]
-    windows = np.lib.stride_tricks.as_strided(padded, (rows, n, width), (padded.strides[0], step, step), writeable=False)
+    windows = np.ndarray((rows, n, width), np.float64, padded, 0, (padded.strides[0], step, step))  # a view
     flat = np.sort(windows, axis=2).reshape(rows, n * width)  # NaN padding sorts last
     lo, hi, frac = _window_layout(n, width, qs)
     low, high = flat[:, lo], flat[:, hi]  # (rows, len(qs), n)
@@ -106,10 +106,12 @@ def _rolling_quantiles(x: np.ndarray, width: int, qs: tuple[float, ...]) -> np.n
 
 def _find_artifacts(peaks_ms: np.ndarray) -> dict[str, list[int]]:
     """Classify beats (indices into ``peaks_ms``) as in Lipponen & Tarvainen (2019), Figure 1."""
-    rr = np.diff(peaks_ms, prepend=peaks_ms[0])
-    rr[0] = np.mean(rr[1:])
-    drrs = np.diff(rr, prepend=rr[0])
-    drrs[0] = np.mean(drrs[1:])
+    rr = np.empty(peaks_ms.size)
+    rr[1:] = peaks_ms[1:] - peaks_ms[:-1]
+    rr[0] = rr[1:].mean()
+    drrs = np.empty(rr.size)
+    drrs[1:] = rr[1:] - rr[:-1]
+    drrs[0] = drrs[1:].mean()
     medrr = _rolling_quantiles(rr[None, :], LT_MEDIAN_BEATS, (0.5,))[0, 0]
     mrrs = rr - medrr
     mrrs[mrrs < 0] *= 2.0
@@ -212,11 +214,8 @@ def correct_rr(rr_ms: np.ndarray, iterative: bool = True) -> RrCorrection:
             new_peaks, new_origin = _correct_artifacts(again, new_peaks, new_origin, beat_flags)
         peaks, origin = new_peaks, new_origin
     nn = np.diff(peaks)
-    closing = origin[1:]
-    # An inserted beat's interval is closed by the next original beat.
-    for k in range(closing.size - 2, -1, -1):
-        if closing[k] < 0:
-            closing[k] = closing[k + 1]
+    # An inserted beat's interval is closed by the next original beat (origins increase along the series).
+    closing = np.minimum.accumulate(np.where(origin[1:] < 0, peaks.size, origin[1:])[::-1])[::-1]
     corrected = np.full(raw.size, np.nan)
     kept = origin[1:] > 0
     corrected[origin[1:][kept] - 1] = nn[kept]
@@ -354,8 +353,11 @@ class BeatMetrics:
 class LiveHrv:
     """Per-beat HRV for live display: artefact correction with a 5-beat look-ahead, rolling window metrics.
 
-    Each beat is decided when ``LIVE_LOOKAHEAD_BEATS`` more have arrived, by ``correct_rr`` over the last
-    ``LIVE_CONTEXT_BEATS`` raw beats; so the output does not depend on how beats are grouped into calls.
+    A beat is decided when ``LIVE_LOOKAHEAD_BEATS`` more have arrived, by ``correct_rr`` over the corrected
+    intervals already decided (up to ``LIVE_CONTEXT_BEATS`` in all) followed by the undecided raw ones. Time
+    is conserved: what a correction takes from a beat (a removed extra beat, a moved beat) is carried into
+    the next undecided interval. Each decision depends only on the beat sequence, so the output does not
+    depend on how beats are grouped into calls.
     """
 
     def __init__(self, window_s: float = LIVE_WINDOW_S) -> None:
@@ -364,37 +366,47 @@ class LiveHrv:
 
     def reset(self) -> None:
         """Forget all beats (after a gap: successive differences must not span it)."""
-        self._times = np.empty(0)
-        self._raw = np.empty(0)
+        self._pending_t: list[float] = []
+        self._pending_raw: list[float] = []
+        self._pending_work: list[float] = []
+        """Undecided intervals with the time carried over from corrections of earlier beats."""
+        self._history = np.empty(0)
         self._nn_times: list[float] = []
         self._nn: list[float] = []
 
     def add_beats(self, beat_times_s: np.ndarray, rr_ms: np.ndarray) -> list[BeatMetrics]:
         """Add beats (time of each beat, s; RR interval ending at it, ms); returns metrics of decided beats."""
         out = []
-        for t, rr in zip(np.atleast_1d(beat_times_s), np.atleast_1d(rr_ms)):
+        for t, rr in zip(np.atleast_1d(beat_times_s).tolist(), np.atleast_1d(rr_ms).tolist()):
             if not np.isfinite(rr):
                 continue
-            self._times = np.append(self._times, float(t))[-LIVE_CONTEXT_BEATS:]
-            self._raw = np.append(self._raw, float(rr))[-LIVE_CONTEXT_BEATS:]
-            if self._raw.size > LIVE_LOOKAHEAD_BEATS:
-                out.append(self._decide(self._raw.size - 1 - LIVE_LOOKAHEAD_BEATS))
+            self._pending_t.append(t)
+            self._pending_raw.append(rr)
+            self._pending_work.append(rr)
+            if len(self._pending_raw) > LIVE_LOOKAHEAD_BEATS:
+                out.append(self._decide())
         return out
 
     def flush(self) -> list[BeatMetrics]:
-        """Decide the beats still waiting for their look-ahead (end of a recording); then ``reset``."""
-        held = min(LIVE_LOOKAHEAD_BEATS, self._raw.size)
-        return [self._decide(self._raw.size - held + j) for j in range(held)]
+        """Decide the beats still waiting for their look-ahead (end of a recording)."""
+        return [self._decide() for _ in range(len(self._pending_raw))]
 
-    def _decide(self, k: int) -> BeatMetrics:
-        fix = correct_rr(self._raw)
-        mine = fix.nn_source == k
-        t = float(self._times[k])
-        nn_here = fix.nn_ms[mine]
-        # Inserted beats (MISSED) sit before this one, evenly spread by the correction.
-        for j, v in enumerate(nn_here):
-            self._nn_times.append(t - float(nn_here[j + 1 :].sum()) / 1000.0)
-            self._nn.append(float(v))
+    def _decide(self) -> BeatMetrics:
+        past = self._history[self._history.size - (LIVE_CONTEXT_BEATS - len(self._pending_work)) :]
+        k = past.size
+        fix = correct_rr(np.concatenate((past, self._pending_work)))
+        nn_here = fix.nn_ms[fix.nn_source == k]
+        t = self._pending_t.pop(0)
+        raw = self._pending_raw.pop(0)
+        carry_ms = self._pending_work.pop(0) - float(nn_here.sum())
+        if self._pending_work:
+            self._pending_work[0] += carry_ms
+        self._history = np.concatenate((self._history[-LIVE_CONTEXT_BEATS:], nn_here))
+        # The beat ends where the correction put it; inserted (MISSED) beats sit before it.
+        end_s = t - carry_ms / 1000.0
+        for j, v in enumerate(nn_here.tolist()):
+            self._nn_times.append(end_s - float(nn_here[j + 1 :].sum()) / 1000.0)
+            self._nn.append(v)
         start = np.searchsorted(self._nn_times, t - self.window_s, side="right")
         del self._nn_times[:start], self._nn[:start]
         nn = np.asarray(self._nn)
@@ -406,7 +418,7 @@ class LiveHrv:
         si = kubios_stress_index(nn) if nn.size >= MIN_BEATS_FOR_STRESS_INDEX else float("nan")
         return BeatMetrics(
             time_s=t,
-            rr_raw_ms=float(self._raw[k]),
+            rr_raw_ms=raw,
             rr_ms=rr_now,
             flag=int(fix.flags[k]),
             hr_bpm=60000.0 / rr_now if np.isfinite(rr_now) else float("nan"),

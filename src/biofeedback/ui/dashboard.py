@@ -30,9 +30,15 @@ NUMBERS_EVERY_S = 0.25
 """Wall seconds between updates of the big numbers and the sensor panel (steadier to read)."""
 EMG_WINDOW_S = 10.0
 HEART_WINDOW_S = 60.0
+HEART_REFRESH_S = 0.1
+"""Wall seconds between updates of the heart-rate column (beats come about once a second; on a 60 s
+window 0.1 s is a step of about two pixels), so each frame only redraws the fast traces."""
 LATENCY_SMOOTHING = 0.1
 """Weight of a new arrival-to-paint measurement in the shown (exponentially smoothed) latency."""
 SNAPSHOT_MARGIN = 1.05
+GUI_SHARE = 0.5
+"""Most of the wall time the plot refresh may take: when a frame costs more than half its period, the next
+one waits longer, so the acquisition thread always gets its share of the interpreter (the GIL)."""
 
 
 def recent(buf: RingBuffer | None, rate_hz: float | None, window_s: float, now_s: float) -> tuple[np.ndarray, np.ndarray]:
@@ -55,6 +61,8 @@ class Trace:
     read: Callable[[float, float], tuple[np.ndarray, np.ndarray]]
     heart: bool = False
     """Uses the heart-rate window (HR, RR, HRV) rather than the EMG/ECG window."""
+    at_s: float = 0.0
+    """Session time of the curve's last update: it holds (t - at_s, y), so x = 0 is 'now' at that update."""
 
 
 class PlotCanvas(pg.GraphicsLayoutWidget):
@@ -63,9 +71,13 @@ class PlotCanvas(pg.GraphicsLayoutWidget):
     def __init__(self) -> None:
         super().__init__()
         self.on_paint: Callable[[], None] | None = None
+        self.paint_s = 0.0
+        """Wall seconds the last paint took."""
 
     def paintEvent(self, ev: QtGui.QPaintEvent) -> None:  # noqa: N802 - Qt's name
+        start = time.perf_counter()
         super().paintEvent(ev)
+        self.paint_s = time.perf_counter() - start
         if self.on_paint is not None:
             self.on_paint()
 
@@ -93,6 +105,7 @@ class Dashboard(QtWidgets.QMainWindow):
         self.summary_dialog: QtWidgets.QDialog | None = None
         self._plotted_host_ns: int | None = None
         self._windows: tuple[float, float] | None = None
+        self._heart_plotted = 0.0
         self.plotted_at_s = 0.0
         """Session time of the newest frame: curves hold (t - plotted_at_s, y), so 'now' is x = 0."""
         self._last_numbers = 0.0
@@ -123,6 +136,7 @@ class Dashboard(QtWidgets.QMainWindow):
         self.timer = QtCore.QTimer(self)
         self.timer.setTimerType(QtCore.Qt.TimerType.PreciseTimer)
         self.timer.timeout.connect(self.refresh)
+        self.frame_ms = frame_ms
         self.timer.start(frame_ms)
 
     # --- building -------------------------------------------------------------------------------
@@ -237,6 +251,7 @@ class Dashboard(QtWidgets.QMainWindow):
         p.enableAutoRange(x=False, y=True)
         p.setAutoVisible(y=True)
         p.getAxis("left").setWidth(62)
+        p.getAxis("left").enableAutoSIPrefix(False)  # 900 ms stays "900 (ms)", never "0.9 (kms)"
         for item in (p.getAxis("left"), p.getAxis("bottom"), p.titleLabel):
             # Axes and titles redraw only when their ticks or text change; every frame blits the cached pixmap.
             item.setCacheMode(QtWidgets.QGraphicsItem.CacheMode.DeviceCoordinateCache)
@@ -246,11 +261,12 @@ class Dashboard(QtWidgets.QMainWindow):
             p.hideAxis("bottom")
         return p
 
-    def _curve(self, plot: pg.PlotItem, color: str, width: float, *, raw: bool = False, name: str | None = None,
+    def _curve(self, plot: pg.PlotItem, color: str, width: float, *, name: str | None = None,
                symbol: str | None = None) -> pg.PlotDataItem:
         pen = pg.mkPen(color, width=width)
         pen.setCosmetic(True)
-        curve = plot.plot(pen=pen, connect="finite", antialias=not raw, name=name,
+        # No anti-aliasing anywhere: thick aliased lines read as well from the table and cost far less to draw.
+        curve = plot.plot(pen=pen, connect="finite", antialias=False, name=name,
                           symbol=symbol, symbolSize=5, symbolPen=None, symbolBrush=color if symbol else None)
         curve.setClipToView(True)
         curve.setDownsampling(auto=True, method="peak")
@@ -272,8 +288,8 @@ class Dashboard(QtWidgets.QMainWindow):
             self.plots[key].setXLink(self.plots["emg_l"])
         for key in ("rr", "hrv"):
             self.plots[key].setXLink(self.plots["hr"])
-        self.plots["tension"].addLegend(offset=(8, 4))
-        self.plots["hrv"].addLegend(offset=(8, 4))
+        for key in ("tension", "hrv"):
+            self.plots[key].addLegend(offset=(8, 4), brush=None, labelTextSize=f"{AXIS_PT}pt")
         hub = lambda: self.worker.acq.hub if self.worker.acq else None  # noqa: E731
         live = lambda: self.worker.live  # noqa: E731
 
@@ -295,13 +311,13 @@ class Dashboard(QtWidgets.QMainWindow):
             return read
 
         self.traces = {
-            "emg_l": Trace(self._curve(self.plots["emg_l"], th.left, 1, raw=True), hub_column(StreamKind.EMG, 0)),
-            "emg_r": Trace(self._curve(self.plots["emg_r"], th.right, 1, raw=True), hub_column(StreamKind.EMG, 1)),
+            "emg_l": Trace(self._curve(self.plots["emg_l"], th.left, 1), hub_column(StreamKind.EMG, 0)),
+            "emg_r": Trace(self._curve(self.plots["emg_r"], th.right, 1), hub_column(StreamKind.EMG, 1)),
             "tension_l": Trace(self._curve(self.plots["tension"], th.left, 3, name="left"),
                                live_column("tension", 0, TENSION_TRACE_HZ)),
             "tension_r": Trace(self._curve(self.plots["tension"], th.right, 3, name="right"),
                                live_column("tension", 1, TENSION_TRACE_HZ)),
-            "ecg": Trace(self._curve(self.plots["ecg"], th.ecg, 1, raw=True), hub_column(StreamKind.ECG, 0)),
+            "ecg": Trace(self._curve(self.plots["ecg"], th.ecg, 1), hub_column(StreamKind.ECG, 0)),
             "hr": Trace(self._curve(self.plots["hr"], th.hr, 2), hub_column(StreamKind.HR, 0), heart=True),
             "rr": Trace(self._curve(self.plots["rr"], th.rr, 2, symbol="o"), hub_column(StreamKind.RR, 0), heart=True),
             "rmssd": Trace(self._curve(self.plots["hrv"], th.rmssd, 3, name="RMSSD ms"),
@@ -310,7 +326,7 @@ class Dashboard(QtWidgets.QMainWindow):
                             live_column("hrv", 2, None), heart=True),
         }
         self.target_line = pg.InfiniteLine(angle=0, movable=True, label="target {value:.0f}",
-                                           labelOpts={"position": 0.06, "color": th.target})
+                                           labelOpts={"position": 0.97, "color": th.target, "anchors": [(1, 1), (1, 1)]})
         self.target_line.setVisible(False)
         self.plots["tension"].addItem(self.target_line, ignoreBounds=True)
         self.reference_lines: list[pg.InfiniteLine] = []
@@ -345,7 +361,7 @@ class Dashboard(QtWidgets.QMainWindow):
                 axis.label.setDefaultTextColor(QtGui.QColor(th.text))
             if plot.legend is not None:
                 plot.legend.setLabelTextColor(th.text)
-                plot.legend.setLabelTextSize(f"{AXIS_PT}pt")
+                plot.legend.setBrush(pg.mkBrush(th.panel))
         colors = {"emg_l": th.left, "emg_r": th.right, "tension_l": th.left, "tension_r": th.right, "ecg": th.ecg,
                   "hr": th.hr, "rr": th.rr, "rmssd": th.rmssd, "stress": th.stress}
         for key, trace in self.traces.items():
@@ -384,8 +400,9 @@ class Dashboard(QtWidgets.QMainWindow):
 
     def set_target(self, level: float) -> None:
         """Put the target threshold of the tension plot at ``level`` (tension-index units)."""
-        self.target_line.setValue(level)
         self.target_line.setVisible(True)
+        self.target_line.setValue(level)
+        self.target_line.label.valueChanged()  # the label skips updates while hidden
         self._target_set = True
 
     # --- actions ----------------------------------------------------------------------------------
@@ -435,6 +452,7 @@ class Dashboard(QtWidgets.QMainWindow):
     # --- refresh --------------------------------------------------------------------------------
     def refresh(self) -> None:
         """One frame: phases by the clock, newest data into the curves, numbers and sensor panel."""
+        start = time.perf_counter()
         worker = self.worker
         now = self._now_s()
         if worker.state == WorkerState.RUNNING:
@@ -444,6 +462,8 @@ class Dashboard(QtWidgets.QMainWindow):
             self._baseline_target()
         if worker.acq is not None and worker.live is not None and not worker.finished:
             self._plot_newest(now)
+            busy_ms = 1000.0 * (time.perf_counter() - start + self.canvas.paint_s)
+            self.timer.setInterval(max(self.frame_ms, round(busy_ms / GUI_SHARE)))
         wall = time.monotonic()
         if wall - self._last_numbers >= NUMBERS_EVERY_S:
             self._last_numbers = wall
@@ -457,9 +477,16 @@ class Dashboard(QtWidgets.QMainWindow):
         newest = self.worker.live.values.newest_host_ns
         host_ns = newest.get(StreamKind.EMG, max(newest.values(), default=None))
         windows = (self.emg_window.value(), self.heart_window.value())
+        wall = time.monotonic()
+        heart_due = wall - self._heart_plotted >= HEART_REFRESH_S
+        if heart_due:
+            self._heart_plotted = wall
         for trace in self.traces.values():
+            if trace.heart and not heart_due:
+                continue
             t, y = trace.read(windows[trace.heart], now)
             trace.curve.setData(t - now, y)
+            trace.at_s = now
         if windows != self._windows:
             self._windows = windows
             self.plots["emg_l"].setXRange(-windows[0], 0, padding=0)
@@ -501,7 +528,7 @@ class Dashboard(QtWidgets.QMainWindow):
         if live is None:
             return
         v = live.values
-        unit = live.index.unit
+        unit = live.index.unit.replace("uV", "µV")
         self.captions["tension_l"].setText(f"Tension left {unit}")
         self.captions["tension_r"].setText(f"Tension right {unit}")
         ten = v.tension + (float("nan"),) * (2 - len(v.tension))
@@ -528,13 +555,14 @@ class Dashboard(QtWidgets.QMainWindow):
         if w.state in (WorkerState.SCANNING, WorkerState.STARTING):
             self.sensor_status.setText("scanning…")
             return
-        if w.state == WorkerState.FOUND and self.found_list.count() != len(w.found):
+        if self.found_list.count() != len(w.found):
             self.found_list.clear()
             for f in w.found:
                 item = QtWidgets.QListWidgetItem(f"{f.device.name or f.device.address}  ({f.profile.name})")
                 item.setData(QtCore.Qt.ItemDataRole.UserRole, f.profile.name)
                 item.setCheckState(QtCore.Qt.CheckState.Checked)
                 self.found_list.addItem(item)
+        if w.state == WorkerState.FOUND:
             self.sensor_status.setText(f"{len(w.found)} sensor(s) found; tick the ones to use and press Connect"
                                        if w.found else "no sensor found: switch sensors on, moisten the strap, Scan")
             return
@@ -550,13 +578,13 @@ class Dashboard(QtWidgets.QMainWindow):
         for s in w.acq.sources:
             st = s.status
             color = th.ok if st.state == "connected" else th.warn
-            contact = " ".join("on" if c else f"<b style='color:{th.warn}'>OFF</b>" for c in st.contact) or "--"
+            contact = "/".join("on" if c else f"<b style='color:{th.warn}'>OFF</b>" for c in st.contact) or "--"
             battery = "--" if st.battery_pct is None else f"{st.battery_pct}%"
             rows.append(f"<b>{s.name}</b><br>&nbsp;<span style='color:{color}'>{st.state}</span> · battery {battery}"
                         f" · contact {contact}<br>&nbsp;reconnects {st.reconnects} · gaps {st.gaps}")
         live = w.live
         if live is not None and live.values.quality:
-            q = [f"{ch.split('_')[-1]}: {quality_text(b)}" for ch, b in zip(live.emg_channels, live.values.quality)]
+            q = [f"{ch.split('_')[0]}: {quality_text(b)}" for ch, b in zip(live.emg_channels, live.values.quality)]
             rows.append("EMG signal: " + "; ".join(q))
         self.sensor_status.setText("<br>".join(rows))
         self.recording_label.setText(f"recording {w.path.name}" if w.path else "")
@@ -620,7 +648,7 @@ class Dashboard(QtWidgets.QMainWindow):
 def summary_html(rows: list[dict], theme: Theme) -> str:
     """The before/after summary (``session.summary.summarize`` rows) as an HTML table."""
     channels = sorted({c for r in rows for c in r["emg_rms_uv"]})
-    head = "".join(f"<th>EMG {c.split('_')[-1]} µV</th>" for c in channels)
+    head = "".join(f"<th>EMG {c.split('_')[0]} µV</th>" for c in channels)
     cells = []
     for r in rows:
         emg = "".join(f"<td>{r['emg_rms_uv'][c]:.1f}</td>" if c in r["emg_rms_uv"] else "<td>--</td>" for c in channels)
@@ -635,7 +663,7 @@ def summary_html(rows: list[dict], theme: Theme) -> str:
         for c in channels:
             a, b = before["emg_rms_uv"].get(c), after["emg_rms_uv"].get(c)
             if a and b:
-                parts.append(f"EMG {c.split('_')[-1]} {100 * (b - a) / a:+.0f} %")
+                parts.append(f"EMG {c.split('_')[0]} {100 * (b - a) / a:+.0f} %")
         if before["rmssd_ms"] and after["rmssd_ms"]:
             parts.append(f"RMSSD {100 * (after['rmssd_ms'] - before['rmssd_ms']) / before['rmssd_ms']:+.0f} %")
         if parts:

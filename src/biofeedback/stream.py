@@ -21,7 +21,7 @@ DRIFT_FIT_MIN_SPAN_S = 2.0
 """Device-time span below which the drift fit assumes a rate of exactly 1."""
 RR_GAP_TOLERANCE_S = 1.6
 """An HR strap reports beats up to ~1 s late (1 Hz notifications); more lag than this is a gap."""
-HOST_JITTER_WALL_S = 0.1
+HOST_JITTER_WALL_S = 0.25
 """Scheduling delay the host may add to an arrival, in real seconds. At ``--speed N`` it is N times
 longer in session time, so the RR gap tolerance grows with the speed (a late packet is not a gap)."""
 NS_PER_S = 1_000_000_000

@@ -101,6 +101,13 @@ def test_repeated_disconnects_packet_loss_and_garbage_lose_nothing_silently():
             assert g.length_s >= 1.5  # the sensor was offline 1.5 device seconds
         assert g.length_s == pytest.approx(g.lost_samples / emg.sample_rate_hz, abs=0.05)
 
+    # Sample times never run backwards, and no gap interval contains a sample.
+    for stream in ("emg", "ecg", "rr"):
+        times = np.concatenate([b.times_s for b in blocks if b.stream == stream])
+        assert np.all(np.diff(times) > 0), stream
+        for g in (g for g in hub.gaps if g.stream == stream):
+            assert not np.any((times > g.start_s + 1e-9) & (times < g.end_s - 1e-9)), (stream, g)
+
     # ECG: frames unique and in order; the true 129.6 Hz rate was measured from device timestamps.
     ecg_ts = [b.device_time_ns for b in blocks if b.stream == "ecg"]
     assert ecg_ts == sorted(set(ecg_ts))

@@ -13,7 +13,9 @@ from biofeedback.store import SessionReader
 MARKER_TOLERANCE_S = 0.01
 """Scripted markers carry their scripted click time (phase start + at_s), not the time the loop
 handled them, so they match to rounding."""
-PHASE_TOLERANCE_S = 0.5
+PHASE_TOLERANCE_S = 1.5
+"""Timed phases end when the loop gets to the timer: at 20x, 75 ms of scheduling delay on a loaded
+2-core machine (HOST_JITTER_WALL_S is 0.25 s) is 1.5 s of session time."""
 
 
 @pytest.fixture(scope="module")

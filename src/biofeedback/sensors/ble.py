@@ -51,6 +51,8 @@ CONTROL_RESPONSE_TIMEOUT_S = 5.0
 """Wall seconds to wait for a control-point indication."""
 GAP_TOLERANCE_SAMPLES = 1.5
 """A device-time jump larger than this many sample periods beyond the frame is a gap."""
+SLEW_FRACTION = 0.01
+"""Sample times follow the device clock and drift toward the fit by at most 1 % of elapsed device time."""
 CLOCK_CONSISTENCY_S = 5.0
 """A frame whose device time maps to more than this after its arrival is corrupt."""
 INDEX_CONSISTENCY_S = 0.05
@@ -234,18 +236,30 @@ class _SampledDriver(Driver):
             return True
         return float(self.fit.to_host(dev_s)) - host_s > CLOCK_CONSISTENCY_S
 
-    def _check_gap(self, first_dev_s: float, period_s: float, lost_samples: int | None = None) -> None:
-        """Record a gap when this frame starts later than one sample after the previous frame."""
-        if self._prev_end_dev_s is not None:
+    def _place(self, first_dev_s: float, n: int, period_s: float, lost_samples: int | None = None) -> np.ndarray:
+        """Session times of a frame's samples, and the gap before it if samples are missing.
+
+        Times run on continuously from the previous frame on the device clock (scaled by the fit's
+        rate), slewed toward the drift fit by at most ``SLEW_FRACTION`` of the elapsed device time.
+        So times never run backwards, a gap interval never contains a sample, and its length is
+        the device clock's.
+        """
+        mapped = float(self.fit.to_host(first_dev_s))
+        if self._prev_end_dev_s is None or self._prev_end_host_s is None:
+            t_first = mapped
+        else:
             jump = first_dev_s - self._prev_end_dev_s
+            t_first = self._prev_end_host_s + jump * self.fit.b
+            t_first += float(np.clip(mapped - t_first, -SLEW_FRACTION * jump, SLEW_FRACTION * jump))
             if jump > GAP_TOLERANCE_SAMPLES * period_s:
-                # The gap's length comes from the device clock (exact), not from two fitted arrival times.
-                start = float(self._prev_end_host_s) + period_s
-                end = float(self._prev_end_host_s) + jump * self.fit.b
-                self.source.gap(Gap(self.stream, self.source.name, start, end,
-                                    "disconnect" if self.link_lost else "dropped-packets",
-                                    lost_samples if lost_samples is not None else int(round(jump / period_s)) - 1))
+                lost = lost_samples if lost_samples is not None else int(round(jump / period_s)) - 1
+                self.source.gap(Gap(self.stream, self.source.name, self._prev_end_host_s + period_s, t_first,
+                                    "disconnect" if self.link_lost else "dropped-packets", lost))
         self.link_lost = False
+        times = t_first + np.arange(n) * (period_s * self.fit.b)
+        self._prev_end_dev_s = first_dev_s + (n - 1) * period_s
+        self._prev_end_host_s = float(times[-1])
+        return times
 
 
 class PmdEcgDriver(_SampledDriver):
@@ -324,9 +338,7 @@ class PmdEcgDriver(_SampledDriver):
         period = 1.0 / self.rate_hz
         first_dev_s = last_dev_s - (n - 1) * period
         self.fit.add(last_dev_s, host_ns / NS_PER_S)
-        self._check_gap(first_dev_s, period)
-        times = np.asarray(self.fit.to_host(first_dev_s + np.arange(n) * period), dtype=float)
-        self._prev_end_dev_s, self._prev_end_host_s = last_dev_s, float(times[-1])
+        times = self._place(first_dev_s, n, period)
         self.source.emit(Block(StreamKind.ECG, self.source.name, host_ns, np.asarray(frame.samples_uv, float).reshape(-1, 1),
                                rate_hz=self.rate_hz, device_time_ns=frame.timestamp_ns, channels=("ecg",), raw=raw,
                                times_s=times))
@@ -435,10 +447,8 @@ class OpenEmgDriver(_SampledDriver):
             return
         self.fit.add(first_dev_s, host_ns / NS_PER_S - (n - 1) / fs)
         lost = None if self._next_index is None else first - self._next_index
-        self._check_gap(first_dev_s, 1.0 / fs, lost)
-        times = np.asarray(self.fit.to_host(first_dev_s + np.arange(n) / fs), dtype=float)
+        times = self._place(first_dev_s, n, 1.0 / fs, lost)
         self._next_index = first + n
-        self._prev_end_dev_s, self._prev_end_host_s = first_dev_s + (n - 1) / fs, float(times[-1])
         flags = (BlockFlag.SENSOR_CONTACT_LOST if frame.lead_off else 0) | (BlockFlag.SATURATED if frame.saturated else 0)
         if lost:
             flags |= BlockFlag.AFTER_GAP
@@ -515,8 +525,16 @@ class BleSource:
         first = True
         while not self._stopping.is_set():
             self._set_state("connecting" if first else "reconnecting")
+            connect = asyncio.ensure_future(self._connect_once())
+            stop = asyncio.ensure_future(self._stopping.wait())
+            await asyncio.wait({connect, stop}, return_when=asyncio.FIRST_COMPLETED)
+            stop.cancel()
+            if not connect.done():
+                connect.cancel()
+                await asyncio.gather(connect, return_exceptions=True)
+                break
             try:
-                self._client = await self._connect_once()
+                self._client = connect.result()
             except (BleakError, SensorError, asyncio.TimeoutError, OSError) as exc:
                 if first:
                     self._set_state("failed", str(exc))

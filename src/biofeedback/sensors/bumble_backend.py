@@ -38,6 +38,8 @@ from bumble.transport.common import AsyncPipeSink
 REQUESTED_ATT_MTU = 517
 """The MTU desktop stacks ask for on connect; the peripheral answers with what it supports."""
 CENTRAL_ADDRESS = "F0:F0:F0:F0:F0:F0"
+LE_DATA_LENGTH = 251
+"""Link-layer payload of the virtual controllers (LE Data Length Extension maximum)."""
 CONNECT_TIMEOUT_S = 5.0
 
 _PROPERTY_NAMES = {
@@ -72,6 +74,9 @@ class VirtualRadio:
     def new_device(self, name: str, address: str) -> Device:
         """A bumble device with its own controller on this radio's link."""
         controller = Controller(name, link=self.link, public_address=address)
+        # Like any BLE 4.2+ controller with Data Length Extension: 251-byte LL payloads, so a
+        # 247-byte-MTU notification is one or two link packets rather than ten 27-byte fragments.
+        controller.le_acl_data_packet_length = LE_DATA_LENGTH
         return Device(name=name, address=Address(address), host=Host(controller, AsyncPipeSink(controller)))
 
     async def acquire_scan(self) -> Device:

@@ -40,8 +40,8 @@ class Scenario:
     """True rate of the virtual Polar H10's nominal 130 Hz ECG (real straps run at 128-131 Hz)."""
     keep_truth: bool = False
     emg_samples_per_frame: int | None = None
-    """Samples per open-EMG frame; by default 20, or 50 when running faster than 5x real time so the
-    in-process link (about 2,000 notifications/s on one core) keeps up."""
+    """Samples per open-EMG frame; by default 20 in real time, 50 up to 5x and 100 above (MTU 517 holds
+    124), so the in-process link (about 2,000 notifications/s on one core) keeps up."""
 
 
 class VirtualWorld:
@@ -64,7 +64,7 @@ class VirtualWorld:
         common = dict(speed=self.speed, faults=sc.faults.get(kind, Faults()), seed=sc.seed * 100 + index)
         args = (self.radio, self.profiles[kind], NAMES[kind], ADDRESSES[kind])
         if kind == "open-emg":
-            spf = sc.emg_samples_per_frame or (20 if self.speed <= 5 else 50)
+            spf = sc.emg_samples_per_frame or (20 if self.speed <= 2 else 50 if self.speed <= 5 else 100)
             return VirtualOpenEmg(*args, tension=sc.tension, sample_rate_hz=sc.emg_rate_hz, keep_truth=sc.keep_truth,
                                   samples_per_frame=spf, drift_ppm=40.0, **common)
         if kind == "polar-h10":

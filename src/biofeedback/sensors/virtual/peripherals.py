@@ -30,6 +30,7 @@ POLAR_EPOCH_UNIX_S = 946684800
 """2000-01-01T00:00:00Z, the epoch of Polar PMD timestamps."""
 HRS_NOTIFY_PERIOD_S = 1.0
 PACE_MIN_SLEEP_S = 0.002
+ADVERTISE_RETRIES = 20
 
 
 @dataclass
@@ -179,10 +180,13 @@ class VirtualPeripheral:
         wait = max(0.0, self._offline_until_s - self.clock.now_s())
         if wait:
             await asyncio.sleep(self.clock.wall_s(wait))
-        try:
-            await self._advertise()
-        except Exception as exc:  # the radio was shut down while we waited
-            log.debug("%s: advertising not restarted: %s", self.name, exc)
+        for _ in range(ADVERTISE_RETRIES):
+            try:
+                await self._advertise()
+                return
+            except Exception as exc:  # controller busy with the old link, or the radio is shutting down
+                log.debug("%s: advertising not restarted yet: %s", self.name, exc)
+                await asyncio.sleep(0.05)
 
     def on_connected(self) -> None:
         """Device-specific reaction to a new connection."""
@@ -408,6 +412,7 @@ class VirtualPolarH10(VirtualPeripheral):
             last_ns = int(round((self.utc_at_power_on - POLAR_EPOCH_UNIX_S + t[-1]) * 1e9))
             if await self.send(self.data, self.encode_ecg(last_ns, ecg)):
                 self.sent_frames.append((int(idx[0]), len(idx)))
+            await asyncio.sleep(0)
 
 
 class VirtualOpenEmg(VirtualPeripheral):
@@ -525,6 +530,7 @@ class VirtualOpenEmg(VirtualPeripheral):
             self._seq += 1
             if await self.send(self.data, packet):
                 self.sent_frames.append((int(idx[0]), spf))
+            await asyncio.sleep(0)  # a catch-up burst must not starve the other sensors on this loop
         if self.streaming and now_s >= self._next_status_s:
             self._next_status_s = now_s + 1.0
             await self.send(self.status, self.encode_status())

@@ -124,13 +124,22 @@ class EmgSynth:
         self._rng = rng
         self.fs_hz = fs_hz
         self.script = script
+        self._chunk = int(fs_hz)
         # Let the filter reach its steady state so the first samples already have the scripted RMS.
-        self._noise(int(fs_hz))
+        self._filtered(self._chunk)
+        self._pool = np.empty((0, 2))
 
-    def _noise(self, n: int) -> np.ndarray:
+    def _filtered(self, n: int) -> np.ndarray:
         white = self._rng.standard_normal((n, 2))
         out, self._zi = signal.sosfilt(self._sos, white, axis=0, zi=self._zi)
         return out * self._gain
+
+    def _noise(self, n: int) -> np.ndarray:
+        """Unit-RMS band-limited noise, filtered one second at a time (cheap per frame)."""
+        while len(self._pool) < n:
+            self._pool = np.concatenate([self._pool, self._filtered(self._chunk)])
+        out, self._pool = self._pool[:n], self._pool[n:]
+        return out
 
     def block(self, t_s: np.ndarray) -> np.ndarray:
         """EMG in µV at device times ``t_s``, shape (n, 2)."""

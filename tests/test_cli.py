@@ -39,3 +39,16 @@ def test_broken_profile_names_file_and_field(tmp_path, monkeypatch, capsys):
     assert main(["devices"]) == 2
     err = capsys.readouterr().err
     assert "hrs-strap.toml" in err and "match.services" in err
+
+
+def test_session_without_a_display_runs_headless_and_says_so(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("BIOFEEDBACK_HOME", str(tmp_path))
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert main(["session", "--client", "C009", "--virtual", "--speed", "30", "--protocol", "demo", "--auto",
+                 "--answers", "all-clear"]) == 0
+    out, err = capsys.readouterr()
+    assert "No display: running headless" in err
+    assert "recording:" in out and "post" in out
+    assert list((tmp_path / "clients" / "C009" / "sessions").glob("*.bfsession"))

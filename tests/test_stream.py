@@ -52,15 +52,21 @@ def test_rr_timeline_rebuilds_beats_and_declares_gap_when_notifications_are_lost
     assert len(after) == len(truth_after)
     assert np.all(np.abs(after - truth_after) < 1.0)
     # The first arrival after a gap fixes the anchor only to within the 1 s notification batching;
-    # the lower envelope of later arrivals settles it within two notifications, then intervals are exact.
-    assert np.allclose(np.diff(after)[2:], 0.8)
+    # later arrivals pull it back (by at most half an interval per beat, so never backwards), and
+    # once a beat has landed just before a notification (a few seconds) the intervals are the true ones.
+    assert np.all(np.diff(after) >= 0.4 - 1e-9)
+    assert np.allclose(np.diff(after)[8:], 0.8)
 
 
-def test_rr_timeline_never_places_beats_in_the_future():
+def test_rr_timeline_pulls_early_beats_back_without_stepping_backwards():
     tl = RRTimeline("strap")
-    tl.add(10.0, np.array([1000.0]))
-    times = tl.add(10.5, np.array([1000.0]))  # strap clock ahead of arrival
-    assert times[-1] <= 10.5
+    first = tl.add(10.0, np.array([1000.0]))
+    times = [first]
+    for k in range(1, 6):  # the strap's beats run 0.5 s ahead of their arrivals
+        times.append(tl.add(10.5 + k * 0.5, np.array([1000.0])))
+    times = np.concatenate(times)
+    assert np.all(np.diff(times) > 0)
+    assert times[-1] <= 13.0 + 1e-9  # caught up with the arrival times: no beat in the future
 
 
 def test_ring_buffer_wraps_and_keeps_order():

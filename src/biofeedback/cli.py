@@ -160,6 +160,13 @@ async def _monitor(args: argparse.Namespace, virtual: bool) -> int:
     return 0
 
 
+def _dashboard(plan, profiles, theme: str) -> str:
+    """Run a session in the therapist dashboard (Qt is imported only when a window is wanted)."""
+    from biofeedback.ui.app import run_dashboard_session
+
+    return run_dashboard_session(plan, profiles, theme=theme)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="biofeedback", description="Live EMG and HRV biofeedback over Bluetooth LE.")
     parser.add_argument("--version", action="version", version=f"biofeedback {__version__}")
@@ -177,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object per line")
     _add_virtual_options(p)
     p.set_defaults(func=lambda a: asyncio.run(_monitor(a, _use_virtual(a))))
-    session_commands.add_parsers(sub, _add_virtual_options, scenario_from_args, _use_virtual)
+    session_commands.add_parsers(sub, _add_virtual_options, scenario_from_args, _use_virtual, _dashboard)
     analysis_commands.add_parsers(sub)
     return parser
 

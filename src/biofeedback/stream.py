@@ -193,8 +193,9 @@ class RRTimeline:
             self.gaps.append(Gap(StreamKind.RR, self.source, self.last_beat_s, new_start, "rr-sum-behind-arrival"))
             self.last_beat_s = new_start
         elif lag < 0:
-            # The strap's clock runs slightly fast, or the link delivered early: never put beats in the future.
-            self.last_beat_s += lag
+            # The strap's clock runs slightly fast, or the anchor was late: pull the beats back toward the
+            # arrival, but by less than half the first interval, so beat times never step backwards.
+            self.last_beat_s += max(lag, -0.5 * float(rr_s[0]))
         times = self.last_beat_s + np.cumsum(rr_s)
         self.last_beat_s = float(times[-1])
         return times

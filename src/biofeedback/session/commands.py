@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import pathlib
 import sys
 from collections.abc import Callable
@@ -24,18 +25,21 @@ def _int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
 
 
-def add_parsers(sub, add_virtual_options: Callable, scenario_from_args: Callable, use_virtual: Callable) -> None:
-    """Add the four commands; the cli passes its virtual-sensor helpers in (session never imports cli)."""
+def add_parsers(sub, add_virtual_options: Callable, scenario_from_args: Callable, use_virtual: Callable,
+                dashboard: Callable | None = None) -> None:
+    """Add the four commands; the cli passes its virtual-sensor helpers and the dashboard runner in
+    (session imports neither cli nor ui)."""
     p = sub.add_parser("session", help="run and record a session: baseline rest, treatment with markers, post rest")
     p.add_argument("--client", required=True, help="pseudonymous client ID, e.g. C001")
     p.add_argument("--protocol", help="protocol TOML file, or a name in protocols/ (default: default)")
-    p.add_argument("--headless", action="store_true", help="terminal only (the dashboard is not built yet)")
+    p.add_argument("--headless", action="store_true", help="terminal only, no dashboard window")
+    p.add_argument("--theme", choices=("light", "dark"), default="light", help="dashboard colours")
     p.add_argument("--auto", action="store_true",
                    help="unattended: phases follow the protocol's durations and scripted markers (also without a terminal)")
     p.add_argument("--answers", help=f"screening answers: {ALL_CLEAR} (consent given, no contraindication) or "
                                      "key=yes|no,... (needed for unattended sessions)")
     add_virtual_options(p)
-    p.set_defaults(func=lambda a: cmd_session(a, scenario_from_args, use_virtual))
+    p.set_defaults(func=lambda a: cmd_session(a, scenario_from_args, use_virtual, dashboard))
 
     p = sub.add_parser("calibrate", help="guided calibration: resting baseline and reference contractions")
     p.add_argument("--client", required=True, help="pseudonymous client ID, e.g. C001")
@@ -60,12 +64,28 @@ def add_parsers(sub, add_virtual_options: Callable, scenario_from_args: Callable
     p.set_defaults(func=cmd_sessions)
 
 
-def cmd_session(args: argparse.Namespace, scenario_from_args: Callable, use_virtual: Callable) -> int:
+def has_display() -> bool:
+    """Whether someone can see a window: a display server, or a Qt platform that draws to a screen.
+
+    Offscreen and minimal Qt platforms (tests, CI) count as no display: nobody could close the window.
+    """
+    platform = os.environ.get("QT_QPA_PLATFORM", "")
+    if platform.split(":")[0] in ("offscreen", "minimal"):
+        return False
+    if platform or sys.platform in ("win32", "darwin"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def cmd_session(args: argparse.Namespace, scenario_from_args: Callable, use_virtual: Callable,
+                dashboard: Callable | None = None) -> int:
     client = validate_client_id(args.client)
     protocol = load_protocol(args.protocol)
     auto = args.auto or not is_interactive()
-    if not args.headless:
-        print("The dashboard is not built yet: running headless in this terminal.", file=sys.stderr)
+    windowed = not args.headless and dashboard is not None
+    if windowed and not has_display():
+        print("No display: running headless in this terminal (--headless).", file=sys.stderr)
+        windowed = False
     if args.answers is not None:
         answers, source = answers_from_text(args.answers, protocol.questions), "command line (--answers)"
     elif auto:
@@ -85,7 +105,10 @@ def cmd_session(args: argparse.Namespace, scenario_from_args: Callable, use_virt
     scenario = session_scenario(scenario_from_args(args), protocol) if virtual else None
     plan = SessionPlan(client, protocol, virtual, args.speed, auto, scenario,
                        {"answers": answers, "source": source}, calibration)
-    path = asyncio.run(run_session(plan, load_profiles()))
+    if windowed:
+        path = dashboard(plan, load_profiles(), args.theme)
+    else:
+        path = asyncio.run(run_session(plan, load_profiles()))
     print(f"recording: {path}")
     print(format_summary(summarize(path)))
     return 0

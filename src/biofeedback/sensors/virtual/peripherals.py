@@ -479,9 +479,13 @@ class VirtualOpenEmg(VirtualPeripheral):
         payload = b""
         if op == 0x01 and len(value) == 4:
             rate, mask = struct.unpack_from("<HB", value, 1)
-            if rate != self.sample_rate_hz or mask == 0 or mask & ~0b11:
+            if rate not in self.SUPPORTED_RATES_HZ or mask == 0 or mask & ~0b11:
                 status = 2
             else:
+                if rate != self.sample_rate_hz:  # the ADC restarts at the new rate
+                    self.sample_rate_hz = rate
+                    self.synth = EmgSynth(rate, self.script, self.rng)
+                    self._next_index = int(np.ceil(self.clock.now_s() * rate))
                 status = 0
                 self.channel_mask = mask
                 self.streaming = True

@@ -12,7 +12,9 @@ All intervals are in ms, times in s, heart rate in beats per minute (bpm).
 - ``baevsky_stress_index``: SI = AMo / (2 · Mo · MxDMn) (Baevsky & Chernikova 2017), 50 ms bins as in
   Kubios; ``kubios_stress_index`` is its square root, the value Kubios HRV reports.
 - ``pns_index``, ``sns_index``: mean z-scores against normative short-term values, in the style of Kubios.
-- ``LiveHrv``: the streaming chain (correction with a short look-ahead, rolling metrics over a window).
+- ``LiveHrv``: the streaming chain (correction with a 5-beat look-ahead, rolling metrics over a window).
+  Its decisions near an artefact may differ from ``correct_rr`` over a whole recording, which sees
+  45 beats on either side; offline analysis should use ``correct_rr``.
 - ``hrv_windows``: offline neurokit2 time, frequency and non-linear HRV over 5-minute windows.
 """
 
@@ -42,7 +44,7 @@ LIVE_LOOKAHEAD_BEATS = 5
 """Beats that must follow a beat before the live corrector decides on it. The classifier itself looks two
 beats ahead; with fewer than ~5 its centred thresholds, truncated at the newest beat, flag normal beats."""
 LIVE_CONTEXT_BEATS = 91
-"""Raw beats (including the look-ahead) the live corrector sees when it decides on one beat."""
+"""Intervals the live corrector sees when it decides on one beat: decided ones, then the undecided."""
 MIN_BEATS_FOR_STRESS_INDEX = 20
 HRV_WINDOW_S = 300.0
 """Standard short-term HRV window (Task Force 1996)."""

@@ -131,3 +131,13 @@ def test_live_detector_latency_is_bounded():
         lags.extend(end_s - det.process(ecg_uv[start : start + block]).times_s)
     lags = np.array(lags[3:])  # after the 2 s learning phase
     assert np.max(lags) < 0.5 + block / POLAR_H10_FS
+
+
+def test_live_detector_learns_inverted_polarity():
+    # Electrode placement can invert the ECG (a chest strap worn the other way round); the detector learns
+    # the polarity in its first 2 s and then places beats on the (negative) R peaks.
+    ecg_uv, reference = record(POLAR_H10_FS)
+    beats = LiveRPeakDetector(POLAR_H10_FS).process(-ecg_uv).times_s
+    sensitivity, predictivity, errors = match(beats, reference)
+    assert sensitivity >= 0.99 and predictivity >= 0.99
+    assert abs(np.median(errors)) < 1 / POLAR_H10_FS

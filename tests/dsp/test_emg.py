@@ -236,3 +236,17 @@ def test_symmetry_index():
     assert symmetry_index(3.0, 1.0) == pytest.approx(100.0)
     assert symmetry_index(np.array([2.0, 2.0]), np.array([2.0, 2.0])) == 0.0
     assert symmetry_index(10.0, 30.0) == pytest.approx(-100.0)
+
+
+def test_one_channel_at_1_khz():
+    # A DIY sensor at 1 kHz: the band stays 20-450 Hz, the notches stay below it, the RMS is still A/√2.
+    fs = 1000.0
+    proc = EmgProcessor(fs, channels=1)
+    assert proc.band_hz == (20.0, 450.0) and proc.notch_hz == (50.0, 100.0, 150.0)
+    out = proc.process(sine(96.0, 80.0, 3.0, fs=fs)[:, None])
+    _, h = signal.sosfreqz(signal.butter(2, (20, 450), "bandpass", fs=fs, output="sos"), worN=[96.0], fs=fs)
+    _, notch_gain = signal.sosfreqz(np.concatenate([signal.tf2sos(*signal.iirnotch(f, 30.0, fs=fs)) for f in (50, 100, 150)]), worN=[96.0], fs=fs)
+    expected = 80.0 * abs(h[0]) * abs(notch_gain[0]) / np.sqrt(2)
+    # The notches (Q 30, -3 dB width 1.7-5 Hz) ring for about 0.2 s; after 2 s the transient is below 1e-6.
+    np.testing.assert_allclose(out.rms_uv[round(2.0 * fs) :, 0], expected, rtol=1e-6)
+    assert median_frequency(out.filtered_uv[round(1.0 * fs) :, 0], fs) == pytest.approx(96.0, abs=2.0)

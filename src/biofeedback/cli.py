@@ -167,6 +167,17 @@ def _dashboard(plan, profiles, theme: str) -> str:
     return run_dashboard_session(plan, profiles, theme=theme)
 
 
+def _verdict(path) -> str:
+    """The before/after verdict in plain words, for the end of a session."""
+    from biofeedback.analysis import AnalysisError, compare, load_session
+
+    try:
+        result = compare(load_session(path))
+    except AnalysisError as exc:
+        return f"verdict: not available ({exc})"
+    return f"verdict: {result.overall['text']}\nfull report: biofeedback report {path} --html"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="biofeedback", description="Live EMG and HRV biofeedback over Bluetooth LE.")
     parser.add_argument("--version", action="version", version=f"biofeedback {__version__}")
@@ -184,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object per line")
     _add_virtual_options(p)
     p.set_defaults(func=lambda a: asyncio.run(_monitor(a, _use_virtual(a))))
-    session_commands.add_parsers(sub, _add_virtual_options, scenario_from_args, _use_virtual, _dashboard)
+    session_commands.add_parsers(sub, _add_virtual_options, scenario_from_args, _use_virtual, _dashboard, _verdict)
     analysis_commands.add_parsers(sub)
     return parser
 

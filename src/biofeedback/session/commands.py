@@ -26,7 +26,7 @@ def _int(text: str) -> int:
 
 
 def add_parsers(sub, add_virtual_options: Callable, scenario_from_args: Callable, use_virtual: Callable,
-                dashboard: Callable | None = None) -> None:
+                dashboard: Callable | None = None, verdict: Callable | None = None) -> None:
     """Add the four commands; the cli passes its virtual-sensor helpers and the dashboard runner in
     (session imports neither cli nor ui)."""
     p = sub.add_parser("session", help="run and record a session: baseline rest, treatment with markers, post rest")
@@ -39,7 +39,7 @@ def add_parsers(sub, add_virtual_options: Callable, scenario_from_args: Callable
     p.add_argument("--answers", help=f"screening answers: {ALL_CLEAR} (consent given, no contraindication) or "
                                      "key=yes|no,... (needed for unattended sessions)")
     add_virtual_options(p)
-    p.set_defaults(func=lambda a: cmd_session(a, scenario_from_args, use_virtual, dashboard))
+    p.set_defaults(func=lambda a: cmd_session(a, scenario_from_args, use_virtual, dashboard, verdict))
 
     p = sub.add_parser("calibrate", help="guided calibration: resting baseline and reference contractions")
     p.add_argument("--client", required=True, help="pseudonymous client ID, e.g. C001")
@@ -78,7 +78,7 @@ def has_display() -> bool:
 
 
 def cmd_session(args: argparse.Namespace, scenario_from_args: Callable, use_virtual: Callable,
-                dashboard: Callable | None = None) -> int:
+                dashboard: Callable | None = None, verdict: Callable | None = None) -> int:
     client = validate_client_id(args.client)
     protocol = load_protocol(args.protocol)
     auto = args.auto or not is_interactive()
@@ -111,6 +111,8 @@ def cmd_session(args: argparse.Namespace, scenario_from_args: Callable, use_virt
         path = asyncio.run(run_session(plan, load_profiles()))
     print(f"recording: {path}")
     print(format_summary(summarize(path)))
+    if verdict is not None:
+        print(verdict(path))
     return 0
 
 

@@ -630,6 +630,11 @@ class Dashboard(QtWidgets.QMainWindow):
         text.setTextFormat(QtCore.Qt.TextFormat.RichText)
         text.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
         lay.addWidget(text)
+        if self.worker.verdict:
+            verdict = _label(self.worker.verdict)
+            verdict.setWordWrap(True)
+            verdict.setMaximumWidth(900)
+            lay.addWidget(verdict)
         if self.worker.path is not None:
             lay.addWidget(_label(f"recording: {self.worker.path}", "small"))
         close = QtWidgets.QPushButton("Close")

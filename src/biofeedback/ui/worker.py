@@ -19,6 +19,7 @@ from biofeedback.sensors.profiles import DeviceProfile
 from biofeedback.sensors.virtual import Scenario, VirtualWorld
 from biofeedback.session.recorder import Recorder
 from biofeedback.session.run import SessionPlan, shift_scripts
+from biofeedback.analysis import AnalysisError, compare, load_session
 from biofeedback.session.summary import summarize
 from biofeedback.store import SessionWriter, new_session_path
 from biofeedback.ui.live import LiveProcessing
@@ -63,6 +64,8 @@ class SessionWorker:
         self.recorder: Recorder | None = None
         self.path = None
         self.summary: list[dict] | None = None
+        self.verdict: str | None = None
+        """The before/after verdict in plain words (``analysis.compare``), once the recording is closed."""
         self.error: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready = threading.Event()
@@ -193,6 +196,10 @@ class SessionWorker:
                 recorder.record_devices(acq.sources)
                 recorder.close()
         self.summary = summarize(self.path)
+        try:
+            self.verdict = compare(load_session(self.path)).overall["text"]
+        except AnalysisError as exc:
+            self.verdict = f"No verdict: {exc}"
 
     def _event(self, kind: str, t_s: float, label: str, duration_s: float, data: dict | None) -> None:
         if self.recorder is not None:

@@ -248,3 +248,8 @@ def test_hrv_windows_runs_neurokit_over_five_minute_windows():
     first = times[times < times[0] + 300]
     assert table["HRV_RMSSD"].iloc[0] == pytest.approx(rmssd(np.diff(first) * 1000), rel=1e-3)
     assert {"HRV_LFHF", "HRV_SD1", "HRV_SDNN"} <= set(table.columns)
+
+
+def test_lf_hf_refuses_short_series():
+    with pytest.raises(ValueError, match="at least 120 s"):
+        lf_hf_ratio(np.full(60, 900.0))

@@ -46,6 +46,8 @@ beats ahead; with fewer than ~5 its centred thresholds, truncated at the newest 
 LIVE_CONTEXT_BEATS = 91
 """Intervals the live corrector sees when it decides on one beat: decided ones, then the undecided."""
 MIN_BEATS_FOR_STRESS_INDEX = 20
+MIN_LF_HF_S = 120.0
+"""Shortest RR series for LF/HF: two cycles of the lowest LF frequency need 50 s; we ask for 2 min."""
 HRV_WINDOW_S = 300.0
 """Standard short-term HRV window (Task Force 1996)."""
 
@@ -258,9 +260,15 @@ def poincare_sd1_sd2(rr_ms: np.ndarray) -> tuple[float, float]:
 
 
 def lf_hf_ratio(rr_ms: np.ndarray, resample_hz: float = 4.0) -> float:
-    """LF/HF power ratio: RR series cubic-interpolated at 4 Hz, detrended, Welch (Task Force 1996 bands)."""
+    """LF/HF power ratio: RR series cubic-interpolated at 4 Hz, linearly detrended, Welch with 256 s Hann
+    segments and 50 % overlap as in Kubios; bands LF 0.04-0.15 Hz, HF 0.15-0.4 Hz (Task Force 1996)."""
     rr = np.asarray(rr_ms, dtype=float)
     t = np.cumsum(rr) / 1000.0
+    if rr.size < 4 or t[-1] - t[0] < MIN_LF_HF_S:
+        raise ValueError(
+            f"LF/HF needs at least {MIN_LF_HF_S:.0f} s of beats (5 min is the standard, Task Force 1996); "
+            f"got {max(0.0, t[-1] - t[0]) if rr.size else 0.0:.0f} s"
+        )
     grid = np.arange(t[0], t[-1], 1.0 / resample_hz)
     x = signal.detrend(interpolate.CubicSpline(t, rr)(grid))
     nperseg = min(x.size, round(resample_hz * 256.0))
@@ -445,8 +453,8 @@ def hrv_windows(nn_beat_times_s: np.ndarray, window_s: float = HRV_WINDOW_S) -> 
 
     times = np.asarray(nn_beat_times_s, dtype=float)
     rows = []
-    start = times[0]
-    while start + window_s <= times[-1] + 1e-9:
+    start = times[0] if times.size else 0.0
+    while times.size and start + window_s <= times[-1] + 1e-9:
         inside = times[(times >= start) & (times < start + window_s)]
         peaks = np.round((inside - inside[0]) * 1000.0).astype(int)
         parts = [nk.hrv_time(peaks, 1000), nk.hrv_frequency(peaks, 1000), nk.hrv_nonlinear(peaks, 1000)]

@@ -5,44 +5,44 @@ same answers to floating-point precision.
 
 EMG (``biofeedback.dsp.emg``)
 
-==============================  ===============================================  ================
-name                            returns                                          unit
-==============================  ===============================================  ================
-``EmgProcessor.process``        ``EmgOutput``: filtered, moving RMS, envelope,   µV; flag bits
-                                quality flags, each (n, channels)
-``EmgProcessor.rms_delay_ms``   delay of the moving RMS                          ms
-``EmgProcessor.envelope_delay_ms``  delay of the low-latency envelope            ms
-``TensionIndex.__call__``       tension index per channel (``.unit``)            %RVC, %MVC, %rest or µV
-``percent_of_reference``        amplitude relative to rest / RVC / MVC           %
-``median_frequency``            median frequency of the spectrum                 Hz
-``mean_power_frequency``        mean power frequency                             Hz
-``apdf_levels``                 APDF levels (default 10/50/90 %)                 unit of input
-``emg_gaps``                    ``EmgGaps``: count, per minute, total, fraction  -, 1/min, s, 0-1
-``symmetry_index``              left/right symmetry                              %
-==============================  ===============================================  ================
+====================================  ==================================================  ======================
+name                                  returns                                             unit
+====================================  ==================================================  ======================
+``EmgProcessor.process``              ``EmgOutput``: filtered, moving RMS, envelope,      µV; flag bits
+                                      quality flags, each (n, channels)
+``EmgProcessor.rms_delay_ms``         delay of the moving RMS                             ms
+``EmgProcessor.envelope_delay_ms``    delay of the low-latency envelope                   ms
+``TensionIndex.__call__``             tension index per channel (``.unit``)               %RVC, %MVC, %rest or µV
+``percent_of_reference``              amplitude relative to rest / RVC / MVC              %
+``median_frequency``                  median frequency of the spectrum                    Hz
+``mean_power_frequency``              mean power frequency                                Hz
+``apdf_levels``                       APDF levels (default 10/50/90 %)                    unit of input
+``emg_gaps``                          ``EmgGaps``: count, per minute, total, fraction     -, 1/min, s, 0-1
+``symmetry_index``                    left/right symmetry                                 %
+====================================  ==================================================  ======================
 
 Heart (``biofeedback.dsp.hrv``, ``biofeedback.dsp.ecg``)
 
-==============================  ===============================================  ================
-name                            returns                                          unit
-==============================  ===============================================  ================
-``correct_rr``                  ``RrCorrection``: raw, corrected, NN series,     ms; ``RrFlag`` bits
-                                one flag per beat (Lipponen & Tarvainen 2019)
-``LiveHrv.add_beats``           ``BeatMetrics`` per decided beat: HR, mean HR,   bpm, ms, ln(ms),
-                                RMSSD, ln RMSSD, SDNN, stress index, PNS, SNS    √(1/s²), z-score
-``rmssd`` / ``sdnn``            RMSSD / SDNN (ddof=1)                            ms
-``pnn50``                       successive differences > 50 ms                   %
-``mean_hr_bpm``                 mean beat-to-beat heart rate                     bpm
-``poincare_sd1_sd2``            Poincaré SD1, SD2                                ms
-``lf_hf_ratio``                 LF/HF power ratio (4 Hz, Welch 256 s)            ratio
-``baevsky_stress_index``        Baevsky SI = AMo/(2·Mo·MxDMn)                    1/s²
-``kubios_stress_index``         √SI, as Kubios HRV reports it                    1/s
-``pns_index`` / ``sns_index``   mean z-score against normative values            SD units
-``hrv_windows``                 neurokit2 HRV per 5-min window                   DataFrame
-``detect_r_peaks``              R-peak sample indices (neurokit2, offline)       samples
-``LiveRPeakDetector.process``   ``Beats``: R-peak times and RR (Pan-Tompkins)    s, ms
-``beats_from_peaks``            ``Beats`` from sample indices                    s, ms
-==============================  ===============================================  ================
+====================================  ==================================================  ======================
+name                                  returns                                             unit
+====================================  ==================================================  ======================
+``correct_rr``                        ``RrCorrection``: raw, corrected, NN series,        ms; ``RrFlag`` bits
+                                      one flag per beat (Lipponen & Tarvainen 2019)
+``LiveHrv.add_beats``                 ``BeatMetrics`` per decided beat: HR, mean HR,      bpm, ms, ln(ms),
+                                      RMSSD, ln RMSSD, SDNN, stress index, PNS, SNS       √(1/s²), z-score
+``rmssd`` / ``sdnn``                  RMSSD / SDNN (ddof=1)                               ms
+``pnn50``                             successive differences > 50 ms                      %
+``mean_hr_bpm``                       mean beat-to-beat heart rate                        bpm
+``poincare_sd1_sd2``                  Poincaré SD1, SD2                                   ms
+``lf_hf_ratio``                       LF/HF power ratio (4 Hz, Welch 256 s)               ratio
+``baevsky_stress_index``              Baevsky SI = AMo/(2·Mo·MxDMn)                       1/s²
+``kubios_stress_index``               √SI, as Kubios HRV reports it                       1/s
+``pns_index`` / ``sns_index``         mean z-score against normative values               SD units
+``hrv_windows``                       neurokit2 HRV per 5-min window                      DataFrame
+``detect_r_peaks``                    R-peak sample indices (neurokit2, offline)          samples
+``LiveRPeakDetector.process``         ``Beats``: R-peak times and RR (Pan-Tompkins)       s, ms
+``beats_from_peaks``                  ``Beats`` from sample indices                       s, ms
+====================================  ==================================================  ======================
 """
 
 from biofeedback.dsp.emg import (

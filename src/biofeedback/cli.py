@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from biofeedback import __version__
 from biofeedback.analysis import commands as analysis_commands
 from biofeedback.acquisition import LiveNumbers, LiveSummary, acquire, quiet_bumble_logs
+from biofeedback.relax import commands as relax_commands
 from biofeedback.sensors.ble import SensorError, scan, system_has_adapter
 from biofeedback.sensors.profiles import ProfileError, load_profiles
 from biofeedback.sensors.virtual import Faults, HeartScript, Scenario, TensionScript, VirtualWorld
@@ -197,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=lambda a: asyncio.run(_monitor(a, _use_virtual(a))))
     session_commands.add_parsers(sub, _add_virtual_options, scenario_from_args, _use_virtual, _dashboard, _verdict)
     analysis_commands.add_parsers(sub)
+    relax_commands.add_parsers(sub, _add_virtual_options, scenario_from_args, _use_virtual)
     return parser
 
 

@@ -1,0 +1,121 @@
+"""The ``relax`` subcommand (added to ``biofeedback.cli``'s parser): a client's guided relaxation at home."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable
+
+from biofeedback.analysis.diary import add_entry
+from biofeedback.relax.audio import render_timeline, write_wav
+from biofeedback.relax.engine import DEFAULT_MINUTES, HOME_PROTOCOL, RelaxSettings, fit_minutes, run_relax
+from biofeedback.relax.pacer import parse_ratio
+from biofeedback.relax.sham import SIMULATED, sham_signal
+from biofeedback.relax.summary import diary_text, history_text, plain_summary, relax_history, start_end, todays_diary
+from biofeedback.sensors.profiles import load_profiles
+from biofeedback.session.calibration import latest_calibration
+from biofeedback.session.protocol import Protocol, SessionError, load_protocol
+from biofeedback.session.run import SessionPlan, is_interactive, session_scenario
+from biofeedback.session.screening import ALL_CLEAR, answers_from_text, ask, audit, stop_reasons
+from biofeedback.store import validate_client_id
+
+
+def add_parsers(sub, add_virtual_options: Callable, scenario_from_args: Callable, use_virtual: Callable) -> None:
+    p = sub.add_parser("relax", help="guided relaxation at home: breathing pacer and a tension tone to follow with eyes closed")
+    p.add_argument("--client", required=True, help="your client ID from your therapist, e.g. C001")
+    p.add_argument("--protocol", help=f"protocol TOML file, or a name in protocols/ (default: {HOME_PROTOCOL})")
+    p.add_argument("--minutes", type=float, help=f"session length (default: the protocol's [relax] minutes, else "
+                                                 f"{DEFAULT_MINUTES:g} with the default protocol)")
+    p.add_argument("--rate", type=float, help="breaths per minute of the pacer (default 6)")
+    p.add_argument("--ratio", help="inhale:exhale, e.g. 40:60 (default)")
+    p.add_argument("--target", type=float, help="tension target (tension-index units); default 80 %% of today's baseline")
+    p.add_argument("--find-resonance", action="store_true",
+                   help="start the relaxation by stepping the breathing rate 7 → 4.5 per minute and keep the rate "
+                        "with the largest heart-rate swing")
+    p.add_argument("--sham", metavar="simulated|FILE",
+                   help="blinded trials: feedback follows a simulated signal or a recorded session, not the live one")
+    p.add_argument("--no-chimes", action="store_true", help="no chime at each inhale and exhale")
+    p.add_argument("--headless", action="store_true", help="terminal only: print the pacer and feedback state")
+    p.add_argument("--audio-wav", metavar="FILE", help="also write the feedback sound of the session to a WAV file")
+    p.add_argument("--answers", help=f"screening answers: {ALL_CLEAR} or key=yes|no,... (needed without a terminal)")
+    p.add_argument("--headache", type=float, metavar="0-10", help="add today's headache (intensity 0-10) to the diary")
+    p.add_argument("--headache-hours", type=float, default=0.0, help="how long today's headache lasted (hours)")
+    add_virtual_options(p)
+    p.add_argument("--virtual-resonance-bpm", type=float, default=5.5,
+                   help="virtual sensors: breathing rate at which the virtual heart's swing is largest")
+    p.set_defaults(func=lambda a: cmd_relax(a, scenario_from_args, use_virtual))
+
+
+def settings_from(protocol: Protocol, args: argparse.Namespace) -> tuple[Protocol, RelaxSettings]:
+    """The protocol resized and the settings: the protocol's ``[relax]`` table, then the command line."""
+    table = protocol.raw.get("relax", {}) if isinstance(protocol.raw.get("relax", {}), dict) else {}
+    minutes = args.minutes if args.minutes is not None else table.get("minutes")
+    if minutes is None and args.protocol is None:
+        minutes = DEFAULT_MINUTES
+    if minutes is not None:
+        protocol = fit_minutes(protocol, float(minutes))
+    try:
+        ratio = args.ratio or table.get("inhale_exhale")
+        settings = RelaxSettings(
+            rate_bpm=float(args.rate or table.get("rate_bpm", 6.0)),
+            inhale_fraction=parse_ratio(str(ratio)) if ratio else 0.4,
+            target=args.target if args.target is not None else table.get("target"),
+            find_resonance=bool(args.find_resonance or table.get("find_resonance", False)),
+            sham=args.sham, chimes=not args.no_chimes, virtual_resonance_bpm=args.virtual_resonance_bpm)
+    except ValueError as exc:
+        raise SessionError(str(exc))
+    if not 2.0 <= settings.rate_bpm <= 20.0:
+        raise SessionError(f"--rate must be 2-20 breaths per minute, got {settings.rate_bpm:g}")
+    return protocol, settings
+
+
+def prepare(args: argparse.Namespace, scenario_from_args: Callable, use_virtual: Callable):
+    """Screening, calibration, scenario: the plan, settings and sham signal of a home session."""
+    client = validate_client_id(args.client)
+    protocol, settings = settings_from(load_protocol(args.protocol or HOME_PROTOCOL), args)
+    if args.answers is not None:
+        answers, source = answers_from_text(args.answers, protocol.questions), "command line (--answers)"
+    elif not is_interactive():
+        raise SessionError(f"without a terminal the screening answers are needed: --answers {ALL_CLEAR} confirms "
+                           "consent and no warning sign, or give key=yes|no for "
+                           + ", ".join(q.key for q in protocol.questions))
+    else:
+        answers, source = ask(protocol.questions, input), "terminal"
+    reasons = stop_reasons(protocol.questions, answers)
+    audit(client, protocol.name, answers, reasons, source)
+    if reasons:
+        raise SessionError("relaxation not started: " + "; ".join(reasons))
+    virtual = use_virtual(args)
+    scenario = session_scenario(scenario_from_args(args), protocol) if virtual else None
+    plan = SessionPlan(client, protocol, virtual, args.speed, True, scenario, {"answers": answers, "source": source},
+                       latest_calibration(client))
+    sham = sham_signal(settings.sham, sum(p.planned_s() for p in protocol.phases), args.seed)
+    return plan, settings, sham
+
+
+def cmd_relax(args: argparse.Namespace, scenario_from_args: Callable, use_virtual: Callable) -> int:
+    if args.headache is not None:
+        add_entry(validate_client_id(args.client), args.headache, args.headache_hours)
+    plan, settings, sham = prepare(args, scenario_from_args, use_virtual)
+    if args.headless:
+        path, session = asyncio.run(run_relax(plan, settings, load_profiles(), sham))
+        timeline = session.timeline
+    else:
+        from biofeedback.ui.relax_window import run_relax_window
+
+        path, timeline = run_relax_window(plan, settings, load_profiles(), sham)
+    if args.audio_wav:
+        shifted = [(t - timeline[0][0], fb, ph) for t, fb, ph in timeline] if timeline else []
+        print(f"feedback sound: {write_wav(args.audio_wav, render_timeline(shifted, chimes=settings.chimes))}")
+    print(f"recording: {path}")
+    if sham is not None:
+        print(f"feedback: {sham.meta()['feedback']} ({sham.source}), recorded in the session meta", file=sys.stderr)
+    for line in plain_summary(start_end(path)):
+        print(line)
+    print(history_text(relax_history(plan.client_id)))
+    print("Today: " + diary_text(todays_diary(plan.client_id)))
+    return 0
+
+
+__all__ = ["SIMULATED", "add_parsers"]

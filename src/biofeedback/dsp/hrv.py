@@ -398,7 +398,7 @@ class LiveHrv:
         return out
 
     def flush(self) -> list[BeatMetrics]:
-        """Decide the beats still waiting for their look-ahead (end of a recording)."""
+        """Decide the beats still waiting for their look-ahead (end of data); ``reset`` before a gap's far side."""
         return [self._decide() for _ in range(len(self._pending_raw))]
 
     def _decide(self) -> BeatMetrics:

@@ -14,8 +14,14 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from scipy import signal
+
 from biofeedback.dsp import Calibration, EmgProcessor, LiveHrv, TensionIndex
 from biofeedback.stream import Block, BlockFlag, Gap, StreamHub, StreamKind
+
+FEEDBACK_SMOOTHING_S = 0.5
+"""Time constant of the exponential smoothing of the tension that drives the feedback: the 250 ms envelope
+of resting EMG wanders by ±10 %, and a tone that flickers around the target is no guide with eyes closed."""
 
 
 @dataclass(frozen=True)
@@ -25,7 +31,7 @@ class FeedSnapshot:
     heart: bool = False
     """A heart sensor has sent beats."""
     tension: float = math.nan
-    """Mean tension index over channels (``unit``), from the envelope at the newest sample."""
+    """Mean tension index over channels (``unit``): the envelope smoothed over ``FEEDBACK_SMOOTHING_S``."""
     quality: int = 0
     """``QualityFlag`` bits of the newest block, any channel."""
     contact_lost: bool = False
@@ -51,6 +57,8 @@ class RelaxFeed:
         self._emg: EmgProcessor | None = None
         self._emg_key: tuple[str, str] | None = None
         self._hrv: dict[str, LiveHrv] = {}
+        self._smooth: tuple[np.ndarray, np.ndarray] | None = None
+        self._zi: np.ndarray | None = None
         hub.block_listeners.append(self.on_block)
         hub.gap_listeners.append(self.on_gap)
 
@@ -79,12 +87,22 @@ class RelaxFeed:
         if self._emg_key is None:
             self._emg_key = key
             self._emg = EmgProcessor(block.rate_hz, channels=block.data.shape[1])
+            a = math.exp(-1.0 / (FEEDBACK_SMOOTHING_S * block.rate_hz))
+            self._smooth = (np.array([1.0 - a]), np.array([1.0, -a]))
         if key != self._emg_key:
             return  # one EMG sensor drives the feedback
         out = self._emg.process(block.data)
         ref = self.index.reference_uv
-        env = out.envelope_uv[-1:]
-        tension = math.nan if ref is not None and ref.size != env.shape[1] else float(self.index.combined(env)[0])
+        if ref is not None and ref.size != block.data.shape[1]:
+            tension = math.nan  # calibration of another sensor: no feedback rather than wrong feedback
+        else:
+            combined = self.index.combined(out.envelope_uv)
+            if self._zi is None:
+                self._zi = np.array([combined[0] * -self._smooth[1][1]])  # steady state at the first value
+            smooth, self._zi = signal.lfilter(*self._smooth, combined, zi=self._zi)
+            tension = float(smooth[-1])
+            if not np.isfinite(self._zi).all():
+                self._zi = None
         quality = int(np.bitwise_or.reduce(out.quality.ravel())) if out.quality.size else 0
         contact_lost = bool(block.flags & BlockFlag.SENSOR_CONTACT_LOST)
         t = float(block.times_s[-1])
@@ -96,6 +114,7 @@ class RelaxFeed:
     def on_gap(self, gap: Gap) -> None:
         if gap.stream == StreamKind.EMG and (gap.stream, gap.source) == self._emg_key:
             self._emg.reset()
+            self._zi = None
         elif gap.stream == StreamKind.RR and gap.source in self._hrv:
             self._hrv[gap.source].reset()
 

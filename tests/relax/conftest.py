@@ -1,0 +1,76 @@
+"""Fixtures of the relax tests: offscreen Qt, a fresh data home, short home protocols, a headless runner."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["QT_QPA_PLATFORM"] = "offscreen"  # before anything imports Qt
+
+import asyncio  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from biofeedback.relax.engine import RelaxSettings, run_relax  # noqa: E402
+from biofeedback.sensors.profiles import load_profiles  # noqa: E402
+from biofeedback.sensors.virtual import Scenario  # noqa: E402
+from biofeedback.session.protocol import Protocol, load_protocol  # noqa: E402
+from biofeedback.session.run import SessionPlan  # noqa: E402
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "_artifacts"
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+
+def protocol_text(baseline_s: float, relax_s: float, post_s: float) -> str:
+    return f"""
+name = "test-home"
+[[screening]]
+key = "consent"
+text = "Recorded?"
+stop_if = false
+reason = "no consent"
+[[techniques]]
+key = "breathing"
+label = "slow breathing"
+[[phases]]
+name = "baseline"
+kind = "rest"
+duration_s = {baseline_s}
+prompt = "Sit comfortably and breathe normally."
+[[phases]]
+name = "relaxation"
+kind = "treatment"
+duration_s = {relax_s}
+[[phases.script]]
+at_s = 2
+action = "technique"
+technique = "breathing"
+[[phases]]
+name = "post"
+kind = "rest"
+duration_s = {post_s}
+"""
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path, monkeypatch) -> Path:
+    path = tmp_path / "home"
+    monkeypatch.setenv("BIOFEEDBACK_HOME", str(path))
+    return path
+
+
+@pytest.fixture
+def make_protocol(tmp_path):
+    def make(baseline_s: float = 10, relax_s: float = 30, post_s: float = 10) -> Protocol:
+        path = tmp_path / f"home-{baseline_s}-{relax_s}-{post_s}.toml"
+        path.write_text(protocol_text(baseline_s, relax_s, post_s), encoding="utf-8")
+        return load_protocol(path)
+    return make
+
+
+def run_headless(protocol: Protocol, scenario: Scenario, speed: float, settings: RelaxSettings | None = None,
+                 sham=None, lines: list | None = None):
+    """Run a home session headless on virtual sensors; returns (recording path, RelaxSession)."""
+    plan = SessionPlan("C001", protocol, True, speed, True, scenario, {"answers": {"consent": True}, "source": "test"}, None)
+    out = lines.append if lines is not None else (lambda _: None)
+    return asyncio.run(run_relax(plan, settings or RelaxSettings(), load_profiles(), sham, out=out))

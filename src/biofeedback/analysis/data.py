@@ -171,7 +171,7 @@ def load_session(path: str | Path, progress: Progress | None = None) -> SessionD
         meta = reader.meta
         duration = reader.duration_s()
         phases = [PhaseSpan(e["label"], (e["data"] or {}).get("kind", "rest"), e["t_s"], e["t_s"] + e["duration_s"])
-                  for e in reader.events("phase")]
+                  for e in reader.phases()]
         markers = [e for e in reader.events() if e["kind"] in ("marker", "note")]
         hands_on = [(e["t_s"], e["t_s"] + e["duration_s"]) for e in reader.events(HANDS_ON)]
         gaps = reader.gaps()

@@ -142,6 +142,7 @@ async def _run_phase(phase: Phase, acq: Acquisition, treatment: _Treatment, live
     """Run one phase; returns False if the user ended the session (``q``)."""
     clock, recorder = acq.clock, treatment.recorder
     start = clock.now_s()
+    recorder.event("phase-start", start, phase.name, data={"kind": phase.kind, "planned_s": phase.duration_s})
     planned = phase.planned_s() if auto else phase.duration_s
     end_at = None if planned is None else start + planned
     out(f"--- {phase.name} ({phase.kind}, " + ("until Enter" if end_at is None else f"{planned:.0f} s") + f") {phase.prompt}")

@@ -25,7 +25,7 @@ def _outside(t: np.ndarray, intervals: list[tuple[float, float]]) -> np.ndarray:
 def summarize(path) -> list[dict]:
     """Per phase: name, start_s, duration_s, emg_rms_uv {channel: µV}, hr_bpm, rmssd_ms, beats."""
     with SessionReader(path) as r:
-        phases = r.events("phase")
+        phases = r.phases()
         excluded = [(e["t_s"], e["t_s"] + e["duration_s"]) for e in r.events(HANDS_ON)]
         excluded += [(g.start_s, g.end_s) for g in r.gaps()]
         emg = None

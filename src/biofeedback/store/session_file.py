@@ -513,6 +513,22 @@ class SessionReader:
         return [{"kind": k, "t_s": t, "duration_s": d, "label": label, "data": None if data is None else json.loads(data)}
                 for k, t, d, label, data in rows]
 
+    def phases(self) -> list[dict]:
+        """Phase events; a phase still running when the recording stopped (a crash) ends at the last data.
+
+        Sessions write a ``phase-start`` event when a phase begins and the ``phase`` event (with its
+        duration) when it ends, so a killed session still shows the phase it was in, marked
+        ``data["unfinished"]``.
+        """
+        done = self.events("phase")
+        closed = {(e["label"], round(e["t_s"], 6)) for e in done}
+        end = self.duration_s()
+        for e in self.events("phase-start"):
+            if (e["label"], round(e["t_s"], 6)) not in closed:
+                data = dict(e["data"] or {}, unfinished=True)
+                done.append({**e, "kind": "phase", "duration_s": max(0.0, end - e["t_s"]), "data": data})
+        return sorted(done, key=lambda e: e["t_s"])
+
     def raw_blocks(self, stream: str | None = None) -> Iterator[dict]:
         """Every stored block as received, in arrival order (lazily): times, seq, index, flags, raw bytes, samples, times_s."""
         sql = ("SELECT s.stream, s.source, b.host_time_ns, b.device_time_ns, b.seq, b.first_index, b.flags, "

@@ -59,7 +59,9 @@ class PhaseController:
             return
         self.end(t_s)
         self.index, self.started_s = index, t_s
-        self._script = list(self.protocol.phases[index].script) if self.auto else []
+        phase = self.protocol.phases[index]
+        self.recorder.event("phase-start", t_s, phase.name, data={"kind": phase.kind, "planned_s": phase.duration_s})
+        self._script = list(phase.script) if self.auto else []
 
     def end(self, t_s: float) -> None:
         """End the running phase at ``t_s``: hands off, and its ``phase`` event written."""

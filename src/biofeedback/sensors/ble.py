@@ -520,18 +520,25 @@ class BleSource:
             self.device.address, timeout=RESCAN_TIMEOUT_S, backend=self.backend.scanner, **scanner_kwargs
         )
 
+    async def _unless_stopped(self, coro: Any) -> asyncio.Future | None:
+        """Run ``coro`` until it finishes or ``stop()`` is called; the finished task, or None if stopped."""
+        task = asyncio.ensure_future(coro)
+        stop = asyncio.ensure_future(self._stopping.wait())
+        await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        if task.done():
+            return task
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return None
+
     async def run(self) -> None:
         """Stream until ``stop()``; raises ``SensorError`` only if the first connection fails."""
         first = True
         while not self._stopping.is_set():
             self._set_state("connecting" if first else "reconnecting")
-            connect = asyncio.ensure_future(self._connect_once())
-            stop = asyncio.ensure_future(self._stopping.wait())
-            await asyncio.wait({connect, stop}, return_when=asyncio.FIRST_COMPLETED)
-            stop.cancel()
-            if not connect.done():
-                connect.cancel()
-                await asyncio.gather(connect, return_exceptions=True)
+            connect = await self._unless_stopped(self._connect_once())
+            if connect is None:
                 break
             try:
                 self._client = connect.result()
@@ -544,12 +551,7 @@ class BleSource:
                 continue
             first = False
             self._set_state("connected")
-            stop = asyncio.ensure_future(self._stopping.wait())
-            lost = asyncio.ensure_future(self._lost.wait())
-            await asyncio.wait({stop, lost}, return_when=asyncio.FIRST_COMPLETED)
-            stop.cancel()
-            lost.cancel()
-            if self._stopping.is_set():
+            if await self._unless_stopped(self._lost.wait()) is None:
                 break
             self.status.reconnects += 1
             for driver in self.drivers:
@@ -562,12 +564,8 @@ class BleSource:
 
     async def _wait_and_rescan(self) -> None:
         while not self._stopping.is_set():
-            rescan = asyncio.ensure_future(self._rescan())
-            stop = asyncio.ensure_future(self._stopping.wait())
-            await asyncio.wait({rescan, stop}, return_when=asyncio.FIRST_COMPLETED)
-            stop.cancel()
-            if not rescan.done():
-                rescan.cancel()
+            rescan = await self._unless_stopped(self._rescan())
+            if rescan is None:
                 return
             try:
                 device = rescan.result()

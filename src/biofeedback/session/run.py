@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import pathlib
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -205,32 +206,45 @@ class SessionPlan:
     """(path, saved calibration dict) or None."""
 
 
+def calibration_of(plan: SessionPlan) -> tuple[Calibration | None, dict | None]:
+    """The plan's saved calibration as a ``dsp.Calibration`` and as recording metadata."""
+    if plan.calibration is None:
+        return None, None
+    cal_path, cal = plan.calibration
+    calibration = Calibration(cal["rest_rms_uv"], cal["rvc_rms_uv"], cal.get("mvc_rms_uv"))
+    return calibration, {"file": cal_path.name, "utc": cal.get("utc"), "protocol": cal.get("protocol"),
+                         "rest_rms_uv": cal["rest_rms_uv"], "rvc_rms_uv": cal["rvc_rms_uv"],
+                         "mvc_rms_uv": cal.get("mvc_rms_uv"), "tension_index_unit": TensionIndex(calibration).unit}
+
+
+def open_recording(plan: SessionPlan, acq: Acquisition, mode: str) -> tuple[pathlib.Path, Recorder]:
+    """Start recording a session: virtual scripts onto the device clocks, the session file with its
+    meta, a ``Recorder`` on the hub, and the calibration used as an event."""
+    if plan.virtual and plan.scenario is not None:
+        sc = plan.scenario
+        shift_scripts(acq.world, acq.clock, {
+            "tension": (sc.tension.times_s, sc.tension.left_uv, sc.tension.right_uv),
+            "heart": (sc.heart.times_s, sc.heart.hr_bpm, sc.heart.rsa_ms)})
+    calibration, cal_meta = calibration_of(plan)
+    path = new_session_path(plan.client_id, acq.clock.utc_anchor)
+    writer = SessionWriter(path, {
+        "client_id": plan.client_id, "utc_anchor": acq.clock.utc_anchor, "speed": plan.speed,
+        "protocol": plan.protocol.name, "protocol_file": plan.protocol.path.name, "protocol_toml": plan.protocol.raw,
+        "screening": plan.screening, "calibration": cal_meta, "mode": mode,
+        "virtual": plan.virtual, "tension_index_unit": TensionIndex(calibration).unit,
+    })
+    recorder = Recorder(writer, acq.hub)
+    if cal_meta is not None:
+        recorder.event("calibration", 0.0, f"calibration {cal_meta['file']}", data=cal_meta)
+    return path, recorder
+
+
 async def run_session(plan: SessionPlan, profiles: dict[str, DeviceProfile], out: Out = print) -> str:
     """Run a whole session; returns the path of its recording."""
-    cal_meta, index = None, TensionIndex()
-    if plan.calibration is not None:
-        cal_path, cal = plan.calibration
-        index = TensionIndex(Calibration(cal["rest_rms_uv"], cal["rvc_rms_uv"], cal.get("mvc_rms_uv")))
-        cal_meta = {"file": cal_path.name, "utc": cal.get("utc"), "protocol": cal.get("protocol"),
-                    "rest_rms_uv": cal["rest_rms_uv"], "rvc_rms_uv": cal["rvc_rms_uv"],
-                    "mvc_rms_uv": cal.get("mvc_rms_uv"), "tension_index_unit": index.unit}
+    index = TensionIndex(calibration_of(plan)[0])
     async with acquire(profiles, virtual=plan.virtual, speed=plan.speed, scenario=plan.scenario) as acq:
-        if plan.virtual and plan.scenario is not None:
-            sc = plan.scenario
-            shift_scripts(acq.world, acq.clock, {
-                "tension": (sc.tension.times_s, sc.tension.left_uv, sc.tension.right_uv),
-                "heart": (sc.heart.times_s, sc.heart.hr_bpm, sc.heart.rsa_ms)})
-        path = new_session_path(plan.client_id, acq.clock.utc_anchor)
-        writer = SessionWriter(path, {
-            "client_id": plan.client_id, "utc_anchor": acq.clock.utc_anchor, "speed": plan.speed,
-            "protocol": plan.protocol.name, "protocol_file": plan.protocol.path.name, "protocol_toml": plan.protocol.raw,
-            "screening": plan.screening, "calibration": cal_meta, "mode": "auto" if plan.auto else "interactive",
-            "virtual": plan.virtual, "tension_index_unit": index.unit,
-        })
-        recorder = Recorder(writer, acq.hub)
+        path, recorder = open_recording(plan, acq, "auto" if plan.auto else "interactive")
         try:
-            if cal_meta is not None:
-                recorder.event("calibration", 0.0, f"calibration {cal_meta['file']}", data=cal_meta)
             out(f"recording to {path}")
             treatment = _Treatment(plan.protocol, recorder, out)
             live = LiveLine(acq, index)

@@ -45,8 +45,9 @@ class AudioOut:
         try:
             try:
                 from PySide6 import QtMultimedia
-            except ImportError:
-                raise RuntimeError("Qt Multimedia is not installed (it comes with PySide6-Addons of the same version)") from None
+            except ImportError as exc:
+                raise RuntimeError(f"Qt Multimedia could not load ({exc}); it comes with PySide6-Addons and needs "
+                                   "the system's sound libraries (PulseAudio or PipeWire on Linux)") from None
             out = QtMultimedia.QMediaDevices.defaultAudioOutput()
             if out.isNull():
                 raise RuntimeError("no sound output device")

@@ -13,15 +13,13 @@ from collections.abc import Callable
 from typing import Any
 
 from biofeedback.acquisition import SCAN_TIME_S, VIRTUAL_SCAN_TIME_S, Acquisition, acquire, quiet_bumble_logs
-from biofeedback.dsp import Calibration
 from biofeedback.sensors.ble import BleBackend, FoundSensor, scan
 from biofeedback.sensors.profiles import DeviceProfile
 from biofeedback.sensors.virtual import Scenario, VirtualWorld
 from biofeedback.session.recorder import Recorder
-from biofeedback.session.run import SessionPlan, shift_scripts
+from biofeedback.session.run import SessionPlan, calibration_of, open_recording
 from biofeedback.analysis import AnalysisError, compare, load_session
 from biofeedback.session.summary import summarize
-from biofeedback.store import SessionWriter, new_session_path
 from biofeedback.ui.live import LiveProcessing
 
 FAILURE_POLL_S = 0.25
@@ -36,17 +34,6 @@ class WorkerState:
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"
-
-
-def calibration_of(plan: SessionPlan) -> tuple[Calibration | None, dict | None]:
-    """The plan's saved calibration as a ``dsp.Calibration`` and as recording metadata (as ``run_session``)."""
-    if plan.calibration is None:
-        return None, None
-    cal_path, cal = plan.calibration
-    calibration = Calibration(cal["rest_rms_uv"], cal["rvc_rms_uv"], cal.get("mvc_rms_uv"))
-    return calibration, {"file": cal_path.name, "utc": cal.get("utc"), "protocol": cal.get("protocol"),
-                         "rest_rms_uv": cal["rest_rms_uv"], "rvc_rms_uv": cal["rvc_rms_uv"],
-                         "mvc_rms_uv": cal.get("mvc_rms_uv")}
 
 
 class SessionWorker:
@@ -157,29 +144,11 @@ class SessionWorker:
 
     async def _record(self) -> None:
         plan = self.plan
-        calibration, cal_meta = calibration_of(plan)
         async with acquire(self.profiles, virtual=plan.virtual, speed=plan.speed, scenario=plan.scenario,
                            wanted=self._wanted) as acq:
-            if plan.virtual and plan.scenario is not None:
-                sc = plan.scenario
-                shift_scripts(acq.world, acq.clock, {
-                    "tension": (sc.tension.times_s, sc.tension.left_uv, sc.tension.right_uv),
-                    "heart": (sc.heart.times_s, sc.heart.hr_bpm, sc.heart.rsa_ms)})
-            live = LiveProcessing(acq.hub, calibration)
-            if cal_meta is not None:
-                cal_meta["tension_index_unit"] = live.index.unit
-            self.path = new_session_path(plan.client_id, acq.clock.utc_anchor)
-            writer = SessionWriter(self.path, {
-                "client_id": plan.client_id, "utc_anchor": acq.clock.utc_anchor, "speed": plan.speed,
-                "protocol": plan.protocol.name, "protocol_file": plan.protocol.path.name,
-                "protocol_toml": plan.protocol.raw, "screening": plan.screening, "calibration": cal_meta,
-                "mode": "dashboard-auto" if plan.auto else "dashboard", "virtual": plan.virtual,
-                "tension_index_unit": live.index.unit,
-            })
-            recorder = Recorder(writer, acq.hub)
+            live = LiveProcessing(acq.hub, calibration_of(plan)[0])
+            self.path, recorder = open_recording(plan, acq, "dashboard-auto" if plan.auto else "dashboard")
             try:
-                if cal_meta is not None:
-                    recorder.event("calibration", 0.0, f"calibration {cal_meta['file']}", data=cal_meta)
                 self.acq, self.live, self.recorder = acq, live, recorder
                 self.state = WorkerState.RUNNING
                 while not self._stop_event.is_set():

@@ -19,7 +19,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from biofeedback.acquisition import acquire
-from biofeedback.dsp import Calibration
 from biofeedback.relax.feed import FeedSnapshot, RelaxFeed
 from biofeedback.relax.feedback import OFF, PAUSED, TARGET_OF_BASELINE, Feedback, decide
 from biofeedback.relax.pacer import DEFAULT_INHALE_FRACTION, DEFAULT_RATE_BPM, Pacer, PacerState
@@ -27,9 +26,7 @@ from biofeedback.relax.resonance import ResonanceFinder, VirtualBreather
 from biofeedback.relax.sham import ShamSignal
 from biofeedback.sensors.profiles import DeviceProfile
 from biofeedback.session.protocol import Phase, Protocol, SessionError
-from biofeedback.session.recorder import Recorder
-from biofeedback.session.run import SessionPlan, shift_scripts
-from biofeedback.store import SessionWriter, new_session_path
+from biofeedback.session.run import SessionPlan, calibration_of, open_recording
 
 DEFAULT_MINUTES = 10.0
 HOME_PROTOCOL = "home-relaxation"
@@ -263,16 +260,6 @@ class RelaxSession:
         return ""
 
 
-def calibration_meta(plan: SessionPlan) -> tuple[Calibration | None, dict | None]:
-    """The plan's saved calibration as a ``dsp.Calibration`` and as recording metadata."""
-    if plan.calibration is None:
-        return None, None
-    cal_path, cal = plan.calibration
-    return (Calibration(cal["rest_rms_uv"], cal["rvc_rms_uv"], cal.get("mvc_rms_uv")),
-            {"file": cal_path.name, "utc": cal.get("utc"), "rest_rms_uv": cal["rest_rms_uv"],
-             "rvc_rms_uv": cal["rvc_rms_uv"], "mvc_rms_uv": cal.get("mvc_rms_uv")})
-
-
 def relax_meta(settings: RelaxSettings, sham: ShamSignal | None) -> dict:
     """What the recording's ``relax`` meta says: settings and which feedback the client got."""
     return {**settings.meta(), **(sham.meta() if sham is not None else {"feedback": "live", "sham_source": None})}
@@ -302,23 +289,12 @@ async def run_relax(plan: SessionPlan, settings: RelaxSettings, profiles: dict[s
                     sham: ShamSignal | None = None, out: Callable[[str], None] = print,
                     stop: asyncio.Event | None = None) -> tuple[str, RelaxSession]:
     """Run a whole home session in the terminal; returns the recording's path and the finished session."""
-    calibration, cal_meta = calibration_meta(plan)
     async with acquire(profiles, virtual=plan.virtual, speed=plan.speed, scenario=plan.scenario) as acq:
+        path, recorder = open_recording(plan, acq, "relax-headless", {"relax": relax_meta(settings, sham)})
         breather = None
         if plan.virtual and plan.scenario is not None:
-            sc = plan.scenario
-            shift_scripts(acq.world, acq.clock, {
-                "tension": (sc.tension.times_s, sc.tension.left_uv, sc.tension.right_uv),
-                "heart": (sc.heart.times_s, sc.heart.hr_bpm, sc.heart.rsa_ms)})
-            breather = VirtualBreather(acq.world, settings.virtual_resonance_bpm, sc.heart.rsa_ms[0])
-        feed = RelaxFeed(acq.hub, calibration)
-        path = new_session_path(plan.client_id, acq.clock.utc_anchor)
-        writer = SessionWriter(path, {
-            "client_id": plan.client_id, "utc_anchor": acq.clock.utc_anchor, "speed": plan.speed,
-            "protocol": plan.protocol.name, "protocol_file": plan.protocol.path.name, "protocol_toml": plan.protocol.raw,
-            "screening": plan.screening, "calibration": cal_meta, "mode": "relax-headless", "virtual": plan.virtual,
-            "tension_index_unit": feed.index.unit, "relax": relax_meta(settings, sham)})
-        recorder = Recorder(writer, acq.hub)
+            breather = VirtualBreather(acq.world, settings.virtual_resonance_bpm, plan.scenario.heart.rsa_ms[0])
+        feed = RelaxFeed(acq.hub, calibration_of(plan)[0])
         try:
             await _wait_for_data(acq)
             session = RelaxSession(plan.protocol, settings, lambda: feed, recorder.event,

@@ -217,9 +217,10 @@ def calibration_of(plan: SessionPlan) -> tuple[Calibration | None, dict | None]:
                          "mvc_rms_uv": cal.get("mvc_rms_uv"), "tension_index_unit": TensionIndex(calibration).unit}
 
 
-def open_recording(plan: SessionPlan, acq: Acquisition, mode: str) -> tuple[pathlib.Path, Recorder]:
+def open_recording(plan: SessionPlan, acq: Acquisition, mode: str,
+                   extra_meta: dict | None = None) -> tuple[pathlib.Path, Recorder]:
     """Start recording a session: virtual scripts onto the device clocks, the session file with its
-    meta, a ``Recorder`` on the hub, and the calibration used as an event."""
+    meta (plus ``extra_meta``), a ``Recorder`` on the hub, and the calibration used as an event."""
     if plan.virtual and plan.scenario is not None:
         sc = plan.scenario
         shift_scripts(acq.world, acq.clock, {
@@ -231,7 +232,7 @@ def open_recording(plan: SessionPlan, acq: Acquisition, mode: str) -> tuple[path
         "client_id": plan.client_id, "utc_anchor": acq.clock.utc_anchor, "speed": plan.speed,
         "protocol": plan.protocol.name, "protocol_file": plan.protocol.path.name, "protocol_toml": plan.protocol.raw,
         "screening": plan.screening, "calibration": cal_meta, "mode": mode,
-        "virtual": plan.virtual, "tension_index_unit": TensionIndex(calibration).unit,
+        "virtual": plan.virtual, "tension_index_unit": TensionIndex(calibration).unit, **(extra_meta or {}),
     })
     recorder = Recorder(writer, acq.hub)
     if cal_meta is not None:

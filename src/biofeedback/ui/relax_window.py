@@ -16,7 +16,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from biofeedback.analysis.diary import add_entry
 from biofeedback.relax.audio import FeedbackSynth
-from biofeedback.relax.engine import RelaxSession, RelaxSettings, RelaxView, calibration_meta, has_emg_sensor, relax_meta
+from biofeedback.relax.engine import RelaxSession, RelaxSettings, RelaxView, has_emg_sensor, relax_meta
 from biofeedback.relax.feed import RelaxFeed
 from biofeedback.relax.feedback import OFF, ON, PAUSED
 from biofeedback.relax.pacer import INHALE
@@ -25,7 +25,7 @@ from biofeedback.relax.sham import ShamSignal
 from biofeedback.relax.summary import diary_text, plain_summary, relax_history, start_end, todays_diary
 from biofeedback.sensors.profiles import DeviceProfile
 from biofeedback.session.protocol import SessionError
-from biofeedback.session.run import SessionPlan
+from biofeedback.session.run import SessionPlan, calibration_of
 from biofeedback.ui.relax_audio import AudioOut
 from biofeedback.ui.worker import SessionWorker, WorkerState
 
@@ -203,7 +203,7 @@ class RelaxWindow(QtWidgets.QWidget):
     def _attach(self) -> None:
         """On the worker loop: the feed, the relax meta, the virtual client that follows the pacer."""
         acq = self.worker.acq
-        calibration, _ = calibration_meta(self.plan)
+        calibration, _ = calibration_of(self.plan)
         self.worker.recorder.writer.set_meta("relax", relax_meta(self.settings, self.sham))
         self.worker.recorder.writer.set_meta("mode", "relax-window")
         breather = None

@@ -65,28 +65,27 @@ class MovingSum:
         self._pos = 0
         self._total[...] = 0.0
 
-    def run(self, x: np.ndarray) -> np.ndarray:
-        """Sums over the trailing window ending at each sample of ``x`` (rows, n)."""
+    def run(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Sums over the trailing window ending at each sample of ``x`` (rows, n), into ``out`` if given."""
         w, pos, n = self.width, self._pos, x.shape[1]
+        d = np.empty_like(x) if out is None else out
         if n > w:
-            d = np.empty_like(x)
             np.subtract(x[:, :w], np.concatenate((self._buf[:, pos:], self._buf[:, :pos]), axis=1), out=d[:, :w])
             np.subtract(x[:, w:], x[:, : n - w], out=d[:, w:])
             self._buf = x[:, n - w :].copy()
             self._pos = 0
         elif pos + n <= w:
-            d = x - self._buf[:, pos : pos + n]
+            np.subtract(x, self._buf[:, pos : pos + n], out=d)
             self._buf[:, pos : pos + n] = x
             self._pos = (pos + n) % w
         else:
             k = w - pos
-            d = x.copy()
-            d[:, :k] -= self._buf[:, pos:]
-            d[:, k:] -= self._buf[:, : n - k]
+            np.subtract(x[:, :k], self._buf[:, pos:], out=d[:, :k])
+            np.subtract(x[:, k:], self._buf[:, : n - k], out=d[:, k:])
             self._buf[:, pos:] = x[:, :k]
             self._buf[:, : n - k] = x[:, k:]
             self._pos = n - k
-        out = np.add.accumulate(d, axis=1, out=d)
-        out += self._total
-        self._total[:, 0] = out[:, -1]
-        return out
+        np.add.accumulate(d, axis=1, out=d)
+        d += self._total
+        self._total[:, 0] = d[:, -1]
+        return d

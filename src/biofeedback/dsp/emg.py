@@ -137,6 +137,7 @@ class EmgProcessor:
         self.warmup = self.rms_window + settle
         """Samples flagged WARMUP after a start or reset."""
         self._count = 0
+        self._scratch: tuple[np.ndarray, ...] | None = None
 
     @property
     def rms_delay_ms(self) -> float:
@@ -178,41 +179,58 @@ class EmgProcessor:
                 self._process_chunk(x[start:stop].T, out[:, :, start:stop], quality[:, start:stop])
         return EmgOutput(out[0].T, out[1].T, out[2].T, quality.T)
 
+    def _workspace(self, n: int) -> tuple[np.ndarray, ...]:
+        """Scratch arrays for a chunk of ``n`` samples, reused while the block size stays the same."""
+        if self._scratch is None or self._scratch[0].shape[1] != n:
+            rows, ch = self._rows, self.channels
+            self._scratch = (np.empty((rows, n)), np.empty((rows, n)), np.empty((ch, n)), np.empty((ch, n)), np.empty((ch, n), dtype=bool))
+        return self._scratch
+
     def _process_chunk(self, raw: np.ndarray, out: np.ndarray, quality: np.ndarray) -> None:
         ch = self.channels
         th = self.thresholds
         n = raw.shape[1]
-        power = np.empty((self._rows, n))
+        # power rows: EMG², mains², motion² (and saturation 0/1); filters run in place on these rows.
+        power, sums, emg, scaled, hit = self._workspace(n)
+        band, motion = power[ch : 2 * ch], power[2 * ch : 3 * ch]
+        band[...] = raw
+        motion[...] = band
+        self._motion.run(motion)
+        self._bandpass.run(band)
+        emg[...] = band
+        self._notch.run(emg)
+        out[0] = emg
+        np.subtract(band, emg, out=band)  # the removed mains component
+        np.multiply(power[ch : 3 * ch], power[ch : 3 * ch], out=power[ch : 3 * ch])
+        np.multiply(emg, emg, out=power[:ch])
         if th.saturation_uv is not None:
             np.greater_equal(np.abs(raw), th.saturation_uv, out=power[3 * ch :])
-        motion = self._motion.run(np.array(raw, order="C"))
-        band = self._bandpass.run(np.array(raw, order="C"))
-        emg = self._notch.run(band.copy())
-        np.multiply(emg, emg, out=power[:ch])
-        np.subtract(band, emg, out=band)
-        np.multiply(band, band, out=power[ch : 2 * ch])
-        np.multiply(motion, motion, out=power[2 * ch : 3 * ch])
-        envelope = self._envelope.run(power[:ch].copy())
-        sums = self._moving.run(power)  # window sums; thresholds below are scaled to sums, not means
+        self._moving.run(power, out=sums)  # window sums; thresholds below are scaled to sums, not means
+        envelope = self._envelope.run(power[:ch])
         w = self.rms_window
         emg_sum = sums[:ch]
-        out[0] = emg
         np.maximum(emg_sum, 0.0, out=out[1])
         out[1] *= 1.0 / w
         np.sqrt(out[1], out=out[1])
         np.sqrt(np.maximum(envelope, 0.0, out=envelope), out=out[2])
-        # One boolean plane per flag bit, packed into bytes at the end.
-        bits = np.zeros((5, ch, n), dtype=bool)
-        np.less(emg_sum, w * th.flat_rms_uv**2, out=bits[0])
+        # Flag bits from the highest down: shift left, then OR in the next bit.
+        np.multiply(emg_sum, th.motion_ratio**2, out=scaled)
+        np.maximum(scaled, w * th.motion_min_uv**2, out=scaled)
+        np.greater(sums[2 * ch : 3 * ch], scaled, out=quality.view(np.bool_))
+        np.left_shift(quality, 1, out=quality)
+        np.multiply(emg_sum, th.mains_ratio**2, out=scaled)
+        np.greater(sums[ch : 2 * ch], scaled, out=hit)
+        np.bitwise_or(quality, hit.view(np.uint8), out=quality)
+        np.left_shift(quality, 1, out=quality)
         if th.saturation_uv is not None:
-            np.greater(sums[3 * ch :], 0.5, out=bits[1])
-        np.greater(sums[ch : 2 * ch], th.mains_ratio**2 * emg_sum, out=bits[2])
-        motion_floor = np.maximum(th.motion_ratio**2 * emg_sum, w * th.motion_min_uv**2)
-        np.greater(sums[2 * ch : 3 * ch], motion_floor, out=bits[3])
+            np.greater(sums[3 * ch :], 0.5, out=hit)
+            np.bitwise_or(quality, hit.view(np.uint8), out=quality)
+        np.left_shift(quality, 1, out=quality)
+        np.less(emg_sum, w * th.flat_rms_uv**2, out=hit)
+        np.bitwise_or(quality, hit.view(np.uint8), out=quality)
         if self._count < self.warmup:
-            bits[4, :, : self.warmup - self._count] = True
+            quality[:, : self.warmup - self._count] |= QualityFlag.WARMUP
         self._count += n
-        quality[...] = np.packbits(bits, axis=0, bitorder="little")[0]
 
 
 @dataclass(frozen=True, slots=True)

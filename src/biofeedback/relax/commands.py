@@ -17,7 +17,7 @@ from biofeedback.sensors.profiles import load_profiles
 from biofeedback.session.calibration import latest_calibration
 from biofeedback.session.protocol import Protocol, SessionError, load_protocol
 from biofeedback.session.run import SessionPlan, is_interactive, session_scenario
-from biofeedback.session.screening import ALL_CLEAR, answers_from_text, ask, audit, stop_reasons
+from biofeedback.session.screening import ALL_CLEAR, screen
 from biofeedback.store import validate_client_id
 
 
@@ -74,21 +74,10 @@ def prepare(args: argparse.Namespace, scenario_from_args: Callable, use_virtual:
     """Screening, calibration, scenario: the plan, settings and sham signal of a home session."""
     client = validate_client_id(args.client)
     protocol, settings = settings_from(load_protocol(args.protocol or HOME_PROTOCOL), args)
-    if args.answers is not None:
-        answers, source = answers_from_text(args.answers, protocol.questions), "command line (--answers)"
-    elif not is_interactive():
-        raise SessionError(f"without a terminal the screening answers are needed: --answers {ALL_CLEAR} confirms "
-                           "consent and no warning sign, or give key=yes|no for "
-                           + ", ".join(q.key for q in protocol.questions))
-    else:
-        answers, source = ask(protocol.questions, input), "terminal"
-    reasons = stop_reasons(protocol.questions, answers)
-    audit(client, protocol.name, answers, reasons, source)
-    if reasons:
-        raise SessionError("relaxation not started: " + "; ".join(reasons))
+    screening = screen(client, protocol, args.answers, not is_interactive(), "relaxation")
     virtual = use_virtual(args)
     scenario = session_scenario(scenario_from_args(args), protocol) if virtual else None
-    plan = SessionPlan(client, protocol, virtual, args.speed, True, scenario, {"answers": answers, "source": source},
+    plan = SessionPlan(client, protocol, virtual, args.speed, True, scenario, screening,
                        latest_calibration(client))
     sham = sham_signal(settings.sham, sum(p.planned_s() for p in protocol.phases), args.seed)
     return plan, settings, sham

@@ -13,7 +13,7 @@ from biofeedback.sensors.profiles import load_profiles
 from biofeedback.session.calibration import latest_calibration, load_calibration_protocol, save_calibration
 from biofeedback.session.protocol import SessionError, load_protocol
 from biofeedback.session.run import SessionPlan, is_interactive, run_calibration, run_session, session_scenario
-from biofeedback.session.screening import ALL_CLEAR, answers_from_text, ask, audit, stop_reasons
+from biofeedback.session.screening import ALL_CLEAR, screen
 from biofeedback.session.summary import format_summary, summarize
 from biofeedback.store import FORMATS, StoreError, export_session, list_sessions, validate_client_id
 
@@ -86,25 +86,14 @@ def cmd_session(args: argparse.Namespace, scenario_from_args: Callable, use_virt
     if windowed and not has_display():
         print("No display: running headless in this terminal (--headless).", file=sys.stderr)
         windowed = False
-    if args.answers is not None:
-        answers, source = answers_from_text(args.answers, protocol.questions), "command line (--answers)"
-    elif auto:
-        raise SessionError("an unattended session needs the screening answers: confirm consent and no "
-                           f"contraindication with --answers {ALL_CLEAR}, or give key=yes|no for "
-                           + ", ".join(q.key for q in protocol.questions))
-    else:
-        answers, source = ask(protocol.questions, input), "terminal"
-    reasons = stop_reasons(protocol.questions, answers)
-    audit(client, protocol.name, answers, reasons, source)
-    if reasons:
-        raise SessionError("session not started: " + "; ".join(reasons) + " (answers kept in the client's screening log)")
+    screening = screen(client, protocol, args.answers, auto)
     calibration = latest_calibration(client)
     print(f"calibration: {calibration[0].name}" if calibration else
           "calibration: none for this client (tension in µV; run `biofeedback calibrate` first for %RVC)")
     virtual = use_virtual(args)
     scenario = session_scenario(scenario_from_args(args), protocol) if virtual else None
     plan = SessionPlan(client, protocol, virtual, args.speed, auto, scenario,
-                       {"answers": answers, "source": source}, calibration)
+                       screening, calibration)
     if windowed:
         path = dashboard(plan, load_profiles(), args.theme)
     else:

@@ -76,3 +76,21 @@ def audit(client_id: str, protocol: str, answers: dict[str, bool], reasons: list
         f.write(json.dumps(record, sort_keys=True) + "\n")
         f.flush()
         os.fsync(f.fileno())
+
+
+def screen(client_id: str, protocol, answers_text: str | None, unattended: bool, activity: str = "session") -> dict:
+    """Take the screening answers (from ``--answers``, or asked in the terminal), log them, and stop
+    with the reasons if an answer contraindicates. Returns ``{"answers", "source"}`` for the recording."""
+    if answers_text is not None:
+        answers, source = answers_from_text(answers_text, protocol.questions), "command line (--answers)"
+    elif unattended:
+        raise SessionError(f"an unattended {activity} needs the screening answers: confirm consent and no "
+                           f"contraindication with --answers {ALL_CLEAR}, or give key=yes|no for "
+                           + ", ".join(q.key for q in protocol.questions))
+    else:
+        answers, source = ask(protocol.questions, input), "terminal"
+    reasons = stop_reasons(protocol.questions, answers)
+    audit(client_id, protocol.name, answers, reasons, source)
+    if reasons:
+        raise SessionError(f"{activity} not started: " + "; ".join(reasons) + " (answers kept in the client's screening log)")
+    return {"answers": answers, "source": source}

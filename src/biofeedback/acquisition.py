@@ -35,10 +35,8 @@ def choose_sensors(found: Iterable[FoundSensor], wanted: Iterable[str] | None = 
     """One sensor per wanted profile; by default one EMG sensor and the best heart sensor."""
     found = list(found)
     if wanted:
-        names = list(wanted)
-        chosen = [f for name in names for f in found[:] if f.profile.name == name]
-        seen: set[str] = set()
-        return [f for f in chosen if not (f.profile.name in seen or seen.add(f.profile.name))]
+        firsts = {name: next((f for f in found if f.profile.name == name), None) for name in wanted}
+        return [f for f in firsts.values() if f is not None]
     emg = [f for f in found if "open-emg" in f.profile.protocols]
     heart = [f for f in found if "hrs" in f.profile.protocols]
     return emg[:1] + heart[:1]

@@ -17,8 +17,11 @@ import numpy as np
 # Timing policy, in one place (STYLE.md, rule 5).
 DRIFT_FIT_WINDOW = 2000
 """Number of recent (device, host) pairs the drift fit keeps."""
-DRIFT_FIT_MIN_SPAN_S = 2.0
-"""Device-time span below which the drift fit assumes a rate of exactly 1."""
+DRIFT_FIT_MIN_SPAN_S = 30.0
+"""Device-time span below which the drift fit assumes a rate of exactly 1 (over shorter spans the
+arrival jitter swamps a clock error of 100 ppm)."""
+DRIFT_FIT_MAX_PPM = 1000.0
+"""Largest believable clock-rate error; a fitted slope beyond it is jitter, not drift."""
 RR_GAP_TOLERANCE_S = 1.6
 """An HR strap reports beats up to ~1 s late (1 Hz notifications); more lag than this is a gap."""
 HOST_JITTER_WALL_S = 0.25
@@ -151,7 +154,7 @@ class DriftFit:
         span = float(d.max() - d.min())
         if span >= DRIFT_FIT_MIN_SPAN_S:
             b = float(np.polyfit(d, h, 1)[0])
-            self.b = b if 0.99 < b < 1.01 else 1.0
+            self.b = b if abs(b - 1.0) < DRIFT_FIT_MAX_PPM * 1e-6 else 1.0
         self.a = float(np.min(h - self.b * d))
 
     def to_host(self, device_s: float | np.ndarray) -> float | np.ndarray:

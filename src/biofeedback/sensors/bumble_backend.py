@@ -245,10 +245,10 @@ class BumbleClient(BaseBleakClient):
         connection.on("disconnection", self._on_disconnection)
         try:
             peer = Peer(connection)
-            await peer.request_mtu(REQUESTED_ATT_MTU)
-            self.services = await self._discover(peer)
+            await _gatt("MTU exchange", peer.request_mtu(REQUESTED_ATT_MTU))
+            self.services = await _gatt("service discovery", self._discover(peer))
             self._peer = peer
-        except Exception:
+        except BaseException:
             await self.disconnect()
             raise
 
@@ -306,21 +306,38 @@ class BumbleClient(BaseBleakClient):
         return self._peer
 
     async def read_gatt_char(self, characteristic: BleakGATTCharacteristic, **kwargs: Any) -> bytearray:
-        return bytearray(await self._require_peer().read_value(characteristic.obj))
+        return bytearray(await _gatt("read", self._require_peer().read_value(characteristic.obj)))
 
     async def read_gatt_descriptor(self, descriptor: BleakGATTDescriptor, **kwargs: Any) -> bytearray:
-        return bytearray(await self._require_peer().read_value(descriptor.handle))
+        return bytearray(await _gatt("read descriptor", self._require_peer().read_value(descriptor.handle)))
 
     async def write_gatt_char(self, characteristic: BleakGATTCharacteristic, data: Any, response: bool) -> None:
-        await self._require_peer().write_value(characteristic.obj, bytes(data), with_response=response)
+        await _gatt("write", self._require_peer().write_value(characteristic.obj, bytes(data), with_response=response))
 
     async def write_gatt_descriptor(self, descriptor: BleakGATTDescriptor, data: Any) -> None:
-        await self._require_peer().write_value(descriptor.handle, bytes(data), with_response=True)
+        await _gatt("write descriptor", self._require_peer().write_value(descriptor.handle, bytes(data), with_response=True))
 
     async def start_notify(self, characteristic: BleakGATTCharacteristic, callback: NotifyCallback, **kwargs: Any) -> None:
-        await self._require_peer().subscribe(
+        await _gatt("subscribe", self._require_peer().subscribe(
             characteristic.obj, lambda value: callback(bytearray(value)), prefer_notify=True
-        )
+        ))
 
     async def stop_notify(self, characteristic: BleakGATTCharacteristic) -> None:
-        await self._require_peer().unsubscribe(characteristic.obj)
+        await _gatt("unsubscribe", self._require_peer().unsubscribe(characteristic.obj))
+
+
+async def _gatt(what: str, awaitable: Any) -> Any:
+    """Await a bumble GATT operation and raise what bleak's own backends raise.
+
+    bumble cancels a pending request when the link drops (``CancelledError``); bleak callers expect a
+    ``BleakError`` then, and a ``CancelledError`` only when their own task is being cancelled.
+    """
+    try:
+        return await awaitable
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        raise BleakError(f"{what} failed: the device disconnected") from None
+    except core.BaseBumbleError as exc:
+        raise BleakError(f"{what} failed: {exc}") from exc

@@ -138,6 +138,11 @@ class EmgProcessor:
         """Samples flagged WARMUP after a start or reset."""
         self._count = 0
         self._scratch: tuple[np.ndarray, ...] | None = None
+        self._limit_scale = np.array([thresholds.mains_ratio**2, thresholds.motion_ratio**2]).reshape(2, 1, 1)
+        self._limit_floor = np.array([-np.inf, self.rms_window * thresholds.motion_min_uv**2]).reshape(2, 1, 1)
+        self._bit_values = np.array(
+            [QualityFlag.FLAT, QualityFlag.SATURATED, QualityFlag.MAINS, QualityFlag.MOTION], dtype=np.uint8
+        ).reshape(4, 1, 1)
 
     @property
     def rms_delay_ms(self) -> float:
@@ -183,51 +188,44 @@ class EmgProcessor:
         """Scratch arrays for a chunk of ``n`` samples, reused while the block size stays the same."""
         if self._scratch is None or self._scratch[0].shape[1] != n:
             rows, ch = self._rows, self.channels
-            self._scratch = (np.empty((rows, n)), np.empty((rows, n)), np.empty((ch, n)), np.empty((ch, n)), np.empty((ch, n), dtype=bool))
+            planes = np.zeros((4, ch, n), dtype=bool)  # FLAT, SATURATED, MAINS, MOTION; SATURATED stays 0 if unchecked
+            self._scratch = (np.empty((rows, n)), np.empty((rows, n)), np.empty((2, ch, n)), planes, np.empty((4, ch, n), dtype=np.uint8))
         return self._scratch
 
     def _process_chunk(self, raw: np.ndarray, out: np.ndarray, quality: np.ndarray) -> None:
         ch = self.channels
         th = self.thresholds
+        w = self.rms_window
         n = raw.shape[1]
-        # power rows: EMG², mains², motion² (and saturation 0/1); filters run in place on these rows.
-        power, sums, emg, scaled, hit = self._workspace(n)
-        band, motion = power[ch : 2 * ch], power[2 * ch : 3 * ch]
-        band[...] = raw
-        motion[...] = band
-        self._motion.run(motion)
-        self._bandpass.run(band)
+        # Rows of ``power``: EMG, mains component, motion band (then squared), saturation 0/1 if checked.
+        power, sums, limits, planes, bits = self._workspace(n)
+        power[ch : 3 * ch].reshape(2, ch, n)[...] = raw
+        self._motion.run(power[2 * ch : 3 * ch])
+        band = self._bandpass.run(power[ch : 2 * ch])
+        emg = power[:ch]
         emg[...] = band
         self._notch.run(emg)
-        out[0] = emg
         np.subtract(band, emg, out=band)  # the removed mains component
-        np.multiply(power[ch : 3 * ch], power[ch : 3 * ch], out=power[ch : 3 * ch])
-        np.multiply(emg, emg, out=power[:ch])
+        out[0] = emg
+        np.multiply(power[: 3 * ch], power[: 3 * ch], out=power[: 3 * ch])
         if th.saturation_uv is not None:
             np.greater_equal(np.abs(raw), th.saturation_uv, out=power[3 * ch :])
         self._moving.run(power, out=sums)  # window sums; thresholds below are scaled to sums, not means
-        envelope = self._envelope.run(power[:ch])
-        w = self.rms_window
+        envelope = self._envelope.run(emg)
         emg_sum = sums[:ch]
         np.maximum(emg_sum, 0.0, out=out[1])
         out[1] *= 1.0 / w
         np.sqrt(out[1], out=out[1])
         np.sqrt(np.maximum(envelope, 0.0, out=envelope), out=out[2])
-        # Flag bits from the highest down: shift left, then OR in the next bit.
-        np.multiply(emg_sum, th.motion_ratio**2, out=scaled)
-        np.maximum(scaled, w * th.motion_min_uv**2, out=scaled)
-        np.greater(sums[2 * ch : 3 * ch], scaled, out=quality.view(np.bool_))
-        np.left_shift(quality, 1, out=quality)
-        np.multiply(emg_sum, th.mains_ratio**2, out=scaled)
-        np.greater(sums[ch : 2 * ch], scaled, out=hit)
-        np.bitwise_or(quality, hit.view(np.uint8), out=quality)
-        np.left_shift(quality, 1, out=quality)
+        # MAINS: mains sum > ratio²·EMG sum; MOTION: motion sum > max(ratio²·EMG sum, window·minimum²).
+        np.multiply(emg_sum, self._limit_scale, out=limits)
+        np.maximum(limits, self._limit_floor, out=limits)
+        np.greater(sums[ch : 3 * ch].reshape(2, ch, n), limits, out=planes[2:])
+        np.less(emg_sum, w * th.flat_rms_uv**2, out=planes[0])
         if th.saturation_uv is not None:
-            np.greater(sums[3 * ch :], 0.5, out=hit)
-            np.bitwise_or(quality, hit.view(np.uint8), out=quality)
-        np.left_shift(quality, 1, out=quality)
-        np.less(emg_sum, w * th.flat_rms_uv**2, out=hit)
-        np.bitwise_or(quality, hit.view(np.uint8), out=quality)
+            np.greater(sums[3 * ch :], 0.5, out=planes[1])
+        np.multiply(planes, self._bit_values, out=bits)
+        np.bitwise_or.reduce(bits, axis=0, out=quality)
         if self._count < self.warmup:
             quality[:, : self.warmup - self._count] |= QualityFlag.WARMUP
         self._count += n

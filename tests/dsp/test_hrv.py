@@ -253,3 +253,25 @@ def test_hrv_windows_runs_neurokit_over_five_minute_windows():
 def test_lf_hf_refuses_short_series():
     with pytest.raises(ValueError, match="at least 120 s"):
         lf_hf_ratio(np.full(60, 900.0))
+
+
+def test_correct_rr_agrees_with_neurokit_on_a_long_series_with_scattered_artefacts():
+    # Clean stretches take the early exit of the classifier (no beat past the dRR threshold); stretches with
+    # artefacts take the full classification. Both must give neurokit2's decisions.
+    rng = np.random.default_rng(7)
+    bad = list(breathing_rr(3000, seed=6))
+    for i in sorted(rng.choice(np.arange(20, 2900, 60), 30, replace=False), reverse=True):
+        kind = i % 3
+        if kind == 0:
+            bad[i] += bad.pop(i + 1)  # missed beat
+        elif kind == 1:
+            bad[i] -= 250  # ectopic pair
+            bad[i + 1] += 250
+        else:
+            bad[i] += 400  # long interval
+    bad = np.array(bad)
+    peaks = np.concatenate(([0], np.cumsum(bad))).astype(int)
+    _, clean = nk.signal_fixpeaks(peaks, sampling_rate=1000, method="kubios", iterative=True)
+    fix = correct_rr(bad)
+    assert fix.nn_ms.size == clean.size - 1
+    np.testing.assert_allclose(fix.nn_ms, np.diff(clean), atol=1.0)

@@ -108,6 +108,12 @@ def _rolling_quantiles(x: np.ndarray, width: int, qs: tuple[float, ...]) -> np.n
     return np.moveaxis(low + (high - low) * frac, 1, 0)
 
 
+def _threshold(x: np.ndarray) -> np.ndarray:
+    """Time-varying threshold Th = α·QD of |x| over the centred 91-beat window (QD: quartile deviation)."""
+    q1, q3 = _rolling_quantiles(np.abs(x)[None, :], LT_THRESHOLD_BEATS, (0.25, 0.75))[:, 0]
+    return LT_ALPHA * (q3 - q1) / 2.0
+
+
 def _find_artifacts(peaks_ms: np.ndarray) -> dict[str, list[int]]:
     """Classify beats (indices into ``peaks_ms``) as in Lipponen & Tarvainen (2019), Figure 1."""
     rr = np.empty(peaks_ms.size)
@@ -116,22 +122,21 @@ def _find_artifacts(peaks_ms: np.ndarray) -> dict[str, list[int]]:
     drrs = np.empty(rr.size)
     drrs[1:] = rr[1:] - rr[:-1]
     drrs[0] = drrs[1:].mean()
+    th1 = _threshold(drrs)
+    drrs = np.divide(drrs, th1, out=np.full_like(drrs, np.nan), where=th1 != 0)
+    found: dict[str, list[int]] = {"ectopic": [], "missed": [], "extra": [], "longshort": []}
+    outside = np.flatnonzero(~(np.abs(drrs) <= 1))  # beats past the dRR threshold, or with no threshold
+    if outside.size == 0 or outside[0] >= rr.size - 2:
+        return found  # every beat is normal; the median-based thresholds are not needed
     medrr = _rolling_quantiles(rr[None, :], LT_MEDIAN_BEATS, (0.5,))[0, 0]
     mrrs = rr - medrr
     mrrs[mrrs < 0] *= 2.0
-    q1, q3 = _rolling_quantiles(np.abs(np.stack((drrs, mrrs))), LT_THRESHOLD_BEATS, (0.25, 0.75))
-    th1, th2 = LT_ALPHA * (q3 - q1) / 2.0
-    drrs = np.divide(drrs, th1, out=np.full_like(drrs, np.nan), where=th1 != 0)
+    th2 = _threshold(mrrs)
     mrrs = np.divide(mrrs, th2, out=np.full_like(mrrs, np.nan), where=th2 != 0)
     pad = np.concatenate((drrs[2:0:-1], drrs, drrs[-2:-4:-1]))  # numpy "reflect" padding by 2
     prev1, next1, next2 = pad[1:-3], pad[3:-1], pad[4:]
     s12 = np.where(drrs > 0, np.maximum(prev1, next1), np.where(drrs < 0, np.minimum(prev1, next1), 0.0))
     s22 = np.where(drrs >= 0, np.minimum(next1, next2), np.where(drrs < 0, np.maximum(next1, next2), 0.0))
-
-    found: dict[str, list[int]] = {"ectopic": [], "missed": [], "extra": [], "longshort": []}
-    outside = np.flatnonzero(~(np.abs(drrs) <= 1))  # beats past the dRR threshold, or with no threshold
-    if outside.size == 0 or outside[0] >= rr.size - 2:
-        return found
     d, m, s1, s2 = drrs.tolist(), mrrs.tolist(), s12.tolist(), s22.tolist()
     r, med, t2 = rr.tolist(), medrr.tolist(), th2.tolist()
     i = int(outside[0])

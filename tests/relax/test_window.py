@@ -23,14 +23,14 @@ def shoot(widget, name: str):
 
 
 def test_window_runs_a_session_and_shows_the_summary(qtbot, make_protocol, capsys):
-    from biofeedback.ui.relax_window import RelaxWindow
-    from biofeedback.ui.worker import SessionWorker
+    from biofeedback.ui.relax_window import RelaxWindow, start_relax_worker
 
     proto = make_protocol(8, 30, 8)
     plan = SessionPlan("C001", proto, True, 5.0, True, session_scenario(Scenario(), proto),
                        {"answers": {"consent": True}, "source": "test"}, None)
-    worker = SessionWorker(plan, load_profiles(), connect_at_once=True).start()
-    window = RelaxWindow(worker, RelaxSettings())
+    settings = RelaxSettings()
+    worker = start_relax_worker(plan, settings, load_profiles())
+    window = RelaxWindow(worker, settings)
     qtbot.addWidget(window)
     window.show()
     assert window.audio is not None and not window.audio.ok and "sound off" in capsys.readouterr().err

@@ -204,8 +204,6 @@ class RelaxWindow(QtWidgets.QWidget):
         """On the worker loop: the feed, the relax meta, the virtual client that follows the pacer."""
         acq = self.worker.acq
         calibration, _ = calibration_of(self.plan)
-        self.worker.recorder.writer.set_meta("relax", relax_meta(self.settings, self.sham))
-        self.worker.recorder.writer.set_meta("mode", "relax-window")
         breather = None
         if self.plan.virtual and self.plan.scenario is not None:
             breather = VirtualBreather(acq.world, self.settings.virtual_resonance_bpm, self.plan.scenario.heart.rsa_ms[0])
@@ -296,11 +294,18 @@ class RelaxWindow(QtWidgets.QWidget):
         super().closeEvent(ev)
 
 
+def start_relax_worker(plan: SessionPlan, settings: RelaxSettings, profiles: dict[str, DeviceProfile],
+                       sham: ShamSignal | None = None) -> SessionWorker:
+    """The session worker of a home session: connects at once, records the relax settings in its meta."""
+    return SessionWorker(plan, profiles, connect_at_once=True, mode="relax-window",
+                         extra_meta={"relax": relax_meta(settings, sham)}).start()
+
+
 def run_relax_window(plan: SessionPlan, settings: RelaxSettings, profiles: dict[str, DeviceProfile],
                      sham: ShamSignal | None = None) -> tuple[str, list]:
     """Run a home session in the window; returns the recording path and the feedback timeline."""
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
-    worker = SessionWorker(plan, profiles, connect_at_once=True).start()
+    worker = start_relax_worker(plan, settings, profiles, sham)
     window = RelaxWindow(worker, settings, sham)
     window.show()
     app.exec()

@@ -39,9 +39,13 @@ class WorkerState:
 class SessionWorker:
     """Runs one session of ``plan`` on a thread: scan, wait for ``connect``, record until ``stop``."""
 
-    def __init__(self, plan: SessionPlan, profiles: dict[str, DeviceProfile], *, connect_at_once: bool = False) -> None:
+    def __init__(self, plan: SessionPlan, profiles: dict[str, DeviceProfile], *, connect_at_once: bool = False,
+                 mode: str | None = None, extra_meta: dict | None = None) -> None:
         self.plan = plan
         self.profiles = profiles
+        self.mode = mode or ("dashboard-auto" if plan.auto else "dashboard")
+        """The recording's ``mode`` meta."""
+        self.extra_meta = extra_meta
         self.connect_at_once = connect_at_once
         """Connect the default choice of sensors right after the first scan (unattended runs, tests)."""
         self.state = WorkerState.STARTING
@@ -147,7 +151,7 @@ class SessionWorker:
         async with acquire(self.profiles, virtual=plan.virtual, speed=plan.speed, scenario=plan.scenario,
                            wanted=self._wanted) as acq:
             live = LiveProcessing(acq.hub, calibration_of(plan)[0])
-            self.path, recorder = open_recording(plan, acq, "dashboard-auto" if plan.auto else "dashboard")
+            self.path, recorder = open_recording(plan, acq, self.mode, self.extra_meta)
             try:
                 self.acq, self.live, self.recorder = acq, live, recorder
                 self.state = WorkerState.RUNNING

@@ -189,7 +189,8 @@ class EmgProcessor:
         if self._scratch is None or self._scratch[0].shape[1] != n:
             rows, ch = self._rows, self.channels
             planes = np.zeros((4, ch, n), dtype=bool)  # FLAT, SATURATED, MAINS, MOTION; SATURATED stays 0 if unchecked
-            self._scratch = (np.empty((rows, n)), np.empty((rows, n)), np.empty((2, ch, n)), planes, np.empty((4, ch, n), dtype=np.uint8))
+            bits = np.empty((4, ch, n), dtype=np.uint8)
+            self._scratch = (np.empty((rows, n)), np.empty((rows, n)), np.empty((2, ch, n)), planes, bits)
         return self._scratch
 
     def _process_chunk(self, raw: np.ndarray, out: np.ndarray, quality: np.ndarray) -> None:
@@ -215,8 +216,8 @@ class EmgProcessor:
         emg_sum = sums[:ch]
         np.maximum(emg_sum, 0.0, out=out[1])
         out[1] *= 1.0 / w
-        np.sqrt(out[1], out=out[1])
-        np.sqrt(np.maximum(envelope, 0.0, out=envelope), out=out[2])
+        np.maximum(envelope, 0.0, out=out[2])
+        np.sqrt(out[1:], out=out[1:])  # moving RMS and envelope
         # MAINS: mains sum > ratio²·EMG sum; MOTION: motion sum > max(ratio²·EMG sum, window·minimum²).
         np.multiply(emg_sum, self._limit_scale, out=limits)
         np.maximum(limits, self._limit_floor, out=limits)

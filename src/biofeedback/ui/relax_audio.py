@@ -62,7 +62,8 @@ class AudioOut:
             self.device = SynthDevice(synth)
             self.device.open(QtCore.QIODevice.OpenModeFlag.ReadOnly)
             self.sink.start(self.device)
-            if self.sink.error() != QtMultimedia.QAudio.Error.NoError:
+            # Qt 6.7+ reports QtAudio.Error (QAudio.Error before): compare by name, which both share.
+            if self.sink.error().name != "NoError":
                 raise RuntimeError(f"the sound device failed ({self.sink.error().name})")
             self.ok = True
         except Exception as exc:  # noqa: BLE001 - any sound failure means: go on silently, say so once

@@ -33,7 +33,8 @@ def test_window_runs_a_session_and_shows_the_summary(qtbot, make_protocol, capsy
     window = RelaxWindow(worker, settings)
     qtbot.addWidget(window)
     window.show()
-    assert window.audio is not None and not window.audio.ok and "sound off" in capsys.readouterr().err
+    # With a sound device the tone plays; without one (CI has no sound libraries) the window says so once.
+    assert window.audio is not None and (window.audio.ok or "sound off" in capsys.readouterr().err)
     qtbot.waitUntil(lambda: window.view is not None and window.view.phase == "relaxation" and window.view.t_s
                     - window.session.phase_start_s > 14, timeout=30_000)
     qtbot.wait(200)

@@ -224,13 +224,13 @@ class VirtualPeripheral:
         """Generate everything due up to device time ``now_s`` and send it if someone listens."""
         raise NotImplementedError
 
-    async def send(self, characteristic: gatt.Characteristic, packet: bytes) -> bool:
+    async def send(self, characteristic: gatt.Characteristic, packet: bytes) -> None:
         """Notify ``packet`` unless the link is down or a fault drops or corrupts it."""
         if self.connection is None:
-            return False
+            return
         if self.faults.drop_rate and self.rng.random() < self.faults.drop_rate:
             self.counters["dropped"] += 1
-            return False
+            return
         if self.faults.corrupt_rate and self.rng.random() < self.faults.corrupt_rate:
             self.counters["corrupted"] += 1
             packet = self.rng.integers(0, 256, int(self.rng.integers(0, len(packet) + 1)), dtype=np.uint8).tobytes()
@@ -238,9 +238,8 @@ class VirtualPeripheral:
             await self.device.notify_subscribers(characteristic, packet)
         except Exception as exc:  # link went down mid-send
             log.debug("%s: notify failed: %s", self.name, exc)
-            return False
+            return
         self.counters["sent"] += 1
-        return True
 
     async def indicate_later(self, characteristic: gatt.Characteristic, packet: bytes) -> None:
         """Answer a control-point write by indication once the write response is out."""
@@ -266,7 +265,6 @@ class HeartRateServer:
         self.beat_rr_ms: list[float] = []
         """Every beat the heart made (generated ahead of time, so the ECG can draw it)."""
         self._reported = 0
-        self.sent_packets: list[tuple[float, bytes]] = []
 
     def beats_ahead(self, until_s: float) -> np.ndarray:
         """Beat times generated up to ``until_s``; the newest few, for drawing an ECG."""
@@ -309,8 +307,7 @@ class HeartRateServer:
             self._energy_kj += 1
             rr_sent = rrs[:9] if contact else np.empty(0)
             packet = self.encode(hr, rr_sent, contact, with_energy=int(t) % 10 == 0)
-            if await self.owner.send(self.measurement, packet):
-                self.sent_packets.append((t, packet))
+            await self.owner.send(self.measurement, packet)
 
 
 class VirtualHeartRateStrap(VirtualPeripheral):
@@ -352,8 +349,6 @@ class VirtualPolarH10(VirtualPeripheral):
         self._next_sample = 0
         self._first_start_done = False
         self.utc_at_power_on = time.time()
-        self.sent_frames: list[tuple[int, int]] = []
-        """(index of first sample, sample count) of every frame sent."""
 
     def tick_s(self) -> float:
         return 0.1
@@ -410,8 +405,7 @@ class VirtualPolarH10(VirtualPeripheral):
             if self.faults.electrode_off_at(float(t[0])):
                 ecg = self.rng.normal(0, 3.0, ecg.shape)
             last_ns = int(round((self.utc_at_power_on - POLAR_EPOCH_UNIX_S + t[-1]) * 1e9))
-            if await self.send(self.data, self.encode_ecg(last_ns, ecg)):
-                self.sent_frames.append((int(idx[0]), len(idx)))
+            await self.send(self.data, self.encode_ecg(last_ns, ecg))
             await asyncio.sleep(0)
 
 
@@ -457,7 +451,6 @@ class VirtualOpenEmg(VirtualPeripheral):
         self.keep_truth = keep_truth
         self.truth: dict[int, np.ndarray] = {}
         """First sample index -> int16 samples (n, 2) of every frame the firmware produced."""
-        self.sent_frames: list[tuple[int, int]] = []
 
     def tick_s(self) -> float:
         return self.samples_per_frame / self.sample_rate_hz
@@ -532,8 +525,7 @@ class VirtualOpenEmg(VirtualPeripheral):
                 continue
             packet = self.encode_frame(self._seq, int(idx[0]) - self._index_at_start, int(round(t[0] * 1e6)), flags, counts)
             self._seq += 1
-            if await self.send(self.data, packet):
-                self.sent_frames.append((int(idx[0]), spf))
+            await self.send(self.data, packet)
             await asyncio.sleep(0)  # a catch-up burst must not starve the other sensors on this loop
         if self.streaming and now_s >= self._next_status_s:
             self._next_status_s = now_s + 1.0

@@ -24,58 +24,8 @@ from biofeedback.cli import main
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "_artifacts" / "analysis"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-PROTOCOL = """
-name = "analysis-test"
-[[screening]]
-key = "consent"
-text = "Consent?"
-stop_if = false
-reason = "no consent"
-[[techniques]]
-key = "trigger-point"
-label = "trigger-point pressure"
-[[phases]]
-name = "baseline"
-kind = "rest"
-duration_s = 70
-[[phases]]
-name = "treatment"
-kind = "treatment"
-duration_s = 30
-[[phases.script]]
-at_s = 4
-action = "technique"
-technique = "trigger-point"
-[[phases.script]]
-at_s = 4
-action = "hands-on"
-[[phases.script]]
-at_s = 24
-action = "hands-off"
-[[phases.script]]
-at_s = 26
-action = "note"
-text = "client reports the headache eased"
-[[phases]]
-name = "post"
-kind = "rest"
-duration_s = 70
-"""
-CALIBRATION = """
-name = "analysis-quick"
-[rest]
-duration_s = 15
-settle_s = 3
-[reference]
-count = 3
-hold_s = 4
-relax_s = 4
-lead_in_s = 2
-trim_s = 1
-tolerance = 0.15
-[quality]
-max_tries = 2
-"""
+PROTOCOL = (Path(__file__).resolve().parents[1] / "data" / "protocols" / "analysis-report.toml").read_text()
+CALIBRATION = (Path(__file__).resolve().parents[1] / "data" / "calibration" / "test-quick.toml").read_text()
 
 
 def _quiet(*argv: str) -> tuple[int, str]:

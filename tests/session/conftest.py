@@ -12,70 +12,8 @@ import pytest
 from biofeedback.cli import main
 
 SPEED = "20"
-PROTOCOL = """
-name = "test-short"
-[[screening]]
-key = "consent"
-text = "Consent?"
-stop_if = false
-reason = "no consent"
-[[screening]]
-key = "acute_migraine"
-text = "Acute severe migraine attack now?"
-stop_if = true
-reason = "acute severe migraine attack: reschedule"
-[[techniques]]
-key = "trigger-point"
-label = "trigger-point pressure"
-[[techniques]]
-key = "gb20"
-label = "acupressure GB20"
-[[phases]]
-name = "baseline"
-kind = "rest"
-duration_s = 20
-[[phases]]
-name = "treatment"
-kind = "treatment"
-duration_s = 30
-[[phases.script]]
-at_s = 3
-action = "technique"
-technique = "trigger-point"
-[[phases.script]]
-at_s = 3
-action = "hands-on"
-[[phases.script]]
-at_s = 12
-action = "hands-off"
-[[phases.script]]
-at_s = 15
-action = "technique"
-technique = "gb20"
-[[phases.script]]
-at_s = 20
-action = "note"
-text = "client reports the headache eased"
-[[phases]]
-name = "post"
-kind = "rest"
-duration_s = 20
-"""
-CALIBRATION = """
-name = "test-quick"
-[rest]
-duration_s = 15
-settle_s = 3
-[reference]
-count = 3
-hold_s = 4
-relax_s = 4
-lead_in_s = 2
-trim_s = 1
-tolerance = 0.15
-[quality]
-max_tries = 2
-"""
+PROTOCOL = (Path(__file__).resolve().parents[1] / "data" / "protocols" / "session-short.toml").read_text()
+CALIBRATION = (Path(__file__).resolve().parents[1] / "data" / "calibration" / "test-quick.toml").read_text()
 
 
 def digest(path: Path) -> str:

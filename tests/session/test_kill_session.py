@@ -5,41 +5,14 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from biofeedback.store import SessionReader
 
 SESSION_COMMIT_S = 1.0
 """At most this much session time may be lost on a kill (the store commits every 0.5 s). RR adds up to
 one more second: a strap reports each beat with the next 1 Hz notification."""
-
-
-PROTOCOL = """
-name = "kill-test"
-[[screening]]
-key = "consent"
-text = "Consent?"
-stop_if = false
-reason = "no consent"
-[[techniques]]
-key = "trigger-point"
-label = "trigger-point pressure"
-[[phases]]
-name = "baseline"
-kind = "rest"
-duration_s = 5
-[[phases]]
-name = "treatment"
-kind = "treatment"
-duration_s = 60
-[[phases.script]]
-at_s = 2
-action = "technique"
-technique = "trigger-point"
-[[phases]]
-name = "post"
-kind = "rest"
-duration_s = 5
-"""
+PROTOCOL = (Path(__file__).resolve().parents[1] / "data" / "protocols" / "kill-test.toml").read_text()
 SPEED = 2.0
 KILL_AFTER_WALL_S = 1.0
 

@@ -18,40 +18,7 @@ from biofeedback.session.run import SessionPlan, session_scenario  # noqa: E402
 SPEED = 4.0
 """Virtual sensors run this many times faster than real time."""
 ARTIFACTS = Path(__file__).resolve().parents[1] / "_artifacts"
-PROTOCOL = """
-name = "test-dashboard"
-[[techniques]]
-key = "trigger-point"
-label = "trigger-point pressure"
-[[techniques]]
-key = "gb20"
-label = "acupressure GB20"
-[[techniques]]
-key = "myofascial"
-label = "myofascial release"
-[[phases]]
-name = "baseline"
-kind = "rest"
-duration_s = 14
-[[phases]]
-name = "treatment"
-kind = "treatment"
-duration_s = 16
-[[phases.script]]
-at_s = 2
-action = "technique"
-technique = "trigger-point"
-[[phases.script]]
-at_s = 2
-action = "hands-on"
-[[phases.script]]
-at_s = 12
-action = "hands-off"
-[[phases]]
-name = "post"
-kind = "rest"
-duration_s = 14
-"""
+PROTOCOL = (Path(__file__).resolve().parents[1] / "data" / "protocols" / "dashboard-short.toml").read_text()
 
 
 @pytest.fixture(autouse=True)

@@ -285,6 +285,19 @@ class StreamHub:
         self.gap_listeners: list[Callable[[Gap], None]] = []
         self.samples: dict[tuple[str, str], int] = {}
 
+    def listen(self, on_block: Callable[[Block], None], on_gap: Callable[[Gap], None] | None = None) -> Callable[[], None]:
+        """Call ``on_block`` (and ``on_gap``) for everything that arrives; returns the function that stops it."""
+        pairs = [(self.block_listeners, on_block)] + ([(self.gap_listeners, on_gap)] if on_gap is not None else [])
+        for listeners, fn in pairs:
+            listeners.append(fn)
+
+        def detach() -> None:
+            for listeners, fn in pairs:
+                if fn in listeners:
+                    listeners.remove(fn)
+
+        return detach
+
     def buffer(self, stream: str, source: str | None = None) -> RingBuffer | None:
         """The ring buffer of ``stream`` (from ``source``, or the first source that has it)."""
         for (s, src), buf in self.buffers.items():

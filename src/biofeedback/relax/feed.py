@@ -59,13 +59,10 @@ class RelaxFeed:
         self._hrv: dict[str, LiveHrv] = {}
         self._smooth: tuple[np.ndarray, np.ndarray] | None = None
         self._zi: np.ndarray | None = None
-        hub.block_listeners.append(self.on_block)
-        hub.gap_listeners.append(self.on_gap)
+        self._detach = hub.listen(self.on_block, self.on_gap)
 
     def close(self) -> None:
-        for listeners, fn in ((self.hub.block_listeners, self.on_block), (self.hub.gap_listeners, self.on_gap)):
-            if fn in listeners:
-                listeners.remove(fn)
+        self._detach()
 
     def on_block(self, block: Block) -> None:
         if block.times_s is None or not block.n:

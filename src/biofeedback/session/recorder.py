@@ -22,8 +22,7 @@ class Recorder:
         self.hub = hub
         self._hrv: dict[str, LiveHrv] = {}
         self._closed = False
-        hub.block_listeners.append(self.on_block)
-        hub.gap_listeners.append(self.on_gap)
+        self._detach = hub.listen(self.on_block, self.on_gap)
 
     def on_block(self, block: Block) -> None:
         self.writer.add_block(block, None if block.times_s is None else float(block.times_s[0]))
@@ -59,9 +58,7 @@ class Recorder:
         if self._closed:
             return
         self._closed = True
-        for listeners, fn in ((self.hub.block_listeners, self.on_block), (self.hub.gap_listeners, self.on_gap)):
-            if fn in listeners:
-                listeners.remove(fn)
+        self._detach()
         try:
             for source, hrv in self._hrv.items():
                 self._write_beats(source, hrv.flush())

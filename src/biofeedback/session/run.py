@@ -279,7 +279,7 @@ async def run_calibration(proto: CalibrationProtocol, profiles: dict[str, Device
                 meta.setdefault("rate", block.rate_hz)
                 meta.setdefault("channels", block.channels)
 
-        acq.hub.block_listeners.append(on_block)
+        acq.hub.listen(on_block)
         result = None
         for attempt in range(1, proto.max_tries + 1):
             t0 = acq.clock.now_s() + 1.0

@@ -71,14 +71,11 @@ class LiveProcessing:
         self._step = 1
         self._phase = 0
         self._live_hrv: dict[str, LiveHrv] = {}
-        hub.block_listeners.append(self.on_block)
-        hub.gap_listeners.append(self.on_gap)
+        self._detach = hub.listen(self.on_block, self.on_gap)
 
     def close(self) -> None:
         """Stop listening to the hub."""
-        for listeners, fn in ((self.hub.block_listeners, self.on_block), (self.hub.gap_listeners, self.on_gap)):
-            if fn in listeners:
-                listeners.remove(fn)
+        self._detach()
 
     def on_block(self, block: Block) -> None:
         newest = dict(self.values.newest_host_ns)

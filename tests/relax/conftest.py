@@ -52,13 +52,6 @@ duration_s = {post_s}
 """
 
 
-@pytest.fixture(autouse=True)
-def home(tmp_path, monkeypatch) -> Path:
-    path = tmp_path / "home"
-    monkeypatch.setenv("BIOFEEDBACK_HOME", str(path))
-    return path
-
-
 @pytest.fixture
 def make_protocol(tmp_path):
     def make(baseline_s: float = 10, relax_s: float = 30, post_s: float = 10) -> Protocol:

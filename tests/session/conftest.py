@@ -63,7 +63,7 @@ def recorded(tmp_path_factory) -> Recorded:
 
 
 @pytest.fixture
-def home(recorded, monkeypatch) -> Path:
+def recorded_home(recorded, monkeypatch) -> Path:
     monkeypatch.setenv("BIOFEEDBACK_HOME", str(recorded.home))
     return recorded.home
 

@@ -76,7 +76,7 @@ def test_calibration_equal_contractions_pass(recorded):
 
 
 @pytest.mark.parametrize("fmt", ["csv", "edf", "bids", "hdf5"])
-def test_export_latest(home, tmp_path, capsys, recorded, fmt):
+def test_export_latest(recorded_home, tmp_path, capsys, recorded, fmt):
     before = digest(recorded.session)
     code, out, err = run(capsys, "export", "latest", "--client", "C001", "--format", fmt, "--out", str(tmp_path / fmt))
     assert code == 0, err
@@ -84,7 +84,7 @@ def test_export_latest(home, tmp_path, capsys, recorded, fmt):
     assert digest(recorded.session) == before
 
 
-def test_sessions_lists_and_shows_corrupt_files(home, capsys, recorded):
+def test_sessions_lists_and_shows_corrupt_files(recorded_home, capsys, recorded):
     folder = recorded.session.parent
     corrupt = folder / "20000101T000000Z.bfsession"
     truncated = folder / "20000101T000001Z.bfsession"
@@ -115,7 +115,7 @@ def test_sessions_lists_and_shows_corrupt_files(home, capsys, recorded):
     (["session", "--client", "a@b.org", "--virtual"], "looks like an email address"),
     (["calibrate", "--client", "C001", "--virtual", "--protocol", "nosuch"], "no protocol file 'nosuch'"),
 ])
-def test_bad_input_is_one_error_line(home, capsys, recorded, argv, says):
+def test_bad_input_is_one_error_line(recorded_home, capsys, recorded, argv, says):
     before = digest(recorded.session)
     code, out, err = run(capsys, *argv)
     assert code == 2

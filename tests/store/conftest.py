@@ -17,14 +17,6 @@ EMG_RATE_HZ, EMG_BLOCK = 1000.0, 20
 ECG_RATE_HZ, ECG_BLOCK = 130.0, 73
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch) -> Path:
-    """BIOFEEDBACK_HOME pointed at a fresh folder."""
-    path = tmp_path / "home"
-    monkeypatch.setenv("BIOFEEDBACK_HOME", str(path))
-    return path
-
-
 @dataclass
 class Recorded:
     """A session written by ``write_session`` and what went into it."""

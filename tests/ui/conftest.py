@@ -21,14 +21,6 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "_artifacts"
 PROTOCOL = (Path(__file__).resolve().parents[1] / "data" / "protocols" / "dashboard-short.toml").read_text()
 
 
-@pytest.fixture(autouse=True)
-def home(tmp_path, monkeypatch) -> Path:
-    """Recordings, calibrations and screening logs go to a fresh folder."""
-    path = tmp_path / "home"
-    monkeypatch.setenv("BIOFEEDBACK_HOME", str(path))
-    return path
-
-
 @pytest.fixture
 def protocol(tmp_path) -> Protocol:
     path = tmp_path / "test-dashboard.toml"

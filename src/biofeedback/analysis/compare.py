@@ -273,13 +273,14 @@ def _sentence(m: MetricChange, phases: tuple[str, str]) -> str:
 def _judge(m: MetricChange, ua: _Units, ub: _Units | None, stat: Callable, rng: np.random.Generator, n_boot: int,
            phases: tuple[str, str]) -> MetricChange:
     """Fill levels, change, CI, SDC, effect size and verdict of ``m``."""
-    def level(u: _Units) -> float:
-        return float(stat(*(a[None] for a in u.arrays))[0])
-
-    def boot(u: _Units) -> tuple[np.ndarray, int]:
+    def phase_level(u: _Units, name: str) -> tuple[float, tuple[float, float], np.ndarray, int] | str:
+        """Level, its CI, bootstrap replicates and block length of one phase, or why there are none."""
+        if u.valid_s < MIN_LEVEL_S or u.n < 2:
+            return f"too little clean data in {name} ({u.valid_s:.0f} s; needs {MIN_LEVEL_S:.0f} s)"
         block = block_length(u.block_series)
         idx = moving_block_indices(u.n, block, n_boot, rng)
-        return stat(*(a[idx] for a in u.arrays)), block
+        replicates = stat(*(a[idx] for a in u.arrays))
+        return float(stat(*(a[None] for a in u.arrays))[0]), percentile_ci(replicates), replicates, block
 
     def segments(u: _Units) -> np.ndarray:
         ids, counts = np.unique(u.segment, return_counts=True)
@@ -287,22 +288,20 @@ def _judge(m: MetricChange, ua: _Units, ub: _Units | None, stat: Callable, rng: 
         return np.array([stat(*(a[u.segment == k][None] for a in u.arrays))[0] for k in ids[full]])
 
     m.n_a = ua.n
-    if ua.valid_s < MIN_LEVEL_S or ua.n < 2:
-        m.sentence = f"too little clean data in {phases[0]} ({ua.valid_s:.0f} s; needs {MIN_LEVEL_S:.0f} s)"
+    found = phase_level(ua, phases[0])
+    if isinstance(found, str):
+        m.sentence = found
         return m
-    m.a = level(ua)
-    boot_a, m.block_a = boot(ua)
-    m.a_ci = percentile_ci(boot_a)
+    m.a, m.a_ci, boot_a, m.block_a = found
     if ub is None:
         m.sentence = f"no {phases[1]} phase to compare with"
         return m
     m.n_b = ub.n
-    if ub.valid_s < MIN_LEVEL_S or ub.n < 2:
-        m.sentence = f"too little clean data in {phases[1]} ({ub.valid_s:.0f} s; needs {MIN_LEVEL_S:.0f} s)"
+    found = phase_level(ub, phases[1])
+    if isinstance(found, str):
+        m.sentence = found
         return m
-    m.b = level(ub)
-    boot_b, m.block_b = boot(ub)
-    m.b_ci = percentile_ci(boot_b)
+    m.b, m.b_ci, boot_b, m.block_b = found
     seg_a, seg_b = segments(ua), segments(ub)
     ratio = m.kind == "ratio"
     if ratio and not (m.a > 0 and m.b > 0):

@@ -75,3 +75,14 @@ def test_wrong_options_say_what_to_type(capsys, tmp_path):
     assert code == 2 and "40:60" in err
     code, _, err = relax(capsys, "--minutes", "1")
     assert code == 2 and "at least" in err
+
+
+def test_without_a_display_the_window_falls_back_to_the_terminal(capsys, tmp_path, home):
+    proto = tmp_path / "home.toml"
+    proto.write_text(protocol_text(5, 10, 5))
+    code = main(["relax", "--client", "C001", "--virtual", "--speed", "20", "--answers", "all-clear",
+                 "--protocol", str(proto), "--virtual-devices", "hrs-strap"])
+    _, err = capsys.readouterr()
+    assert code == 0, err
+    assert "No display: running headless" in err
+    assert len(list((home / "clients/C001/sessions").glob("*.bfsession"))) == 1

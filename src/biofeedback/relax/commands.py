@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Callable
+from functools import partial
 
 from biofeedback.analysis.diary import add_entry
 from biofeedback.relax.audio import render_timeline, write_wav
@@ -15,6 +16,7 @@ from biofeedback.relax.sham import SIMULATED, sham_signal
 from biofeedback.relax.summary import diary_text, history_text, plain_summary, relax_history, start_end, todays_diary
 from biofeedback.sensors.profiles import load_profiles
 from biofeedback.session.calibration import latest_calibration
+from biofeedback.session.commands import has_display
 from biofeedback.session.protocol import Protocol, SessionError, load_protocol
 from biofeedback.session.run import SessionPlan, is_interactive, session_scenario
 from biofeedback.session.screening import ALL_CLEAR, screen
@@ -70,11 +72,17 @@ def settings_from(protocol: Protocol, args: argparse.Namespace) -> tuple[Protoco
     return protocol, settings
 
 
-def prepare(args: argparse.Namespace, scenario_from_args: Callable, use_virtual: Callable):
-    """Screening, calibration, scenario: the plan, settings and sham signal of a home session."""
+def prepare(args: argparse.Namespace, scenario_from_args: Callable, use_virtual: Callable, windowed: bool = False):
+    """Screening (in a dialog when ``windowed``), calibration, scenario: the plan, settings and sham signal of a
+    home session."""
     client = validate_client_id(args.client)
     protocol, settings = settings_from(load_protocol(args.protocol or HOME_PROTOCOL), args)
-    screening = screen(client, protocol, args.answers, not is_interactive(), "relaxation")
+    ask_window = None
+    if windowed:
+        from biofeedback.ui.screening_dialog import ask_in_window
+
+        ask_window = partial(ask_in_window, activity="relaxation")
+    screening = screen(client, protocol, args.answers, not is_interactive(), "relaxation", ask_window)
     virtual = use_virtual(args)
     scenario = session_scenario(scenario_from_args(args), protocol) if virtual else None
     plan = SessionPlan(client, protocol, virtual, args.speed, True, scenario, screening,
@@ -86,8 +94,11 @@ def prepare(args: argparse.Namespace, scenario_from_args: Callable, use_virtual:
 def cmd_relax(args: argparse.Namespace, scenario_from_args: Callable, use_virtual: Callable) -> int:
     if args.headache is not None:
         add_entry(validate_client_id(args.client), args.headache, args.headache_hours)
-    plan, settings, sham = prepare(args, scenario_from_args, use_virtual)
-    if args.headless:
+    windowed = not args.headless and has_display()
+    if not args.headless and not windowed:
+        print("No display: running headless in this terminal (--headless).", file=sys.stderr)
+    plan, settings, sham = prepare(args, scenario_from_args, use_virtual, windowed)
+    if not windowed:
         path, session = asyncio.run(run_relax(plan, settings, load_profiles(), sham))
         timeline = session.timeline
     else:

@@ -8,6 +8,7 @@ import os
 import pathlib
 import sys
 from collections.abc import Callable
+from functools import partial
 
 from biofeedback.sensors.profiles import load_profiles
 from biofeedback.session.calibration import latest_calibration, load_calibration_protocol, save_calibration
@@ -81,12 +82,18 @@ def cmd_session(args: argparse.Namespace, scenario_from_args: Callable, use_virt
                 dashboard: Callable | None = None, verdict: Callable | None = None) -> int:
     client = validate_client_id(args.client)
     protocol = load_protocol(args.protocol)
-    auto = args.auto or not is_interactive()
     windowed = not args.headless and dashboard is not None
     if windowed and not has_display():
         print("No display: running headless in this terminal (--headless).", file=sys.stderr)
         windowed = False
-    screening = screen(client, protocol, args.answers, auto)
+    # In a window the therapist is there (even when started from a desktop launcher with no terminal).
+    auto = args.auto or (not windowed and not is_interactive())
+    ask_window = None
+    if windowed:
+        from biofeedback.ui.screening_dialog import ask_in_window
+
+        ask_window = partial(ask_in_window, activity="session", theme=args.theme)
+    screening = screen(client, protocol, args.answers, auto, ask_window=ask_window)
     calibration = latest_calibration(client)
     print(f"calibration: {calibration[0].name}" if calibration else
           "calibration: none for this client (tension in µV; run `biofeedback calibrate` first for %RVC)")

@@ -78,11 +78,17 @@ def audit(client_id: str, protocol: str, answers: dict[str, bool], reasons: list
         os.fsync(f.fileno())
 
 
-def screen(client_id: str, protocol, answers_text: str | None, unattended: bool, activity: str = "session") -> dict:
-    """Take the screening answers (from ``--answers``, or asked in the terminal), log them, and stop
-    with the reasons if an answer contraindicates. Returns ``{"answers", "source"}`` for the recording."""
+def screen(client_id: str, protocol, answers_text: str | None, unattended: bool, activity: str = "session",
+           ask_window: Callable[[tuple[Question, ...]], dict[str, bool] | None] | None = None) -> dict:
+    """Take the screening answers (from ``--answers``, a window's ``ask_window``, or asked in the terminal), log
+    them, and stop with the reasons if an answer contraindicates. Returns ``{"answers", "source"}`` for the recording.
+    """
     if answers_text is not None:
         answers, source = answers_from_text(answers_text, protocol.questions), "command line (--answers)"
+    elif ask_window is not None:
+        answers, source = ask_window(protocol.questions), "window"
+        if answers is None:
+            raise SessionError(f"{activity} not started: the screening was cancelled (nothing recorded or logged)")
     elif unattended:
         raise SessionError(f"an unattended {activity} needs the screening answers: confirm consent and no "
                            f"contraindication with --answers {ALL_CLEAR}, or give key=yes|no for "

@@ -45,6 +45,50 @@ def test_sos_filter_matches_public_scipy_sosfilt_across_blocks():
     np.testing.assert_allclose(np.concatenate(pieces, axis=1), signal.sosfilt(sos, x, axis=1), rtol=0, atol=1e-12)
 
 
+def direct_window_sums(x: np.ndarray, width: int) -> np.ndarray:
+    """Sum of each column of ``x`` (n, k) over the trailing ``width`` samples, zeros before the start."""
+    padded = np.concatenate((np.zeros((width - 1, x.shape[1])), x))
+    return np.lib.stride_tricks.sliding_window_view(padded, width, axis=0).sum(axis=-1)
+
+
+def test_emg_kernel_equals_scipy_and_numpy_references():
+    # The compiled chain against the same steps done independently: scipy.signal.sosfilt with the processor's
+    # own filter designs, window sums added up directly, and the quality rules written out in numpy.
+    x = np.stack([emg_like(4.0, 30, seed=20), emg_like(4.0, 5, seed=21) + sine(50, 400, 4.0),
+                  emg_like(4.0, 10, seed=22) + sine(3, 600, 4.0)], axis=1)
+    # Flat: electrode off, amplifier noise only. (On exact zeros the MAINS and MOTION tests would compare window
+    # sums that are both pure rounding residue, ~1e-10 of the largest sum, which either summation may decide.)
+    x[2000:4500, 0] = 0.01 * np.random.default_rng(23).standard_normal(2500)
+    x[5000:5050, 2] = 2500.0  # saturated
+    th = QualityThresholds(saturation_uv=2000.0)
+    proc = EmgProcessor(FS, channels=3, thresholds=th)
+    bounds = [0, 1, 40, 41, 2000, 5003, len(x)]
+    parts = [proc.process(x[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+    got = {name: np.concatenate([getattr(p, name) for p in parts]) for name in ("filtered_uv", "rms_uv", "envelope_uv", "quality")}
+
+    band = signal.sosfilt(proc._bandpass.sos, x, axis=0)
+    emg = signal.sosfilt(proc._notch.sos, band, axis=0)
+    np.testing.assert_allclose(got["filtered_uv"], emg, rtol=0, atol=1e-12 * np.abs(x).max())
+    smooth = signal.sosfilt(proc._envelope.sos, emg**2, axis=0)
+    np.testing.assert_allclose(got["envelope_uv"], np.sqrt(np.maximum(smooth, 0.0)), rtol=1e-12, atol=1e-12)
+    w = proc.rms_window
+    emg_sum = direct_window_sums(emg**2, w)
+    np.testing.assert_allclose(got["rms_uv"], np.sqrt(np.maximum(emg_sum, 0.0) / w), rtol=1e-9, atol=1e-9)
+    mains_sum = direct_window_sums((band - emg) ** 2, w)
+    motion_sum = direct_window_sums(signal.sosfilt(proc._motion.sos, x, axis=0) ** 2, w)
+    saturated = direct_window_sums((np.abs(x) >= th.saturation_uv).astype(float), w)
+    expected = (
+        np.where(emg_sum < w * th.flat_rms_uv**2, QualityFlag.FLAT, 0)
+        | np.where(saturated > 0.5, QualityFlag.SATURATED, 0)
+        | np.where(mains_sum > th.mains_ratio**2 * emg_sum, QualityFlag.MAINS, 0)
+        | np.where(motion_sum > np.maximum(th.motion_ratio**2 * emg_sum, w * th.motion_min_uv**2), QualityFlag.MOTION, 0)
+    )
+    expected[: proc.warmup] |= QualityFlag.WARMUP
+    np.testing.assert_array_equal(got["quality"], expected)
+    for flag in (QualityFlag.FLAT, QualityFlag.SATURATED, QualityFlag.MAINS, QualityFlag.MOTION):
+        assert np.any(got["quality"][proc.warmup :] & flag)
+
+
 def test_moving_sum_equals_direct_window_sum():
     x = np.random.default_rng(2).standard_normal((3, 1000))
     ms = MovingSum(37, rows=3)
@@ -111,7 +155,7 @@ def test_blocks_of_any_size_equal_whole_array(sizes):
 
 
 def test_long_recording_in_one_call_equals_live_blocks():
-    # More than OFFLINE_CHUNK samples in one call goes through the internal chunk loop.
+    # A 40 s recording in one call and the same samples in 20 ms live blocks.
     x = np.stack([emg_like(40.0, 25, seed=6), emg_like(40.0, 25, seed=7)], axis=1)
     whole = EmgProcessor(FS).process(x)
     proc = EmgProcessor(FS)

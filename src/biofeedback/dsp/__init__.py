@@ -1,4 +1,4 @@
-"""biofeedback.dsp: streaming signal processing for EMG and heart data (numpy/scipy; no I/O, no Qt).
+"""biofeedback.dsp: streaming signal processing for EMG and heart data (numpy, scipy, numba kernels; no I/O, no Qt).
 
 Live and offline use the same code: feed blocks of any size, or a whole recording at once, and get the
 same answers to floating-point precision.

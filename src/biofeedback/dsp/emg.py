@@ -30,7 +30,7 @@ from typing import Sequence
 import numpy as np
 from scipy import signal
 
-from biofeedback.dsp._streaming import MovingSum, SosFilter
+from biofeedback.dsp._streaming import MovingSum, SosFilter, emg_block
 
 # Policy in named constants (STYLE.md, rule 5).
 MIN_SPECTRAL_FS_HZ = 500.0
@@ -41,8 +41,6 @@ NOTCH_Q = 30.0
 """Quality factor of each mains notch (-3 dB width = f0/Q, 1.7 Hz at 50 Hz)."""
 MOTION_BAND_HZ = (1.0, 10.0)
 """Band where movement artefacts live and EMG has little power."""
-OFFLINE_CHUNK = 1 << 15
-"""Samples per internal chunk when a long recording is processed in one call (bounds memory and rounding)."""
 
 
 class QualityFlag:
@@ -131,18 +129,26 @@ class EmgProcessor:
         self._motion = SosFilter(signal.butter(1, (MOTION_BAND_HZ[0], motion_high), "bandpass", fs=fs_hz, output="sos"), ch)
         self._envelope = SosFilter(signal.butter(2, envelope_cutoff_hz, "lowpass", fs=fs_hz, output="sos"), ch)
         self.rms_window = max(1, round(rms_window_ms * fs_hz / 1000.0))
-        self._rows = 4 * ch if thresholds.saturation_uv is not None else 3 * ch
-        self._moving = MovingSum(self.rms_window, self._rows)
+        # Window rows, one group of ``ch`` each: EMG², mains component², motion band², then saturation (0/1) if checked.
+        self._moving = MovingSum(self.rms_window, (3 if thresholds.saturation_uv is None else 4) * ch)
         settle = round(0.1 * fs_hz)  # the 20 Hz band-pass rings for about 100 ms
         self.warmup = self.rms_window + settle
         """Samples flagged WARMUP after a start or reset."""
         self._count = 0
-        self._scratch: tuple[np.ndarray, ...] | None = None
-        self._limit_scale = np.array([thresholds.mains_ratio**2, thresholds.motion_ratio**2]).reshape(2, 1, 1)
-        self._limit_floor = np.array([-np.inf, self.rms_window * thresholds.motion_min_uv**2]).reshape(2, 1, 1)
-        self._bit_values = np.array(
-            [QualityFlag.FLAT, QualityFlag.SATURATED, QualityFlag.MAINS, QualityFlag.MOTION], dtype=np.uint8
-        ).reshape(4, 1, 1)
+        # Quality limits on window sums rather than means: MAINS when mains² sum > ratio²·EMG² sum; MOTION when
+        # motion² sum > max(ratio²·EMG² sum, window·minimum²); FLAT when EMG² sum < window·flat².
+        w = self.rms_window
+        saturation_uv = np.nan if thresholds.saturation_uv is None else thresholds.saturation_uv
+        self._limits = np.array(
+            [w, w * thresholds.flat_rms_uv**2, thresholds.mains_ratio**2, thresholds.motion_ratio**2,
+             w * thresholds.motion_min_uv**2, saturation_uv],
+            dtype=np.float64,
+        )
+        self._flag_bits = np.array(
+            [QualityFlag.FLAT, QualityFlag.SATURATED, QualityFlag.MAINS, QualityFlag.MOTION, QualityFlag.WARMUP],
+            dtype=np.uint8,
+        )
+        self.process(np.empty((0, ch)))  # compile, or load the cached kernel, now rather than on the first block
 
     @property
     def rms_delay_ms(self) -> float:
@@ -170,66 +176,34 @@ class EmgProcessor:
 
     def process(self, samples_uv: np.ndarray) -> EmgOutput:
         """Process a block (n, channels) of raw EMG in µV; the output arrays are (n, channels)."""
-        x = np.asarray(samples_uv, dtype=np.float64)
+        x = np.ascontiguousarray(samples_uv, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != self.channels:
             raise ValueError(f"expected samples of shape (n, {self.channels}), got {x.shape}")
-        n = x.shape[0]
-        out = np.empty((3, self.channels, n))
-        quality = np.empty((self.channels, n), dtype=np.uint8)
-        if n <= OFFLINE_CHUNK:
-            self._process_chunk(x.T, out, quality)
-        else:
-            for start in range(0, n, OFFLINE_CHUNK):
-                stop = start + OFFLINE_CHUNK
-                self._process_chunk(x[start:stop].T, out[:, :, start:stop], quality[:, start:stop])
-        return EmgOutput(out[0].T, out[1].T, out[2].T, quality.T)
-
-    def _workspace(self, n: int) -> tuple[np.ndarray, ...]:
-        """Scratch arrays for a chunk of ``n`` samples, reused while the block size stays the same."""
-        if self._scratch is None or self._scratch[0].shape[1] != n:
-            rows, ch = self._rows, self.channels
-            planes = np.zeros((4, ch, n), dtype=bool)  # FLAT, SATURATED, MAINS, MOTION; SATURATED stays 0 if unchecked
-            bits = np.empty((4, ch, n), dtype=np.uint8)
-            self._scratch = (np.empty((rows, n)), np.empty((rows, n)), np.empty((2, ch, n)), planes, bits)
-        return self._scratch
-
-    def _process_chunk(self, raw: np.ndarray, out: np.ndarray, quality: np.ndarray) -> None:
-        ch = self.channels
-        th = self.thresholds
-        w = self.rms_window
-        n = raw.shape[1]
-        # Rows of ``power``: EMG, mains component, motion band (then squared), saturation 0/1 if checked.
-        power, sums, limits, planes, bits = self._workspace(n)
-        power[ch : 3 * ch].reshape(2, ch, n)[...] = raw
-        self._motion.run(power[2 * ch : 3 * ch])
-        band = self._bandpass.run(power[ch : 2 * ch])
-        emg = power[:ch]
-        emg[...] = band
-        self._notch.run(emg)
-        np.subtract(band, emg, out=band)  # the removed mains component
-        out[0] = emg
-        np.multiply(power[: 3 * ch], power[: 3 * ch], out=power[: 3 * ch])
-        if th.saturation_uv is not None:
-            np.greater_equal(np.abs(raw), th.saturation_uv, out=power[3 * ch :])
-        self._moving.run(power, out=sums)  # window sums; thresholds below are scaled to sums, not means
-        envelope = self._envelope.run(emg)
-        emg_sum = sums[:ch]
-        np.maximum(emg_sum, 0.0, out=out[1])
-        out[1] *= 1.0 / w
-        np.maximum(envelope, 0.0, out=out[2])
-        np.sqrt(out[1:], out=out[1:])  # moving RMS and envelope
-        # MAINS: mains sum > ratio²·EMG sum; MOTION: motion sum > max(ratio²·EMG sum, window·minimum²).
-        np.multiply(emg_sum, self._limit_scale, out=limits)
-        np.maximum(limits, self._limit_floor, out=limits)
-        np.greater(sums[ch : 3 * ch].reshape(2, ch, n), limits, out=planes[2:])
-        np.less(emg_sum, w * th.flat_rms_uv**2, out=planes[0])
-        if th.saturation_uv is not None:
-            np.greater(sums[3 * ch :], 0.5, out=planes[1])
-        np.multiply(planes, self._bit_values, out=bits)
-        np.bitwise_or.reduce(bits, axis=0, out=quality)
-        if self._count < self.warmup:
-            quality[:, : self.warmup - self._count] |= QualityFlag.WARMUP
-        self._count += n
+        shape = x.shape
+        out = EmgOutput(np.empty(shape), np.empty(shape), np.empty(shape), np.empty(shape, dtype=np.uint8))
+        self._moving.pos = emg_block(
+            x,
+            self._bandpass.sos,
+            self._bandpass.zi,
+            self._notch.sos,
+            self._notch.zi,
+            self._motion.sos,
+            self._motion.zi,
+            self._envelope.sos,
+            self._envelope.zi,
+            self._moving.ring,
+            self._moving.totals,
+            self._moving.pos,
+            self._limits,
+            self._flag_bits,
+            max(0, self.warmup - self._count),
+            out.filtered_uv,
+            out.rms_uv,
+            out.envelope_uv,
+            out.quality,
+        )
+        self._count += shape[0]
+        return out
 
 
 @dataclass(frozen=True, slots=True)

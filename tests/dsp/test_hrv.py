@@ -8,10 +8,13 @@ from pathlib import Path
 
 import neurokit2 as nk
 import numpy as np
+import pandas as pd
 import pytest
 import wfdb
 
 from biofeedback.dsp.hrv import (
+    LT_MEDIAN_BEATS,
+    LT_THRESHOLD_BEATS,
     NORMS,
     LiveHrv,
     RrFlag,
@@ -28,6 +31,7 @@ from biofeedback.dsp.hrv import (
     sdnn,
     sns_index,
 )
+from biofeedback.dsp.hrv import _rolling_quantiles
 
 MITDB_100 = Path(__file__).parent.parent / "data" / "mitdb-100" / "100"
 BEAT_SYMBOLS = set("NLRBAaJSVrFejnE/fQ?")
@@ -90,6 +94,18 @@ def test_pns_and_sns_are_zero_at_the_norms_and_move_the_right_way():
     one_sd_slower = n["mean_rr_ms"] + NORMS["mean_rr_ms"].sd
     assert pns_index(one_sd_slower, n["rmssd_ms"], n["sd1_pct"]) == pytest.approx(1 / 3)
     assert sns_index(n["mean_hr_bpm"], n["kubios_stress_index"], n["sd2_pct"] - NORMS["sd2_pct"].sd) == pytest.approx(1 / 3)
+
+
+@pytest.mark.parametrize("n", [3, 40, 91, 500])
+def test_compiled_rolling_quantiles_equal_pandas(n):
+    # The sliding sorted window behind the Lipponen-Tarvainen thresholds against pandas' centred rolling
+    # quantile, on whole-ms values (many ties, as RR intervals are) and with windows longer than the series.
+    x = np.round(np.random.default_rng(n).normal(900, 40, n))
+    for width, qs in ((LT_THRESHOLD_BEATS, (0.25, 0.75)), (LT_MEDIAN_BEATS, (0.5,))):
+        got = _rolling_quantiles(x, width, np.array(qs))
+        rolling = pd.Series(x).rolling(width, center=True, min_periods=1)
+        expected = np.array([rolling.quantile(q).to_numpy() for q in qs])
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=0)
 
 
 def test_correct_rr_finds_and_repairs_each_artefact_kind():

@@ -21,10 +21,10 @@ All intervals are in ms, times in s, heart rate in beats per minute (bpm).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
+from numba import njit
 from scipy import interpolate, signal
 
 if TYPE_CHECKING:
@@ -80,38 +80,66 @@ class RrCorrection:
     """For each ``nn_ms`` value, the index of the raw interval whose end beat closes it."""
 
 
-@lru_cache(maxsize=64)
-def _window_layout(n: int, width: int, qs: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For centred windows truncated at the ends: flat positions of the two order statistics around each
-    quantile in the sorted (n, width) window matrix, and the interpolation weight."""
+@njit(cache=True, inline="always")
+def _sorts_before(a: float, b: float) -> bool:
+    """The order of ``numpy.sort``: by value, NaN last."""
+    return a < b or (a == a and b != b)
+
+
+@njit(cache=True)
+def _rolling_quantiles(x: np.ndarray, width: int, qs: np.ndarray) -> np.ndarray:
+    """Centred rolling quantiles of ``x`` (n,), windows truncated at the ends, linear interpolation: pandas
+    ``rolling(width, center=True, min_periods=1).quantile(q)``. Shape (len(qs), n).
+
+    A sorted copy of the window slides along the series, one value in and one out per step (O(width) each).
+    """
+    n = x.size
     half = width // 2
-    count = np.minimum(np.arange(n) + width - half, n) - np.maximum(np.arange(n) - half, 0)
-    pos = np.asarray(qs)[:, None] * (count - 1)[None, :]
-    lo = np.floor(pos).astype(int)
-    hi = np.minimum(lo + 1, count - 1)
-    row = np.arange(n) * width
-    return row + lo, row + hi, pos - lo
+    out = np.empty((qs.size, n))
+    window = np.empty(width)
+    count = start = stop = 0
+    for j in range(n):
+        while start < j - half:  # the window of j is x[j - half : j + width - half], truncated at the ends
+            v = x[start]
+            k = 0
+            while not (window[k] == v or (v != v and window[k] != window[k])):
+                k += 1
+            for k in range(k, count - 1):
+                window[k] = window[k + 1]
+            count -= 1
+            start += 1
+        while stop < min(j + width - half, n):
+            v = x[stop]
+            k = count
+            while k > 0 and _sorts_before(v, window[k - 1]):
+                window[k] = window[k - 1]
+                k -= 1
+            window[k] = v
+            count += 1
+            stop += 1
+        for m in range(qs.size):
+            pos = qs[m] * (count - 1)
+            lo = int(np.floor(pos))
+            hi = min(lo + 1, count - 1)
+            out[m, j] = window[lo] + (window[hi] - window[lo]) * (pos - lo)
+    return out
 
 
-def _rolling_quantiles(x: np.ndarray, width: int, qs: tuple[float, ...]) -> np.ndarray:
-    """Centred rolling quantiles of each row of ``x`` (rows, n), windows truncated at the ends, linear
-    interpolation: pandas ``rolling(width, center=True, min_periods=1).quantile(q)``. Shape (len(qs), rows, n)."""
-    rows, n = x.shape
-    half = width // 2
-    padded = np.full((rows, n + width - 1), np.nan)
-    padded[:, half : half + n] = x
-    step = padded.strides[1]
-    windows = np.ndarray((rows, n, width), np.float64, padded, 0, (padded.strides[0], step, step))  # a view
-    flat = np.sort(windows, axis=2).reshape(rows, n * width)  # NaN padding sorts last
-    lo, hi, frac = _window_layout(n, width, qs)
-    low, high = flat[:, lo], flat[:, hi]  # (rows, len(qs), n)
-    return np.moveaxis(low + (high - low) * frac, 1, 0)
-
-
+@njit(cache=True)
 def _threshold(x: np.ndarray) -> np.ndarray:
     """Time-varying threshold Th = α·QD of |x| over the centred 91-beat window (QD: quartile deviation)."""
-    q1, q3 = _rolling_quantiles(np.abs(x)[None, :], LT_THRESHOLD_BEATS, (0.25, 0.75))[:, 0]
-    return LT_ALPHA * (q3 - q1) / 2.0
+    q = _rolling_quantiles(np.abs(x), LT_THRESHOLD_BEATS, np.array([0.25, 0.75]))
+    return LT_ALPHA * (q[1] - q[0]) / 2.0
+
+
+@njit(cache=True)
+def _normalised(x: np.ndarray, threshold: np.ndarray) -> np.ndarray:
+    """x / threshold, NaN where the threshold is 0."""
+    out = np.full(x.size, np.nan)
+    for k in range(x.size):
+        if threshold[k] != 0:
+            out[k] = x[k] / threshold[k]
+    return out
 
 
 def _find_artifacts(peaks_ms: np.ndarray) -> dict[str, list[int]]:
@@ -121,51 +149,71 @@ def _find_artifacts(peaks_ms: np.ndarray) -> dict[str, list[int]]:
     rr[0] = rr[1:].mean()
     drrs = np.empty(rr.size)
     drrs[1:] = rr[1:] - rr[:-1]
-    drrs[0] = drrs[1:].mean()
-    th1 = _threshold(drrs)
-    drrs = np.divide(drrs, th1, out=np.full_like(drrs, np.nan), where=th1 != 0)
-    found: dict[str, list[int]] = {"ectopic": [], "missed": [], "extra": [], "longshort": []}
-    outside = np.flatnonzero(~(np.abs(drrs) <= 1))  # beats past the dRR threshold, or with no threshold
-    if outside.size == 0 or outside[0] >= rr.size - 2:
-        return found  # every beat is normal; the median-based thresholds are not needed
-    medrr = _rolling_quantiles(rr[None, :], LT_MEDIAN_BEATS, (0.5,))[0, 0]
-    mrrs = rr - medrr
-    mrrs[mrrs < 0] *= 2.0
-    th2 = _threshold(mrrs)
-    mrrs = np.divide(mrrs, th2, out=np.full_like(mrrs, np.nan), where=th2 != 0)
-    pad = np.concatenate((drrs[2:0:-1], drrs, drrs[-2:-4:-1]))  # numpy "reflect" padding by 2
-    prev1, next1, next2 = pad[1:-3], pad[3:-1], pad[4:]
-    s12 = np.where(drrs > 0, np.maximum(prev1, next1), np.where(drrs < 0, np.minimum(prev1, next1), 0.0))
-    s22 = np.where(drrs >= 0, np.minimum(next1, next2), np.where(drrs < 0, np.maximum(next1, next2), 0.0))
-    d, m, s1, s2 = drrs.tolist(), mrrs.tolist(), s12.tolist(), s22.tolist()
-    r, med, t2 = rr.tolist(), medrr.tolist(), th2.tolist()
-    i = int(outside[0])
-    while i < rr.size - 2:
+    drrs[0] = drrs[1:].mean()  # numpy's pairwise sum, as neurokit2; the rest is compiled
+    kind = _classify_beats(rr, drrs)
+    return {name: np.flatnonzero(kind == code).tolist() for code, name in enumerate(_ARTIFACT_KINDS, start=1)}
+
+
+_ARTIFACT_KINDS = ("ectopic", "missed", "extra", "longshort")
+
+
+@njit(cache=True)
+def _classify_beats(rr: np.ndarray, drrs: np.ndarray) -> np.ndarray:
+    """The decision rules of Lipponen & Tarvainen (2019), Figure 1, as neurokit2 applies them, on RR and dRR.
+
+    Returns a code per beat: 0 normal, else 1 + the index of its kind in ``_ARTIFACT_KINDS``.
+    """
+    n = rr.size
+    kind = np.zeros(n, dtype=np.int8)
+    d = _normalised(drrs, _threshold(drrs))
+    first = 0
+    while first < n and abs(d[first]) <= 1:  # the first beat past the dRR threshold, or with no threshold
+        first += 1
+    if first >= n - 2:
+        return kind  # every beat is normal; the median-based thresholds are not needed
+    med = _rolling_quantiles(rr, LT_MEDIAN_BEATS, np.array([0.5]))[0]
+    m = rr - med
+    for k in range(n):
+        if m[k] < 0:
+            m[k] *= 2.0
+    t2 = _threshold(m)
+    m = _normalised(m, t2)
+    s1 = np.empty(n)
+    s2 = np.empty(n)
+    for k in range(n):
+        # neighbours with numpy "reflect" padding by 2: index -1 is 1, index n is n - 2, n + 1 is n - 3
+        prev1 = d[abs(k - 1)]
+        next1 = d[k + 1] if k + 1 < n else d[2 * n - k - 3]
+        next2 = d[k + 2] if k + 2 < n else d[2 * n - k - 4]
+        s1[k] = np.maximum(prev1, next1) if d[k] > 0 else (np.minimum(prev1, next1) if d[k] < 0 else 0.0)
+        s2[k] = np.minimum(next1, next2) if d[k] >= 0 else (np.maximum(next1, next2) if d[k] < 0 else 0.0)
+    i = first
+    while i < n - 2:
         if abs(d[i]) <= 1:
             i += 1
             continue
         if (d[i] > 1 and s1[i] < -LT_C1 * d[i] - LT_C2) or (d[i] < -1 and s1[i] > -LT_C1 * d[i] + LT_C2):
-            found["ectopic"].append(i)
+            kind[i] = 1
             i += 1
             continue
         if not (abs(d[i]) > 1 or abs(m[i]) > 3):  # only when dRR is NaN (zero threshold)
             i += 1
             continue
-        candidates = [i, i + 1] if abs(d[i + 1]) < abs(d[i + 2]) else [i]
-        for j in candidates:  # as neurokit2: each candidate advances i once
+        last = i + 1 if abs(d[i + 1]) < abs(d[i + 2]) else i
+        for j in range(i, last + 1):  # as neurokit2: each candidate advances i once
             long_beat = d[j] > 1 and s2[j] < -1
             short_beat = d[j] < -1 and s2[j] > 1
             if not (long_beat or short_beat or abs(m[j]) > 3):
                 i += 1
                 continue
-            if short_beat and abs(r[j] + r[j + 1] - med[j]) < t2[j]:
-                found["extra"].append(j)
-            elif long_beat and abs(r[j] / 2 - med[j]) < t2[j]:
-                found["missed"].append(j)
+            if short_beat and abs(rr[j] + rr[j + 1] - med[j]) < t2[j]:
+                kind[j] = 3
+            elif long_beat and abs(rr[j] / 2 - med[j]) < t2[j]:
+                kind[j] = 2
             else:
-                found["longshort"].append(j)
+                kind[j] = 4
             i += 1
-    return found
+    return kind
 
 
 def _shift(source: list[int], targets: list[int], step: int) -> list[int]:
@@ -378,6 +426,7 @@ class LiveHrv:
     def __init__(self, window_s: float = LIVE_WINDOW_S) -> None:
         self.window_s = float(window_s)
         self.reset()
+        correct_rr(np.full(4, 1000.0))  # compile, or load the cached kernels, now rather than at the first beat
 
     def reset(self) -> None:
         """Forget all beats (after a gap: successive differences must not span it)."""

@@ -168,6 +168,20 @@ def _dashboard(plan, profiles, theme: str) -> str:
     return run_dashboard_session(plan, profiles, theme=theme)
 
 
+def _relax_window(plan, settings, profiles, sham):
+    """Run a home session in the relaxation window (Qt is imported only when a window is wanted)."""
+    from biofeedback.ui.relax_window import run_relax_window
+
+    return run_relax_window(plan, settings, profiles, sham)
+
+
+def _ask_window(questions, activity: str, theme: str = "light") -> dict[str, bool] | None:
+    """The screening questions in a dialog (Qt is imported only when a window is wanted)."""
+    from biofeedback.ui.screening_dialog import ask_in_window
+
+    return ask_in_window(questions, activity, theme)
+
+
 def _verdict(path) -> str:
     """The before/after verdict in plain words, for the end of a session."""
     from biofeedback.analysis import AnalysisError, compare, load_session
@@ -196,9 +210,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object per line")
     _add_virtual_options(p)
     p.set_defaults(func=lambda a: asyncio.run(_monitor(a, _use_virtual(a))))
-    session_commands.add_parsers(sub, _add_virtual_options, scenario_from_args, _use_virtual, _dashboard, _verdict)
+    session_commands.add_parsers(sub, _add_virtual_options, scenario_from_args, _use_virtual, _dashboard, _verdict,
+                                 _ask_window)
     analysis_commands.add_parsers(sub)
-    relax_commands.add_parsers(sub, _add_virtual_options, scenario_from_args, _use_virtual)
+    relax_commands.add_parsers(sub, _add_virtual_options, scenario_from_args, _use_virtual, _relax_window, _ask_window)
     return parser
 
 

@@ -23,7 +23,8 @@ from biofeedback.session.screening import ALL_CLEAR, screen
 from biofeedback.store import validate_client_id
 
 
-def add_parsers(sub, add_virtual_options: Callable, scenario_from_args: Callable, use_virtual: Callable) -> None:
+def add_parsers(sub, add_virtual_options: Callable, scenario_from_args: Callable, use_virtual: Callable,
+                relax_window: Callable | None = None, ask_window: Callable | None = None) -> None:
     p = sub.add_parser("relax", help="guided relaxation at home: breathing pacer and a tension tone to follow with eyes closed")
     p.add_argument("--client", required=True, help="your client ID from your therapist, e.g. C001")
     p.add_argument("--protocol", help=f"protocol TOML file, or a name in protocols/ (default: {HOME_PROTOCOL})")
@@ -46,7 +47,7 @@ def add_parsers(sub, add_virtual_options: Callable, scenario_from_args: Callable
     add_virtual_options(p)
     p.add_argument("--virtual-resonance-bpm", type=float, default=5.5,
                    help="virtual sensors: breathing rate at which the virtual heart's swing is largest")
-    p.set_defaults(func=lambda a: cmd_relax(a, scenario_from_args, use_virtual))
+    p.set_defaults(func=lambda a: cmd_relax(a, scenario_from_args, use_virtual, relax_window, ask_window))
 
 
 def settings_from(protocol: Protocol, args: argparse.Namespace) -> tuple[Protocol, RelaxSettings]:
@@ -72,17 +73,14 @@ def settings_from(protocol: Protocol, args: argparse.Namespace) -> tuple[Protoco
     return protocol, settings
 
 
-def prepare(args: argparse.Namespace, scenario_from_args: Callable, use_virtual: Callable, windowed: bool = False):
-    """Screening (in a dialog when ``windowed``), calibration, scenario: the plan, settings and sham signal of a
-    home session."""
+def prepare(args: argparse.Namespace, scenario_from_args: Callable, use_virtual: Callable,
+            ask_window: Callable | None = None):
+    """Screening (in ``ask_window``'s dialog when given), calibration, scenario: the plan, settings and sham signal
+    of a home session."""
     client = validate_client_id(args.client)
     protocol, settings = settings_from(load_protocol(args.protocol or HOME_PROTOCOL), args)
-    ask_window = None
-    if windowed:
-        from biofeedback.ui.screening_dialog import ask_in_window
-
-        ask_window = partial(ask_in_window, activity="relaxation")
-    screening = screen(client, protocol, args.answers, not is_interactive(), "relaxation", ask_window)
+    asker = partial(ask_window, activity="relaxation") if ask_window else None
+    screening = screen(client, protocol, args.answers, not is_interactive(), "relaxation", asker)
     virtual = use_virtual(args)
     scenario = session_scenario(scenario_from_args(args), protocol) if virtual else None
     plan = SessionPlan(client, protocol, virtual, args.speed, True, scenario, screening,
@@ -91,20 +89,20 @@ def prepare(args: argparse.Namespace, scenario_from_args: Callable, use_virtual:
     return plan, settings, sham
 
 
-def cmd_relax(args: argparse.Namespace, scenario_from_args: Callable, use_virtual: Callable) -> int:
+def cmd_relax(args: argparse.Namespace, scenario_from_args: Callable, use_virtual: Callable,
+              relax_window: Callable | None = None, ask_window: Callable | None = None) -> int:
+    """A home session; the cli passes the relaxation window and the screening dialog in (relax imports no ui)."""
     if args.headache is not None:
         add_entry(validate_client_id(args.client), args.headache, args.headache_hours)
-    windowed = not args.headless and has_display()
+    windowed = not args.headless and relax_window is not None and has_display()
     if not args.headless and not windowed:
         print("No display: running headless in this terminal (--headless).", file=sys.stderr)
-    plan, settings, sham = prepare(args, scenario_from_args, use_virtual, windowed)
+    plan, settings, sham = prepare(args, scenario_from_args, use_virtual, ask_window if windowed else None)
     if not windowed:
         path, session = asyncio.run(run_relax(plan, settings, load_profiles(), sham))
         timeline = session.timeline
     else:
-        from biofeedback.ui.relax_window import run_relax_window
-
-        path, timeline = run_relax_window(plan, settings, load_profiles(), sham)
+        path, timeline = relax_window(plan, settings, load_profiles(), sham)
     if args.audio_wav:
         shifted = [(t - timeline[0][0], fb, ph) for t, fb, ph in timeline] if timeline else []
         print(f"feedback sound: {write_wav(args.audio_wav, render_timeline(shifted, chimes=settings.chimes))}")

@@ -27,9 +27,10 @@ def _int(text: str) -> int:
 
 
 def add_parsers(sub, add_virtual_options: Callable, scenario_from_args: Callable, use_virtual: Callable,
-                dashboard: Callable | None = None, verdict: Callable | None = None) -> None:
-    """Add the four commands; the cli passes its virtual-sensor helpers and the dashboard runner in
-    (session imports neither cli nor ui)."""
+                dashboard: Callable | None = None, verdict: Callable | None = None,
+                ask_window: Callable | None = None) -> None:
+    """Add the four commands; the cli passes its virtual-sensor helpers, the dashboard runner and the screening
+    dialog in (session imports neither cli nor ui)."""
     p = sub.add_parser("session", help="run and record a session: baseline rest, treatment with markers, post rest")
     p.add_argument("--client", required=True, help="pseudonymous client ID, e.g. C001")
     p.add_argument("--protocol", help="protocol TOML file, or a name in protocols/ (default: default)")
@@ -40,7 +41,8 @@ def add_parsers(sub, add_virtual_options: Callable, scenario_from_args: Callable
     p.add_argument("--answers", help=f"screening answers: {ALL_CLEAR} (consent given, no contraindication) or "
                                      "key=yes|no,... (needed for unattended sessions)")
     add_virtual_options(p)
-    p.set_defaults(func=lambda a: cmd_session(a, scenario_from_args, use_virtual, dashboard, verdict))
+    p.set_defaults(func=lambda a: cmd_session(a, scenario_from_args, use_virtual, dashboard, verdict,
+                                                         ask_window))
 
     p = sub.add_parser("calibrate", help="guided calibration: resting baseline and reference contractions")
     p.add_argument("--client", required=True, help="pseudonymous client ID, e.g. C001")
@@ -79,7 +81,8 @@ def has_display() -> bool:
 
 
 def cmd_session(args: argparse.Namespace, scenario_from_args: Callable, use_virtual: Callable,
-                dashboard: Callable | None = None, verdict: Callable | None = None) -> int:
+                dashboard: Callable | None = None, verdict: Callable | None = None,
+                ask_window: Callable | None = None) -> int:
     client = validate_client_id(args.client)
     protocol = load_protocol(args.protocol)
     windowed = not args.headless and dashboard is not None
@@ -88,12 +91,8 @@ def cmd_session(args: argparse.Namespace, scenario_from_args: Callable, use_virt
         windowed = False
     # In a window the therapist is there (even when started from a desktop launcher with no terminal).
     auto = args.auto or (not windowed and not is_interactive())
-    ask_window = None
-    if windowed:
-        from biofeedback.ui.screening_dialog import ask_in_window
-
-        ask_window = partial(ask_in_window, activity="session", theme=args.theme)
-    screening = screen(client, protocol, args.answers, auto, ask_window=ask_window)
+    asker = partial(ask_window, activity="session", theme=args.theme) if windowed and ask_window else None
+    screening = screen(client, protocol, args.answers, auto, ask_window=asker)
     calibration = latest_calibration(client)
     print(f"calibration: {calibration[0].name}" if calibration else
           "calibration: none for this client (tension in µV; run `biofeedback calibrate` first for %RVC)")

@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from biofeedback.dsp import load_kernels
 from biofeedback.sensors.ble import BleBackend, BleSource, FoundSensor, SensorError, scan
 from biofeedback.sensors.profiles import DeviceProfile
 from biofeedback.sensors.virtual import Scenario, VirtualWorld
@@ -22,6 +24,8 @@ from biofeedback.stream import Gap, SessionClock, StreamHub, StreamKind
 SCAN_TIME_S = 3.0
 """Wall seconds a scan for real sensors lasts."""
 VIRTUAL_SCAN_TIME_S = 0.3
+SLOW_KERNEL_LOAD_S = 2.0
+"""Say so when preparing the signal processing took longer than this (the first run after an install compiles)."""
 EMG_RMS_WINDOW_S = 1.0
 RMSSD_WINDOW_S = 60.0
 
@@ -73,6 +77,9 @@ async def acquire(
     """Scan, connect the chosen sensors and stream until the block exits."""
     if speed != 1.0 and not virtual:
         raise SensorError("--speed only applies to virtual sensors; real sensors run in real time")
+    if (load_s := load_kernels()) > SLOW_KERNEL_LOAD_S:
+        print(f"signal processing compiled in {load_s:.0f} s (once after an install; later starts take under a second)",
+              file=sys.stderr)
     world = None
     if virtual:
         quiet_bumble_logs()

@@ -45,6 +45,8 @@ name                                  returns                                   
 ====================================  ==================================================  ======================
 """
 
+import time
+
 from biofeedback.dsp.emg import (
     Calibration,
     EmgGaps,
@@ -82,7 +84,24 @@ from biofeedback.dsp.hrv import (
     sns_index,
 )
 
+
+
+def load_kernels() -> float:
+    """Compile the numba kernels, or load them from numba's cache, before any live data flows; returns the
+    wall seconds it took.
+
+    The first run after an install compiles for several seconds. Acquisition calls this before it scans, so
+    that stall never falls inside a live session (where it would hold up the acquisition loop).
+    """
+    start = time.perf_counter()
+    EmgProcessor(2000.0, channels=2)
+    LiveHrv()
+    LiveRPeakDetector(130.0)
+    return time.perf_counter() - start
+
+
 __all__ = [
+    "load_kernels",
     "BeatMetrics",
     "Beats",
     "LiveHrv",

@@ -79,6 +79,8 @@ def test_ring_buffer_wraps_and_keeps_order():
     assert np.all(np.diff(t) == 1) and np.array_equal(x[:, 1], -t)
     t5, _ = buf.snapshot(5)
     assert list(t5) == [265, 266, 267, 268, 269]
+    t80, x80 = buf.snapshot(80)  # across the wrap
+    assert list(t80) == list(range(190, 270)) and np.array_equal(x80[:, 0], t80)
     ts, _ = buf.since(259.5)
     assert list(ts) == list(range(260, 270))
 

@@ -27,7 +27,7 @@ from biofeedback.ui.worker import SessionWorker, WorkerState
 FRAME_MS = 16
 """Timer period of the plot refresh (about 60 frames per second)."""
 NUMBERS_EVERY_S = 0.25
-"""Wall seconds between updates of the big numbers and the sensor panel (steadier to read)."""
+"""Wall seconds between updates of the big numbers, the sensor panel and the y ranges (steadier to read)."""
 EMG_WINDOW_S = 10.0
 HEART_WINDOW_S = 60.0
 HEART_REFRESH_S = 0.1
@@ -36,6 +36,14 @@ window 0.1 s is a step of about two pixels), so each frame only redraws the fast
 LATENCY_SMOOTHING = 0.1
 """Weight of a new arrival-to-paint measurement in the shown (exponentially smoothed) latency."""
 SNAPSHOT_MARGIN = 1.05
+PEAK_SAMPLES_PER_PIXEL = 1.0
+"""Peak downsampling keeps one min/max pair per pixel column: each column still spans its samples' full range."""
+Y_STEPS = 4
+"""A fitted y range is a whole number of round steps (1, 2 or 5 x 10^k) of about a quarter of the data's span."""
+Y_PAD = 0.02
+"""Room above and below the data in a fitted y range, as a fraction of their span."""
+Y_SHRINK = 0.4
+"""A y range is refitted when the data leave it or span less than this fraction of it (a fit fills at least 0.43)."""
 GUI_SHARE = 0.5
 """Most of the wall time the plot refresh may take: when a frame costs more than half its period, the next
 one waits longer, so the acquisition thread always gets its share of the interpreter (the GIL)."""
@@ -53,12 +61,29 @@ def recent(buf: RingBuffer | None, rate_hz: float | None, window_s: float, now_s
     return t[keep], x[keep]
 
 
+def steady_range(lo: float, hi: float, shown: tuple[float, float] | None) -> tuple[float, float] | None:
+    """A y range for data from ``lo`` to ``hi`` that rarely changes: None while ``shown`` still fits them.
+
+    Every change of a range re-ticks and redraws its axis and grid, so the range is not refitted frame by frame:
+    only when the data leave it or shrink to less than ``Y_SHRINK`` of it, and then to round bounds."""
+    if shown is not None and shown[0] <= lo and hi <= shown[1] and hi - lo >= Y_SHRINK * (shown[1] - shown[0]):
+        return None
+    span = hi - lo if hi > lo else max(abs(hi), 1.0)
+    rough = span / Y_STEPS
+    magnitude = 10.0 ** np.floor(np.log10(rough))
+    step = next(m * magnitude for m in (1.0, 2.0, 5.0, 10.0) if m * magnitude >= rough)
+    pad = Y_PAD * span
+    fit = (float(np.floor((lo - pad) / step) * step), float(np.ceil((hi + pad) / step) * step))
+    return None if shown is not None and np.allclose(fit, shown) else fit
+
+
 @dataclass
 class Trace:
-    """One plotted curve and how to read its newest data: ``read(window_s, now_s) -> (t, y)``."""
+    """One plotted curve: column ``column`` of the ring buffer that ``source()`` returns with its rate (None: irregular)."""
 
     curve: pg.PlotDataItem
-    read: Callable[[float, float], tuple[np.ndarray, np.ndarray]]
+    source: Callable[[], tuple[RingBuffer | None, float | None]]
+    column: int
     heart: bool = False
     """Uses the heart-rate window (HR, RR, HRV) rather than the EMG/ECG window."""
     at_s: float = 0.0
@@ -111,6 +136,8 @@ class Dashboard(QtWidgets.QMainWindow):
         self._last_numbers = 0.0
         self._target_set = False
         self._log_lines: list[str] = []
+        self._zoomed: set[pg.PlotItem] = set()
+        """Plots whose y range the user has set with the mouse: no longer fitted to the data."""
         self.traces: dict[str, Trace] = {}
         self.setWindowTitle(f"biofeedback — {worker.plan.client_id} — {protocol.name}")
         self.resize(1600, 900)
@@ -248,8 +275,8 @@ class Dashboard(QtWidgets.QMainWindow):
         p.setMenuEnabled(False)
         p.hideButtons()
         p.setMouseEnabled(x=False, y=True)
-        p.enableAutoRange(x=False, y=True)
-        p.setAutoVisible(y=True)
+        p.enableAutoRange(x=False, y=False)  # fitted by _fit_y_ranges, a few times a second
+        p.sigRangeChangedManually.connect(lambda _mask, p=p: self._zoomed.add(p))
         p.getAxis("left").setWidth(62)
         p.getAxis("left").enableAutoSIPrefix(False)  # 900 ms stays "900 (ms)", never "0.9 (kms)"
         for item in (p.getAxis("left"), p.getAxis("bottom"), p.titleLabel):
@@ -267,7 +294,8 @@ class Dashboard(QtWidgets.QMainWindow):
         pen.setCosmetic(True)
         # No anti-aliasing anywhere: thick aliased lines read as well from the table and cost far less to draw.
         curve = plot.plot(pen=pen, connect="finite", antialias=False, name=name,
-                          symbol=symbol, symbolSize=5, symbolPen=None, symbolBrush=color if symbol else None)
+                          symbol=symbol, symbolSize=5, symbolPen=None, symbolBrush=color if symbol else None,
+                          autoDownsampleFactor=PEAK_SAMPLES_PER_PIXEL)
         curve.setClipToView(True)
         curve.setDownsampling(auto=True, method="peak")
         return curve
@@ -290,45 +318,33 @@ class Dashboard(QtWidgets.QMainWindow):
             self.plots[key].setXLink(self.plots["hr"])
         for key in ("tension", "hrv"):
             self.plots[key].addLegend(offset=(8, 4), brush=None, labelTextSize=f"{AXIS_PT}pt")
-        hub = lambda: self.worker.acq.hub if self.worker.acq else None  # noqa: E731
-        live = lambda: self.worker.live  # noqa: E731
+        def hub_stream(stream: str) -> Callable[[], tuple[RingBuffer | None, float | None]]:
+            def source() -> tuple[RingBuffer | None, float | None]:
+                hub = self.worker.acq.hub if self.worker.acq else None
+                key = next((k for k in (hub.buffers if hub else {}) if k[0] == stream), None)
+                return (hub.buffers[key], hub.rates.get(key)) if key else (None, None)
+            return source
 
-        def hub_column(stream: str, col: int) -> Callable[[float, float], tuple]:
-            def read(window_s: float, now_s: float) -> tuple[np.ndarray, np.ndarray]:
-                h = hub()
-                buf = h.buffer(stream) if h else None
-                key = next((k for k in (h.buffers if h else {}) if k[0] == stream), None)
-                t, x = recent(buf, h.rates.get(key) if h and key else None, window_s, now_s)
-                return t, (x[:, col] if x.shape[1] > col else np.full(t.size, np.nan))
-            return read
+        def live_ring(attr: str, rate_hz: float | None) -> Callable[[], tuple[RingBuffer | None, float | None]]:
+            return lambda: (getattr(self.worker.live, attr, None), rate_hz)
 
-        def live_column(attr: str, col: int, rate_hz: float | None) -> Callable[[float, float], tuple]:
-            def read(window_s: float, now_s: float) -> tuple[np.ndarray, np.ndarray]:
-                lp = live()
-                buf = getattr(lp, attr) if lp else None
-                t, x = recent(buf, rate_hz, window_s, now_s)
-                return t, (x[:, col] if x.shape[1] > col else np.full(t.size, np.nan))
-            return read
-
+        emg, ecg, tension = hub_stream(StreamKind.EMG), hub_stream(StreamKind.ECG), live_ring("tension", TENSION_TRACE_HZ)
+        hrv = live_ring("hrv", None)
         self.traces = {
-            "emg_l": Trace(self._curve(self.plots["emg_l"], th.left, 1), hub_column(StreamKind.EMG, 0)),
-            "emg_r": Trace(self._curve(self.plots["emg_r"], th.right, 1), hub_column(StreamKind.EMG, 1)),
-            "tension_l": Trace(self._curve(self.plots["tension"], th.left, 3, name="left"),
-                               live_column("tension", 0, TENSION_TRACE_HZ)),
-            "tension_r": Trace(self._curve(self.plots["tension"], th.right, 3, name="right"),
-                               live_column("tension", 1, TENSION_TRACE_HZ)),
-            "ecg": Trace(self._curve(self.plots["ecg"], th.ecg, 1), hub_column(StreamKind.ECG, 0)),
-            "hr": Trace(self._curve(self.plots["hr"], th.hr, 2), hub_column(StreamKind.HR, 0), heart=True),
-            "rr": Trace(self._curve(self.plots["rr"], th.rr, 2, symbol="o"), hub_column(StreamKind.RR, 0), heart=True),
-            "rmssd": Trace(self._curve(self.plots["hrv"], th.rmssd, 3, name="RMSSD ms"),
-                           live_column("hrv", 1, None), heart=True),
-            "stress": Trace(self._curve(self.plots["hrv"], th.stress, 3, name="stress index"),
-                            live_column("hrv", 2, None), heart=True),
+            "emg_l": Trace(self._curve(self.plots["emg_l"], th.left, 1), emg, 0),
+            "emg_r": Trace(self._curve(self.plots["emg_r"], th.right, 1), emg, 1),
+            "tension_l": Trace(self._curve(self.plots["tension"], th.left, 3, name="left"), tension, 0),
+            "tension_r": Trace(self._curve(self.plots["tension"], th.right, 3, name="right"), tension, 1),
+            "ecg": Trace(self._curve(self.plots["ecg"], th.ecg, 1), ecg, 0),
+            "hr": Trace(self._curve(self.plots["hr"], th.hr, 2), hub_stream(StreamKind.HR), 0, heart=True),
+            "rr": Trace(self._curve(self.plots["rr"], th.rr, 2, symbol="o"), hub_stream(StreamKind.RR), 0, heart=True),
+            "rmssd": Trace(self._curve(self.plots["hrv"], th.rmssd, 3, name="RMSSD ms"), hrv, 1, heart=True),
+            "stress": Trace(self._curve(self.plots["hrv"], th.stress, 3, name="stress index"), hrv, 2, heart=True),
         }
         self.target_line = pg.InfiniteLine(angle=0, movable=True, label="target {value:.0f}",
                                            labelOpts={"position": 0.97, "color": th.target, "anchors": [(1, 1), (1, 1)]})
         self.target_line.setVisible(False)
-        self.plots["tension"].addItem(self.target_line, ignoreBounds=True)
+        self.plots["tension"].addItem(self.target_line)
         self.reference_lines: list[pg.InfiniteLine] = []
 
     def _build_shortcuts(self) -> None:
@@ -393,7 +409,7 @@ class Dashboard(QtWidgets.QMainWindow):
                 side = "L" if ch == 0 else "R"
                 line = pg.InfiniteLine(pos=float(level), angle=0, pen=pg.mkPen(color, width=2, style=styles[kind]),
                                        label=f"{kind} {side}", labelOpts={"position": 0.9 - 0.08 * ch, "color": color})
-                self.plots["tension"].addItem(line, ignoreBounds=False)
+                self.plots["tension"].addItem(line)
                 self.reference_lines.append(line)
         if not self._target_set and "rest" in live.reference_lines():
             self.set_target(float(np.mean(live.reference_lines()["rest"])))
@@ -467,6 +483,7 @@ class Dashboard(QtWidgets.QMainWindow):
         wall = time.monotonic()
         if wall - self._last_numbers >= NUMBERS_EVERY_S:
             self._last_numbers = wall
+            self._fit_y_ranges()
             self._show_numbers()
             self._show_sensors()
             self._show_phase_state()
@@ -481,11 +498,16 @@ class Dashboard(QtWidgets.QMainWindow):
         heart_due = wall - self._heart_plotted >= HEART_REFRESH_S
         if heart_due:
             self._heart_plotted = wall
+        reads: dict[RingBuffer | None, tuple[np.ndarray, np.ndarray]] = {}  # each buffer read once: (t - now, x)
         for trace in self.traces.values():
             if trace.heart and not heart_due:
                 continue
-            t, y = trace.read(windows[trace.heart], now)
-            trace.curve.setData(t - now, y)
+            buf, rate_hz = trace.source()
+            if buf not in reads:
+                t, x = recent(buf, rate_hz, windows[trace.heart], now)
+                reads[buf] = (t - now, x)
+            t, x = reads[buf]
+            trace.curve.setData(t, x[:, trace.column] if x.shape[1] > trace.column else np.full(t.size, np.nan))
             trace.at_s = now
         if windows != self._windows:
             self._windows = windows
@@ -495,6 +517,22 @@ class Dashboard(QtWidgets.QMainWindow):
         self._plotted_host_ns = host_ns
         if not self.reference_lines and self.worker.live.reference_lines():
             self._draw_reference_lines()
+
+    def _fit_y_ranges(self) -> None:
+        """Each plot's y range around its visible data (and the calibration lines), unless the user zoomed it."""
+        for key, plot in self.plots.items():
+            if plot in self._zoomed:
+                continue
+            x_min = plot.viewRange()[0][0]
+            values = [line.value() for line in self.reference_lines] if key == "tension" else []
+            for item in plot.listDataItems():
+                x, y = item.getOriginalDataset()
+                if y is not None:
+                    shown = y[(x >= x_min) & np.isfinite(y)]
+                    values += [shown.min(), shown.max()] if shown.size else []
+            fit = steady_range(min(values), max(values), plot.viewRange()[1]) if values else None
+            if fit is not None:
+                plot.setYRange(*fit, padding=0)
 
     def _painted(self) -> None:
         self.frames += 1

@@ -14,7 +14,9 @@ Run: QT_QPA_PLATFORM=offscreen .venv/bin/python tools/bench_dashboard.py [--seco
    sampled as it runs; after the ring buffers have filled (120 session s) it should stay flat.
 
 Prints figures and ratios; no assertions (timing is not a test). GUI-thread CPU is ``time.thread_time``
-of the GUI thread per frame; process CPU includes the acquisition thread and the virtual sensors.
+of the GUI thread per frame; process CPU includes the acquisition thread and the virtual sensors. Qt's
+painting holds the GIL, so the bench also checks that the acquisition thread kept up while the dashboard
+drew: EMG samples received against the sensor's rate, gaps, and how far the newest sample is behind.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from biofeedback.sensors.profiles import load_profiles  # noqa: E402
 from biofeedback.sensors.virtual import Scenario  # noqa: E402
 from biofeedback.session.protocol import load_protocol  # noqa: E402
 from biofeedback.session.run import SessionPlan, session_scenario  # noqa: E402
+from biofeedback.stream import StreamKind  # noqa: E402
 from biofeedback.ui.dashboard import Dashboard  # noqa: E402
 from biofeedback.ui.worker import SessionWorker, WorkerState  # noqa: E402
 
@@ -88,16 +91,29 @@ def measure(app, frames_of, seconds: float) -> tuple[float, float, float]:
     return frames / wall, gui_ms, 100.0 * (time.process_time() - p0) / wall
 
 
-def bench_dashboard(app, seconds: float) -> tuple[tuple[float, float, float], dict[str, int], float]:
+def acquired(dash: Dashboard) -> tuple[int, float, int]:
+    """(EMG rows received, session seconds, gaps) so far."""
+    acq = dash.worker.acq
+    return acq.hub.buffer(StreamKind.EMG).count, acq.clock.now_s(), len(acq.hub.gaps)
+
+
+def bench_dashboard(app, seconds: float) -> tuple[tuple[float, float, float], dict[str, int], float, str]:
     dash = start_dashboard(app, 2.0, frame_ms=0)
     dash.emg_window.setValue(20.0)
     pump(app, WARMUP_S + dash.emg_window.value() / 2.0)
     points = {name: 0 if tr.curve.getOriginalDataset()[0] is None else len(tr.curve.getOriginalDataset()[0])
               for name, tr in dash.traces.items()}
+    rows0, t0, gaps0 = acquired(dash)
     result = measure(app, lambda: dash.frames, seconds)
+    rows1, t1, gaps1 = acquired(dash)
+    hub = dash.worker.acq.hub
+    rate_hz = next(r for (stream, _), r in hub.rates.items() if stream == StreamKind.EMG)
+    behind_ms = 1000.0 * (t1 - hub.buffer(StreamKind.EMG).snapshot(1)[0][-1]) / dash.worker.acq.clock.speed
+    acquisition = (f"EMG samples received while drawing {100.0 * (rows1 - rows0) / ((t1 - t0) * rate_hz):.1f} % of the"
+                   f" sensor's {rate_hz:.0f} Hz, {gaps1 - gaps0} gaps, newest sample {behind_ms:.0f} ms behind at the end")
     latency = dash.latency_ms
     stop(app, dash)
-    return result, points, latency
+    return result, points, latency, acquisition
 
 
 class PlainLoop:
@@ -151,10 +167,11 @@ def main() -> None:
     os.environ.setdefault("BIOFEEDBACK_HOME", tempfile.mkdtemp(prefix="bench-dashboard-"))
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
 
-    (fps, gui_ms, cpu), points, latency = bench_dashboard(app, args.seconds)
+    (fps, gui_ms, cpu), points, latency, acquisition = bench_dashboard(app, args.seconds)
     print(f"points per frame: {points}")
     print(f"dashboard   : {fps:6.1f} FPS, GUI thread {gui_ms:5.2f} ms CPU/frame, process CPU {cpu:5.1f} %"
           f" (incl. virtual sensors, processing, recording); arrival-to-paint latency {latency or float('nan'):.0f} ms")
+    print(f"acquisition : {acquisition}")
     plain = PlainLoop(points)
     pump(app, WARMUP_S)
     pfps, pgui_ms, pcpu = measure(app, lambda: plain.frames, args.seconds)

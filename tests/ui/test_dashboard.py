@@ -163,8 +163,8 @@ def test_a_dropped_link_is_a_break_and_the_session_goes_on(qtbot, start_dashboar
 def test_y_ranges_are_round_and_refitted_only_when_the_data_leave_or_shrink():
     from biofeedback.ui.dashboard import steady_range
 
-    fit = steady_range(-183.0, 207.0, None)
-    assert fit == (-200.0, 300.0)  # steps of 100 (a quarter of the 390 µV span, rounded up to 1-2-5)
+    fit = steady_range(-173.0, 207.0, None)
+    assert fit == (-200.0, 300.0)  # steps of 100 (a quarter of the 380 µV span, rounded up to 1-2-5)
     assert steady_range(-150.0, 250.0, fit) is None  # still inside and more than 40 % of it: no change
     assert steady_range(-150.0, 320.0, fit) == (-200.0, 400.0)  # the data left it
     assert steady_range(10.0, 40.0, fit) == (0.0, 50.0)  # the data shrank to 6 % of it

@@ -164,8 +164,8 @@ def test_y_ranges_are_round_and_refitted_only_when_the_data_leave_or_shrink():
     from biofeedback.ui.dashboard import steady_range
 
     fit = steady_range(-173.0, 207.0, None)
-    assert fit == (-200.0, 300.0)  # steps of 100 (a quarter of the 380 µV span, rounded up to 1-2-5)
-    assert steady_range(-150.0, 250.0, fit) is None  # still inside and more than 40 % of it: no change
-    assert steady_range(-150.0, 320.0, fit) == (-200.0, 400.0)  # the data left it
-    assert steady_range(10.0, 40.0, fit) == (0.0, 50.0)  # the data shrank to 6 % of it
+    assert fit == (-200.0, 250.0)  # steps of 50 (1/8 of the 380 µV span, rounded up to 1-2-5), 19 µV room
+    assert steady_range(-150.0, 230.0, fit) is None  # still inside with room and more than half of it: no change
+    assert steady_range(-150.0, 240.0, fit) == (-200.0, 300.0)  # too close to the top
+    assert steady_range(10.0, 40.0, fit) == (5.0, 45.0)  # the data shrank to 7 % of it
     assert steady_range(70.0, 70.0, None) == (60.0, 80.0)  # flat data still get a range around them

@@ -38,12 +38,13 @@ LATENCY_SMOOTHING = 0.1
 SNAPSHOT_MARGIN = 1.05
 PEAK_SAMPLES_PER_PIXEL = 1.0
 """Peak downsampling keeps one min/max pair per pixel column: each column still spans its samples' full range."""
-Y_STEPS = 4
-"""A fitted y range is a whole number of round steps (1, 2 or 5 x 10^k) of about a quarter of the data's span."""
+Y_STEPS = 8
+"""A fitted y range runs from and to whole multiples of a round step (1, 2 or 5 x 10^k) of about 1/8 of the data's span."""
 Y_PAD = 0.05
 """Room above and below the data in a fitted y range, as a fraction of their span (thick lines stay inside)."""
-Y_SHRINK = 0.4
-"""A y range is refitted when the data leave it or span less than this fraction of it (a fit fills at least 0.42)."""
+Y_SHRINK = 0.5
+"""A y range is refitted when the data (with their room) leave it or span less than this fraction of it (a fit fills
+more than 0.58 of its range: 1 / (1 + 2 Y_PAD + 2 x 2.5 / Y_STEPS))."""
 GUI_SHARE = 0.5
 """Most of the time the GUI thread may run: when a frame (refresh, paint and the events between) costs more CPU than
 half its period, the next one waits longer, so the acquisition thread always gets its share of the interpreter
@@ -67,13 +68,13 @@ def steady_range(lo: float, hi: float, shown: tuple[float, float] | None) -> tup
 
     Every change of a range re-ticks and redraws its axis and grid, so the range is not refitted frame by frame:
     only when the data leave it or shrink to less than ``Y_SHRINK`` of it, and then to round bounds."""
-    if shown is not None and shown[0] <= lo and hi <= shown[1] and hi - lo >= Y_SHRINK * (shown[1] - shown[0]):
-        return None
     span = hi - lo if hi > lo else max(abs(hi), 1.0)
+    pad = Y_PAD * span
+    if shown is not None and shown[0] <= lo - pad and hi + pad <= shown[1] and hi - lo >= Y_SHRINK * (shown[1] - shown[0]):
+        return None
     rough = span / Y_STEPS
     magnitude = 10.0 ** np.floor(np.log10(rough))
     step = next(m * magnitude for m in (1.0, 2.0, 5.0, 10.0) if m * magnitude >= rough)
-    pad = Y_PAD * span
     fit = (float(np.floor((lo - pad) / step) * step), float(np.ceil((hi + pad) / step) * step))
     return None if shown is not None and np.allclose(fit, shown) else fit
 
@@ -99,6 +100,9 @@ class PlotCanvas(pg.GraphicsLayoutWidget):
         # Curves change shape every frame: keeping Qt's BSP index of the scene up to date costs more (about 1.5 ms
         # a frame) than searching its hundred or so items.
         self.scene().setItemIndexMethod(QtWidgets.QGraphicsScene.ItemIndexMethod.NoIndex)
+        # The view paints its whole background: without this, every frame first repainted the window, the central
+        # widget and the view's frame beneath the plots (three style-sheet fills of the plot area).
+        self.viewport().setAttribute(QtCore.Qt.WidgetAttribute.WA_OpaquePaintEvent)
         self.on_paint: Callable[[], None] | None = None
 
     def paintEvent(self, ev: QtGui.QPaintEvent) -> None:  # noqa: N802 - Qt's name

@@ -7,7 +7,6 @@ import os
 os.environ["QT_QPA_PLATFORM"] = "offscreen"  # before anything imports Qt
 
 import asyncio  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -17,8 +16,6 @@ from biofeedback.sensors.virtual import Scenario  # noqa: E402
 from biofeedback.session.protocol import Protocol, load_protocol  # noqa: E402
 from biofeedback.session.run import SessionPlan  # noqa: E402
 
-ARTIFACTS = Path(__file__).resolve().parents[1] / "_artifacts"
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
 def protocol_text(baseline_s: float, relax_s: float, post_s: float) -> str:

@@ -15,7 +15,8 @@ from biofeedback.relax.audio import CUE_HZ, SAMPLE_RATE_HZ, render_timeline, wri
 from biofeedback.sensors.virtual import Faults, Scenario, TensionScript
 from biofeedback.store import SessionReader
 from biofeedback.stream import StreamKind
-from tests.relax.conftest import ARTIFACTS, run_headless
+from tests.conftest import ARTIFACTS
+from tests.relax.conftest import run_headless
 
 TIMES = [0, 10, 12, 24, 42, 54, 80]
 LEVELS = [30, 30, 20, 46, 46, 12, 12]

@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-
 from biofeedback.relax.engine import RelaxSettings
 from biofeedback.sensors.profiles import load_profiles
 from biofeedback.sensors.virtual import Scenario
 from biofeedback.session.run import SessionPlan, session_scenario
 from biofeedback.store import SessionReader
-from tests.relax.conftest import ARTIFACTS, SCREENSHOTS
+from tests.conftest import save_screenshot
 
 
 def shoot(widget, name: str):
-    ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / f"relax-{name}.png"
-    assert widget.grab().save(str(path))
-    if os.environ.get("BIOFEEDBACK_UPDATE_SCREENSHOTS"):  # refresh the README's pictures on purpose only
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        shutil.copy(path, SCREENSHOTS / path.name)
+    path = save_screenshot(widget, f"relax-{name}")
     assert 10_000 < path.stat().st_size < 300_000
     return path
 

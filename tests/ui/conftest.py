@@ -17,7 +17,6 @@ from biofeedback.session.run import SessionPlan, session_scenario  # noqa: E402
 
 SPEED = 4.0
 """Virtual sensors run this many times faster than real time."""
-ARTIFACTS = Path(__file__).resolve().parents[1] / "_artifacts"
 PROTOCOL = (Path(__file__).resolve().parents[1] / "data" / "protocols" / "dashboard-short.toml").read_text()
 
 

@@ -5,15 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from biofeedback.ui.worker import WorkerState
-from tests.ui.conftest import ARTIFACTS
+from tests.conftest import save_screenshot
 
 
-def shoot(dash, name: str):
-    ARTIFACTS.mkdir(exist_ok=True)
-    image = dash.grab()
-    path = ARTIFACTS / f"dashboard-{name}.png"
-    assert image.save(str(path))
-    return path
+def shoot(widget, name: str):
+    return save_screenshot(widget, f"dashboard-{name}")
 
 
 def test_screenshots_of_each_phase(qtbot, start_dashboard):

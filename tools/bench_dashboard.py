@@ -10,6 +10,8 @@ Run: QT_QPA_PLATFORM=offscreen .venv/bin/python tools/bench_dashboard.py [--seco
 2. A plain pyqtgraph loop in the same run: the same window size and plot grid, the same number of points
    per curve (taken from the dashboard's own curves), one ``setData`` per curve per frame with default
    settings, like pyqtgraph's ``examples/scrollingPlots.py``.
+   Then the same plot area repainted whole with no data (axes, grids, titles, legends only): the floor of a
+   frame on this machine's software raster.
 3. Memory: a long accelerated session (default 60 s wall at 10x = 10 session minutes), resident set size
    sampled as it runs; after the ring buffers have filled (120 session s) it should stay flat.
 
@@ -38,7 +40,7 @@ from biofeedback.sensors.virtual import Scenario  # noqa: E402
 from biofeedback.session.protocol import load_protocol  # noqa: E402
 from biofeedback.session.run import SessionPlan, session_scenario  # noqa: E402
 from biofeedback.stream import StreamKind  # noqa: E402
-from biofeedback.ui.dashboard import Dashboard  # noqa: E402
+from biofeedback.ui.dashboard import GUI_SHARE, Dashboard  # noqa: E402
 from biofeedback.ui.worker import SessionWorker, WorkerState  # noqa: E402
 
 SIZE = (1600, 900)
@@ -97,7 +99,20 @@ def acquired(dash: Dashboard) -> tuple[int, float, int]:
     return acq.hub.buffer(StreamKind.EMG).count, acq.clock.now_s(), len(acq.hub.gaps)
 
 
-def bench_dashboard(app, seconds: float) -> tuple[tuple[float, float, float], dict[str, int], float, str]:
+def empty_repaint_ms(app, dash: Dashboard, seconds: float) -> float:
+    """GUI-thread CPU ms per full repaint of the dashboard's plot area with no data (axes, grids, titles, legends)."""
+    dash.timer.stop()
+    for trace in dash.traces.values():
+        trace.curve.setData([], [])
+    repaint = QtCore.QTimer()
+    repaint.timeout.connect(dash.canvas.viewport().update)
+    repaint.start(0)
+    _, gui_ms, _ = measure(app, lambda: dash.frames, seconds)
+    repaint.stop()
+    return gui_ms
+
+
+def bench_dashboard(app, seconds: float) -> tuple[tuple[float, float, float], dict[str, int], float, str, float]:
     dash = start_dashboard(app, 2.0, frame_ms=0)
     dash.emg_window.setValue(20.0)
     pump(app, WARMUP_S + dash.emg_window.value() / 2.0)
@@ -112,8 +127,9 @@ def bench_dashboard(app, seconds: float) -> tuple[tuple[float, float, float], di
     acquisition = (f"EMG samples received while drawing {100.0 * (rows1 - rows0) / ((t1 - t0) * rate_hz):.1f} % of the"
                    f" sensor's {rate_hz:.0f} Hz, {gaps1 - gaps0} gaps, newest sample {behind_ms:.0f} ms behind at the end")
     latency = dash.latency_ms
+    empty_ms = empty_repaint_ms(app, dash, seconds / 3)
     stop(app, dash)
-    return result, points, latency, acquisition
+    return result, points, latency, acquisition, empty_ms
 
 
 class PlainLoop:
@@ -167,11 +183,13 @@ def main() -> None:
     os.environ.setdefault("BIOFEEDBACK_HOME", tempfile.mkdtemp(prefix="bench-dashboard-"))
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
 
-    (fps, gui_ms, cpu), points, latency, acquisition = bench_dashboard(app, args.seconds)
+    (fps, gui_ms, cpu), points, latency, acquisition, empty_ms = bench_dashboard(app, args.seconds)
     print(f"points per frame: {points}")
     print(f"dashboard   : {fps:6.1f} FPS, GUI thread {gui_ms:5.2f} ms CPU/frame, process CPU {cpu:5.1f} %"
           f" (incl. virtual sensors, processing, recording); arrival-to-paint latency {latency or float('nan'):.0f} ms")
     print(f"acquisition : {acquisition}")
+    print(f"empty plots : {empty_ms:5.2f} ms CPU per repaint of the plot area without data; GUI_SHARE {GUI_SHARE} paces that"
+          f" alone to {1000.0 * GUI_SHARE / empty_ms:.0f} FPS")
     plain = PlainLoop(points)
     pump(app, WARMUP_S)
     pfps, pgui_ms, pcpu = measure(app, lambda: plain.frames, args.seconds)

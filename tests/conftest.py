@@ -11,7 +11,7 @@ SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 
 
 def save_screenshot(widget, name: str) -> Path:
-    """``widget``'s picture as tests/_artifacts/NAME.png; with BIOFEEDBACK_UPDATE_SCREENSHOTS=1 also in docs/screenshots/."""
+    """``widget``'s picture as tests/_artifacts/NAME.png (and docs/screenshots/ with BIOFEEDBACK_UPDATE_SCREENSHOTS=1)."""
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
     assert widget.grab().save(str(path))

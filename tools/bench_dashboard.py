@@ -188,8 +188,8 @@ def main() -> None:
     print(f"dashboard   : {fps:6.1f} FPS, GUI thread {gui_ms:5.2f} ms CPU/frame, process CPU {cpu:5.1f} %"
           f" (incl. virtual sensors, processing, recording); arrival-to-paint latency {latency or float('nan'):.0f} ms")
     print(f"acquisition : {acquisition}")
-    print(f"empty plots : {empty_ms:5.2f} ms CPU per repaint of the plot area without data; GUI_SHARE {GUI_SHARE} paces that"
-          f" alone to {1000.0 * GUI_SHARE / empty_ms:.0f} FPS")
+    print(f"empty plots : {empty_ms:5.2f} ms CPU per repaint of the plot area without data; GUI_SHARE {GUI_SHARE}"
+          f" paces that alone to {1000.0 * GUI_SHARE / empty_ms:.0f} FPS")
     plain = PlainLoop(points)
     pump(app, WARMUP_S)
     pfps, pgui_ms, pcpu = measure(app, lambda: plain.frames, args.seconds)

@@ -1,7 +1,8 @@
 """Acquisition: pick sensors, run their sources into a ``StreamHub``, and summarise live numbers.
 
 The same code path serves real sensors (the platform's bleak backend) and the virtual ones
-(``VirtualWorld``'s bumble backend): only the ``BleBackend`` differs.
+(``VirtualWorld``'s bumble backend): only the ``BleBackend`` differs. A recorded session can stand
+in for the sensors (``replay=``): its ``ReplaySource``s feed the hub as the sensors did.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ import logging
 import sys
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from biofeedback.dsp import load_kernels
-from biofeedback.sensors.ble import BleBackend, BleSource, FoundSensor, SensorError, scan
+from biofeedback.replay import replay_sources
+from biofeedback.sensors.ble import BleBackend, BleSource, FoundSensor, SensorError, Source, scan
 from biofeedback.sensors.profiles import DeviceProfile
 from biofeedback.sensors.virtual import Scenario, VirtualWorld
 from biofeedback.stream import Gap, SessionClock, StreamHub, StreamKind
@@ -52,9 +55,20 @@ class Acquisition:
 
     clock: SessionClock
     hub: StreamHub
-    sources: list[BleSource] = field(default_factory=list)
+    sources: list[Source] = field(default_factory=list)
     tasks: list[asyncio.Task] = field(default_factory=list)
     world: VirtualWorld | None = None
+
+    @contextlib.asynccontextmanager
+    async def running(self, sources: Iterable[Source]) -> AsyncIterator[Acquisition]:
+        """Run ``sources`` into the hub until the block exits, then stop them."""
+        for source in sources:
+            self.sources.append(source)
+            self.tasks.append(asyncio.create_task(source.run(), name=f"source {source.name}"))
+        try:
+            yield self
+        finally:
+            await self.stop()
 
     async def stop(self) -> None:
         for source in self.sources:
@@ -64,22 +78,35 @@ class Acquisition:
     def failed(self) -> list[BaseException]:
         return [t.exception() for t in self.tasks if t.done() and not t.cancelled() and t.exception() is not None]
 
+    def ended(self) -> bool:
+        """True when every source has finished (a replay at the end of its file; sensors run until stopped)."""
+        return bool(self.tasks) and all(t.done() for t in self.tasks)
+
 
 @contextlib.asynccontextmanager
 async def acquire(
     profiles: dict[str, DeviceProfile],
     *,
-    virtual: bool,
+    virtual: bool = False,
     speed: float = 1.0,
     scenario: Scenario | None = None,
     wanted: Iterable[str] | None = None,
+    replay: Path | str | None = None,
 ) -> AsyncIterator[Acquisition]:
-    """Scan, connect the chosen sensors and stream until the block exits."""
-    if speed != 1.0 and not virtual:
-        raise SensorError("--speed only applies to virtual sensors; real sensors run in real time")
+    """Scan, connect the chosen sensors (or open the recording to ``replay``) and stream until the block exits."""
+    if replay is not None and virtual:
+        raise SensorError("--replay plays a recording instead of sensors; leave out --virtual")
+    if speed != 1.0 and not virtual and replay is None:
+        raise SensorError("--speed only applies to virtual sensors and replays; real sensors run in real time")
     if (load_s := load_kernels()) > SLOW_KERNEL_LOAD_S:
         print(f"signal processing compiled in {load_s:.0f} s (once after an install; later starts take under a second)",
               file=sys.stderr)
+    if replay is not None:
+        clock = SessionClock(speed)
+        hub = StreamHub(clock)
+        async with Acquisition(clock, hub).running(replay_sources(replay, clock, hub, wanted)) as acq:
+            yield acq
+        return
     world = None
     if virtual:
         quiet_bumble_logs()
@@ -97,15 +124,9 @@ async def acquire(
             )
         clock = SessionClock(speed)
         hub = StreamHub(clock)
-        acq = Acquisition(clock, hub, world=world)
-        for f in chosen:
-            source = BleSource(f.device, f.profile, clock, hub, backend)
-            acq.sources.append(source)
-            acq.tasks.append(asyncio.create_task(source.run(), name=f"source {source.name}"))
-        try:
+        sources = [BleSource(f.device, f.profile, clock, hub, backend) for f in chosen]
+        async with Acquisition(clock, hub, world=world).running(sources) as acq:
             yield acq
-        finally:
-            await acq.stop()
     finally:
         if world is not None:
             await world.stop()

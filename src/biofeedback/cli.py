@@ -135,20 +135,23 @@ async def _monitor(args: argparse.Namespace, virtual: bool) -> int:
     profiles = load_profiles()
     scenario = scenario_from_args(args) if virtual else None
     wanted = None
-    async with acquire(profiles, virtual=virtual, speed=args.speed, scenario=scenario, wanted=wanted) as acq:
+    async with acquire(profiles, virtual=virtual, speed=args.speed, scenario=scenario, wanted=wanted,
+                       replay=args.replay) as acq:
         summary = LiveSummary(acq)
         all_gaps = []
         tick = 1
         while args.seconds is None or tick <= args.seconds:
             wait = acq.clock.wall_seconds(tick - acq.clock.now_s())
             if wait > 0:
-                await asyncio.sleep(wait)
+                await asyncio.wait(acq.tasks, timeout=wait)
             failed = acq.failed()
             if failed and len(failed) == len(acq.tasks):
                 raise failed[0]
             numbers = summary.numbers()
             all_gaps.extend(numbers.new_gaps)
             print(json.dumps(numbers.as_dict()) if args.json else _format_line(numbers), flush=True)
+            if acq.ended():
+                break
             tick += 1
         final = summary.numbers()
     all_gaps.extend(final.new_gaps)
@@ -208,8 +211,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("monitor", help="connect to the sensors and print live numbers once a second")
     p.add_argument("--seconds", type=_positive, default=None, help="stop after N session seconds (default: Ctrl-C)")
     p.add_argument("--json", action="store_true", help="print one JSON object per line")
+    p.add_argument("--replay", metavar="FILE", default=None,
+                   help="play a recorded session (.bfsession) instead of sensors, at its original pace times --speed; "
+                        "stops at its end")
     _add_virtual_options(p)
-    p.set_defaults(func=lambda a: asyncio.run(_monitor(a, _use_virtual(a))))
+    p.set_defaults(func=lambda a: asyncio.run(_monitor(a, _use_virtual(a) if a.replay is None else a.virtual)))
     session_commands.add_parsers(sub, _add_virtual_options, scenario_from_args, _use_virtual, _dashboard, _verdict,
                                  _ask_window)
     analysis_commands.add_parsers(sub)

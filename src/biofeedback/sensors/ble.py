@@ -73,11 +73,21 @@ class Sink(Protocol):
     def on_status(self, source: str, status: SourceStatus) -> None: ...
 
 
+class Source(Protocol):
+    """One running source of blocks (a BLE sensor, virtual or real, or a replayed recording)."""
+
+    name: str
+    status: SourceStatus
+
+    async def run(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
 @dataclass
 class SourceStatus:
     """What a user needs to see about one sensor's link."""
 
-    state: str = "idle"  # idle | connecting | connected | reconnecting | stopped | failed
+    state: str = "idle"  # idle | connecting | connected | reconnecting | stopped | failed | ended (replay at end of file)
     packets: int = 0
     decode_errors: int = 0
     reconnects: int = 0

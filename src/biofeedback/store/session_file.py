@@ -529,14 +529,15 @@ class SessionReader:
                 done.append({**e, "kind": "phase", "duration_s": max(0.0, end - e["t_s"]), "data": data})
         return sorted(done, key=lambda e: e["t_s"])
 
-    def raw_blocks(self, stream: str | None = None) -> Iterator[dict]:
+    def raw_blocks(self, stream: str | None = None, source: str | None = None) -> Iterator[dict]:
         """Every stored block as received, in arrival order (lazily): times, seq, index, flags, raw bytes, samples, times_s."""
         sql = ("SELECT s.stream, s.source, b.host_time_ns, b.device_time_ns, b.seq, b.first_index, b.flags, "
                "b.t_first_s, b.rate_hz, b.n, b.n_channels, b.data, b.times, b.raw "
                "FROM blocks b JOIN streams s ON s.id = b.stream_id")
-        args: tuple = ()
-        if stream is not None:
-            sql, args = sql + " WHERE s.stream = ?", (stream,)
+        wanted = {"s.stream": stream, "s.source": source}
+        args = tuple(v for v in wanted.values() if v is not None)
+        if args:
+            sql += " WHERE " + " AND ".join(f"{k} = ?" for k, v in wanted.items() if v is not None)
         keys = ("stream", "source", "host_time_ns", "device_time_ns", "seq", "first_index", "flags", "t_first_s",
                 "rate_hz", "n")
         with self._reading():

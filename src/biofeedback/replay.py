@@ -1,0 +1,120 @@
+"""Replay of a recorded session as a live source: its blocks and gaps, paced on the session clock.
+
+A ``ReplaySource`` per recorded source makes the calls a ``BleSource`` makes on its sink: every
+stored block as it was received (samples, times, sequence number, sample index, flags, raw packet,
+source name) at its recorded arrival time, so at ``speed`` N the recording plays N times faster.
+The recorder stores a strap's RR blocks as the HRS driver emitted them (RR in ms with beat times),
+so beats come through in their live form. A recorded gap is handed on just before the block that
+closed it, where the driver declared it live.
+
+This module sits beside ``acquisition.py`` rather than in ``sensors/``: it reads the session file,
+and ``store`` lies downstream of ``sensors`` in DESIGN's data flow, so ``sensors`` does not import it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from biofeedback.sensors.ble import SensorError, Sink, SourceStatus
+from biofeedback.store import SessionReader, StoreError
+from biofeedback.stream import NS_PER_S, Block, Gap, SessionClock
+
+MIN_SLEEP_WALL_S = 0.002
+"""Wall seconds below which a replay hands on a due block at once instead of sleeping (timer granularity)."""
+GAP_END_TOLERANCE_S = 1e-9
+"""A gap closed at the first block of its stream that starts at or after the gap's end, within float rounding."""
+
+
+def recorded_timeline(reader: SessionReader, source: str) -> Iterator[tuple[int, Block | Gap]]:
+    """The blocks and gaps of one recorded source in the order it handed them on live, each with its session time (ns)."""
+    open_gaps: dict[str, deque[Gap]] = {}
+    for gap in sorted((g for g in reader.gaps() if g.source == source), key=lambda g: g.end_s):
+        open_gaps.setdefault(gap.stream, deque()).append(gap)
+    channels: dict[str, tuple[str, ...]] = {}
+    due_ns = 0
+    for row in reader.raw_blocks(source=source):
+        stream = row["stream"]
+        if stream not in channels:
+            channels[stream] = reader.channels(stream, source)
+        block = Block(stream, source, row["host_time_ns"], row["data"], rate_hz=row["rate_hz"],
+                      first_index=row["first_index"], seq=row["seq"], device_time_ns=row["device_time_ns"],
+                      flags=row["flags"], channels=channels[stream], raw=row["raw"], times_s=row["times_s"])
+        due_ns = block.host_time_ns
+        gaps = open_gaps.get(stream)
+        while gaps and block.times_s[0] >= gaps[0].end_s - GAP_END_TOLERANCE_S:
+            yield due_ns, gaps.popleft()
+        yield due_ns, block
+    for gap in sorted((g for gaps in open_gaps.values() for g in gaps), key=lambda g: g.end_s):
+        due_ns = max(due_ns, round(gap.end_s * NS_PER_S))
+        yield due_ns, gap
+
+
+class ReplaySource:
+    """One recorded source of a session file, played into a sink on the session clock; ends at the end of the file.
+
+    The file is opened read-only and never written to.
+    """
+
+    def __init__(self, path: Path, name: str, clock: SessionClock, sink: Sink) -> None:
+        self.path = Path(path)
+        self.name = name
+        self.clock = clock
+        self.sink = sink
+        self.status = SourceStatus()
+        self._stopping = asyncio.Event()
+
+    def _set_state(self, state: str, error: str = "") -> None:
+        self.status.state = state
+        if error:
+            self.status.last_error = error
+        self.sink.on_status(self.name, self.status)
+
+    async def _until(self, due_ns: int) -> bool:
+        """Wait until session time ``due_ns``; False if stopped meanwhile."""
+        wait_s = self.clock.wall_seconds((due_ns - self.clock.now_ns()) / NS_PER_S)
+        if wait_s > MIN_SLEEP_WALL_S:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), wait_s)
+        else:
+            await asyncio.sleep(0)  # a replay running behind still lets the rest of the loop run
+        return not self._stopping.is_set()
+
+    async def run(self) -> None:
+        """Hand on every recorded block and gap at its time, until the end of the file or ``stop()``."""
+        self._set_state("connected")
+        try:
+            with SessionReader(self.path) as reader:
+                for due_ns, item in recorded_timeline(reader, self.name):
+                    if not await self._until(due_ns):
+                        self._set_state("stopped")
+                        return
+                    if isinstance(item, Gap):
+                        self.status.gaps += 1
+                        self.sink.on_gap(item)
+                    else:
+                        self.status.packets += 1
+                        self.sink.on_block(item)
+        except StoreError as exc:
+            self._set_state("failed", str(exc))
+            raise
+        self._set_state("ended")
+
+    async def stop(self) -> None:
+        self._stopping.set()
+
+
+def replay_sources(path: Path | str, clock: SessionClock, sink: Sink, wanted: Iterable[str] | None = None) -> list[ReplaySource]:
+    """One ``ReplaySource`` per recorded source of the session at ``path`` (only the ``wanted`` names, if given)."""
+    with SessionReader(Path(path)) as reader:
+        names = list(dict.fromkeys(source for _, source in reader.streams()))
+    if wanted:
+        keep = set(wanted)
+        names = [name for name in names if name in keep]
+    if not names:
+        raise SensorError(f"{path} holds no recorded sensor data to replay; list the recorded sessions with "
+                          "`biofeedback sessions` and pick another")
+    return [ReplaySource(Path(path), name, clock, sink) for name in names]

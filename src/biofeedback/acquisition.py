@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from biofeedback.dsp import load_kernels
-from biofeedback.replay import replay_sources
+from biofeedback.replay import ReplaySource, recorded_sources
 from biofeedback.sensors.ble import BleBackend, BleSource, FoundSensor, SensorError, Source, scan
 from biofeedback.sensors.profiles import DeviceProfile
 from biofeedback.sensors.virtual import Scenario, VirtualWorld
@@ -102,9 +102,10 @@ async def acquire(
         print(f"signal processing compiled in {load_s:.0f} s (once after an install; later starts take under a second)",
               file=sys.stderr)
     if replay is not None:
+        names = recorded_sources(replay, wanted)
         clock = SessionClock(speed)
         hub = StreamHub(clock)
-        async with Acquisition(clock, hub).running(replay_sources(replay, clock, hub, wanted)) as acq:
+        async with Acquisition(clock, hub).running(ReplaySource(Path(replay), n, clock, hub) for n in names) as acq:
             yield acq
         return
     world = None

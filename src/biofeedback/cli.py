@@ -141,9 +141,7 @@ async def _monitor(args: argparse.Namespace, virtual: bool) -> int:
         all_gaps = []
         tick = 1
         while args.seconds is None or tick <= args.seconds:
-            wait = acq.clock.wall_seconds(tick - acq.clock.now_s())
-            if wait > 0:
-                await asyncio.wait(acq.tasks, timeout=wait)
+            await asyncio.wait(acq.tasks, timeout=max(0.0, acq.clock.wall_seconds(tick - acq.clock.now_s())))
             failed = acq.failed()
             if failed and len(failed) == len(acq.tasks):
                 raise failed[0]

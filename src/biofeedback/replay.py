@@ -107,14 +107,20 @@ class ReplaySource:
         self._stopping.set()
 
 
-def replay_sources(path: Path | str, clock: SessionClock, sink: Sink, wanted: Iterable[str] | None = None) -> list[ReplaySource]:
-    """One ``ReplaySource`` per recorded source of the session at ``path`` (only the ``wanted`` names, if given)."""
+def recorded_sources(path: Path | str, wanted: Iterable[str] | None = None) -> list[str]:
+    """The recorded source names of the session at ``path`` to replay (only the ``wanted`` ones, if given).
+
+    Reads the file through once, so a damaged file fails here with one ``StoreError`` line rather
+    than midway through a replay (about 0.1 s for a 3.5-minute session).
+    """
     with SessionReader(Path(path)) as reader:
         names = list(dict.fromkeys(source for _, source in reader.streams()))
+        blocks = sum(1 for _ in reader.raw_blocks())
+        reader.gaps()
     if wanted:
         keep = set(wanted)
         names = [name for name in names if name in keep]
-    if not names:
+    if not names or not blocks:
         raise SensorError(f"{path} holds no recorded sensor data to replay; list the recorded sessions with "
                           "`biofeedback sessions` and pick another")
-    return [ReplaySource(Path(path), name, clock, sink) for name in names]
+    return names

@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from biofeedback.sensors.ble import SensorError, Sink, SourceStatus
+from biofeedback.sensors.ble import SensorError, Sink, Source
 from biofeedback.store import SessionReader, StoreError
 from biofeedback.stream import NS_PER_S, Block, Gap, SessionClock
 
@@ -53,25 +53,15 @@ def recorded_timeline(reader: SessionReader, source: str) -> Iterator[tuple[int,
         yield due_ns, gap
 
 
-class ReplaySource:
+class ReplaySource(Source):
     """One recorded source of a session file, played into a sink on the session clock; ends at the end of the file.
 
     The file is opened read-only and never written to.
     """
 
     def __init__(self, path: Path, name: str, clock: SessionClock, sink: Sink) -> None:
+        super().__init__(name, clock, sink)
         self.path = Path(path)
-        self.name = name
-        self.clock = clock
-        self.sink = sink
-        self.status = SourceStatus()
-        self._stopping = asyncio.Event()
-
-    def _set_state(self, state: str, error: str = "") -> None:
-        self.status.state = state
-        if error:
-            self.status.last_error = error
-        self.sink.on_status(self.name, self.status)
 
     async def _until(self, due_ns: int) -> bool:
         """Wait until session time ``due_ns``; False if stopped meanwhile."""
@@ -93,18 +83,13 @@ class ReplaySource:
                         self._set_state("stopped")
                         return
                     if isinstance(item, Gap):
-                        self.status.gaps += 1
-                        self.sink.on_gap(item)
+                        self.gap(item)
                     else:
-                        self.status.packets += 1
-                        self.sink.on_block(item)
+                        self.emit(item)
         except StoreError as exc:
             self._set_state("failed", str(exc))
             raise
         self._set_state("ended")
-
-    async def stop(self) -> None:
-        self._stopping.set()
 
 
 def recorded_sources(path: Path | str, wanted: Iterable[str] | None = None) -> list[str]:

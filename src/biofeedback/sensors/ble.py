@@ -73,15 +73,6 @@ class Sink(Protocol):
     def on_status(self, source: str, status: SourceStatus) -> None: ...
 
 
-class Source(Protocol):
-    """One running source of blocks (a BLE sensor, virtual or real, or a replayed recording)."""
-
-    name: str
-    status: SourceStatus
-
-    async def run(self) -> None: ...
-    async def stop(self) -> None: ...
-
 
 @dataclass
 class SourceStatus:
@@ -470,22 +461,22 @@ class OpenEmgDriver(_SampledDriver):
 DRIVERS: dict[str, type[Driver]] = {"hrs": HrsDriver, "polar-pmd": PmdEcgDriver, "open-emg": OpenEmgDriver}
 
 
-class BleSource:
-    """One sensor over BLE, supervised: connects, streams, reconnects after drops until stopped."""
+class Source:
+    """One source of blocks into a sink: a BLE sensor (real or virtual) or a replayed recording (``biofeedback.replay``)."""
 
-    def __init__(self, device: BLEDevice, profile: DeviceProfile, clock: SessionClock, sink: Sink,
-                 backend: BleBackend, name: str | None = None) -> None:
-        self.device = device
-        self.profile = profile
+    def __init__(self, name: str, clock: SessionClock, sink: Sink) -> None:
+        self.name = name
         self.clock = clock
         self.sink = sink
-        self.backend = backend
-        self.name = name or profile.name
         self.status = SourceStatus()
-        self.drivers = [DRIVERS[p](self) for p in profile.protocols]
-        self._client: BleakClient | None = None
-        self._lost = asyncio.Event()
         self._stopping = asyncio.Event()
+
+    async def run(self) -> None:
+        """Stream into the sink until ``stop()`` (or, for a replay, the end of the recording)."""
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        self._stopping.set()
 
     # Called from notification callbacks: keep them cheap.
     def emit(self, block: Block) -> None:
@@ -496,15 +487,29 @@ class BleSource:
         self.status.gaps += 1
         self.sink.on_gap(gap)
 
-    def decode_error(self, exc: Exception) -> None:
-        self.status.decode_errors += 1
-        log.debug("%s: %s", self.name, exc)
-
     def _set_state(self, state: str, error: str = "") -> None:
         self.status.state = state
         if error:
             self.status.last_error = error
         self.sink.on_status(self.name, self.status)
+
+
+class BleSource(Source):
+    """One sensor over BLE, supervised: connects, streams, reconnects after drops until stopped."""
+
+    def __init__(self, device: BLEDevice, profile: DeviceProfile, clock: SessionClock, sink: Sink,
+                 backend: BleBackend, name: str | None = None) -> None:
+        super().__init__(name or profile.name, clock, sink)
+        self.device = device
+        self.profile = profile
+        self.backend = backend
+        self.drivers = [DRIVERS[p](self) for p in profile.protocols]
+        self._client: BleakClient | None = None
+        self._lost = asyncio.Event()
+
+    def decode_error(self, exc: Exception) -> None:
+        self.status.decode_errors += 1
+        log.debug("%s: %s", self.name, exc)
 
     def _on_disconnect(self, _client: BleakClient) -> None:
         self._lost.set()
@@ -586,6 +591,3 @@ class BleSource:
             if device is not None:
                 self.device = device
                 return
-
-    async def stop(self) -> None:
-        self._stopping.set()

@@ -1,6 +1,10 @@
 """Wrong arguments and broken profiles give one clear error line and exit status 2."""
 
+import os
 import re
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -52,3 +56,14 @@ def test_session_without_a_display_runs_headless_and_says_so(tmp_path, monkeypat
     assert "No display: running headless" in err
     assert "recording:" in out and "post" in out
     assert list((tmp_path / "clients" / "C009" / "sessions").glob("*.bfsession"))
+
+
+def test_output_piped_into_a_reader_that_stops_early_ends_quietly(tmp_path):
+    """`biofeedback monitor ... | head -1`: no traceback when the reader goes away (exit 141 like SIGPIPE)."""
+    run = subprocess.run(
+        f"{shlex.quote(sys.executable)} -c 'import sys; from biofeedback.cli import main; sys.exit(main())' "
+        "monitor --virtual --speed 20 --seconds 20 | head -1",
+        shell=True, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "BIOFEEDBACK_HOME": str(tmp_path)}, executable="/bin/bash")
+    assert run.stdout.count("\n") == 1 and run.stdout.strip()
+    assert "Traceback" not in run.stderr and "BrokenPipe" not in run.stderr, run.stderr

@@ -11,7 +11,7 @@ from PySide6 import QtCore, QtWidgets
 from biofeedback.session.protocol import SessionError, load_protocol
 from biofeedback.session.screening import AUDIT_FILE, screen
 from biofeedback.ui.screening_dialog import STOP_TEXT, ScreeningDialog, ask_in_window
-from tests.ui.conftest import ARTIFACTS
+from tests.conftest import save_screenshot
 
 DEFAULT = load_protocol(Path(__file__).resolve().parents[2] / "protocols" / "default.toml")
 CLEAR = {"consent": "yes", "acute_migraine": "no", "new_headache": "no", "cervical_spine": "no"}
@@ -60,8 +60,7 @@ def test_start_needs_every_answer_and_a_stopping_answer_shows_why(qtbot, theme):
     qtbot.wait(50)
     button = dialog.start_button
     assert button.contentsRect().width() >= button.fontMetrics().horizontalAdvance(STOP_TEXT), "button text cut off"
-    ARTIFACTS.mkdir(exist_ok=True)
-    assert dialog.grab().save(str(ARTIFACTS / f"screening-dialog-{theme}.png"))
+    save_screenshot(dialog, f"screening-dialog-{theme}")
 
 
 def test_window_answers_are_logged_and_start_the_session(qtbot, home):

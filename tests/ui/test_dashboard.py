@@ -169,3 +169,34 @@ def test_y_ranges_are_round_and_refitted_only_when_the_data_leave_or_shrink():
     assert steady_range(-150.0, 240.0, fit) == (-200.0, 300.0)  # too close to the top
     assert steady_range(10.0, 40.0, fit) == (5.0, 45.0)  # the data shrank to 7 % of it
     assert steady_range(70.0, 70.0, None) == (60.0, 80.0)  # flat data still get a range around them
+
+
+def test_checked_and_running_phase_buttons_fit_their_bold_text(qtbot, protocol):
+    """The theme draws 'Hands off (H)' (checked) and the running phase's button in bold: no letter may be clipped."""
+    from PySide6 import QtGui, QtWidgets
+
+    from biofeedback.sensors.profiles import load_profiles
+    from biofeedback.session.run import SessionPlan
+    from biofeedback.ui.dashboard import Dashboard
+    from biofeedback.ui.worker import SessionWorker
+
+    plan = SessionPlan("C001", protocol, True, 1.0, False, None, {"answers": {}, "source": "test"}, None)
+    dash = Dashboard(SessionWorker(plan, load_profiles()).start(), protocol)  # scans, never connects
+    qtbot.addWidget(dash)
+    dash.show()
+    dash.timer.stop()
+    dash.hands_button.setChecked(True)
+    dash.hands_button.setText("Hands off (H)")
+    running = dash.phase_buttons[1]
+    running.setProperty("active", "true")
+    running.style().unpolish(running)
+    running.style().polish(running)
+    qtbot.wait(100)  # the layout settles
+    for button in (dash.hands_button, running):
+        bold = QtGui.QFont(button.font())
+        bold.setBold(True)
+        option = QtWidgets.QStyleOptionButton()
+        button.initStyleOption(option)
+        contents = button.style().subElementRect(QtWidgets.QStyle.SubElement.SE_PushButtonContents, option, button)
+        text_px = contents.width()
+        assert text_px >= QtGui.QFontMetrics(bold).horizontalAdvance(button.text()), button.text()

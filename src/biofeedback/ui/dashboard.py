@@ -111,6 +111,22 @@ class PlotCanvas(pg.GraphicsLayoutWidget):
             self.on_paint()
 
 
+class StateButton(QtWidgets.QPushButton):
+    """A push button wide enough for its text in bold: the theme draws a checked button and the running phase's in
+    bold, but Qt sizes a button by its plain font (the bold text was clipped: "ands off (H")."""
+
+    def sizeHint(self) -> QtCore.QSize:  # noqa: N802 - Qt's name
+        hint = super().sizeHint()
+        bold = QtGui.QFont(self.font())
+        bold.setBold(True)
+        text = self.text()
+        extra_px = QtGui.QFontMetrics(bold).horizontalAdvance(text) - self.fontMetrics().horizontalAdvance(text)
+        return QtCore.QSize(hint.width() + max(0, extra_px), hint.height())
+
+    def minimumSizeHint(self) -> QtCore.QSize:  # noqa: N802 - Qt's name
+        return self.sizeHint()
+
+
 def _label(text: str = "", name: str = "") -> QtWidgets.QLabel:
     lab = QtWidgets.QLabel(text)
     if name:
@@ -184,7 +200,7 @@ class Dashboard(QtWidgets.QMainWindow):
         lay.addStretch(1)
         self.phase_buttons: list[QtWidgets.QPushButton] = []
         for i, phase in enumerate(self.protocol.phases):
-            b = QtWidgets.QPushButton(f"Start {phase.name} (F{i + 1})")
+            b = StateButton(f"Start {phase.name} (F{i + 1})")
             b.clicked.connect(lambda _=False, i=i: self.start_phase(i))
             lay.addWidget(b)
             self.phase_buttons.append(b)
@@ -196,7 +212,7 @@ class Dashboard(QtWidgets.QMainWindow):
     def _build_marker_bar(self) -> QtWidgets.QWidget:
         bar = QtWidgets.QFrame(objectName="panel")
         lay = QtWidgets.QHBoxLayout(bar)
-        self.hands_button = QtWidgets.QPushButton("Hands on (H)")
+        self.hands_button = StateButton("Hands on (H)")
         self.hands_button.setCheckable(True)
         self.hands_button.clicked.connect(lambda: self._mark(self.controller.hands))
         lay.addWidget(self.hands_button)

@@ -9,16 +9,20 @@ import math
 import os
 import sys
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 
 from biofeedback import __version__
 from biofeedback.analysis import commands as analysis_commands
-from biofeedback.acquisition import LiveNumbers, LiveSummary, acquire, quiet_bumble_logs
+from biofeedback.acquisition import Acquisition, LiveNumbers, LiveSummary, acquire, quiet_bumble_logs
 from biofeedback.relax import commands as relax_commands
 from biofeedback.sensors.ble import SensorError, scan, system_has_adapter
 from biofeedback.sensors.profiles import ProfileError, load_profiles
 from biofeedback.sensors.virtual import Faults, HeartScript, Scenario, TensionScript, VirtualWorld
 from biofeedback.session import commands as session_commands
+from biofeedback.session.commands import has_display, resolve_session
 from biofeedback.session.protocol import SessionError
+from biofeedback.session.run import replay_plan
+from biofeedback.session.summary import format_summary, summarize
 from biofeedback.store import StoreError
 
 
@@ -133,33 +137,55 @@ def _format_line(n: LiveNumbers) -> str:
 
 
 async def _monitor(args: argparse.Namespace, virtual: bool) -> int:
-    profiles = load_profiles()
     scenario = scenario_from_args(args) if virtual else None
-    wanted = None
-    async with acquire(profiles, virtual=virtual, speed=args.speed, scenario=scenario, wanted=wanted,
-                       replay=args.replay) as acq:
+    acquiring = acquire(load_profiles(), virtual=virtual, speed=args.speed, scenario=scenario, replay=args.replay)
+    return await _print_live_numbers(acquiring, args.seconds, args.json)
+
+
+async def _print_live_numbers(acquiring: AbstractAsyncContextManager[Acquisition], seconds: float | None,
+                              as_json: bool) -> int:
+    """Live numbers once a session second until ``seconds`` (None: Ctrl-C or a replay's end), then the gaps seen."""
+    async with acquiring as acq:
         summary = LiveSummary(acq)
         all_gaps = []
         tick = 1
-        while args.seconds is None or tick <= args.seconds:
+        while seconds is None or tick <= seconds:
             await asyncio.wait(acq.tasks, timeout=max(0.0, acq.clock.wall_seconds(tick - acq.clock.now_s())))
             failed = acq.failed()
             if failed and len(failed) == len(acq.tasks):
                 raise failed[0]
             numbers = summary.numbers()
             all_gaps.extend(numbers.new_gaps)
-            print(json.dumps(numbers.as_dict()) if args.json else _format_line(numbers), flush=True)
+            print(json.dumps(numbers.as_dict()) if as_json else _format_line(numbers), flush=True)
             if acq.ended():
                 break
             tick += 1
         final = summary.numbers()
     all_gaps.extend(final.new_gaps)
-    if not args.json:
+    if not as_json:
         total = sum(g.length_s for g in all_gaps)
         print(f"done: {len(all_gaps)} gaps, {total:.2f} s without data"
               + "".join(f"\n  {g.stream}/{g.source}: {g.start_s:.2f}-{g.end_s:.2f} s ({g.length_s:.2f} s, {g.reason})" for g in all_gaps))
     for err in acq.failed():
         print(f"warning: {err}", file=sys.stderr)
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """A recorded session in the dashboard, view only (without a display: its live numbers); then its summary."""
+    path = resolve_session(args.session, args.client)
+    plan = replay_plan(path, args.speed)
+    windowed = not args.headless
+    if windowed and not has_display():
+        print("No display: replaying in this terminal (--headless).", file=sys.stderr)
+        windowed = False
+    if windowed:
+        _dashboard(plan, load_profiles(), args.theme)
+    else:
+        asyncio.run(_print_live_numbers(acquire(load_profiles(), speed=plan.speed, replay=plan.replay), None, False))
+    print(f"replayed: {path}")
+    print(format_summary(summarize(path)))
+    print(_verdict(path))
     return 0
 
 
@@ -215,6 +241,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "stops at its end")
     _add_virtual_options(p)
     p.set_defaults(func=lambda a: asyncio.run(_monitor(a, _use_virtual(a) if a.replay is None else a.virtual)))
+    p = sub.add_parser("replay", help="play a recorded session in the therapist dashboard, view only")
+    p.add_argument("session", help="session file, or 'latest' (of --client if given)")
+    p.add_argument("--client", help="with 'latest': that client's newest session")
+    p.add_argument("--speed", type=_positive, default=1.0, help="play N times faster than it was recorded")
+    p.add_argument("--theme", choices=("light", "dark"), default="light", help="dashboard colours")
+    p.add_argument("--headless", action="store_true", help="live numbers in the terminal, no dashboard window")
+    p.set_defaults(func=cmd_replay)
     session_commands.add_parsers(sub, _add_virtual_options, scenario_from_args, _use_virtual, _dashboard, _verdict,
                                  _ask_window)
     analysis_commands.add_parsers(sub)

@@ -129,7 +129,11 @@ def _number(path: pathlib.Path, where: str, value, allow_none: bool = False) -> 
 def load_protocol(spec: str | os.PathLike | None = None) -> Protocol:
     """Load and check a session protocol TOML (a path, or a name in ``protocols/``)."""
     path = resolve_toml(spec, default_protocols_dir(), DEFAULT_PROTOCOL)
-    doc = read_toml(path)
+    return protocol_from_doc(read_toml(path), path)
+
+
+def protocol_from_doc(doc: dict, path: pathlib.Path) -> Protocol:
+    """Check a parsed protocol TOML ``doc`` (read from ``path``, or kept in a recording's meta) and build it."""
     techniques = tuple(Technique(str(t["key"]), str(t.get("label", t["key"]))) for t in doc.get("techniques", [])
                        if isinstance(t, dict) and "key" in t)
     phases = []

@@ -20,13 +20,14 @@ import numpy as np
 
 from biofeedback.acquisition import Acquisition, LiveSummary, acquire
 from biofeedback.dsp import Calibration, TensionIndex
+from biofeedback.replay import recorded_sources
 from biofeedback.sensors.profiles import DeviceProfile
 from biofeedback.sensors.virtual import HeartScript, Scenario, TensionScript, VirtualWorld
 from biofeedback.session.calibration import CalibrationProtocol, CalibrationResult, analyse, contraction_script
 from biofeedback.session.keys import Key, KeyReader
-from biofeedback.session.protocol import Phase, Protocol, SessionError
+from biofeedback.session.protocol import Phase, Protocol, SessionError, load_protocol, protocol_from_doc
 from biofeedback.session.recorder import Recorder
-from biofeedback.store import SessionWriter, new_session_path
+from biofeedback.store import SessionReader, SessionWriter, new_session_path
 from biofeedback.stream import Block, StreamKind
 
 LIVE_PRINT_S = 5.0
@@ -204,6 +205,26 @@ class SessionPlan:
     screening: dict
     calibration: tuple | None
     """(path, saved calibration dict) or None."""
+    replay: pathlib.Path | None = None
+    """A recorded session to play instead of sensors (view only: nothing is recorded)."""
+
+
+def replay_plan(path: pathlib.Path | str, speed: float) -> SessionPlan:
+    """The plan of a replay of the recorded session at ``path``: its client, protocol and calibration, at ``speed``.
+
+    A recording without its protocol (not made by ``session``) replays with the default protocol's phase bar. The file
+    is read through once here, so a damaged one fails with one line before any window opens.
+    """
+    path = pathlib.Path(path)
+    recorded_sources(path)
+    with SessionReader(path) as reader:
+        meta = reader.meta
+    doc = meta.get("protocol_toml")
+    protocol = protocol_from_doc(doc, pathlib.Path(meta.get("protocol_file", path.name))) if doc else load_protocol()
+    cal = meta.get("calibration")
+    calibration = (pathlib.Path(cal["file"]), cal) if cal else None
+    return SessionPlan(str(meta.get("client_id", "")), protocol, False, speed, False, None, meta.get("screening") or {},
+                       calibration, replay=path)
 
 
 def calibration_of(plan: SessionPlan) -> tuple[Calibration | None, dict | None]:

@@ -4,6 +4,9 @@ Thin by design (STYLE.md rule 7): a ``QTimer`` pulls the newest ring-buffer snap
 hub, tension and HRV from ``ui.live.LiveProcessing`` on the worker) and hands numpy arrays to ``setData``.
 Nothing here filters or computes signals; gaps are NaN rows in the buffers and show as breaks
 (``connect='finite'``).
+
+A replay (``worker.plan.replay``) is view only: phases, markers and notes come from the recording at their
+recorded times (``RecordedPhases``), the buttons and the note field stay disabled, and the window says so.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from biofeedback.dsp import apdf_levels
 from biofeedback.session.protocol import Protocol
 from biofeedback.stream import NS_PER_S, RingBuffer, StreamKind
 from biofeedback.ui.live import TENSION_TRACE_HZ, quality_text
-from biofeedback.ui.phases import PhaseController
+from biofeedback.ui.phases import PhaseController, RecordedPhases
 from biofeedback.ui.theme import AXIS_PT, LIGHT, THEMES, Theme, stylesheet
 from biofeedback.ui.worker import SessionWorker, WorkerState
 
@@ -142,7 +145,10 @@ class Dashboard(QtWidgets.QMainWindow):
         super().__init__()
         self.worker = worker
         self.protocol = protocol
-        self.controller = PhaseController(protocol, worker, auto=auto, out=self._log)
+        self.replay = worker.plan.replay
+        """The recording played back (view only), or None in a live session."""
+        self.controller = (PhaseController(protocol, worker, auto=auto, out=self._log) if self.replay is None
+                           else RecordedPhases(protocol, self.replay, worker, out=self._log))
         self.theme: Theme = THEMES.get(theme, LIGHT)
         self.frames = 0
         """Paints of the plot area since start (for benchmarks)."""
@@ -161,7 +167,8 @@ class Dashboard(QtWidgets.QMainWindow):
         self._zoomed: set[pg.PlotItem] = set()
         """Plots whose y range the user has set with the mouse: no longer fitted to the data."""
         self.traces: dict[str, Trace] = {}
-        self.setWindowTitle(f"biofeedback — {worker.plan.client_id} — {protocol.name}")
+        self.setWindowTitle(f"biofeedback — {worker.plan.client_id} — {protocol.name}" if self.replay is None else
+                            f"biofeedback — {self._replay_text()} — {worker.plan.client_id} — {protocol.name}")
         self.resize(1600, 900)
         central = QtWidgets.QWidget()
         self.setCentralWidget(central)
@@ -197,6 +204,8 @@ class Dashboard(QtWidgets.QMainWindow):
         self.timer_label.setMinimumWidth(230)
         lay.addWidget(self.phase_label)
         lay.addWidget(self.timer_label)
+        if self.replay is not None:
+            lay.addWidget(_label(f"{self._replay_text()} · view only", "replay"))
         lay.addStretch(1)
         self.phase_buttons: list[QtWidgets.QPushButton] = []
         for i, phase in enumerate(self.protocol.phases):
@@ -204,7 +213,7 @@ class Dashboard(QtWidgets.QMainWindow):
             b.clicked.connect(lambda _=False, i=i: self.start_phase(i))
             lay.addWidget(b)
             self.phase_buttons.append(b)
-        self.end_button = QtWidgets.QPushButton("End session (Ctrl+Q)")
+        self.end_button = QtWidgets.QPushButton("Stop replay (Ctrl+Q)" if self.replay else "End session (Ctrl+Q)")
         self.end_button.clicked.connect(self.end_session)
         lay.addWidget(self.end_button)
         return bar
@@ -228,6 +237,7 @@ class Dashboard(QtWidgets.QMainWindow):
         lay.addLayout(grid, 1)
         self.note_edit = QtWidgets.QLineEdit(placeholderText="note (N to type, Enter to add)")
         self.note_edit.setMinimumWidth(260)
+        self.note_edit.setEnabled(self.replay is None)
         self.note_edit.returnPressed.connect(self.add_note)
         lay.addWidget(self.note_edit)
         return bar
@@ -263,6 +273,8 @@ class Dashboard(QtWidgets.QMainWindow):
         row.addWidget(self.scan_button)
         row.addWidget(self.connect_button)
         lay.addLayout(row)
+        for widget in (self.found_list, self.scan_button, self.connect_button):
+            widget.setVisible(self.replay is None)  # a replay's sources are the recording's
         self.sensor_status = _label("scanning…")
         self.sensor_status.setTextFormat(QtCore.Qt.TextFormat.RichText)
         self.sensor_status.setWordWrap(True)
@@ -449,7 +461,11 @@ class Dashboard(QtWidgets.QMainWindow):
         return acq.clock.now_s() if acq is not None else 0.0
 
     def _running(self) -> bool:
-        return self.worker.state == WorkerState.RUNNING and not self.controller.finished
+        """Whether the therapist can start phases and set markers (never in a replay)."""
+        return self.worker.state == WorkerState.RUNNING and not self.controller.finished and self.replay is None
+
+    def _replay_text(self) -> str:
+        return f"Replay of {self.replay.name} at {self.worker.plan.speed:g}×"
 
     def _mark(self, action: Callable, *args) -> None:
         """A marker action stamped with the session time of the click or key press."""
@@ -637,7 +653,7 @@ class Dashboard(QtWidgets.QMainWindow):
         rows = []
         for s in w.acq.sources:
             st = s.status
-            color = th.ok if st.state == "connected" else th.warn
+            color = th.ok if st.state in ("connected", "ended") else th.warn  # ended: a replay reached its end
             contact = "/".join("on" if c else f"<b style='color:{th.warn}'>OFF</b>" for c in st.contact) or "--"
             battery = "--" if st.battery_pct is None else f"{st.battery_pct}%"
             rows.append(f"<b>{s.name}</b><br>&nbsp;<span style='color:{color}'>{st.state}</span> · battery {battery}"
@@ -647,13 +663,16 @@ class Dashboard(QtWidgets.QMainWindow):
             q = [f"{ch.split('_')[0]}: {quality_text(b)}" for ch, b in zip(live.emg_channels, live.values.quality)]
             rows.append("EMG signal: " + "; ".join(q))
         self.sensor_status.setText("<br>".join(rows))
-        self.recording_label.setText(f"recording {w.path.name}" if w.path else "")
+        if self.replay is not None:
+            self.recording_label.setText(f"replay of {self.replay} (view only, nothing is recorded)")
+        else:
+            self.recording_label.setText(f"recording {w.path.name}" if w.path else "")
 
     def _show_phase_state(self) -> None:
         ctl, now = self.controller, self._now_s()
         phase = ctl.phase
         if ctl.finished:
-            self.phase_label.setText("session ended")
+            self.phase_label.setText("session ended" if self.replay is None else "replay ended")
         elif phase is None:
             nxt = ctl.next_index()
             self.phase_label.setText("ready" if nxt is None or self.worker.state != WorkerState.RUNNING
@@ -682,10 +701,11 @@ class Dashboard(QtWidgets.QMainWindow):
     # --- the end ----------------------------------------------------------------------------------
     def _session_over(self) -> None:
         self.timer.stop()
+        self.controller.finish(self._now_s())
         self._show_sensors()
         self._show_phase_state()
         dialog = self.summary_dialog = QtWidgets.QDialog(self)
-        dialog.setWindowTitle("Session summary")
+        dialog.setWindowTitle("Session summary" if self.replay is None else f"Session summary — {self.replay.name}")
         lay = QtWidgets.QVBoxLayout(dialog)
         text = _label(summary_html(self.worker.summary, self.theme) if self.worker.summary is not None
                       else f"<p>The session stopped: {self.worker.error}</p>")

@@ -4,14 +4,17 @@ Events are written as the terminal session writes them (``session.run``): a ``ph
 (start, duration, kind, planned length), ``hands-on`` intervals, ``marker`` events for techniques and a
 ``note`` per note, each at the session time of the click or key press. Unattended runs (``auto``) start
 phases one after another, end them at their planned length and set the protocol's scripted markers.
+A replay (``RecordedPhases``) follows a recording's own phases and markers at their recorded times.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from biofeedback.session.protocol import Phase, Protocol, ScriptedMarker
-from biofeedback.session.run import _Treatment
+from biofeedback.session.run import HANDS_ON, _Treatment
+from biofeedback.store import SessionReader
 
 
 class PhaseController:
@@ -116,3 +119,40 @@ class PhaseController:
                 self.finish(now_s)
             else:
                 self.start(nxt, now_s)
+
+
+class RecordedPhases(PhaseController):
+    """The phases, hands-on intervals, markers and notes of the recording at ``path``, each applied when the replay's
+    clock reaches its recorded session time (the same state and log lines as live; ``recorder`` records nothing in a
+    replay)."""
+
+    def __init__(self, protocol: Protocol, path: Path, recorder, *, out: Callable[[str], None] = print) -> None:
+        super().__init__(protocol, recorder, out=out)
+        index = {phase.name: i for i, phase in reversed(list(enumerate(protocol.phases)))}
+        with SessionReader(path) as reader:
+            phases, events = reader.phases(), reader.events()
+        due: list[tuple[float, int, Callable[[float], None]]] = []
+        # At one instant: hands off, phase end, phase start, hands on, then markers and notes (the live order).
+        for e in phases:
+            if e["label"] in index:
+                due.append((e["t_s"] + e["duration_s"], 1, self.end))
+                due.append((e["t_s"], 2, lambda t, i=index[e["label"]]: self.start(i, t)))
+        for e in events:
+            if e["kind"] == HANDS_ON:
+                due.append((e["t_s"] + e["duration_s"], 0, lambda t: self.treatment.hands(t, False)))
+                due.append((e["t_s"], 3, lambda t: self.treatment.hands(t, True)))
+            elif e["kind"] in ("marker", "note"):
+                prefix = "note: " if e["kind"] == "note" else ""
+                due.append((e["t_s"], 4, lambda t, text=f"{prefix}{e['label']}": out(f"{t:7.1f} s  {text}")))
+        self._due = sorted(due, key=lambda d: (d[0], d[1]))
+
+    def tick(self, now_s: float) -> None:
+        """Apply every recorded event due by ``now_s``, at its recorded time."""
+        while self._due and self._due[0][0] <= now_s and not self.finished:
+            t_s, _, apply = self._due.pop(0)
+            apply(t_s)
+
+    def finish(self, t_s: float) -> None:
+        """End the replay at ``t_s``: everything recorded until then is shown, nothing after."""
+        self.tick(t_s)
+        super().finish(t_s)

@@ -58,6 +58,8 @@ def stylesheet(theme: Theme) -> str:
     QLabel#timer {{ font-size: {TIMER_PT}pt; font-weight: bold; }}
     QLabel#phase {{ font-size: {TIMER_PT - 6}pt; font-weight: bold; }}
     QLabel#small {{ color: {t.muted}; font-size: {LABEL_PT - 2}pt; }}
+    QLabel#replay {{ background: {t.active}; color: {t.text}; font-weight: bold; border-radius: 5px;
+        padding: 4px 10px; }}
     QPushButton {{ background: {t.button}; border: 1px solid {t.grid}; border-radius: 5px; padding: 6px 10px; }}
     QPushButton:checked, QPushButton[active="true"] {{ background: {t.active}; font-weight: bold; }}
     QPushButton:disabled {{ color: {t.muted}; }}

@@ -1,5 +1,8 @@
 """The dashboard's worker: scan, acquisition, live processing and recording on an asyncio loop in a thread.
 
+A replay (``plan.replay``) skips the scan and the recorder: the recorded session plays into the same live
+processing until its end, and nothing is written.
+
 The GUI never waits on the worker and the worker never waits on the GUI: the GUI reads ring-buffer
 snapshots and plain attributes, and hands commands over with ``call`` (``loop.call_soon_threadsafe``).
 So a stalled GUI never drops sensor data or recording writes.
@@ -37,7 +40,10 @@ class WorkerState:
 
 
 class SessionWorker:
-    """Runs one session of ``plan`` on a thread: scan, wait for ``connect``, record until ``stop``."""
+    """Runs one session of ``plan`` on a thread: scan, wait for ``connect``, record until ``stop``.
+
+    With ``plan.replay``: play that recording until its end or ``stop``, recording nothing.
+    """
 
     def __init__(self, plan: SessionPlan, profiles: dict[str, DeviceProfile], *, connect_at_once: bool = False,
                  mode: str | None = None, extra_meta: dict | None = None) -> None:
@@ -53,7 +59,8 @@ class SessionWorker:
         self.acq: Acquisition | None = None
         self.live: LiveProcessing | None = None
         self.recorder: Recorder | None = None
-        self.path = None
+        self.path = plan.replay
+        """The session file: the one being recorded, or the one replayed."""
         self.summary: list[dict] | None = None
         self.verdict: str | None = None
         """The before/after verdict in plain words (``analysis.compare``), once the recording is closed."""
@@ -86,7 +93,9 @@ class SessionWorker:
         self.call(self._connect_event.set)
 
     def event(self, kind: str, t_s: float, label: str, duration_s: float = 0.0, data: dict | None = None) -> None:
-        """Record a session event (phase, marker, note) at session time ``t_s``; same call as ``Recorder.event``."""
+        """Record a session event (phase, marker, note) at session time ``t_s``; same call as ``Recorder.event``.
+
+        Dropped when nothing is recorded (before the sensors connect, after the end, in a replay)."""
         self.call(self._event, kind, t_s, label, duration_s, data)
 
     def stop(self) -> None:
@@ -117,23 +126,28 @@ class SessionWorker:
         self._connect_event = asyncio.Event()
         self._rescan_event = asyncio.Event()
         self._ready.set()
+        if self.plan.replay is None and not await self._choose_sensors():
+            return
+        self.state = WorkerState.CONNECTING
+        await self._stream()
+
+    async def _choose_sensors(self) -> bool:
+        """Scan (again on ``rescan``) until ``connect``; False if stopped first."""
         while True:
             self.state = WorkerState.SCANNING
             self.found = await self._scan()
             self.state = WorkerState.FOUND
             if self.connect_at_once:
-                break
+                return True
             waits = [asyncio.ensure_future(e.wait()) for e in (self._stop_event, self._connect_event, self._rescan_event)]
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
             for w in waits:
                 w.cancel()
             if self._stop_event.is_set():
-                return
+                return False
             if self._connect_event.is_set():
-                break
+                return True
             self._rescan_event.clear()
-        self.state = WorkerState.CONNECTING
-        await self._record()
 
     async def _scan(self) -> list[FoundSensor]:
         plan = self.plan
@@ -146,16 +160,20 @@ class SessionWorker:
         finally:
             await world.stop()
 
-    async def _record(self) -> None:
+    async def _stream(self) -> None:
+        """Sensors (or the replay) into live processing and (unless replaying) the recorder, until ``stop`` or the
+        replay's end; then the summary and verdict of the session file."""
         plan = self.plan
         async with acquire(self.profiles, virtual=plan.virtual, speed=plan.speed, scenario=plan.scenario,
-                           wanted=self._wanted) as acq:
+                           wanted=self._wanted, replay=plan.replay) as acq:
             live = LiveProcessing(acq.hub, calibration_of(plan)[0])
-            self.path, recorder = open_recording(plan, acq, self.mode, self.extra_meta)
+            recorder = None
+            if plan.replay is None:
+                self.path, recorder = open_recording(plan, acq, self.mode, self.extra_meta)
             try:
                 self.acq, self.live, self.recorder = acq, live, recorder
                 self.state = WorkerState.RUNNING
-                while not self._stop_event.is_set():
+                while not self._stop_event.is_set() and not acq.ended():
                     failed = acq.failed()
                     if failed and len(failed) == len(acq.tasks):
                         raise failed[0]
@@ -166,8 +184,9 @@ class SessionWorker:
             finally:
                 self.recorder = None
                 live.close()
-                recorder.record_devices(acq.sources)
-                recorder.close()
+                if recorder is not None:
+                    recorder.record_devices(acq.sources)
+                    recorder.close()
         self.summary = summarize(self.path)
         try:
             self.verdict = compare(load_session(self.path)).overall["text"]

@@ -25,9 +25,11 @@ import warnings
 import numpy as np
 from scipy import signal
 
+from biofeedback.analysis.data import ANALYSIS_RATE_HZ
 from biofeedback.dsp import EmgProcessor, LiveHrv, correct_rr, lf_hf_ratio, pnn50, rmssd, sdnn
 
 FS_EMG = 2000.0
+ANALYSIS_STEP = round(FS_EMG / ANALYSIS_RATE_HZ)
 BLOCK_S = 0.020
 LIVE_SECONDS = 120.0
 QUICK_MINUTES = 10.0
@@ -121,8 +123,9 @@ def live(emg: np.ndarray, beat_t: np.ndarray, rr: np.ndarray) -> np.ndarray:
 
 
 def ours_offline(emg: np.ndarray, beat_t: np.ndarray, rr: np.ndarray):
-    """The EMG chain over the whole recording, RR correction and whole-record HRV."""
-    out = EmgProcessor(FS_EMG).process(emg)
+    """The EMG chain over the whole recording, kept as the analysis keeps it (250 ms RMS and quality at
+    ``ANALYSIS_RATE_HZ``), RR correction and whole-record HRV."""
+    out = EmgProcessor(FS_EMG).rms_every(emg, ANALYSIS_STEP)
     nn = correct_rr(rr).nn_ms
     return out, {"RMSSD": rmssd(nn), "SDNN": sdnn(nn), "pNN50": pnn50(nn), "LFHF": lf_hf_ratio(nn)}
 
@@ -210,9 +213,9 @@ def offline(emg: np.ndarray, beat_t: np.ndarray, rr: np.ndarray) -> None:
     for name, unit in (("RMSSD", "ms"), ("SDNN", "ms"), ("pNN50", "%"), ("LFHF", "")):
         theirs = float(nk_hrv[f"HRV_{name}"].iloc[0])
         print(f"  {name:6s} ours {ours_hrv[name]:8.3f} {unit:2s} neurokit2 {theirs:8.3f} {unit:2s} ratio {ours_hrv[name] / theirs:.4f}")
-    step = round(FS_EMG / 10)  # compare amplitudes at 10 Hz
+    rms_uv, _ = emg_out
     for c in range(2):
-        r = np.corrcoef(emg_out.rms_uv[::step, c], nk_amplitude[c][::step])[0, 1]
+        r = np.corrcoef(rms_uv[:, c], nk_amplitude[c][::ANALYSIS_STEP])[0, 1]
         print(f"  EMG ch{c}: correlation of our 250 ms RMS with neurokit2 emg_amplitude (TKEO envelope) r = {r:.3f}")
     print("  full neurokit2 emg_process (with emg_activation), one channel, vs our chain on the same excerpt:")
     for minutes, theirs, ours in neurokit_emg_process_growth(emg):
@@ -223,7 +226,8 @@ def offline(emg: np.ndarray, beat_t: np.ndarray, rr: np.ndarray) -> None:
 
     ours_mb = peak_memory_mb(ours_offline, emg, beat_t, rr)
     nk_mb = peak_memory_mb(neurokit_offline, emg, beat_t, rr)
-    print(f"\npeak memory (tracemalloc, beyond the {emg.nbytes / 1e6:.0f} MB input):")
+    print(f"\npeak memory (tracemalloc, beyond the {emg.nbytes / 1e6:.0f} MB input; ours keeps RMS and quality at "
+          f"{ANALYSIS_RATE_HZ:g} Hz as the analysis does, neurokit2 its full-rate cleaned signal and amplitude):")
     print(f"  ours {ours_mb:8.0f} MB, neurokit2 {nk_mb:8.0f} MB, neurokit2 / ours {nk_mb / ours_mb:.1f} x")
 
 

@@ -163,6 +163,21 @@ def test_long_recording_in_one_call_equals_live_blocks():
     np.testing.assert_allclose(live, whole.rms_uv, rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.parametrize("step", [1, 100, 7])
+def test_rms_every_step_in_chunks_equals_the_full_rate_output(monkeypatch, step):
+    # Small chunks, a length that is no multiple of the step or the chunk, and faults, so some steps are bad.
+    monkeypatch.setattr("biofeedback.dsp.emg.OFFLINE_CHUNK_SAMPLES", 1000)
+    seconds = 4.0
+    x = np.stack([emg_like(seconds, 20, seed=13), emg_like(seconds, 5, seed=14) + sine(50, 400, seconds)], axis=1)
+    x = np.concatenate([x[:3000], np.zeros((2000, 2)), x[5000:-3]])
+    whole = EmgProcessor(FS).process(x)
+    rms, bad = EmgProcessor(FS).rms_every(x, step)
+    starts = np.arange(0, len(x), step)
+    assert np.array_equal(rms, whole.rms_uv[starts])
+    assert np.array_equal(bad, np.logical_or.reduceat(whole.bad, starts, axis=0))
+    assert bad.any() and not bad.all()
+
+
 def test_reported_delays_match_measured_delay_of_amplitude_changes():
     # A 200 Hz carrier whose amplitude swings slowly (0.5 Hz); the lag that best aligns each amplitude
     # estimate with the true RMS amplitude is its delay.

@@ -144,12 +144,11 @@ def _emg_track(reader: SessionReader, hands_on: list[tuple[float, float]], progr
     for seg in np.split(np.arange(t.size), breaks):
         if seg.size == 0:
             continue
-        processed = EmgProcessor(rate, channels=x.shape[1]).process(x[seg])
-        bad = processed.bad | contact_lost[seg, None]
+        rms, bad = EmgProcessor(rate, channels=x.shape[1]).rms_every(x[seg[0]:seg[-1] + 1], step)
         starts = np.arange(0, seg.size, step)
         out_t.append(t[seg][starts])
-        out_rms.append(processed.rms_uv[starts])
-        out_bad.append(np.logical_or.reduceat(bad, starts, axis=0))
+        out_rms.append(rms)
+        out_bad.append(bad | np.logical_or.reduceat(contact_lost[seg], starts)[:, None])
     ts = np.concatenate(out_t)
     return EmgTrack(tuple(channels), rate / step, ts, np.concatenate(out_rms), np.concatenate(out_bad), _inside(ts, hands_on))
 

@@ -41,6 +41,8 @@ NOTCH_Q = 30.0
 """Quality factor of each mains notch (-3 dB width = f0/Q, 1.7 Hz at 50 Hz)."""
 MOTION_BAND_HZ = (1.0, 10.0)
 """Band where movement artefacts live and EMG has little power."""
+OFFLINE_CHUNK_SAMPLES = 1 << 16
+"""``EmgProcessor.rms_every`` feeds a recording in chunks of about this many samples (33 s at 2 kHz)."""
 
 
 class QualityFlag:
@@ -204,6 +206,21 @@ class EmgProcessor:
         )
         self._count += shape[0]
         return out
+
+    def rms_every(self, samples_uv: np.ndarray, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """Offline, over a long recording: the moving RMS (µV) at every ``step``-th sample, and per step whether
+        any of its samples is flagged bad. Equal to ``process(x).rms_uv[::step]`` and the OR of ``bad`` over each
+        step, but fed in chunks, so memory stays near the size of this result instead of four full-rate outputs."""
+        n = samples_uv.shape[0]
+        chunk = step * max(1, OFFLINE_CHUNK_SAMPLES // step)
+        rms = np.empty((-(-n // step), self.channels))
+        bad = np.empty(rms.shape, dtype=bool)
+        for start in range(0, n, chunk):
+            out = self.process(samples_uv[start:start + chunk])
+            rows = slice(start // step, start // step + -(-out.rms_uv.shape[0] // step))
+            rms[rows] = out.rms_uv[::step]
+            bad[rows] = np.logical_or.reduceat(out.bad, np.arange(0, out.bad.shape[0], step), axis=0)
+        return rms, bad
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from biofeedback.sensors.ble import SensorError, scan, system_has_adapter
 from biofeedback.sensors.profiles import ProfileError, load_profiles
 from biofeedback.sensors.virtual import Faults, HeartScript, Scenario, TensionScript, VirtualWorld
 from biofeedback.session import commands as session_commands
-from biofeedback.session.commands import has_display, resolve_session
+from biofeedback.session.commands import resolve_session, use_window
 from biofeedback.session.protocol import SessionError
 from biofeedback.session.run import replay_plan
 from biofeedback.session.summary import format_summary, summarize
@@ -175,11 +175,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     """A recorded session in the dashboard, view only (without a display: its live numbers); then its summary."""
     path = resolve_session(args.session, args.client)
     plan = replay_plan(path, args.speed)
-    windowed = not args.headless
-    if windowed and not has_display():
-        print("No display: replaying in this terminal (--headless).", file=sys.stderr)
-        windowed = False
-    if windowed:
+    if use_window(args.headless, instead="replaying"):
         _dashboard(plan, load_profiles(), args.theme)
     else:
         asyncio.run(_print_live_numbers(acquire(load_profiles(), speed=plan.speed, replay=plan.replay), None, False))

@@ -16,7 +16,7 @@ from biofeedback.relax.sham import SIMULATED, sham_signal
 from biofeedback.relax.summary import diary_text, history_text, plain_summary, relax_history, start_end, todays_diary
 from biofeedback.sensors.profiles import load_profiles
 from biofeedback.session.calibration import latest_calibration
-from biofeedback.session.commands import has_display
+from biofeedback.session.commands import use_window
 from biofeedback.session.protocol import Protocol, SessionError, load_protocol
 from biofeedback.session.run import SessionPlan, is_interactive, session_scenario
 from biofeedback.session.screening import ALL_CLEAR, screen
@@ -94,9 +94,7 @@ def cmd_relax(args: argparse.Namespace, scenario_from_args: Callable, use_virtua
     """A home session; the cli passes the relaxation window and the screening dialog in (relax imports no ui)."""
     if args.headache is not None:
         add_entry(validate_client_id(args.client), args.headache, args.headache_hours)
-    windowed = not args.headless and relax_window is not None and has_display()
-    if not args.headless and not windowed:
-        print("No display: running headless in this terminal (--headless).", file=sys.stderr)
+    windowed = relax_window is not None and use_window(args.headless)
     plan, settings, sham = prepare(args, scenario_from_args, use_virtual, ask_window if windowed else None)
     if not windowed:
         path, session = asyncio.run(run_relax(plan, settings, load_profiles(), sham))

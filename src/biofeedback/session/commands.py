@@ -80,15 +80,23 @@ def has_display() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
+def use_window(headless: bool, instead: str = "running headless") -> bool:
+    """Whether to open a window: not ``--headless`` and a display to show it on; says what happens instead
+    when there is no display."""
+    if headless:
+        return False
+    if not has_display():
+        print(f"No display: {instead} in this terminal (--headless).", file=sys.stderr)
+        return False
+    return True
+
+
 def cmd_session(args: argparse.Namespace, scenario_from_args: Callable, use_virtual: Callable,
                 dashboard: Callable | None = None, verdict: Callable | None = None,
                 ask_window: Callable | None = None) -> int:
     client = validate_client_id(args.client)
     protocol = load_protocol(args.protocol)
-    windowed = not args.headless and dashboard is not None
-    if windowed and not has_display():
-        print("No display: running headless in this terminal (--headless).", file=sys.stderr)
-        windowed = False
+    windowed = dashboard is not None and use_window(args.headless)
     # In a window the therapist is there (even when started from a desktop launcher with no terminal).
     auto = args.auto or (not windowed and not is_interactive())
     asker = partial(ask_window, activity="session", theme=args.theme) if windowed and ask_window else None

@@ -154,10 +154,11 @@ async def _print_live_numbers(acquiring: AbstractAsyncContextManager[Acquisition
             failed = acq.failed()
             if failed and len(failed) == len(acq.tasks):
                 raise failed[0]
+            ended = acq.ended()  # before the numbers, so the last line shows every source's final state
             numbers = summary.numbers()
             all_gaps.extend(numbers.new_gaps)
             print(json.dumps(numbers.as_dict()) if as_json else _format_line(numbers), flush=True)
-            if acq.ended():
+            if ended:
                 break
             tick += 1
         final = summary.numbers()

@@ -137,7 +137,8 @@ def test_replay_without_a_display_prints_the_live_numbers_and_the_summary(tmp_pa
     out, err = capsys.readouterr()
     assert "No display: replaying in this terminal" in err
     lines = out.splitlines()
-    assert "open-emg: ended" in next(line for line in lines if line.startswith("done:") is False and "ended" in line)
+    last = next(line for line in reversed(lines) if "pkt" in line)  # the last live-numbers line
+    assert "open-emg: ended" in last and "polar-h10: ended" in last
     assert f"replayed: {example}" in lines and any(line.startswith("verdict: Released") for line in lines)
     assert (example.read_bytes(), example.stat().st_mtime_ns) == before
     assert not home.exists() or not any(home.rglob("*.bfsession"))

@@ -24,6 +24,7 @@ from biofeedback.session.protocol import Protocol
 from biofeedback.stream import NS_PER_S, RingBuffer, StreamKind
 from biofeedback.ui.live import TENSION_TRACE_HZ, quality_text
 from biofeedback.ui.phases import PhaseController, RecordedPhases
+from biofeedback.ui.raster import RasterCurve, load_kernels
 from biofeedback.ui.theme import AXIS_PT, LIGHT, THEMES, Theme, stylesheet
 from biofeedback.ui.worker import SessionWorker, WorkerState
 
@@ -62,8 +63,8 @@ def recent(buf: RingBuffer | None, rate_hz: float | None, window_s: float, now_s
         t, x = buf.snapshot(int(window_s * rate_hz * SNAPSHOT_MARGIN) + 16)
     else:
         t, x = buf.snapshot()
-    keep = ~(t < now_s - window_s * SNAPSHOT_MARGIN)  # NaN times (never written) are dropped by snapshot
-    return t[keep], x[keep]
+    first = np.searchsorted(t, now_s - window_s * SNAPSHOT_MARGIN)  # times ascend; snapshot drops unwritten rows
+    return t[first:], x[first:]
 
 
 def steady_range(lo: float, hi: float, shown: tuple[float, float] | None) -> tuple[float, float] | None:
@@ -93,6 +94,8 @@ class Trace:
     """Uses the heart-rate window (HR, RR, HRV) rather than the EMG/ECG window."""
     at_s: float = 0.0
     """Session time of the curve's last update: it holds (t - at_s, y), so x = 0 is 'now' at that update."""
+    rows: int = -1
+    """Rows written to the buffer when the curve was last updated (a heart curve only slides until it changes)."""
 
 
 class PlotCanvas(pg.GraphicsLayoutWidget):
@@ -143,6 +146,7 @@ class Dashboard(QtWidgets.QMainWindow):
     def __init__(self, worker: SessionWorker, protocol: Protocol, *, auto: bool = False, theme: str = "light",
                  frame_ms: int = FRAME_MS) -> None:
         super().__init__()
+        load_kernels()  # compiled or loaded now, not on the first frame
         self.worker = worker
         self.protocol = protocol
         self.replay = worker.plan.replay
@@ -167,6 +171,8 @@ class Dashboard(QtWidgets.QMainWindow):
         self._zoomed: set[pg.PlotItem] = set()
         """Plots whose y range the user has set with the mouse: no longer fitted to the data."""
         self.traces: dict[str, Trace] = {}
+        self._curves: dict[pg.PlotItem, list[pg.PlotDataItem | RasterCurve]] = {}
+        """The curves of each plot (raster curves are not among pyqtgraph's data items)."""
         self.setWindowTitle(f"biofeedback — {worker.plan.client_id} — {protocol.name}" if self.replay is None else
                             f"biofeedback — {self._replay_text()} — {worker.plan.client_id} — {protocol.name}")
         self.resize(1600, 900)
@@ -332,6 +338,18 @@ class Dashboard(QtWidgets.QMainWindow):
                           autoDownsampleFactor=PEAK_SAMPLES_PER_PIXEL)
         curve.setClipToView(True)
         curve.setDownsampling(auto=True, method="peak")
+        self._curves.setdefault(plot, []).append(curve)
+        return curve
+
+    def _raster(self, plot: pg.PlotItem, color: str, width: float, *, name: str | None = None) -> RasterCurve:
+        """A dense, fast trace (raw EMG, ECG, tension), drawn as an image of the plot's pixels (``ui.raster``)."""
+        pen = pg.mkPen(color, width=width)
+        pen.setCosmetic(True)
+        curve = RasterCurve(pen, name)
+        plot.addItem(curve, ignoreBounds=True)
+        if name is not None and plot.legend is not None:
+            plot.legend.addItem(curve, name)
+        self._curves.setdefault(plot, []).append(curve)
         return curve
 
     def _build_plots(self) -> None:
@@ -365,11 +383,11 @@ class Dashboard(QtWidgets.QMainWindow):
         emg, ecg, tension = hub_stream(StreamKind.EMG), hub_stream(StreamKind.ECG), live_ring("tension", TENSION_TRACE_HZ)
         hrv = live_ring("hrv", None)
         self.traces = {
-            "emg_l": Trace(self._curve(self.plots["emg_l"], th.left, 1), emg, 0),
-            "emg_r": Trace(self._curve(self.plots["emg_r"], th.right, 1), emg, 1),
-            "tension_l": Trace(self._curve(self.plots["tension"], th.left, 3, name="left"), tension, 0),
-            "tension_r": Trace(self._curve(self.plots["tension"], th.right, 3, name="right"), tension, 1),
-            "ecg": Trace(self._curve(self.plots["ecg"], th.ecg, 1), ecg, 0),
+            "emg_l": Trace(self._raster(self.plots["emg_l"], th.left, 1), emg, 0),
+            "emg_r": Trace(self._raster(self.plots["emg_r"], th.right, 1), emg, 1),
+            "tension_l": Trace(self._raster(self.plots["tension"], th.left, 3, name="left"), tension, 0),
+            "tension_r": Trace(self._raster(self.plots["tension"], th.right, 3, name="right"), tension, 1),
+            "ecg": Trace(self._raster(self.plots["ecg"], th.ecg, 1), ecg, 0),
             "hr": Trace(self._curve(self.plots["hr"], th.hr, 2), hub_stream(StreamKind.HR), 0, heart=True),
             "rr": Trace(self._curve(self.plots["rr"], th.rr, 2, symbol="o"), hub_stream(StreamKind.RR), 0, heart=True),
             "rmssd": Trace(self._curve(self.plots["hrv"], th.rmssd, 3, name="RMSSD ms"), hrv, 1, heart=True),
@@ -541,6 +559,13 @@ class Dashboard(QtWidgets.QMainWindow):
             if trace.heart and not heart_due:
                 continue
             buf, rate_hz = trace.source()
+            rows = -1 if buf is None else buf.count
+            if trace.heart and rows == trace.rows and windows == self._windows:
+                # no new beat: slide the curve left instead of handing pyqtgraph the same points again
+                trace.curve.setPos(trace.at_s - now, 0.0)
+                continue
+            trace.rows = rows
+            trace.curve.setPos(0.0, 0.0)
             if buf not in reads:
                 t, x = recent(buf, rate_hz, windows[trace.heart], now)
                 reads[buf] = (t - now, x)
@@ -563,7 +588,7 @@ class Dashboard(QtWidgets.QMainWindow):
                 continue
             x_min = plot.viewRange()[0][0]
             values = [line.value() for line in self.reference_lines] if key == "tension" else []
-            for item in plot.listDataItems():
+            for item in self._curves.get(plot, ()):
                 x, y = item.getOriginalDataset()
                 if y is not None:
                     shown = y[(x >= x_min) & np.isfinite(y)]

@@ -37,9 +37,9 @@ def reference_spans(x: np.ndarray, y: np.ndarray, width: int, height: int) -> tu
     return lo, hi
 
 
-def spans(x, y, width, height, scale=(1.0, 0.0, 1.0, 0.0)):
+def spans(x, y, width, height, scale=(1.0, 0.0, 1.0, 0.0), dot=0):
     lo, hi = np.empty(width, np.int64), np.empty(width, np.int64)
-    column_spans(np.asarray(x, float), np.asarray(y, float), *scale, width, height, lo, hi)
+    column_spans(np.asarray(x, float), np.asarray(y, float), *scale, width, height, lo, hi, dot)
     return lo, hi
 
 
@@ -185,3 +185,17 @@ def test_dataset_and_pen_as_pyqtgraph_items(qtbot):
     assert curve.opts["pen"] is red
     on_screen = render(curve, np.linspace(0, 10, 50), np.zeros(50))
     assert (on_screen == 0xFF0000).sum(axis=0).max() == 1  # a 1-pixel red line now
+
+
+def test_dots_are_squares_at_the_samples():
+    """``dot`` d: a (2d + 1)-pixel square around every finite sample, on top of the line between them."""
+    x = np.array([5.5, 20.5, np.nan, 32.5])
+    y = np.array([10.5, 10.5, np.nan, 4.5])
+    lo, hi = spans(x, y, 40, 20, dot=2)
+    for c in range(3, 8):
+        assert (lo[c], hi[c]) == (8, 12)  # the square around (5.5, 10.5)
+    for c in range(8, 18):
+        assert (lo[c], hi[c]) == (10, 10)  # the line alone
+    for c in range(30, 35):
+        assert (lo[c], hi[c]) == (2, 6)  # a lone sample: its square only
+    assert (hi[23:30] < lo[23:30]).all() and (hi[35:] < lo[35:]).all()

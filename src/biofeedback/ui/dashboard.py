@@ -1,9 +1,9 @@
 """The therapist's live dashboard: traces, big numbers, phase bar, markers, sensor panel.
 
 Thin by design (STYLE.md rule 7): a ``QTimer`` pulls the newest ring-buffer snapshots (raw data from the
-hub, tension and HRV from ``ui.live.LiveProcessing`` on the worker) and hands numpy arrays to ``setData``.
-Nothing here filters or computes signals; gaps are NaN rows in the buffers and show as breaks
-(``connect='finite'``).
+hub, tension and HRV from ``ui.live.LiveProcessing`` on the worker) and hands numpy arrays to ``setData`` of
+``ui.raster.RasterCurve`` items, which draw them as images of the plots' pixels. Nothing here filters or computes
+signals; gaps are NaN rows in the buffers and show as breaks.
 
 A replay (``worker.plan.replay``) is view only: phases, markers and notes come from the recording at their
 recorded times (``RecordedPhases``), the buttons and the note field stay disabled, and the window says so.
@@ -40,8 +40,6 @@ window 0.1 s is a step of about two pixels), so each frame only redraws the fast
 LATENCY_SMOOTHING = 0.1
 """Weight of a new arrival-to-paint measurement in the shown (exponentially smoothed) latency."""
 SNAPSHOT_MARGIN = 1.05
-PEAK_SAMPLES_PER_PIXEL = 1.0
-"""Peak downsampling keeps one min/max pair per pixel column: each column still spans its samples' full range."""
 Y_STEPS = 8
 """A fitted y range runs from and to whole multiples of a round step (1, 2 or 5 x 10^k) of about 1/8 of the data's span."""
 Y_PAD = 0.05
@@ -50,9 +48,13 @@ Y_SHRINK = 0.5
 """A y range is refitted when the data (with their room) leave it or span less than this fraction of it (a fit fills
 more than 0.58 of its range: 1 / (1 + 2 Y_PAD + 2 x 2.5 / Y_STEPS))."""
 GUI_SHARE = 0.5
-"""Most of the time the GUI thread may run: when a frame (refresh, paint and the events between) costs more CPU than
-half its period, the next one waits longer, so the acquisition thread always gets its share of the interpreter
-(Qt's painting holds the GIL). CPU time, not wall time: waiting for the GIL or for a core takes nobody's share."""
+"""Most of the time the GUI thread may run: when frames (refresh, paint and the events between) cost more CPU than
+half their period, on average over the last ten or so, the timer waits longer, so the acquisition thread always
+gets its share of the interpreter (Qt's painting holds the GIL). CPU time, not wall time: waiting for the GIL or
+for a core takes nobody's share. An average, because every tenth frame or so also redraws the heart plots or the
+numbers: paced frame by frame, each of those cost the next frame's slot."""
+PACING_SMOOTHING = 0.1
+"""Weight of the newest frame in the average frame cost that ``GUI_SHARE`` paces by."""
 
 
 def recent(buf: RingBuffer | None, rate_hz: float | None, window_s: float, now_s: float) -> tuple[np.ndarray, np.ndarray]:
@@ -87,15 +89,13 @@ def steady_range(lo: float, hi: float, shown: tuple[float, float] | None) -> tup
 class Trace:
     """One plotted curve: column ``column`` of the ring buffer that ``source()`` returns with its rate (None: irregular)."""
 
-    curve: pg.PlotDataItem
+    curve: RasterCurve
     source: Callable[[], tuple[RingBuffer | None, float | None]]
     column: int
     heart: bool = False
     """Uses the heart-rate window (HR, RR, HRV) rather than the EMG/ECG window."""
     at_s: float = 0.0
     """Session time of the curve's last update: it holds (t - at_s, y), so x = 0 is 'now' at that update."""
-    rows: int = -1
-    """Rows written to the buffer when the curve was last updated (a heart curve only slides until it changes)."""
 
 
 class PlotCanvas(pg.GraphicsLayoutWidget):
@@ -166,12 +166,14 @@ class Dashboard(QtWidgets.QMainWindow):
         self._last_numbers = 0.0
         self._frame_cpu_s = time.thread_time()
         """GUI-thread CPU seconds at the start of the last frame (for the pacing by ``GUI_SHARE``)."""
+        self._frame_cpu_ms = 0.0
+        """GUI-thread CPU per frame, averaged with ``PACING_SMOOTHING``."""
         self._target_set = False
         self._log_lines: list[str] = []
         self._zoomed: set[pg.PlotItem] = set()
         """Plots whose y range the user has set with the mouse: no longer fitted to the data."""
         self.traces: dict[str, Trace] = {}
-        self._curves: dict[pg.PlotItem, list[pg.PlotDataItem | RasterCurve]] = {}
+        self._curves: dict[pg.PlotItem, list[RasterCurve]] = {}
         """The curves of each plot (raster curves are not among pyqtgraph's data items)."""
         self.setWindowTitle(f"biofeedback — {worker.plan.client_id} — {protocol.name}" if self.replay is None else
                             f"biofeedback — {self._replay_text()} — {worker.plan.client_id} — {protocol.name}")
@@ -328,24 +330,12 @@ class Dashboard(QtWidgets.QMainWindow):
             p.hideAxis("bottom")
         return p
 
-    def _curve(self, plot: pg.PlotItem, color: str, width: float, *, name: str | None = None,
-               symbol: str | None = None) -> pg.PlotDataItem:
+    def _raster(self, plot: pg.PlotItem, color: str, width: float, *, name: str | None = None,
+                symbol_size: int = 0) -> RasterCurve:
+        """A curve drawn as an image of the plot's pixels (``ui.raster``); aliased, odd widths (square pens)."""
         pen = pg.mkPen(color, width=width)
         pen.setCosmetic(True)
-        # No anti-aliasing anywhere: thick aliased lines read as well from the table and cost far less to draw.
-        curve = plot.plot(pen=pen, connect="finite", antialias=False, name=name,
-                          symbol=symbol, symbolSize=5, symbolPen=None, symbolBrush=color if symbol else None,
-                          autoDownsampleFactor=PEAK_SAMPLES_PER_PIXEL)
-        curve.setClipToView(True)
-        curve.setDownsampling(auto=True, method="peak")
-        self._curves.setdefault(plot, []).append(curve)
-        return curve
-
-    def _raster(self, plot: pg.PlotItem, color: str, width: float, *, name: str | None = None) -> RasterCurve:
-        """A dense, fast trace (raw EMG, ECG, tension), drawn as an image of the plot's pixels (``ui.raster``)."""
-        pen = pg.mkPen(color, width=width)
-        pen.setCosmetic(True)
-        curve = RasterCurve(pen, name)
+        curve = RasterCurve(pen, name, symbol_size=symbol_size)
         plot.addItem(curve, ignoreBounds=True)
         if name is not None and plot.legend is not None:
             plot.legend.addItem(curve, name)
@@ -369,7 +359,8 @@ class Dashboard(QtWidgets.QMainWindow):
         for key in ("rr", "hrv"):
             self.plots[key].setXLink(self.plots["hr"])
         for key in ("tension", "hrv"):
-            self.plots[key].addLegend(offset=(8, 4), brush=None, labelTextSize=f"{AXIS_PT}pt")
+            legend = self.plots[key].addLegend(offset=(8, 4), brush=None, labelTextSize=f"{AXIS_PT}pt")
+            legend.setCacheMode(QtWidgets.QGraphicsItem.CacheMode.DeviceCoordinateCache)  # drawn over every frame
         def hub_stream(stream: str) -> Callable[[], tuple[RingBuffer | None, float | None]]:
             def source() -> tuple[RingBuffer | None, float | None]:
                 hub = self.worker.acq.hub if self.worker.acq else None
@@ -388,10 +379,10 @@ class Dashboard(QtWidgets.QMainWindow):
             "tension_l": Trace(self._raster(self.plots["tension"], th.left, 3, name="left"), tension, 0),
             "tension_r": Trace(self._raster(self.plots["tension"], th.right, 3, name="right"), tension, 1),
             "ecg": Trace(self._raster(self.plots["ecg"], th.ecg, 1), ecg, 0),
-            "hr": Trace(self._curve(self.plots["hr"], th.hr, 2), hub_stream(StreamKind.HR), 0, heart=True),
-            "rr": Trace(self._curve(self.plots["rr"], th.rr, 2, symbol="o"), hub_stream(StreamKind.RR), 0, heart=True),
-            "rmssd": Trace(self._curve(self.plots["hrv"], th.rmssd, 3, name="RMSSD ms"), hrv, 1, heart=True),
-            "stress": Trace(self._curve(self.plots["hrv"], th.stress, 3, name="stress index"), hrv, 2, heart=True),
+            "hr": Trace(self._raster(self.plots["hr"], th.hr, 3), hub_stream(StreamKind.HR), 0, heart=True),
+            "rr": Trace(self._raster(self.plots["rr"], th.rr, 3, symbol_size=7), hub_stream(StreamKind.RR), 0, heart=True),
+            "rmssd": Trace(self._raster(self.plots["hrv"], th.rmssd, 3, name="RMSSD ms"), hrv, 1, heart=True),
+            "stress": Trace(self._raster(self.plots["hrv"], th.stress, 3, name="stress index"), hrv, 2, heart=True),
         }
         self.target_line = pg.InfiniteLine(angle=0, movable=True, label="target {value:.0f}",
                                            labelOpts={"position": 0.97, "color": th.target, "anchors": [(1, 1), (1, 1)]})
@@ -436,8 +427,6 @@ class Dashboard(QtWidgets.QMainWindow):
             pen = pg.mkPen(colors[key], width=trace.curve.opts["pen"].widthF())
             pen.setCosmetic(True)
             trace.curve.setPen(pen)
-            if trace.curve.opts["symbol"]:
-                trace.curve.setSymbolBrush(colors[key])
         self.target_line.setPen(pg.mkPen(th.target, width=3, style=QtCore.Qt.PenStyle.DashLine))
         self.target_line.label.setColor(th.target)
         self.numbers["tension_l"].setStyleSheet(f"color: {th.left}")
@@ -535,7 +524,10 @@ class Dashboard(QtWidgets.QMainWindow):
             self._baseline_target()
         if worker.acq is not None and worker.live is not None and not worker.finished:
             self._plot_newest(now)
-            self.timer.setInterval(max(self.frame_ms, round(frame_cpu_ms / GUI_SHARE)))
+            self._frame_cpu_ms += PACING_SMOOTHING * (frame_cpu_ms - self._frame_cpu_ms)
+            interval = max(self.frame_ms, round(self._frame_cpu_ms / GUI_SHARE))
+            if interval != self.timer.interval():  # setting it restarts the timer: every frame, that added ~1.5 ms
+                self.timer.setInterval(interval)
         wall = time.monotonic()
         if wall - self._last_numbers >= NUMBERS_EVERY_S:
             self._last_numbers = wall
@@ -559,13 +551,6 @@ class Dashboard(QtWidgets.QMainWindow):
             if trace.heart and not heart_due:
                 continue
             buf, rate_hz = trace.source()
-            rows = -1 if buf is None else buf.count
-            if trace.heart and rows == trace.rows and windows == self._windows:
-                # no new beat: slide the curve left instead of handing pyqtgraph the same points again
-                trace.curve.setPos(trace.at_s - now, 0.0)
-                continue
-            trace.rows = rows
-            trace.curve.setPos(0.0, 0.0)
             if buf not in reads:
                 t, x = recent(buf, rate_hz, windows[trace.heart], now)
                 reads[buf] = (t - now, x)

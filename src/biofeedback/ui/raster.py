@@ -26,13 +26,14 @@ _EMPTY = np.empty(0)
 
 @njit(cache=True)
 def column_spans(x: np.ndarray, y: np.ndarray, scale_x: float, offset_x: float, scale_y: float, offset_y: float,
-                 width: int, height: int, lo: np.ndarray, hi: np.ndarray) -> None:
+                 width: int, height: int, lo: np.ndarray, hi: np.ndarray, dot: int = 0) -> None:
     """Rows ``lo[c]..hi[c]`` that the polyline through the samples (``x``, ``y``) covers in each pixel column ``c``
     of a ``width`` x ``height`` image; ``lo[c] > hi[c]`` where it covers none.
 
     A sample is at pixel (``x * scale_x + offset_x``, ``y * scale_y + offset_y``); ``x`` ascends. A segment with
-    a NaN end is not drawn, so NaN samples break the line; a lone finite sample is one pixel. Rows and columns
-    outside the image are clipped away."""
+    a NaN end is not drawn, so NaN samples break the line; a lone finite sample is one pixel. With ``dot`` > 0
+    each finite sample is also a square of ``2 dot + 1`` pixels (where it overlaps the line's span in a column, the
+    two merge into one span). Rows and columns outside the image are clipped away."""
     y_min = np.full(width, np.inf)
     y_max = np.full(width, -np.inf)
     far = float(width + 1)
@@ -50,6 +51,10 @@ def column_spans(x: np.ndarray, y: np.ndarray, scale_x: float, offset_x: float, 
                     y_min[col] = py
                 if py > y_max[col]:
                     y_max[col] = py
+            if dot > 0:
+                for c in range(max(col - dot, 0), min(col + dot, width - 1) + 1):
+                    y_min[c] = min(y_min[c], py - dot)
+                    y_max[c] = max(y_max[c], py + dot)
             if prev_ok and col != prev_col:
                 # a segment across columns: in each column it crosses, the part of it inside that column
                 xa, ya, xb, yb = prev_x, prev_y, px, py
@@ -103,7 +108,7 @@ def load_kernels() -> float:
     """Compile the kernels, or load them from numba's cache; returns the wall seconds it took."""
     start = time.perf_counter()
     lo, hi = np.empty(4, np.int64), np.empty(4, np.int64)
-    column_spans(np.array([0.5, 2.5]), np.array([0.5, 2.5]), 1.0, 0.0, 1.0, 0.0, 4, 4, lo, hi)
+    column_spans(np.array([0.5, 2.5]), np.array([0.5, 2.5]), 1.0, 0.0, 1.0, 0.0, 4, 4, lo, hi, 1)
     fill_spans(np.zeros((4, 4), np.uint32), lo, hi, np.uint32(0xFF000000), 1, (0, -1))
     return time.perf_counter() - start
 
@@ -122,13 +127,16 @@ class RasterCurve(pg.GraphicsObject):
     ``getOriginalDataset``, ``opts['pen']``, ``name()``. Add it to a plot with ``plot.addItem``; it is not one of
     the plot's data items (no auto range, no downsampling settings: it needs none)."""
 
-    def __init__(self, pen: QtGui.QPen, name: str | None = None) -> None:
+    def __init__(self, pen: QtGui.QPen, name: str | None = None, *, symbol_size: int = 0) -> None:
+        """``symbol_size`` > 0: a square dot of about that many pixels at every sample (as the RR tachogram's beats)."""
         super().__init__()
+        self._symbol_size = symbol_size
         self.opts = {"pen": pen, "symbol": None, "antialias": False, "name": name}
         self._x = _EMPTY
         self._y = _EMPTY
         self._color = premultiplied_argb(pen.color())
         self._half_width = max(0, round(pen.widthF()) // 2)
+        self._dot = max(0, round((symbol_size - 1) / 2) - self._half_width) if symbol_size else 0
         self._image: np.ndarray = np.zeros((0, 0), np.uint32)
         self._qimage: QtGui.QImage | None = None
         """A QImage on ``_image``'s memory (no copy)."""
@@ -150,6 +158,7 @@ class RasterCurve(pg.GraphicsObject):
         self.opts["pen"] = pen
         self._color = premultiplied_argb(pen.color())
         self._half_width = max(0, round(pen.widthF()) // 2)
+        self._dot = max(0, round((self._symbol_size - 1) / 2) - self._half_width) if self._symbol_size else 0
         self.update()
 
     def name(self) -> str | None:
@@ -186,7 +195,7 @@ class RasterCurve(pg.GraphicsObject):
             self._painted_rows = (0, -1)
         lo, hi = self._spans
         column_spans(self._x, self._y, tr.m11() * dpr, (tr.dx() - left) * dpr, tr.m22() * dpr, (tr.dy() - top) * dpr,
-                     w, h, lo, hi)
+                     w, h, lo, hi, round(self._dot * dpr))
         first, last = self._painted_rows = fill_spans(self._image, lo, hi, self._color, round(self._half_width * dpr),
                                                       self._painted_rows)
         if first > last:

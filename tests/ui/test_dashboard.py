@@ -4,7 +4,7 @@ a dropped link shows as a break, and the session goes on."""
 from __future__ import annotations
 
 import numpy as np
-from PySide6 import QtCore
+from PySide6 import QtCore, QtGui
 
 from biofeedback.sensors.virtual import Faults
 from biofeedback.store import SessionReader
@@ -134,6 +134,26 @@ def test_phases_markers_and_notes_land_in_the_recording(qtbot, start_dashboard):
     assert "cannot be compared" in dash.worker.verdict or "No verdict" in dash.worker.verdict
 
 
+def assert_blank_on_screen(dash, name: str, start_s: float, end_s: float) -> None:
+    """On the screen, the trace ``name`` has no pixel between session times ``start_s`` and ``end_s``, and has
+    some on either side."""
+    trace = dash.traces[name]
+    view = trace.curve.getViewBox()
+    image = dash.canvas.grab().toImage().convertToFormat(QtGui.QImage.Format.Format_RGB32)
+    pixels = np.frombuffer(image.constBits(), np.uint32).reshape(image.height(), image.bytesPerLine() // 4)
+    area = view.sceneBoundingRect().toRect()
+    color = QtGui.QColor(trace.curve.opts["pen"].color()).rgb() & 0xFFFFFF
+    painted = ((pixels[area.top() : area.bottom(), :] & 0xFFFFFF) == color).any(axis=0)
+
+    def column(t_s: float) -> int:
+        return round(view.mapViewToScene(QtCore.QPointF(t_s - trace.at_s, 0.0)).x())
+
+    a, b = column(start_s), column(end_s)
+    assert b - a > 10, "the gap is too narrow on screen to check"
+    assert not painted[a + 2 : b - 1].any(), f"{name}: the gap is drawn over on screen"
+    assert painted[max(area.left(), a - 30) : a].all() and painted[b + 1 : min(b + 30, area.right())].all()
+
+
 def test_a_dropped_link_is_a_break_and_the_session_goes_on(qtbot, start_dashboard):
     dash = start_dashboard(auto=True, faults={"open-emg": Faults(disconnect_at_s=[5.0], offline_s=1.5)})
     emg = next(s for s in dash.worker.acq.sources if s.profile.name == "open-emg")
@@ -149,6 +169,7 @@ def test_a_dropped_link_is_a_break_and_the_session_goes_on(qtbot, start_dashboar
         assert nan.size >= 1, f"{name}: the gap is not a break"
         assert np.isfinite(y[: nan[0]]).any() and np.isfinite(y[nan[-1] + 1 :]).sum() > 10, f"{name}: no data around the break"
         assert abs(t[nan[0]] - gap.start_s) < 0.5
+    assert_blank_on_screen(dash, "emg_l", gap.start_s, gap.end_s)
     assert dash.controller.phase is not None or dash.controller.done
     dash.timer.start()
     qtbot.waitUntil(lambda: dash.worker.finished, timeout=40_000)

@@ -42,3 +42,31 @@ def test_window_runs_a_session_and_shows_the_summary(qtbot, make_protocol, capsy
     with SessionReader(worker.path) as r:
         assert r.meta["relax"]["feedback"] == "live" and r.meta["mode"] == "relax-window"
         assert [e["label"] for e in r.events("phase")] == ["baseline", "relaxation", "post"]
+
+
+def test_the_feed_is_attached_even_when_the_worker_runs_the_attach_at_once(qtbot, make_protocol):
+    """The window hands ``_attach`` to the worker's loop, which may run it before the GUI thread's next line. It
+    then found its feed overwritten by the GUI's 'attaching' placeholder (False), and every tick failed. Here the
+    call runs at once, the earliest the worker could run it."""
+    from biofeedback.relax.feed import RelaxFeed
+    from biofeedback.ui.relax_window import RelaxWindow, start_relax_worker
+    from biofeedback.ui.worker import WorkerState
+
+    proto = make_protocol(4, 4, 4)
+    plan = SessionPlan("C001", proto, True, 5.0, True, session_scenario(Scenario(), proto),
+                       {"answers": {"consent": True}, "source": "test"}, None)
+    settings = RelaxSettings()
+    worker = start_relax_worker(plan, settings, load_profiles())
+    window = RelaxWindow(worker, settings)
+    qtbot.addWidget(window)
+    window.timer.stop()
+    qtbot.waitUntil(lambda: worker.state == WorkerState.RUNNING and worker.recorder is not None, timeout=30_000)
+    queued = worker.call
+    worker.call = lambda fn, *args: fn(*args)  # the worker thread wins the race
+    window.refresh()
+    worker.call = queued
+    assert isinstance(window.feed, RelaxFeed) and window.session is not None
+    window.timer.start()
+    qtbot.waitUntil(lambda: window.view is not None, timeout=30_000)
+    window.close()
+    assert worker.join(30.0) and worker.error is None

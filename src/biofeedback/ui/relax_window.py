@@ -223,8 +223,8 @@ class RelaxWindow(QtWidgets.QWidget):
     def refresh(self) -> None:
         worker = self.worker
         if worker.state == WorkerState.RUNNING and self.session is None and self.feed is None and worker.recorder:
+            self.feed = False  # attaching; set before the call, which may run on the worker thread at once and set the feed
             worker.call(self._attach)
-            self.feed = False  # attaching
         if self.session is not None and worker.state == WorkerState.RUNNING:
             now = self._now_s()
             if not self.session.index >= 0 and self._streaming():

@@ -262,3 +262,35 @@ def test_an_empty_session_says_there_is_nothing_to_replay(tmp_path, capsys):
     SessionWriter(path, {"client_id": "C001"}).close()
     assert main(["monitor", "--replay", str(path)]) == 2
     assert "holds no recorded sensor data" in capsys.readouterr().err
+
+
+def test_a_checked_replay_is_not_read_through_again(recording, monkeypatch):
+    """``replay_plan`` reads the file through once to check it; the worker's ``acquire`` takes the checked source
+    names from the plan instead of reading the whole file again before playing."""
+    from biofeedback import acquisition, replay
+    from biofeedback.session.run import replay_plan
+
+    plan = replay_plan(recording.path, 50.0)
+    assert plan.replay_sources == ("open-emg", "polar-h10")
+    read_through: list[bool] = []
+    original = acquisition.recorded_sources
+
+    def recorded_sources(path, wanted=None, checked=None):  # the real one, counted
+        read_through.append(checked is None)
+        return original(path, wanted, checked)
+
+    monkeypatch.setattr(acquisition, "recorded_sources", recorded_sources)
+
+    async def play(**kwargs) -> int:
+        async with acquire({}, replay=recording.path, speed=50.0, **kwargs) as acq:
+            sources = len(acq.sources)
+            for task in acq.tasks:
+                task.cancel()
+        return sources
+
+    assert asyncio.run(play(replay_sources=plan.replay_sources)) == 2
+    assert read_through == [False]
+    assert asyncio.run(play()) == 2
+    assert read_through == [False, True]  # without the names it reads the file through first
+    assert replay.recorded_sources(recording.path.with_name("gone.bfsession"), ["polar-h10"],
+                                   checked=plan.replay_sources) == ["polar-h10"]  # the file is not opened

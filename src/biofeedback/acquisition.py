@@ -92,8 +92,12 @@ async def acquire(
     scenario: Scenario | None = None,
     wanted: Iterable[str] | None = None,
     replay: Path | str | None = None,
+    replay_sources: Iterable[str] | None = None,
 ) -> AsyncIterator[Acquisition]:
-    """Scan, connect the chosen sensors (or open the recording to ``replay``) and stream until the block exits."""
+    """Scan, connect the chosen sensors (or open the recording to ``replay``) and stream until the block exits.
+
+    ``replay_sources``: the replay's source names as ``replay.recorded_sources`` returned them, when the caller has
+    already read the file through (None: it is read through here first)."""
     if replay is not None and virtual:
         raise SensorError("--replay plays a recording instead of sensors; leave out --virtual")
     if speed != 1.0 and not virtual and replay is None:
@@ -102,7 +106,7 @@ async def acquire(
         print(f"signal processing compiled in {load_s:.0f} s (once after an install; later starts take under a second)",
               file=sys.stderr)
     if replay is not None:
-        names = recorded_sources(replay, wanted)
+        names = recorded_sources(replay, wanted, replay_sources)
         clock = SessionClock(speed)
         hub = StreamHub(clock)
         async with Acquisition(clock, hub).running(ReplaySource(Path(replay), n, clock, hub) for n in names) as acq:

@@ -207,6 +207,8 @@ class SessionPlan:
     """(path, saved calibration dict) or None."""
     replay: pathlib.Path | None = None
     """A recorded session to play instead of sensors (view only: nothing is recorded)."""
+    replay_sources: tuple[str, ...] | None = None
+    """The replay's source names, from the one read through of the file that checked it (``replay_plan``)."""
 
 
 def replay_plan(path: pathlib.Path | str, speed: float) -> SessionPlan:
@@ -216,7 +218,7 @@ def replay_plan(path: pathlib.Path | str, speed: float) -> SessionPlan:
     is read through once here, so a damaged one fails with one line before any window opens.
     """
     path = pathlib.Path(path)
-    recorded_sources(path)
+    sources = tuple(recorded_sources(path))
     with SessionReader(path) as reader:
         meta = reader.meta
     doc = meta.get("protocol_toml")
@@ -224,7 +226,7 @@ def replay_plan(path: pathlib.Path | str, speed: float) -> SessionPlan:
     cal = meta.get("calibration")
     calibration = (pathlib.Path(cal["file"]), cal) if cal else None
     return SessionPlan(str(meta.get("client_id", "")), protocol, False, speed, False, None, meta.get("screening") or {},
-                       calibration, replay=path)
+                       calibration, replay=path, replay_sources=sources)
 
 
 def calibration_of(plan: SessionPlan) -> tuple[Calibration | None, dict | None]:

@@ -165,7 +165,7 @@ class SessionWorker:
         replay's end; then the summary and verdict of the session file."""
         plan = self.plan
         async with acquire(self.profiles, virtual=plan.virtual, speed=plan.speed, scenario=plan.scenario,
-                           wanted=self._wanted, replay=plan.replay) as acq:
+                           wanted=self._wanted, replay=plan.replay, replay_sources=plan.replay_sources) as acq:
             live = LiveProcessing(acq.hub, calibration_of(plan)[0])
             recorder = None
             if plan.replay is None:

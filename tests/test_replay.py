@@ -200,7 +200,7 @@ def test_monitor_replay_prints_the_numbers_of_the_recording(capsys):
 def test_monitor_replay_stops_after_seconds(capsys):
     assert main(["monitor", "--replay", str(EXAMPLE), "--speed", "100", "--seconds", "20", "--json"]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert len(lines) == 20 and {s["state"] for s in lines[-1]["sensors"].values()} == {"connected"}
+    assert len(lines) == 20 and {s["state"] for s in lines[-1]["sensors"].values()} == {"playing"}
 
 
 def test_a_crashed_session_replays_what_it_holds_and_stays_unchanged(recording):

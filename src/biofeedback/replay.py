@@ -75,7 +75,7 @@ class ReplaySource(Source):
 
     async def run(self) -> None:
         """Hand on every recorded block and gap at its time, until the end of the file or ``stop()``."""
-        self._set_state("connected")
+        self._set_state("playing")  # not "connected": no sensor is there
         try:
             with SessionReader(self.path) as reader:
                 for due_ns, item in recorded_timeline(reader, self.name):

@@ -91,6 +91,8 @@ def test_a_recorded_session_replays_in_the_dashboard_view_only(qtbot, tmp_path, 
     assert t.size > 5
     assert_matches(t, y, beats["t_s"], beats["rr_raw_ms"])
     assert dash.numbers["tension_l"].text() != "--" and dash.numbers["hr"].text() != "--"
+    dash._show_sensors()
+    assert dash.sensor_status.text().count(">playing<") == 2 and "connected" not in dash.sensor_status.text()
     save_screenshot(dash, "dashboard-replay")
     dash.activateWindow()
     qtbot.keyClick(dash, QtCore.Qt.Key.Key_H)

@@ -663,7 +663,7 @@ class Dashboard(QtWidgets.QMainWindow):
         rows = []
         for s in w.acq.sources:
             st = s.status
-            color = th.ok if st.state in ("connected", "ended") else th.warn  # ended: a replay reached its end
+            color = th.ok if st.state in ("connected", "playing", "ended") else th.warn  # a replay: playing, then ended
             contact = "/".join("on" if c else f"<b style='color:{th.warn}'>OFF</b>" for c in st.contact) or "--"
             battery = "--" if st.battery_pct is None else f"{st.battery_pct}%"
             rows.append(f"<b>{s.name}</b><br>&nbsp;<span style='color:{color}'>{st.state}</span> · battery {battery}"

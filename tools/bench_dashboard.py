@@ -10,8 +10,9 @@ Run: QT_QPA_PLATFORM=offscreen .venv/bin/python tools/bench_dashboard.py [--seco
 2. A plain pyqtgraph loop in the same run: the same window size and plot grid, the same number of points
    per curve (taken from the dashboard's own curves), one ``setData`` per curve per frame with default
    settings, like pyqtgraph's ``examples/scrollingPlots.py``.
-   Then the same plot area repainted whole with no data (axes, grids, titles, legends only): the floor of a
-   frame on this machine's software raster.
+   Then the dashboard's plot area repainted whole with no data (axes, grids, titles, legends only), as after a
+   resize: the floor of a full repaint on this machine's software raster (a frame repaints only the plots whose
+   traces changed).
 3. Memory: a long accelerated session (default 60 s wall at 10x = 10 session minutes), resident set size
    sampled as it runs; after the ring buffers have filled (120 session s) it should stay flat.
 
@@ -197,7 +198,8 @@ def main() -> None:
           f" with its own {FRAME_MS} ms timer (at most {1000 / FRAME_MS:.1f} FPS; target >= 60:"
           f" {'met' if app_fps >= 60 else 'NOT met'})")
     print(f"acquisition : {acquisition}")
-    print(f"empty plots : {empty_ms:5.2f} ms CPU per repaint of the plot area without data; GUI_SHARE {GUI_SHARE}"
+    print(f"empty plots : {empty_ms:5.2f} ms CPU per whole repaint of the plot area without data (a frame repaints only"
+          f" the traces' plots); GUI_SHARE {GUI_SHARE}"
           f" paces that alone to {1000.0 * GUI_SHARE / empty_ms:.0f} FPS")
     plain = PlainLoop(points)
     pump(app, WARMUP_S)
@@ -213,8 +215,10 @@ def main() -> None:
     full = [(t, m) for t, m in samples if t > 150.0]
     if len(full) >= 2:
         slope = np.polyfit([t for t, _ in full], [m for _, m in full], 1)[0] * 600
+        half = full[len(full) // 2 :]
         print(f"memory      : after the rings filled (>150 session s): {full[0][1]:.0f} -> {full[-1][1]:.0f} MB, "
-              f"trend {slope:+.1f} MB per 10 session minutes (target flat)")
+              f"trend {slope:+.1f} MB per 10 session minutes; over the last {half[-1][0] - half[0][0]:.0f} session s "
+              f"{half[-1][1] - half[0][1]:+.1f} MB (target flat; a one-time step fits as a trend)")
     print(f"peak RSS    : {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 
 

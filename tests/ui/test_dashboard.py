@@ -64,6 +64,11 @@ def test_traces_update_and_match_the_hub(qtbot, start_dashboard):
     assert dash.latency_ms is not None and dash.latency_ms > 0
     assert "latency" in dash.latency_label.text()
     assert dash.numbers["tension_l"].text() != "--" and dash.numbers["hr"].text() != "--"
+    # The frames drew with the kernels load_kernels() had compiled before the session: none compiled on a frame.
+    from biofeedback.ui.raster import column_spans, fill_spans
+    layouts = {t.layout for kernel in (column_spans, fill_spans) for sig in kernel.signatures for t in sig
+               if hasattr(t, "layout")}
+    assert layouts == {"C"}, "a frame compiled the raster kernels for non-contiguous arrays"
 
 
 def test_phases_markers_and_notes_land_in_the_recording(qtbot, start_dashboard):

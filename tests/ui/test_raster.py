@@ -199,3 +199,11 @@ def test_dots_are_squares_at_the_samples():
     for c in range(30, 35):
         assert (lo[c], hi[c]) == (2, 6)  # a lone sample: its square only
     assert (hi[23:30] < lo[23:30]).all() and (hi[35:] < lo[35:]).all()
+
+
+def test_mismatched_data_is_refused():
+    """The kernel reads y by x's indices: x and y of different lengths would read past the end."""
+    curve = RasterCurve(blue(1))
+    with pytest.raises(ValueError, match="one length"):
+        curve.setData(np.arange(5.0), np.arange(4.0))
+    assert curve.getOriginalDataset() == (None, None)

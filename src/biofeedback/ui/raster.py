@@ -147,8 +147,13 @@ class RasterCurve(pg.GraphicsObject):
 
     # --- the PlotDataItem calls ---------------------------------------------------------------------------------
     def setData(self, x: np.ndarray, y: np.ndarray) -> None:  # noqa: N802 - pyqtgraph's name
-        """New samples (x ascending; NaN in either breaks the line). Kept as given, not copied."""
-        self._x, self._y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+        """New samples (x ascending; NaN in either breaks the line), kept as contiguous float arrays (a column of a
+        ring-buffer snapshot is copied: the kernels are compiled for contiguous arrays only, by ``load_kernels``,
+        so that no frame ever waits for numba)."""
+        x, y = np.ascontiguousarray(x, dtype=float), np.ascontiguousarray(y, dtype=float)
+        if x.shape != y.shape or x.ndim != 1:
+            raise ValueError(f"x and y must be 1-d arrays of one length, not {x.shape} and {y.shape}")
+        self._x, self._y = x, y
         self.update()
 
     def getOriginalDataset(self) -> tuple[np.ndarray | None, np.ndarray | None]:  # noqa: N802 - pyqtgraph's name

@@ -207,3 +207,18 @@ def test_mismatched_data_is_refused():
     with pytest.raises(ValueError, match="one length"):
         curve.setData(np.arange(5.0), np.arange(4.0))
     assert curve.getOriginalDataset() == (None, None)
+
+
+def test_off_view_samples_leave_no_dots_at_the_edges_and_huge_values_stay_drawn():
+    """Samples kept just outside the view (the window's margin) draw no dot at the image's sides; a value far
+    beyond the view still draws the part of its segment inside it."""
+    lo, hi = spans(np.array([-100.5, -50.5]), np.array([10.5, 10.5]), 40, 20, dot=2)
+    assert (hi < lo).all()
+    lo, hi = spans(np.array([1000.5]), np.array([10.5]), 40, 20, dot=2)
+    assert (hi < lo).all()
+    lo, hi = spans(np.array([-1.5]), np.array([10.5]), 40, 20, dot=2)  # its square reaches column 0
+    assert (lo[0], hi[0]) == (8, 12) and (hi[1:] < lo[1:]).all()
+    lo, hi = spans(np.array([0.5, 0.7]), np.array([5.0, 1e20]), 10, 20)
+    assert (lo[0], hi[0]) == (5, 19)
+    lo, hi = spans(np.array([0.5, 0.7]), np.array([15.0, -1e20]), 10, 20)
+    assert (lo[0], hi[0]) == (0, 15)

@@ -524,7 +524,8 @@ class Dashboard(QtWidgets.QMainWindow):
             self._baseline_target()
         if worker.acq is not None and worker.live is not None and not worker.finished:
             self._plot_newest(now)
-            self._frame_cpu_ms += PACING_SMOOTHING * (frame_cpu_ms - self._frame_cpu_ms)
+            # one long stretch between frames (a dialog, a resize) counts as a few frames' worth, not as thirty
+            self._frame_cpu_ms += PACING_SMOOTHING * (min(frame_cpu_ms, 4 * FRAME_MS) - self._frame_cpu_ms)
             interval = max(self.frame_ms, round(self._frame_cpu_ms / GUI_SHARE))
             if interval != self.timer.interval():  # setting it restarts the timer: every frame, that added ~1.5 ms
                 self.timer.setInterval(interval)

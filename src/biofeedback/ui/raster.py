@@ -51,8 +51,9 @@ def column_spans(x: np.ndarray, y: np.ndarray, scale_x: float, offset_x: float, 
                     y_min[col] = py
                 if py > y_max[col]:
                     y_max[col] = py
-            if dot > 0:
-                for c in range(max(col - dot, 0), min(col + dot, width - 1) + 1):
+            if dot > 0 and -dot - 1.0 <= px < width + dot + 1.0:  # not from col: that is clamped to the image's sides
+                centre = int(math.floor(px))
+                for c in range(max(centre - dot, 0), min(centre + dot, width - 1) + 1):
                     y_min[c] = min(y_min[c], py - dot)
                     y_max[c] = max(y_max[c], py + dot)
             if prev_ok and col != prev_col:
@@ -72,8 +73,9 @@ def column_spans(x: np.ndarray, y: np.ndarray, scale_x: float, offset_x: float, 
         if y_min[c] > y_max[c] or y_max[c] < 0.0 or y_min[c] >= height:
             lo[c], hi[c] = height, -1
         else:
-            lo[c] = max(int(math.floor(y_min[c])), 0)
-            hi[c] = min(int(math.floor(y_max[c])), height - 1)
+            # clamped before the cast: a float beyond the int64 range does not convert (1e20 became a negative row)
+            lo[c] = max(int(math.floor(max(y_min[c], -1.0))), 0)
+            hi[c] = min(int(math.floor(min(y_max[c], float(height)))), height - 1)
 
 
 @njit(cache=True)
@@ -200,8 +202,9 @@ class RasterCurve(pg.GraphicsObject):
             self._painted_rows = (0, -1)
         lo, hi = self._spans
         column_spans(self._x, self._y, tr.m11() * dpr, (tr.dx() - left) * dpr, tr.m22() * dpr, (tr.dy() - top) * dpr,
-                     w, h, lo, hi, round(self._dot * dpr))
-        first, last = self._painted_rows = fill_spans(self._image, lo, hi, self._color, round(self._half_width * dpr),
+                     w, h, lo, hi, self._dot)
+        # pen widths and dots in device pixels, as Qt draws cosmetic pens
+        first, last = self._painted_rows = fill_spans(self._image, lo, hi, self._color, self._half_width,
                                                       self._painted_rows)
         if first > last:
             return

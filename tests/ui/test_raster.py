@@ -3,6 +3,12 @@ and against Qt drawing the same polyline with pyqtgraph's own curve."""
 
 from __future__ import annotations
 
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pyqtgraph as pg
 import pytest
@@ -139,10 +145,15 @@ def render(item, x, y, size=(400, 200)) -> np.ndarray:
     item.setData(x, y)
     plot.setXRange(0, 10, padding=0)
     plot.setYRange(-1, 1, padding=0)
-    image = plot.grab().toImage().convertToFormat(QtGui.QImage.Format.Format_RGB32)
+    grabbed = plot.grab().toImage()
+    dpr = grabbed.devicePixelRatio()  # the grab is in device pixels; the view's rectangle in logical ones
+    image = grabbed.convertToFormat(QtGui.QImage.Format.Format_RGB32)
     pixels = np.frombuffer(image.constBits(), np.uint32).reshape(image.height(), image.bytesPerLine() // 4)
-    view = plot.getPlotItem().vb.sceneBoundingRect().toRect()
-    return pixels[view.top() + 1 : view.bottom() - 1, view.left() + 1 : view.right() - 1] & 0xFFFFFF
+    view = plot.getPlotItem().vb.sceneBoundingRect()
+    # inside the view's edges by 2 px: where the line starts, Qt's flat cap ends at it, our square pen 1 px beyond
+    rows = slice(math.ceil(view.top() * dpr) + 2, math.floor(view.bottom() * dpr) - 2)
+    cols = slice(math.ceil(view.left() * dpr) + 2, math.floor(view.right() * dpr) - 2)
+    return pixels[rows, cols] & 0xFFFFFF
 
 
 def blue(width: int) -> QtGui.QPen:
@@ -222,3 +233,15 @@ def test_off_view_samples_leave_no_dots_at_the_edges_and_huge_values_stay_drawn(
     assert (lo[0], hi[0]) == (5, 19)
     lo, hi = spans(np.array([0.5, 0.7]), np.array([15.0, -1e20]), 10, 20)
     assert (lo[0], hi[0]) == (0, 15)
+
+
+@pytest.mark.parametrize("scale", ["1.25", "2"])
+def test_on_screen_at_a_scaled_display(scale):
+    """The same on-screen comparison with Qt's display scaling (a laptop at 125 %, a 4K screen at 200 %): the image
+    is made in whole device pixels and drawn one image pixel on one device pixel. Qt reads the scale factor when
+    the application starts, so the comparison runs in a new process."""
+    env = {**os.environ, "QT_SCALE_FACTOR": scale, "QT_QPA_PLATFORM": "offscreen"}
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
+                          "-k", "covers_what_pyqtgraph_draws"], env=env, capture_output=True, text=True, timeout=300,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert run.returncode == 0 and "2 passed" in run.stdout, run.stdout[-3000:] + run.stderr[-2000:]

@@ -188,11 +188,10 @@ class RasterCurve(pg.GraphicsObject):
         if tr.m12() != 0.0 or tr.m21() != 0.0:
             return  # views are never rotated here
         dpr = p.device().devicePixelRatioF()
-        area = tr.mapRect(self._view_rect)
-        left, top = math.floor(area.left()), math.floor(area.top())
-        width = int(math.ceil(area.right()) - left)
-        height = int(math.ceil(area.bottom()) - top)
-        w, h = round(width * dpr), round(height * dpr)
+        area = tr.mapRect(self._view_rect)  # logical pixels; the image is made in device pixels (x dpr), whole ones
+        left, top = math.floor(area.left() * dpr), math.floor(area.top() * dpr)
+        w = int(math.ceil(area.right() * dpr)) - left
+        h = int(math.ceil(area.bottom() * dpr)) - top
         if w <= 0 or h <= 0:
             return
         if self._image.shape != (h, w):
@@ -201,7 +200,7 @@ class RasterCurve(pg.GraphicsObject):
             self._spans = (np.empty(w, np.int64), np.empty(w, np.int64))
             self._painted_rows = (0, -1)
         lo, hi = self._spans
-        column_spans(self._x, self._y, tr.m11() * dpr, (tr.dx() - left) * dpr, tr.m22() * dpr, (tr.dy() - top) * dpr,
+        column_spans(self._x, self._y, tr.m11() * dpr, tr.dx() * dpr - left, tr.m22() * dpr, tr.dy() * dpr - top,
                      w, h, lo, hi, self._dot)
         # pen widths and dots in device pixels, as Qt draws cosmetic pens
         first, last = self._painted_rows = fill_spans(self._image, lo, hi, self._color, self._half_width,
@@ -210,6 +209,7 @@ class RasterCurve(pg.GraphicsObject):
             return
         p.save()
         p.resetTransform()
-        p.drawImage(QtCore.QRectF(left, top + first / dpr, width, (last + 1 - first) / dpr), self._qimage,
+        # target = source / dpr: one image pixel on one device pixel, at whole device pixels (no resampling)
+        p.drawImage(QtCore.QRectF(left / dpr, (top + first) / dpr, w / dpr, (last + 1 - first) / dpr), self._qimage,
                     QtCore.QRectF(0, first, w, last + 1 - first))
         p.restore()

@@ -14,6 +14,7 @@ Like BlueZ, CoreBluetooth and WinRT, the client negotiates the largest ATT MTU o
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid as uuidlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -52,6 +53,38 @@ _PROPERTY_NAMES = {
     0x40: "authenticated-signed-writes",
     0x80: "extended-properties",
 }
+
+
+def _raised_in_bumble(exc: BaseException) -> bool:
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and f"{os.sep}bumble{os.sep}" in tb.tb_frame.f_code.co_filename
+
+
+def drop_late_gatt_responses(loop: asyncio.AbstractEventLoop) -> None:
+    """Keep bumble's "InvalidStateError: invalid state" out of the user's terminal.
+
+    When a GATT request is cancelled (a sensor disconnects or the session stops while a read or write is on its
+    way), bumble's client keeps the cancelled future as its pending response; the answer that still arrives sets
+    its result, which raises in bumble's packet callback, and asyncio logs the traceback at ERROR. The answer
+    had no one waiting for it, so nothing is lost. Every other exception goes to the handler that was there.
+    Idempotent."""
+    previous = loop.get_exception_handler()
+    if getattr(previous, "drops_late_gatt_responses", False):
+        return
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict) -> None:
+        exc = context.get("exception")
+        if isinstance(exc, asyncio.InvalidStateError) and _raised_in_bumble(exc):
+            return
+        if previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    handler.drops_late_gatt_responses = True  # type: ignore[attr-defined]
+    loop.set_exception_handler(handler)
 
 
 def bumble_uuid_to_str(u: core.UUID) -> str:

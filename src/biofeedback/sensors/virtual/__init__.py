@@ -6,10 +6,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 from biofeedback.sensors.ble import BleBackend, SensorError
-from biofeedback.sensors.bumble_backend import BumbleClient, BumbleScanner, VirtualRadio
+from biofeedback.sensors.bumble_backend import BumbleClient, BumbleScanner, VirtualRadio, drop_late_gatt_responses
 from biofeedback.sensors.profiles import DeviceProfile, load_profiles
 from biofeedback.sensors.virtual.peripherals import (
     Faults,
@@ -74,6 +75,7 @@ class VirtualWorld:
         raise AssertionError(kind)  # unknown kinds are refused in __init__
 
     async def start(self) -> VirtualWorld:
+        drop_late_gatt_responses(asyncio.get_running_loop())
         for i, kind in enumerate(self.scenario.devices):
             peripheral = self._make(kind, i)
             await peripheral.start()

@@ -38,8 +38,13 @@ def test_traces_update_and_match_the_hub(qtbot, start_dashboard):
     qtbot.waitUntil(lambda: plotted(dash, "emg_l")[0].size > 2000 and plotted(dash, "tension_l")[0].size > 50
                     and plotted(dash, "rr")[0].size > 3, timeout=20_000)
     first_t, first_y = plotted(dash, "emg_l")
-    qtbot.waitUntil(lambda: plotted(dash, "emg_l")[0][-1] > max(first_t[-1], first_t[0] + dash.emg_window.value()) + 1,
-                    timeout=20_000)
+
+    def ecg_fills_the_window() -> bool:  # the strap's ECG starts after its control-point write, later than EMG
+        t = plotted(dash, "ecg")[0]
+        return t.size > 0 and t[0] <= dash.traces["ecg"].at_s - dash.emg_window.value()
+
+    qtbot.waitUntil(lambda: plotted(dash, "emg_l")[0][-1] > max(first_t[-1], first_t[0] + dash.emg_window.value()) + 1
+                    and ecg_fills_the_window(), timeout=20_000)
     later_t, later_y = plotted(dash, "emg_l")
     assert not np.array_equal(first_y[-500:], later_y[-500:])
 

@@ -16,16 +16,21 @@ def shoot(widget, name: str):
     return path
 
 
-def test_window_runs_a_session_and_shows_the_summary(qtbot, make_protocol, capsys):
+def open_window(qtbot, proto):
+    """A relax window on virtual sensors at 5x for ``proto``, its worker started: (worker, window)."""
     from biofeedback.ui.relax_window import RelaxWindow, start_relax_worker
 
-    proto = make_protocol(8, 30, 8)
     plan = SessionPlan("C001", proto, True, 5.0, True, session_scenario(Scenario(), proto),
                        {"answers": {"consent": True}, "source": "test"}, None)
     settings = RelaxSettings()
     worker = start_relax_worker(plan, settings, load_profiles())
     window = RelaxWindow(worker, settings)
     qtbot.addWidget(window)
+    return worker, window
+
+
+def test_window_runs_a_session_and_shows_the_summary(qtbot, make_protocol, capsys):
+    worker, window = open_window(qtbot, make_protocol(8, 30, 8))
     window.show()
     # With a sound device the tone plays; without one (CI has no sound libraries) the window says so once.
     assert window.audio is not None and (window.audio.ok or "sound off" in capsys.readouterr().err)
@@ -49,16 +54,9 @@ def test_the_feed_is_attached_even_when_the_worker_runs_the_attach_at_once(qtbot
     then found its feed overwritten by the GUI's 'attaching' placeholder (False), and every tick failed. Here the
     call runs at once, the earliest the worker could run it."""
     from biofeedback.relax.feed import RelaxFeed
-    from biofeedback.ui.relax_window import RelaxWindow, start_relax_worker
     from biofeedback.ui.worker import WorkerState
 
-    proto = make_protocol(4, 4, 4)
-    plan = SessionPlan("C001", proto, True, 5.0, True, session_scenario(Scenario(), proto),
-                       {"answers": {"consent": True}, "source": "test"}, None)
-    settings = RelaxSettings()
-    worker = start_relax_worker(plan, settings, load_profiles())
-    window = RelaxWindow(worker, settings)
-    qtbot.addWidget(window)
+    worker, window = open_window(qtbot, make_protocol(4, 4, 4))
     window.timer.stop()
     qtbot.waitUntil(lambda: worker.state == WorkerState.RUNNING and worker.recorder is not None, timeout=30_000)
     queued = worker.call

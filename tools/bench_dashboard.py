@@ -42,7 +42,6 @@ from biofeedback.session.protocol import load_protocol  # noqa: E402
 from biofeedback.session.run import SessionPlan, session_scenario  # noqa: E402
 from biofeedback.stream import StreamKind  # noqa: E402
 from biofeedback.ui.dashboard import FRAME_MS, GUI_SHARE, Dashboard  # noqa: E402
-from biofeedback.ui.raster import load_kernels  # noqa: E402
 from biofeedback.ui.worker import SessionWorker, WorkerState  # noqa: E402
 
 SIZE = (1600, 900)
@@ -69,7 +68,6 @@ def start_dashboard(app, speed: float, frame_ms: int) -> Dashboard:
     protocol = load_protocol("default")
     scenario = session_scenario(Scenario(), protocol)
     plan = SessionPlan("BENCH1", protocol, True, speed, True, scenario, {"answers": {}, "source": "bench"}, None)
-    load_kernels()  # before the worker, as ui.app does
     worker = SessionWorker(plan, load_profiles(), connect_at_once=True).start()
     dash = Dashboard(worker, protocol, auto=True, frame_ms=frame_ms)
     dash.resize(*SIZE)

@@ -31,7 +31,6 @@ def protocol(tmp_path) -> Protocol:
 def start_dashboard(qtbot, protocol):
     """Start a dashboard session on virtual sensors: ``start_dashboard(auto=..., faults=..., theme=...)``."""
     from biofeedback.ui.dashboard import Dashboard
-    from biofeedback.ui.raster import load_kernels
     from biofeedback.ui.worker import SessionWorker, WorkerState
 
     started = []
@@ -40,7 +39,6 @@ def start_dashboard(qtbot, protocol):
               speed: float = SPEED) -> Dashboard:
         scenario = session_scenario(Scenario(faults=faults or {}), protocol)
         plan = SessionPlan("C001", protocol, True, speed, auto, scenario, {"answers": {}, "source": "test"}, None)
-        load_kernels()  # before the worker, as ui.app does: a first compile holds the interpreter
         worker = SessionWorker(plan, load_profiles(), connect_at_once=True).start()
         dash = Dashboard(worker, protocol, auto=auto, theme=theme)
         qtbot.addWidget(dash)

@@ -69,7 +69,7 @@ def test_traces_update_and_match_the_hub(qtbot, start_dashboard):
     assert dash.latency_ms is not None and dash.latency_ms > 0
     assert "latency" in dash.latency_label.text()
     assert dash.numbers["tension_l"].text() != "--" and dash.numbers["hr"].text() != "--"
-    # The frames drew with the kernels load_kernels() had compiled before the session: none compiled on a frame.
+    # The frames drew with the kernels SessionWorker.start() had loaded before the session: none compiled on a frame.
     from biofeedback.ui.raster import column_spans, fill_spans
     assert len(column_spans.signatures) == len(fill_spans.signatures) == 1, "a frame compiled a raster kernel"
 

@@ -17,7 +17,6 @@ from biofeedback.session.summary import summarize
 from biofeedback.store import SessionReader
 from biofeedback.stream import StreamKind
 from biofeedback.ui.dashboard import Dashboard
-from biofeedback.ui.raster import load_kernels
 from biofeedback.ui.worker import SessionWorker, WorkerState
 from tests.conftest import save_screenshot
 from tests.ui.conftest import PROTOCOL
@@ -58,7 +57,6 @@ def test_a_recorded_session_replays_in_the_dashboard_view_only(qtbot, tmp_path, 
     before = files(tmp_path)
 
     plan = replay_plan(path, REPLAY_SPEED)
-    load_kernels()  # before the worker, as ui.app does
     worker = SessionWorker(plan, load_profiles()).start()
     dash = Dashboard(worker, plan.protocol)
     qtbot.addWidget(dash)

@@ -9,7 +9,6 @@ from PySide6 import QtWidgets
 from biofeedback.sensors.profiles import DeviceProfile
 from biofeedback.session.protocol import SessionError
 from biofeedback.session.run import SessionPlan
-from biofeedback.ui import raster
 from biofeedback.ui.dashboard import Dashboard
 from biofeedback.ui.worker import SessionWorker
 
@@ -24,7 +23,6 @@ def run_dashboard_session(plan: SessionPlan, profiles: dict[str, DeviceProfile],
     markers and leave the window open on the summary; interactive ones wait for the therapist.
     """
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
-    raster.load_kernels()  # before the worker starts: a first compile holds the interpreter for about a second
     worker = SessionWorker(plan, profiles, connect_at_once=plan.auto).start()
     window = Dashboard(worker, plan.protocol, auto=plan.auto, theme=theme)
     window.show()

@@ -24,7 +24,7 @@ from biofeedback.session.protocol import Protocol
 from biofeedback.stream import NS_PER_S, RingBuffer, StreamKind
 from biofeedback.ui.live import TENSION_TRACE_HZ, quality_text
 from biofeedback.ui.phases import PhaseController, RecordedPhases
-from biofeedback.ui.raster import RasterCurve, load_kernels
+from biofeedback.ui.raster import RasterCurve
 from biofeedback.ui.theme import AXIS_PT, LIGHT, THEMES, Theme, stylesheet
 from biofeedback.ui.worker import SessionWorker, WorkerState
 
@@ -146,7 +146,6 @@ class Dashboard(QtWidgets.QMainWindow):
     def __init__(self, worker: SessionWorker, protocol: Protocol, *, auto: bool = False, theme: str = "light",
                  frame_ms: int = FRAME_MS) -> None:
         super().__init__()
-        load_kernels()  # compiled or loaded now, not on the first frame
         self.worker = worker
         self.protocol = protocol
         self.replay = worker.plan.replay

@@ -24,6 +24,7 @@ from biofeedback.session.run import SessionPlan, calibration_of, open_recording
 from biofeedback.analysis import AnalysisError, compare, load_session
 from biofeedback.session.summary import summarize
 from biofeedback.ui.live import LiveProcessing
+from biofeedback.ui.raster import load_kernels
 
 FAILURE_POLL_S = 0.25
 """Wall seconds between checks that the sensors' tasks are still alive."""
@@ -72,6 +73,9 @@ class SessionWorker:
 
     # --- called from the GUI thread -------------------------------------------------------------
     def start(self) -> SessionWorker:
+        # The windows' raster kernels, compiled or loaded before any data flows: a first compile (~2.5 s) holds the
+        # interpreter, which the worker thread needs as soon as it runs.
+        load_kernels()
         self._thread.start()
         self._ready.wait()
         return self

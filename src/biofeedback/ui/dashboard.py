@@ -172,8 +172,6 @@ class Dashboard(QtWidgets.QMainWindow):
         self._zoomed: set[pg.PlotItem] = set()
         """Plots whose y range the user has set with the mouse: no longer fitted to the data."""
         self.traces: dict[str, Trace] = {}
-        self._curves: dict[pg.PlotItem, list[RasterCurve]] = {}
-        """The curves of each plot (raster curves are not among pyqtgraph's data items)."""
         self.setWindowTitle(f"biofeedback — {worker.plan.client_id} — {protocol.name}" if self.replay is None else
                             f"biofeedback — {self._replay_text()} — {worker.plan.client_id} — {protocol.name}")
         self.resize(1600, 900)
@@ -338,7 +336,6 @@ class Dashboard(QtWidgets.QMainWindow):
         plot.addItem(curve, ignoreBounds=True)
         if name is not None and plot.legend is not None:
             plot.legend.addItem(curve, name)
-        self._curves.setdefault(plot, []).append(curve)
         return curve
 
     def _build_plots(self) -> None:
@@ -573,7 +570,7 @@ class Dashboard(QtWidgets.QMainWindow):
                 continue
             x_min = plot.viewRange()[0][0]
             values = [line.value() for line in self.reference_lines] if key == "tension" else []
-            for item in self._curves.get(plot, ()):
+            for item in (i for i in plot.items if isinstance(i, RasterCurve)):  # not among pyqtgraph's data items
                 x, y = item.getOriginalDataset()
                 if y is not None:
                     shown = y[(x >= x_min) & np.isfinite(y)]

@@ -13,7 +13,7 @@ import pytest
 
 from biofeedback.acquisition import EMG_RMS_WINDOW_S, RMSSD_WINDOW_S, acquire, rms_uv, rmssd_ms
 from biofeedback.cli import main
-from biofeedback.replay import MIN_SLEEP_WALL_S, recorded_timeline
+from biofeedback.sensors.replay import MIN_SLEEP_WALL_S, recorded_timeline
 from biofeedback.sensors.profiles import load_profiles
 from biofeedback.sensors.virtual import Faults, Scenario
 from biofeedback.session.recorder import Recorder
@@ -267,7 +267,7 @@ def test_an_empty_session_says_there_is_nothing_to_replay(tmp_path, capsys):
 def test_a_checked_replay_is_not_read_through_again(recording, monkeypatch):
     """``replay_plan`` reads the file through once to check it; the worker's ``acquire`` takes the checked source
     names from the plan instead of reading the whole file again before playing."""
-    from biofeedback import acquisition, replay
+    from biofeedback import acquisition
     from biofeedback.session.run import replay_plan
 
     plan = replay_plan(recording.path, 50.0)

@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from biofeedback.dsp import load_kernels
-from biofeedback.replay import ReplaySource, recorded_sources
-from biofeedback.sensors.ble import BleBackend, BleSource, FoundSensor, SensorError, Source, scan
+from biofeedback.sensors.replay import ReplaySource, recorded_sources
+from biofeedback.sensors.ble import BleBackend, BleSource, FoundSensor, scan
+from biofeedback.sensors.source import SensorError, Source
 from biofeedback.sensors.profiles import DeviceProfile
 from biofeedback.sensors.virtual import Scenario, VirtualWorld
 from biofeedback.stream import Gap, SessionClock, StreamHub, StreamKind

@@ -15,7 +15,8 @@ from biofeedback import __version__
 from biofeedback.analysis import commands as analysis_commands
 from biofeedback.acquisition import Acquisition, LiveNumbers, LiveSummary, acquire, quiet_bumble_logs
 from biofeedback.relax import commands as relax_commands
-from biofeedback.sensors.ble import SensorError, scan, system_has_adapter
+from biofeedback.sensors.ble import scan, system_has_adapter
+from biofeedback.sensors.source import SensorError
 from biofeedback.sensors.profiles import ProfileError, load_profiles
 from biofeedback.sensors.virtual import Faults, HeartScript, Scenario, TensionScript, VirtualWorld
 from biofeedback.session import commands as session_commands

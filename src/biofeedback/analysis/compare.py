@@ -16,6 +16,8 @@ are reported beside it, never promoted to the verdict.
 
 from __future__ import annotations
 
+from biofeedback.errors import BiofeedbackError
+
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
@@ -57,7 +59,7 @@ POST_NAMES = ("post", "post-rest", "after")
 NK_COLUMNS = ("HRV_MeanNN", "HRV_SDNN", "HRV_RMSSD", "HRV_pNN50", "HRV_LF", "HRV_HF", "HRV_LFHF")
 
 
-class AnalysisError(Exception):
+class AnalysisError(BiofeedbackError):
     """The analysis cannot run as asked; the message (one line) says what to do instead."""
 
 

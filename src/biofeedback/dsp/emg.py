@@ -24,6 +24,8 @@ Window statistics: ``median_frequency``, ``mean_power_frequency`` (raw EMG at â‰
 
 from __future__ import annotations
 
+from biofeedback.errors import BiofeedbackError
+
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -281,7 +283,7 @@ class TensionIndex:
         return np.mean(self(rms_uv), axis=-1)
 
 
-class SpectrumUnavailableError(ValueError):
+class SpectrumUnavailableError(BiofeedbackError, ValueError):
     """Spectral EMG statistics need raw EMG sampled at â‰¥ 500 Hz."""
 
 

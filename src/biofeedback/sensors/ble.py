@@ -18,7 +18,7 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 from bleak import BleakClient, BleakScanner
@@ -29,6 +29,8 @@ from bleak_retry_connector import establish_connection
 
 from biofeedback.sensors import decoders as dec
 from biofeedback.sensors.profiles import DeviceProfile, best_profile
+from biofeedback.sensors.source import SensorError, Sink, Source
+from biofeedback.vocab import SourceState
 from biofeedback.stream import (
     NS_PER_S,
     RR_GAP_TOLERANCE_S,
@@ -59,37 +61,6 @@ INDEX_CONSISTENCY_S = 0.05
 """Open EMG: device time and sample index of a frame must agree within this (else the frame is corrupt)."""
 HR_PLAUSIBLE_BPM = (25, 250)
 RR_PLAUSIBLE_MS = (250.0, 2500.0)
-
-
-class SensorError(Exception):
-    """A sensor could not be used; the message says what to do."""
-
-
-class Sink(Protocol):
-    """Where a source hands its output (``biofeedback.stream.StreamHub``)."""
-
-    def on_block(self, block: Block) -> None: ...
-    def on_gap(self, gap: Gap) -> None: ...
-    def on_status(self, source: str, status: SourceStatus) -> None: ...
-
-
-
-@dataclass
-class SourceStatus:
-    """What a user needs to see about one sensor's link."""
-
-    state: str = "idle"  # idle | connecting | connected | reconnecting | stopped | failed | ended (replay at end of file)
-    packets: int = 0
-    decode_errors: int = 0
-    reconnects: int = 0
-    gaps: int = 0
-    mtu: int = 0
-    battery_pct: int | None = None
-    contact: tuple[bool, ...] = ()
-    rate_hz: dict[str, float] = field(default_factory=dict)
-    """Measured sample rate per stream (e.g. a Polar H10 runs its '130 Hz' ECG at 128-131 Hz)."""
-    device_info: dict[str, str] = field(default_factory=dict)
-    last_error: str = ""
 
 
 @dataclass(frozen=True)
@@ -461,39 +432,6 @@ class OpenEmgDriver(_SampledDriver):
 DRIVERS: dict[str, type[Driver]] = {"hrs": HrsDriver, "polar-pmd": PmdEcgDriver, "open-emg": OpenEmgDriver}
 
 
-class Source:
-    """One source of blocks into a sink: a BLE sensor (real or virtual) or a replayed recording (``biofeedback.replay``)."""
-
-    def __init__(self, name: str, clock: SessionClock, sink: Sink) -> None:
-        self.name = name
-        self.clock = clock
-        self.sink = sink
-        self.status = SourceStatus()
-        self._stopping = asyncio.Event()
-
-    async def run(self) -> None:
-        """Stream into the sink until ``stop()`` (or, for a replay, the end of the recording)."""
-        raise NotImplementedError
-
-    async def stop(self) -> None:
-        self._stopping.set()
-
-    # Called from notification callbacks: keep them cheap.
-    def emit(self, block: Block) -> None:
-        self.status.packets += 1
-        self.sink.on_block(block)
-
-    def gap(self, gap: Gap) -> None:
-        self.status.gaps += 1
-        self.sink.on_gap(gap)
-
-    def _set_state(self, state: str, error: str = "") -> None:
-        self.status.state = state
-        if error:
-            self.status.last_error = error
-        self.sink.on_status(self.name, self.status)
-
-
 class BleSource(Source):
     """One sensor over BLE, supervised: connects, streams, reconnects after drops until stopped."""
 
@@ -551,7 +489,7 @@ class BleSource(Source):
         """Stream until ``stop()``; raises ``SensorError`` only if the first connection fails."""
         first = True
         while not self._stopping.is_set():
-            self._set_state("connecting" if first else "reconnecting")
+            self._set_state(SourceState.CONNECTING if first else SourceState.RECONNECTING)
             connect = await self._unless_stopped(self._connect_once())
             if connect is None:
                 break
@@ -559,23 +497,23 @@ class BleSource(Source):
                 self._client = connect.result()
             except (BleakError, SensorError, asyncio.TimeoutError, OSError) as exc:
                 if first:
-                    self._set_state("failed", str(exc))
+                    self._set_state(SourceState.FAILED, str(exc))
                     raise SensorError(f"{self.name}: could not connect: {exc}") from exc
-                self._set_state("reconnecting", str(exc))
+                self._set_state(SourceState.RECONNECTING, str(exc))
                 await self._wait_and_rescan()
                 continue
             first = False
-            self._set_state("connected")
+            self._set_state(SourceState.CONNECTED)
             if await self._unless_stopped(self._lost.wait()) is None:
                 break
             self.status.reconnects += 1
             for driver in self.drivers:
                 driver.on_link_lost()
-            self._set_state("reconnecting")
+            self._set_state(SourceState.RECONNECTING)
             await self._wait_and_rescan()
         if self._client is not None and self._client.is_connected:
             await self._client.disconnect()
-        self._set_state("stopped")
+        self._set_state(SourceState.STOPPED)
 
     async def _wait_and_rescan(self) -> None:
         while not self._stopping.is_set():

@@ -14,13 +14,15 @@ reuse for the next packet. UUIDs live in the device profiles (``devices/*.toml``
 
 from __future__ import annotations
 
+from biofeedback.errors import BiofeedbackError
+
 import struct
 from dataclasses import dataclass, field
 
 import numpy as np
 
 
-class DecodeError(ValueError):
+class DecodeError(BiofeedbackError, ValueError):
     """A packet does not follow its protocol's layout; the message says which rule it broke."""
 
 

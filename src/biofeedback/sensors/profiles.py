@@ -8,6 +8,8 @@ naming the file and the field, never later in the middle of a session.
 
 from __future__ import annotations
 
+from biofeedback.errors import BiofeedbackError
+
 import os
 import pathlib
 import tomllib
@@ -54,7 +56,7 @@ _STREAM_REQUIRED = ("kind", "unit", "channels", "rate_hz")
 _STREAM_OPTIONAL = {"has_sequence": False, "device_time": False}
 
 
-class ProfileError(ValueError):
+class ProfileError(BiofeedbackError, ValueError):
     """A device profile is broken or missing; the message names the file, the field and the fix."""
 
     def __init__(self, path: pathlib.Path | str, field: str | None, problem: str) -> None:

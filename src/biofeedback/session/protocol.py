@@ -7,6 +7,8 @@ Protocol files live in the top-level ``protocols/`` (``default.toml``, ``home-re
 
 from __future__ import annotations
 
+from biofeedback.errors import BiofeedbackError
+
 import os
 import pathlib
 import tomllib
@@ -20,11 +22,8 @@ DEFAULT_TREATMENT_S = 600.0
 """Length of an open-ended treatment phase when the session runs unattended (``--auto``)."""
 
 
-class SessionError(Exception):
+class SessionError(BiofeedbackError):
     """A session or calibration cannot start or go on; the message (one line) says what to do."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(" ".join(str(message).split()))
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import numpy as np
 
 from biofeedback.acquisition import Acquisition, LiveSummary, acquire
 from biofeedback.dsp import Calibration, TensionIndex
-from biofeedback.replay import recorded_sources
+from biofeedback.sensors.replay import recorded_sources
 from biofeedback.sensors.profiles import DeviceProfile
 from biofeedback.sensors.virtual import HeartScript, Scenario, TensionScript, VirtualWorld
 from biofeedback.session.calibration import CalibrationProtocol, CalibrationResult, analyse, contraction_script

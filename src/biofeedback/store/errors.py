@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from biofeedback.errors import BiofeedbackError, Reason
 
-class StoreError(Exception):
+
+class StoreError(BiofeedbackError):
     """A session file cannot be created, read or exported; the message says what to do next.
 
     The message is always one line, fit to show a user as is.
     """
 
-    def __init__(self, message: str) -> None:
-        super().__init__(" ".join(str(message).split()))
+    default_reason = Reason.BAD_FILE

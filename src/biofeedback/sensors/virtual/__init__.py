@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from biofeedback.sensors.ble import BleBackend, SensorError
+from biofeedback.sensors.ble import BleBackend
+from biofeedback.sensors.source import SensorError
 from biofeedback.sensors.bumble_backend import BumbleClient, BumbleScanner, VirtualRadio, drop_late_gatt_responses
 from biofeedback.sensors.profiles import DeviceProfile, load_profiles
 from biofeedback.sensors.virtual.peripherals import (

@@ -7,8 +7,8 @@ The recorder stores a strap's RR blocks as the HRS driver emitted them (RR in ms
 so beats come through in their live form. A recorded gap is handed on just before the block that
 closed it, where the driver declared it live.
 
-This module sits beside ``acquisition.py`` rather than in ``sensors/``: it reads the session file,
-and ``store`` lies downstream of ``sensors`` in DESIGN's data flow, so ``sensors`` does not import it.
+It sits in ``sensors/`` beside the BLE source, behind the one ``Source`` interface (as BrainFlow's playback
+board sits beside its real boards). It is the one source that reads the session store.
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from biofeedback.sensors.ble import SensorError, Sink, Source
+from biofeedback.sensors.source import SensorError, Sink, Source
 from biofeedback.store import SessionReader, StoreError
 from biofeedback.stream import NS_PER_S, Block, Gap, SessionClock
+from biofeedback.vocab import SourceState
 
 MIN_SLEEP_WALL_S = 0.002
 """Wall seconds below which a replay hands on a due block at once instead of sleeping (timer granularity)."""
@@ -75,21 +76,21 @@ class ReplaySource(Source):
 
     async def run(self) -> None:
         """Hand on every recorded block and gap at its time, until the end of the file or ``stop()``."""
-        self._set_state("playing")  # not "connected": no sensor is there
+        self._set_state(SourceState.PLAYING)  # not CONNECTED: no sensor is there
         try:
             with SessionReader(self.path) as reader:
                 for due_ns, item in recorded_timeline(reader, self.name):
                     if not await self._until(due_ns):
-                        self._set_state("stopped")
+                        self._set_state(SourceState.STOPPED)
                         return
                     if isinstance(item, Gap):
                         self.gap(item)
                     else:
                         self.emit(item)
         except StoreError as exc:
-            self._set_state("failed", str(exc))
+            self._set_state(SourceState.FAILED, str(exc))
             raise
-        self._set_state("ended")
+        self._set_state(SourceState.ENDED)
 
 
 def recorded_sources(path: Path | str, wanted: Iterable[str] | None = None,

@@ -268,6 +268,7 @@ def test_a_checked_replay_is_not_read_through_again(recording, monkeypatch):
     """``replay_plan`` reads the file through once to check it; the worker's ``acquire`` takes the checked source
     names from the plan instead of reading the whole file again before playing."""
     from biofeedback import acquisition
+    from biofeedback.sensors import replay
     from biofeedback.session.run import replay_plan
 
     plan = replay_plan(recording.path, 50.0)

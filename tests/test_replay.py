@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from biofeedback.acquisition import EMG_RMS_WINDOW_S, RMSSD_WINDOW_S, acquire, rms_uv, rmssd_ms
+from biofeedback.session.acquisition import EMG_RMS_WINDOW_S, RMSSD_WINDOW_S, acquire, rms_uv, rmssd_ms
 from biofeedback.cli import main
 from biofeedback.sensors.replay import MIN_SLEEP_WALL_S, recorded_timeline
 from biofeedback.sensors.profiles import load_profiles
@@ -267,7 +267,7 @@ def test_an_empty_session_says_there_is_nothing_to_replay(tmp_path, capsys):
 def test_a_checked_replay_is_not_read_through_again(recording, monkeypatch):
     """``replay_plan`` reads the file through once to check it; the worker's ``acquire`` takes the checked source
     names from the plan instead of reading the whole file again before playing."""
-    from biofeedback import acquisition
+    from biofeedback.session import acquisition
     from biofeedback.sensors import replay
     from biofeedback.session.run import replay_plan
 

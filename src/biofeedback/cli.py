@@ -13,7 +13,7 @@ from contextlib import AbstractAsyncContextManager
 
 from biofeedback import __version__
 from biofeedback.analysis import commands as analysis_commands
-from biofeedback.acquisition import Acquisition, LiveNumbers, LiveSummary, acquire, quiet_bumble_logs
+from biofeedback.session.acquisition import Acquisition, LiveNumbers, LiveSummary, acquire, quiet_bumble_logs
 from biofeedback.relax import commands as relax_commands
 from biofeedback.sensors.ble import scan, system_has_adapter
 from biofeedback.sensors.source import SensorError
@@ -23,7 +23,7 @@ from biofeedback.session import commands as session_commands
 from biofeedback.session.commands import resolve_session, use_window
 from biofeedback.session.protocol import SessionError
 from biofeedback.session.run import replay_plan
-from biofeedback.session.summary import format_summary, summarize
+from biofeedback.analysis.summary import format_summary, summarize
 from biofeedback.store import StoreError
 
 

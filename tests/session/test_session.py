@@ -7,7 +7,7 @@ import stat
 import numpy as np
 import pytest
 
-from biofeedback.session.summary import summarize
+from biofeedback.analysis.summary import summarize
 from biofeedback.store import SessionReader
 
 MARKER_TOLERANCE_S = 0.01

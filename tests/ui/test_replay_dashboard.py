@@ -13,7 +13,7 @@ from PySide6 import QtCore, QtWidgets
 from biofeedback.cli import main
 from biofeedback.sensors.profiles import load_profiles
 from biofeedback.session.run import replay_plan
-from biofeedback.session.summary import summarize
+from biofeedback.analysis.summary import summarize
 from biofeedback.store import SessionReader
 from biofeedback.stream import StreamKind
 from biofeedback.ui.dashboard import Dashboard

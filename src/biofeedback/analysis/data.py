@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from biofeedback.dsp import EmgProcessor
-from biofeedback.session.run import HANDS_ON
+from biofeedback.vocab import EventKind
 from biofeedback.store import SessionReader, StoreError
 from biofeedback.stream import BlockFlag, StreamKind
 
@@ -172,7 +172,7 @@ def load_session(path: str | Path, progress: Progress | None = None) -> SessionD
         phases = [PhaseSpan(e["label"], (e["data"] or {}).get("kind", "rest"), e["t_s"], e["t_s"] + e["duration_s"])
                   for e in reader.phases()]
         markers = [e for e in reader.events() if e["kind"] in ("marker", "note")]
-        hands_on = [(e["t_s"], e["t_s"] + e["duration_s"]) for e in reader.events(HANDS_ON)]
+        hands_on = [(e["t_s"], e["t_s"] + e["duration_s"]) for e in reader.events(EventKind.HANDS_ON)]
         gaps = reader.gaps()
         emg = _emg_track(reader, hands_on, progress)
         beats = _beat_track(reader, hands_on)

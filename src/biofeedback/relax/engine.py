@@ -18,7 +18,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from biofeedback.acquisition import acquire
+from biofeedback.session.acquisition import acquire
 from biofeedback.relax.feed import FeedSnapshot, RelaxFeed
 from biofeedback.relax.feedback import OFF, PAUSED, TARGET_OF_BASELINE, Feedback, decide
 from biofeedback.relax.pacer import DEFAULT_INHALE_FRACTION, DEFAULT_RATE_BPM, Pacer, PacerState

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 from biofeedback.analysis.diary import read_diary
-from biofeedback.session.summary import summarize
+from biofeedback.analysis.summary import summarize
 from biofeedback.store import SessionReader, StoreError, list_sessions
 from biofeedback.store.paths import FILE_MODE, data_home, private_dir, validate_client_id
 

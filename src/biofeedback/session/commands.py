@@ -15,7 +15,7 @@ from biofeedback.session.calibration import latest_calibration, load_calibration
 from biofeedback.session.protocol import SessionError, load_protocol
 from biofeedback.session.run import SessionPlan, is_interactive, run_calibration, run_session, session_scenario
 from biofeedback.session.screening import ALL_CLEAR, screen
-from biofeedback.session.summary import format_summary, summarize
+from biofeedback.analysis.summary import format_summary, summarize
 from biofeedback.store import FORMATS, StoreError, export_session, list_sessions, validate_client_id
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from biofeedback.acquisition import Acquisition, LiveSummary, acquire
+from biofeedback.session.acquisition import Acquisition, LiveSummary, acquire
 from biofeedback.dsp import Calibration, TensionIndex
 from biofeedback.sensors.replay import recorded_sources
 from biofeedback.sensors.profiles import DeviceProfile

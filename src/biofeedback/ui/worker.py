@@ -15,14 +15,14 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from biofeedback.acquisition import SCAN_TIME_S, VIRTUAL_SCAN_TIME_S, Acquisition, acquire, quiet_bumble_logs
+from biofeedback.session.acquisition import SCAN_TIME_S, VIRTUAL_SCAN_TIME_S, Acquisition, acquire, quiet_bumble_logs
 from biofeedback.sensors.ble import BleBackend, FoundSensor, scan
 from biofeedback.sensors.profiles import DeviceProfile
 from biofeedback.sensors.virtual import Scenario, VirtualWorld
 from biofeedback.session.recorder import Recorder
 from biofeedback.session.run import SessionPlan, calibration_of, open_recording
 from biofeedback.analysis import AnalysisError, compare, load_session
-from biofeedback.session.summary import summarize
+from biofeedback.analysis.summary import summarize
 from biofeedback.ui.live import LiveProcessing
 from biofeedback.ui.raster import load_kernels
 

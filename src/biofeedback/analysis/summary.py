@@ -7,12 +7,15 @@ use the corrected RR of the beats in the phase. The full statistics are the anal
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
 
 from biofeedback.dsp import EmgProcessor, mean_hr_bpm, rmssd
-from biofeedback.session.run import HANDS_ON
 from biofeedback.store import SessionReader, StoreError
 from biofeedback.stream import StreamKind
+from biofeedback.vocab import EventKind, Verdict
 
 
 def _outside(t: np.ndarray, intervals: list[tuple[float, float]]) -> np.ndarray:
@@ -26,7 +29,7 @@ def summarize(path) -> list[dict]:
     """Per phase: name, start_s, duration_s, emg_rms_uv {channel: µV}, hr_bpm, rmssd_ms, beats."""
     with SessionReader(path) as r:
         phases = r.phases()
-        excluded = [(e["t_s"], e["t_s"] + e["duration_s"]) for e in r.events(HANDS_ON)]
+        excluded = [(e["t_s"], e["t_s"] + e["duration_s"]) for e in r.events(EventKind.HANDS_ON)]
         excluded += [(g.start_s, g.end_s) for g in r.gaps()]
         emg = None
         try:
@@ -67,3 +70,33 @@ def format_summary(rows: list[dict]) -> str:
         lines.append(f"  {row['phase']:<12} {row['start_s']:7.1f} s +{row['duration_s']:6.1f} s  EMG RMS µV {emg}  "
                      f"HR {hr}  RMSSD {rm}")
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class SessionOutcome:
+    """What the end of a session shows: its recording, the per-phase summary and the before/after verdict."""
+
+    path: Path
+    summary: list[dict]
+    verdict: Verdict
+    verdict_text: str
+    """The verdict in plain words, or why there is none."""
+
+    def text(self) -> str:
+        """The summary lines and the verdict, as the terminal prints them at the end of a session."""
+        return (f"{format_summary(self.summary)}\nverdict: {self.verdict_text}"
+                + (f"\nfull report: biofeedback report {self.path} --html" if self.verdict != Verdict.NOT_COMPARABLE else ""))
+
+
+def session_outcome(path) -> SessionOutcome:
+    """Summary and verdict of the recording at ``path``, computed once for whichever front end asked."""
+    from biofeedback.analysis.compare import AnalysisError, compare
+    from biofeedback.analysis.data import load_session
+
+    rows = summarize(path)
+    try:
+        overall = compare(load_session(path)).overall
+        verdict, text = Verdict(overall["label"]), overall["text"]
+    except AnalysisError as exc:
+        verdict, text = Verdict.NOT_COMPARABLE, f"not available ({exc})"
+    return SessionOutcome(Path(path), rows, verdict, text)

@@ -7,8 +7,8 @@ import struct
 import numpy as np
 import pytest
 
-from biofeedback.sensors import decoders as d
-from biofeedback.sensors.decoders import DecodeError
+from biofeedback.sensors.protocols import hrs, open_emg, pmd
+from biofeedback.sensors.protocols.base import DecodeError
 
 # --- Heart Rate Measurement (Bluetooth SIG 0x2A37) --------------------------------------------
 
@@ -32,7 +32,7 @@ def _hrm_packet(flags: int, hr: int, energy: int, rr: tuple[int, ...]) -> bytes:
 def test_hrm_every_flag_combination(flags, rr, reserved):
     hr = 300 if flags & 0x01 else 187
     packet = _hrm_packet(flags | reserved, hr, 1234, rr)
-    m = d.decode_heart_rate_measurement(packet)
+    m = hrs.decode_heart_rate_measurement(packet)
     assert m.hr_bpm == hr
     assert m.contact_supported is bool(flags & 0x04)
     if flags & 0x04:
@@ -49,7 +49,7 @@ def test_hrm_every_flag_combination(flags, rr, reserved):
 def test_hrm_rr_flag_without_rr_is_an_error(flags):
     packet = _hrm_packet(flags, 60, 5, ())
     with pytest.raises(DecodeError, match=f"flags 0x{flags:02x} need at least {len(packet) + 2}"):
-        d.decode_heart_rate_measurement(packet)
+        hrs.decode_heart_rate_measurement(packet)
 
 
 @pytest.mark.parametrize(
@@ -69,7 +69,7 @@ def test_hrm_rr_flag_without_rr_is_an_error(flags):
     ],
 )
 def test_hrm_known_packets(packet, hr, contact, energy, rr_ms):
-    m = d.decode_heart_rate_measurement(packet)
+    m = hrs.decode_heart_rate_measurement(packet)
     assert m.hr_bpm == hr
     assert m.contact_detected == contact
     assert m.energy_kj == energy
@@ -77,13 +77,13 @@ def test_hrm_known_packets(packet, hr, contact, energy, rr_ms):
 
 
 def test_hrm_accepts_bytearray_and_memoryview():
-    assert d.decode_heart_rate_measurement(bytearray([0x10, 72, 0x00, 0x04])).rr_raw == (1024,)
-    assert d.decode_heart_rate_measurement(memoryview(bytes([0x00, 99]))).hr_bpm == 99
+    assert hrs.decode_heart_rate_measurement(bytearray([0x10, 72, 0x00, 0x04])).rr_raw == (1024,)
+    assert hrs.decode_heart_rate_measurement(memoryview(bytes([0x00, 99]))).hr_bpm == 99
 
 
 def test_hrm_rr_array_does_not_alias_the_packet_buffer():
     buf = bytearray([0x10, 72, 0x00, 0x04])
-    m = d.decode_heart_rate_measurement(buf)
+    m = hrs.decode_heart_rate_measurement(buf)
     buf[2:4] = b"\x00\x08"
     assert m.rr_raw == (1024,) and m.rr_ms.tolist() == [1000.0]
 
@@ -102,7 +102,7 @@ def test_hrm_rr_array_does_not_alias_the_packet_buffer():
 )
 def test_hrm_malformed(packet, message):
     with pytest.raises(DecodeError, match=message) as info:
-        d.decode_heart_rate_measurement(packet)
+        hrs.decode_heart_rate_measurement(packet)
     assert str(info.value).startswith("Heart Rate Measurement: ")
 
 
@@ -110,31 +110,31 @@ def test_hrm_malformed(packet, message):
 
 
 def test_pmd_start_ecg_command_bytes():
-    assert d.pmd_start_ecg_command() == bytes.fromhex("02 00 00 01 82 00 01 01 0e 00")
-    assert d.pmd_start_ecg_command(130, 14) == bytes([0x02, 0x00, 0x00, 0x01, 0x82, 0x00, 0x01, 0x01, 0x0E, 0x00])
-    assert d.pmd_start_ecg_command(500, 16) == bytes([0x02, 0x00, 0x00, 0x01, 0xF4, 0x01, 0x01, 0x01, 0x10, 0x00])
+    assert pmd.pmd_start_ecg_command() == bytes.fromhex("02 00 00 01 82 00 01 01 0e 00")
+    assert pmd.pmd_start_ecg_command(130, 14) == bytes([0x02, 0x00, 0x00, 0x01, 0x82, 0x00, 0x01, 0x01, 0x0E, 0x00])
+    assert pmd.pmd_start_ecg_command(500, 16) == bytes([0x02, 0x00, 0x00, 0x01, 0xF4, 0x01, 0x01, 0x01, 0x10, 0x00])
 
 
 def test_pmd_stop_and_get_settings_commands():
-    assert d.pmd_stop_command() == bytes([0x03, 0x00])
-    assert d.pmd_stop_command(2) == bytes([0x03, 0x02])
-    assert d.pmd_get_settings_command() == bytes([0x01, 0x00])
+    assert pmd.pmd_stop_command() == bytes([0x03, 0x00])
+    assert pmd.pmd_stop_command(2) == bytes([0x03, 0x02])
+    assert pmd.pmd_get_settings_command() == bytes([0x01, 0x00])
 
 
-@pytest.mark.parametrize("call", [lambda: d.pmd_start_ecg_command(70000), lambda: d.pmd_stop_command(256)])
+@pytest.mark.parametrize("call", [lambda: pmd.pmd_start_ecg_command(70000), lambda: pmd.pmd_stop_command(256)])
 def test_pmd_commands_reject_values_that_do_not_fit(call):
     with pytest.raises(ValueError, match="does not fit"):
         call()
 
 
 def test_pmd_control_response_ok():
-    r = d.decode_pmd_control_response(bytes([0xF0, 0x02, 0x00, 0x00, 0x00]))
+    r = pmd.decode_pmd_control_response(bytes([0xF0, 0x02, 0x00, 0x00, 0x00]))
     assert (r.op_code, r.measurement_type, r.status, r.parameters) == (2, 0, 0, b"")
     assert r.ok and r.error_text == "success" and not r.more_frames
 
 
 def test_pmd_control_response_with_parameters():
-    r = d.decode_pmd_control_response(bytes([0xF0, 0x01, 0x00, 0x00, 0x01, 0x00, 0x01, 0x82, 0x00]))
+    r = pmd.decode_pmd_control_response(bytes([0xF0, 0x01, 0x00, 0x00, 0x01, 0x00, 0x01, 0x82, 0x00]))
     assert r.op_code == 1 and r.ok and r.more_frames
     assert r.parameters == bytes([0x00, 0x01, 0x82, 0x00])
 
@@ -145,7 +145,7 @@ def test_pmd_control_response_with_parameters():
      (13, "device in charger"), (99, "unknown status 99")],
 )
 def test_pmd_control_response_errors(status, text):
-    r = d.decode_pmd_control_response(bytes([0xF0, 0x02, 0x00, status]))
+    r = pmd.decode_pmd_control_response(bytes([0xF0, 0x02, 0x00, status]))
     assert not r.ok and r.status == status and r.error_text == text and r.parameters == b""
 
 
@@ -155,7 +155,7 @@ def test_pmd_control_response_errors(status, text):
 )
 def test_pmd_control_response_malformed(packet, message):
     with pytest.raises(DecodeError, match=message):
-        d.decode_pmd_control_response(packet)
+        pmd.decode_pmd_control_response(packet)
 
 
 def _int24(v: int) -> bytes:
@@ -175,7 +175,7 @@ def test_pmd_ecg_frame_73_samples():
     frame = bytes([0x00]) + ECG_TIMESTAMP_NS.to_bytes(8, "little") + bytes([0x00])
     frame += b"".join(_int24(v) for v in ECG_VALUES)
     assert len(frame) == 229
-    f = d.decode_pmd_ecg_frame(frame)
+    f = pmd.decode_pmd_ecg_frame(frame)
     assert f.timestamp_ns == ECG_TIMESTAMP_NS
     assert f.frame_type == 0
     assert f.samples_uv.tolist() == ECG_VALUES
@@ -183,7 +183,7 @@ def test_pmd_ecg_frame_73_samples():
 
 def test_pmd_ecg_frame_known_bytes():
     frame = bytes.fromhex("00" "0102030405060708" "00" "ffffff" "000080" "ff ff 7f" "d2 04 00" "2e fb ff")
-    f = d.decode_pmd_ecg_frame(frame)
+    f = pmd.decode_pmd_ecg_frame(frame)
     assert f.timestamp_ns == 0x0807060504030201
     assert f.samples_uv.tolist() == [-1, -8388608, 8388607, 1234, -1234]
 
@@ -199,7 +199,7 @@ def test_pmd_ecg_frame_known_bytes():
 )
 def test_pmd_ecg_frame_malformed(packet, message):
     with pytest.raises(DecodeError, match=message):
-        d.decode_pmd_ecg_frame(packet)
+        pmd.decode_pmd_ecg_frame(packet)
 
 
 # --- Open EMG --------------------------------------------------------------------------------
@@ -207,7 +207,7 @@ def test_pmd_ecg_frame_malformed(packet, message):
 
 def test_open_emg_info():
     raw = bytes([1, 2, 0xE8, 0x03, 12, 0, 20, 0]) + (4028).to_bytes(4, "little")
-    info = d.decode_open_emg_info(raw)
+    info = open_emg.decode_open_emg_info(raw)
     assert (info.protocol_version, info.channel_count, info.sample_rate_hz, info.adc_bits) == (1, 2, 1000, 12)
     assert (info.kind, info.samples_per_frame, info.nv_per_lsb) == ("raw", 20, 4028)
     assert info.uv_per_lsb == pytest.approx(4.028)
@@ -215,7 +215,7 @@ def test_open_emg_info():
 
 def test_open_emg_info_envelope_and_longer_value():
     raw = bytes([1, 1, 0xF4, 0x01, 10, 1, 10, 0]) + bytes([0x40, 0x42, 0x0F, 0x00]) + b"\x07\x07\x07"
-    info = d.decode_open_emg_info(raw)
+    info = open_emg.decode_open_emg_info(raw)
     assert (info.kind, info.sample_rate_hz, info.nv_per_lsb, info.uv_per_lsb) == ("envelope", 500, 1_000_000, 1000.0)
 
 
@@ -234,34 +234,34 @@ def test_open_emg_info_envelope_and_longer_value():
 )
 def test_open_emg_info_malformed(raw, message):
     with pytest.raises(DecodeError, match=message):
-        d.decode_open_emg_info(raw)
+        open_emg.decode_open_emg_info(raw)
 
 
 def test_open_emg_commands():
-    assert d.open_emg_start_command(1000, 3) == bytes([0x01, 0xE8, 0x03, 0x03])
-    assert d.open_emg_start_command(2000, 0x01) == bytes([0x01, 0xD0, 0x07, 0x01])
-    assert d.open_emg_stop_command() == bytes([0x02])
-    assert d.open_emg_time_sync_command() == bytes([0x03])
+    assert open_emg.open_emg_start_command(1000, 3) == bytes([0x01, 0xE8, 0x03, 0x03])
+    assert open_emg.open_emg_start_command(2000, 0x01) == bytes([0x01, 0xD0, 0x07, 0x01])
+    assert open_emg.open_emg_stop_command() == bytes([0x02])
+    assert open_emg.open_emg_time_sync_command() == bytes([0x03])
     with pytest.raises(ValueError, match="enables no channel"):
-        d.open_emg_start_command(1000, 0)
+        open_emg.open_emg_start_command(1000, 0)
     with pytest.raises(ValueError, match="does not fit"):
-        d.open_emg_start_command(1000, 256)
+        open_emg.open_emg_start_command(1000, 256)
 
 
 def test_open_emg_control_responses():
-    ok = d.decode_open_emg_control_response(bytes([0x01, 0x00]))
+    ok = open_emg.decode_open_emg_control_response(bytes([0x01, 0x00]))
     assert (ok.op_code, ok.status, ok.payload, ok.ok, ok.error_text) == (1, 0, b"", True, "ok")
     assert ok.device_time_us is None
-    busy = d.decode_open_emg_control_response(bytes([0x01, 0x03]))
+    busy = open_emg.decode_open_emg_control_response(bytes([0x01, 0x03]))
     assert not busy.ok and busy.error_text == "busy or already in that state"
-    bad = d.decode_open_emg_control_response(bytes([0x01, 0x02]))
+    bad = open_emg.decode_open_emg_control_response(bytes([0x01, 0x02]))
     assert bad.error_text == "invalid parameter"
-    unsupported = d.decode_open_emg_control_response(bytes([0x7F, 0x01]))
+    unsupported = open_emg.decode_open_emg_control_response(bytes([0x7F, 0x01]))
     assert (unsupported.op_code, unsupported.error_text) == (0x7F, "unsupported op code")
-    assert d.decode_open_emg_control_response(bytes([0x02, 0x09])).error_text == "unknown status 9"
-    sync = d.decode_open_emg_control_response(bytes([0x03, 0x00]) + bytes.fromhex("efcdab8967452301"))
+    assert open_emg.decode_open_emg_control_response(bytes([0x02, 0x09])).error_text == "unknown status 9"
+    sync = open_emg.decode_open_emg_control_response(bytes([0x03, 0x00]) + bytes.fromhex("efcdab8967452301"))
     assert sync.ok and sync.device_time_us == 0x0123456789ABCDEF
-    failed_sync = d.decode_open_emg_control_response(bytes([0x03, 0x03]))
+    failed_sync = open_emg.decode_open_emg_control_response(bytes([0x03, 0x03]))
     assert failed_sync.device_time_us is None
 
 
@@ -271,7 +271,7 @@ def test_open_emg_control_responses():
 )
 def test_open_emg_control_response_malformed(raw, message):
     with pytest.raises(DecodeError, match=message):
-        d.decode_open_emg_control_response(raw)
+        open_emg.decode_open_emg_control_response(raw)
 
 
 def _emg_frame(seq: int, index: int, time_us: int, flags: int, rows: list[list[int]]) -> bytes:
@@ -284,7 +284,7 @@ def _emg_frame(seq: int, index: int, time_us: int, flags: int, rows: list[list[i
 def test_open_emg_frame_sizes(channels, n):
     rng = random.Random(channels * 1000 + n)
     rows = [[rng.randint(-32768, 32767) for _ in range(channels)] for _ in range(n)]
-    f = d.decode_open_emg_frame(_emg_frame(7, 140_000, 5_000_000_123, 0, rows), channels)
+    f = open_emg.decode_open_emg_frame(_emg_frame(7, 140_000, 5_000_000_123, 0, rows), channels)
     assert f.samples.dtype == np.int16 and f.samples.shape == (n, channels)
     assert f.samples.tolist() == rows
     assert (f.seq, f.first_sample_index, f.device_time_us, f.flags) == (7, 140_000, 5_000_000_123, 0)
@@ -295,11 +295,11 @@ def test_open_emg_frame_interleaving_and_wrapped_counters():
     raw = bytes.fromhex(
         "ffff" "ffffffff" "0100000000000080" "00" "0100" "feff" "ff7f" "0080" "0000" "3412"
     )
-    f = d.decode_open_emg_frame(raw, 2)
+    f = open_emg.decode_open_emg_frame(raw, 2)
     assert (f.seq, f.first_sample_index, f.device_time_us) == (65535, 2**32 - 1, 2**63 + 1)
     assert f.samples.tolist() == [[1, -2], [32767, -32768], [0, 0x1234]]
     assert f.samples[:, 0].tolist() == [1, 32767, 0]  # left channel
-    after_wrap = d.decode_open_emg_frame(_emg_frame(0, 19, 0, 0, [[5, 6]]), 2)
+    after_wrap = open_emg.decode_open_emg_frame(_emg_frame(0, 19, 0, 0, [[5, 6]]), 2)
     assert (after_wrap.seq, after_wrap.first_sample_index) == (0, 19)
 
 
@@ -309,7 +309,7 @@ def test_open_emg_frame_interleaving_and_wrapped_counters():
      (0xF8, False, False, False)],
 )
 def test_open_emg_frame_flags(flags, overrun, lead_off, saturated):
-    f = d.decode_open_emg_frame(_emg_frame(1, 0, 0, flags, [[0, 0]]), 2)
+    f = open_emg.decode_open_emg_frame(_emg_frame(1, 0, 0, flags, [[0, 0]]), 2)
     assert (f.flags, f.overrun, f.lead_off, f.saturated) == (flags, overrun, lead_off, saturated)
 
 
@@ -324,29 +324,29 @@ def test_open_emg_frame_flags(flags, overrun, lead_off, saturated):
 )
 def test_open_emg_frame_malformed(raw, channels, message):
     with pytest.raises(DecodeError, match=message):
-        d.decode_open_emg_frame(raw, channels)
+        open_emg.decode_open_emg_frame(raw, channels)
 
 
 def test_open_emg_frame_channels_argument_must_be_positive():
     with pytest.raises(ValueError, match="at least 1"):
-        d.decode_open_emg_frame(bytes(17), 0)
+        open_emg.decode_open_emg_frame(bytes(17), 0)
 
 
 def test_open_emg_frame_samples_do_not_alias_the_packet_buffer():
     buf = bytearray(_emg_frame(1, 0, 0, 0, [[100, -100]]))
-    f = d.decode_open_emg_frame(buf, 2)
+    f = open_emg.decode_open_emg_frame(buf, 2)
     buf[15:] = bytes(4)
     assert f.samples.tolist() == [[100, -100]]
 
 
 def test_open_emg_status():
-    s = d.decode_open_emg_status(bytes([87, 0b10, 0x2C, 0x01, 0x01]))
+    s = open_emg.decode_open_emg_status(bytes([87, 0b10, 0x2C, 0x01, 0x01]))
     assert (s.battery_pct, s.contact_bits, s.overrun_count, s.charging) == (87, 2, 300, True)
     assert not s.contact(0) and s.contact(1) and not s.contact(7)
-    full = d.decode_open_emg_status(bytes([100, 0xFF, 0xFF, 0xFF, 0xFE]) + b"extra")
+    full = open_emg.decode_open_emg_status(bytes([100, 0xFF, 0xFF, 0xFF, 0xFE]) + b"extra")
     assert (full.battery_pct, full.overrun_count, full.charging) == (100, 65535, False)
     assert all(full.contact(i) for i in range(8))
-    unknown = d.decode_open_emg_status(bytes([0xFF, 0, 0, 0, 0]))
+    unknown = open_emg.decode_open_emg_status(bytes([0xFF, 0, 0, 0, 0]))
     assert unknown.battery_pct is None
     with pytest.raises(ValueError, match="out of range"):
         s.contact(8)
@@ -357,19 +357,19 @@ def test_open_emg_status():
 )
 def test_open_emg_status_malformed(raw, message):
     with pytest.raises(DecodeError, match=message):
-        d.decode_open_emg_status(raw)
+        open_emg.decode_open_emg_status(raw)
 
 
 # --- Fuzz: random bytes and every truncation never raise anything but DecodeError ------------
 
 DECODERS = [
-    d.decode_heart_rate_measurement,
-    d.decode_pmd_control_response,
-    d.decode_pmd_ecg_frame,
-    d.decode_open_emg_info,
-    d.decode_open_emg_control_response,
-    d.decode_open_emg_status,
-    *(lambda raw, c=c: d.decode_open_emg_frame(raw, c) for c in (1, 2, 3)),
+    hrs.decode_heart_rate_measurement,
+    pmd.decode_pmd_control_response,
+    pmd.decode_pmd_ecg_frame,
+    open_emg.decode_open_emg_info,
+    open_emg.decode_open_emg_control_response,
+    open_emg.decode_open_emg_status,
+    *(lambda raw, c=c: open_emg.decode_open_emg_frame(raw, c) for c in (1, 2, 3)),
 ]
 
 ECG_FRAME = (
@@ -411,11 +411,11 @@ def test_fuzz_truncations_are_rejected_where_the_layout_requires():
     """A truncated HRM, ECG frame or EMG frame never decodes as something shorter by accident."""
     hrm = _hrm_packet(0x1F, 200, 7, (1000,))
     for cut in range(len(hrm)):
-        assert not _check(d.decode_heart_rate_measurement, hrm[:cut])
+        assert not _check(hrs.decode_heart_rate_measurement, hrm[:cut])
     for cut in range(len(ECG_FRAME)):
-        assert _check(d.decode_pmd_ecg_frame, ECG_FRAME[:cut]) == (cut >= 13 and (cut - 10) % 3 == 0)
+        assert _check(pmd.decode_pmd_ecg_frame, ECG_FRAME[:cut]) == (cut >= 13 and (cut - 10) % 3 == 0)
     for cut in range(len(EMG_FRAME_2CH)):
-        accepted = _check(lambda r: d.decode_open_emg_frame(r, 2), EMG_FRAME_2CH[:cut])
+        accepted = _check(lambda r: open_emg.decode_open_emg_frame(r, 2), EMG_FRAME_2CH[:cut])
         assert accepted == (cut >= 19 and (cut - 15) % 4 == 0)
 
 

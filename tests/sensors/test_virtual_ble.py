@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from biofeedback.cli import main
-from biofeedback.sensors.ble import SLEW_FRACTION, BleSource, scan
+from biofeedback.sensors.ble import BleSource, scan
+from biofeedback.sensors.timing import SLEW_FRACTION
 from biofeedback.sensors.virtual import Faults, HeartScript, Scenario, TensionScript, VirtualWorld
 from biofeedback.stream import Block, SessionClock, StreamHub
 
@@ -99,7 +100,7 @@ def test_repeated_disconnects_packet_loss_and_garbage_lose_nothing_silently():
     for g in emg_gaps:
         if g.reason == "disconnect":
             assert g.length_s >= 1.5  # the sensor was offline 1.5 device seconds
-        # The length is the device clock's, give or take the slew toward the drift fit (ble.SLEW_FRACTION).
+        # The length is the device clock's, give or take the slew toward the drift fit (timing.SLEW_FRACTION).
         device_length = g.lost_samples / emg.sample_rate_hz
         assert abs(g.length_s - device_length) <= SLEW_FRACTION * device_length + 2 / emg.sample_rate_hz
 

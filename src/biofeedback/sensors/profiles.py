@@ -8,8 +8,6 @@ naming the file and the field, never later in the middle of a session.
 
 from __future__ import annotations
 
-from biofeedback.errors import BiofeedbackError
-
 import os
 import pathlib
 import tomllib
@@ -17,6 +15,8 @@ import uuid as uuidlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from biofeedback.errors import BiofeedbackError
+from biofeedback.sensors.protocols import PROTOCOLS
 from biofeedback.stream import StreamKind
 
 DEVICES_ENV = "BIOFEEDBACK_DEVICES"
@@ -24,30 +24,6 @@ DEVICES_ENV = "BIOFEEDBACK_DEVICES"
 DEFAULT_ATT_MTU = 23
 MAX_ATT_MTU = 517
 BLUETOOTH_BASE_UUID_TAIL = "-0000-1000-8000-00805f9b34fb"
-
-PROTOCOL_GATT_TABLE = {"hrs": "hrs", "polar-pmd": "pmd", "open-emg": "emg"}
-"""Protocol name -> name of its table under ``[gatt]``."""
-PROTOCOL_ROLES = {
-    "hrs": ("service", "measurement"),
-    "polar-pmd": ("service", "control", "data"),
-    "open-emg": ("service", "info", "control", "data", "status"),
-}
-"""Characteristic roles each protocol's gatt table must give."""
-PROTOCOL_STREAMS = {"hrs": ("hr", "rr"), "polar-pmd": ("ecg",), "open-emg": ("emg", "status")}
-"""Stream kinds each protocol can produce."""
-PROTOCOL_SETTINGS = {
-    "hrs": {},
-    "polar-pmd": {
-        "ecg_rate_hz": "u16",
-        "ecg_resolution_bits": "u16",
-        "ecg_true_rate_hz": "range",
-        "ecg_start_timeout_s": "seconds",
-    },
-    "open-emg": {"sample_rate_hz": "u16", "channel_mask": "u8"},
-}
-"""Settings each protocol needs, with their kind of value."""
-PROTOCOL_RATE_SETTING = {"polar-pmd": ("ecg", "ecg_rate_hz"), "open-emg": ("emg", "sample_rate_hz")}
-"""Stream whose ``rate_hz`` must equal a setting."""
 
 _REQUIRED = ("name", "label", "protocols", "match", "gatt", "streams")
 _OPTIONAL = {"priority": 0, "min_mtu": DEFAULT_ATT_MTU, "settings": {}}
@@ -131,11 +107,10 @@ class DeviceProfile:
 
     def uuid(self, protocol: str, role: str) -> str:
         """The UUID of a role ("service", "control", ...) of a protocol ("polar-pmd" or its table "pmd")."""
-        table = self.gatt.get(PROTOCOL_GATT_TABLE.get(protocol, protocol))
+        table_name = PROTOCOLS[protocol].gatt_table if protocol in PROTOCOLS else protocol
+        table = self.gatt.get(table_name)
         if table is None or role not in table:
-            raise ProfileError(
-                self.path, f"gatt.{PROTOCOL_GATT_TABLE.get(protocol, protocol)}.{role}", "not in this profile"
-            )
+            raise ProfileError(self.path, f"gatt.{table_name}.{role}", "not in this profile")
         return table[role]
 
     def stream(self, kind: str) -> StreamSpec:
@@ -241,7 +216,7 @@ def _read_toml(path: pathlib.Path) -> dict:
 
 def _check_settings(c: _Checker, settings: dict, protocols: tuple[str, ...]) -> dict[str, object]:
     for protocol in protocols:
-        for key, kind in PROTOCOL_SETTINGS[protocol].items():
+        for key, kind in PROTOCOLS[protocol].settings.items():
             where = f"settings.{key}"
             if key not in settings:
                 raise c.fail(where, f"missing; protocol {protocol!r} needs it (see devices/README.md)")
@@ -258,10 +233,12 @@ def _check_settings(c: _Checker, settings: dict, protocols: tuple[str, ...]) -> 
                 low, high = (c.number(v, f"{where}[{i}]", positive=True) for i, v in enumerate(value))
                 if low > high:
                     raise c.fail(where, f"low {low} is above high {high}")
-    if "polar-pmd" in protocols:
-        low, high = settings["ecg_true_rate_hz"]
-        if not low <= settings["ecg_rate_hz"] <= high:
-            raise c.fail("settings.ecg_true_rate_hz", f"[{low}, {high}] must contain ecg_rate_hz")
+    for spec in (PROTOCOLS[p] for p in protocols):
+        if spec.rate_range_setting and spec.rate_setting:
+            _, rate_key = spec.rate_setting
+            low, high = settings[spec.rate_range_setting]
+            if not low <= settings[rate_key] <= high:
+                raise c.fail(f"settings.{spec.rate_range_setting}", f"[{low}, {high}] must contain {rate_key}")
     return {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}
 
 
@@ -293,7 +270,7 @@ def _check_stream(c: _Checker, raw: object, i: int) -> StreamSpec:
 
 
 def _check_gatt(c: _Checker, gatt_doc: dict, protocols: tuple[str, ...]) -> dict[str, dict[str, str]]:
-    tables = {PROTOCOL_GATT_TABLE[p]: p for p in protocols}
+    tables = {PROTOCOLS[p].gatt_table: p for p in protocols}
     for table_name, protocol in tables.items():
         if table_name not in gatt_doc:
             raise c.fail(
@@ -306,7 +283,7 @@ def _check_gatt(c: _Checker, gatt_doc: dict, protocols: tuple[str, ...]) -> dict
             expected = ", ".join(sorted(tables))
             raise c.fail(where, f"no protocol in 'protocols' uses it (tables for its protocols: {expected})")
         roles = c.table(roles, where)
-        for role in PROTOCOL_ROLES[tables[table_name]]:
+        for role in PROTOCOLS[tables[table_name]].roles:
             if role not in roles:
                 raise c.fail(f"{where}.{role}", f"missing; protocol {tables[table_name]!r} needs its UUID")
         gatt[table_name] = {role: c.uuid(u, f"{where}.{role}") for role, u in roles.items()}
@@ -319,31 +296,31 @@ def _check_streams(
     if not isinstance(streams_doc, list) or not streams_doc:
         raise c.fail("streams", "needs one or more [[streams]] tables")
     streams = tuple(_check_stream(c, s, i) for i, s in enumerate(streams_doc))
-    producible = {k for p in protocols for k in PROTOCOL_STREAMS[p]}
+    producible = {k for p in protocols for k in PROTOCOLS[p].streams}
     index: dict[str, int] = {}
     for i, s in enumerate(streams):
         if s.kind in index:
             raise c.fail(f"streams[{i}].kind", f"a second {s.kind!r} stream (one per kind)")
         index[s.kind] = i
         if s.kind not in producible:
-            needs = next(p for p, kinds in PROTOCOL_STREAMS.items() if s.kind in kinds)
+            needs = next(p.name for p in PROTOCOLS.values() if s.kind in p.streams)
             raise c.fail(
                 f"streams[{i}].kind", f"{s.kind!r} needs protocol {needs!r} (add it to protocols or drop the stream)"
             )
-    for protocol, (kind, key) in PROTOCOL_RATE_SETTING.items():
-        if protocol in protocols and kind in index:
+    used = [spec for spec in PROTOCOLS.values() if spec.name in protocols]
+    for kind, key in (spec.rate_setting for spec in used if spec.rate_setting):
+        if kind in index:
             i = index[kind]
             rate = streams[i].rate_hz or 0
             if rate != settings[key]:
                 raise c.fail(f"streams[{i}].rate_hz", f"{rate:g} must equal settings.{key} ({settings[key]})")
-    if "open-emg" in protocols and "emg" in index:
-        i = index["emg"]
-        enabled = bin(int(settings["channel_mask"])).count("1")
-        named = len(streams[i].channels)
-        if named != enabled:
-            raise c.fail(
-                f"streams[{i}].channels", f"{named} names, but settings.channel_mask enables {enabled} channels"
-            )
+    for kind, key in (spec.channel_mask_setting for spec in used if spec.channel_mask_setting):
+        if kind in index:
+            i = index[kind]
+            enabled = bin(int(settings[key])).count("1")
+            named = len(streams[i].channels)
+            if named != enabled:
+                raise c.fail(f"streams[{i}].channels", f"{named} names, but settings.{key} enables {enabled} channels")
     return streams
 
 
@@ -360,11 +337,11 @@ def load_profile(path: pathlib.Path) -> DeviceProfile:
     label = c.string(doc["label"], "label")
     protocols = c.strings(doc["protocols"], "protocols")
     if not protocols:
-        raise c.fail("protocols", f"must list at least one protocol ({', '.join(PROTOCOL_ROLES)})")
+        raise c.fail("protocols", f"must list at least one protocol ({', '.join(PROTOCOLS)})")
     for i, p in enumerate(protocols):
-        if p not in PROTOCOL_ROLES:
+        if p not in PROTOCOLS:
             raise c.fail(
-                f"protocols[{i}]", f"{p!r} is not a known protocol (known: {', '.join(PROTOCOL_ROLES)})"
+                f"protocols[{i}]", f"{p!r} is not a known protocol (known: {', '.join(PROTOCOLS)})"
             )
     if len(set(protocols)) != len(protocols):
         raise c.fail("protocols", "lists a protocol twice")

@@ -1,0 +1,304 @@
+"""Polar Measurement Data ("polar-pmd", ECG only): decoders, commands, ``PmdEcgDriver`` and ``SPEC``.
+
+Written from Polar's BLE SDK documentation of the PMD service: the client writes commands to the
+control point and gets answers by indication (``F0, op, type, status, ...``); ECG arrives on the
+data characteristic as frames stamped with the device time of their last sample (ns since
+2000-01-01), then int24 µV samples. The H10 needs an ATT MTU of at least 232 for 73-sample frames,
+runs its "130 Hz" ECG at 128-131 Hz (the driver measures the true rate, ``measure_rate``), and
+sometimes starts ECG late (the driver re-sends START). UUIDs live in the device profiles. The device
+side, built from the same documentation without this code, is ``sensors/virtual/peripherals.py``:
+``VirtualPolarH10``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from bleak.exc import BleakError
+
+from biofeedback.sensors.protocols.base import DecodeError, ProtocolSpec, SampledDriver, u8, u16
+from biofeedback.sensors.source import SensorError
+from biofeedback.sensors.timing import CONTROL_RESPONSE_TIMEOUT_S, GAP_TOLERANCE_SAMPLES, RATE_MIN_SPAN_S
+from biofeedback.stream import NS_PER_S, Block, StreamKind
+
+if TYPE_CHECKING:
+    from bleak import BleakClient
+
+    from biofeedback.sensors.ble import BleSource
+
+log = logging.getLogger(__name__)
+
+PMD_OP_GET_SETTINGS = 0x01
+PMD_OP_START = 0x02
+PMD_OP_STOP = 0x03
+PMD_CONTROL_RESPONSE = 0xF0
+"""First byte of every control-point response indication."""
+PMD_MEASUREMENT_ECG = 0
+PMD_SETTING_SAMPLE_RATE = 0x00
+PMD_SETTING_RESOLUTION = 0x01
+PMD_FRAME_TYPE_RAW = 0
+"""Uncompressed frame: ECG samples as int24 LE in µV."""
+PMD_ECG_HEADER_BYTES = 10
+PMD_ECG_SAMPLE_BYTES = 3
+PMD_STATUS_SUCCESS = 0
+PMD_STATUS_TEXT = {
+    0: "success",
+    1: "invalid op code",
+    2: "invalid measurement type",
+    3: "not supported",
+    4: "invalid length",
+    5: "invalid parameter",
+    6: "already in state",
+    7: "invalid resolution",
+    8: "invalid sample rate",
+    9: "invalid range",
+    10: "invalid MTU",
+    11: "invalid number of channels",
+    12: "invalid state",
+    13: "device in charger",
+}
+
+
+def pmd_get_settings_command(measurement_type: int = PMD_MEASUREMENT_ECG) -> bytes:
+    """Control-point write asking which settings a measurement type supports."""
+    return bytes([PMD_OP_GET_SETTINGS, u8(measurement_type, "measurement type")])
+
+
+def pmd_start_ecg_command(rate_hz: int = 130, resolution_bits: int = 14) -> bytes:
+    """Control-point write that starts ECG: op, type, then (setting type, count=1, u16 value) pairs."""
+    return struct.pack(
+        "<BBBBHBBH",
+        PMD_OP_START,
+        PMD_MEASUREMENT_ECG,
+        PMD_SETTING_SAMPLE_RATE,
+        1,
+        u16(rate_hz, "ECG sample rate"),
+        PMD_SETTING_RESOLUTION,
+        1,
+        u16(resolution_bits, "ECG resolution"),
+    )
+
+
+def pmd_stop_command(measurement_type: int = PMD_MEASUREMENT_ECG) -> bytes:
+    """Control-point write that stops a measurement."""
+    return bytes([PMD_OP_STOP, u8(measurement_type, "measurement type")])
+
+
+@dataclass(frozen=True)
+class PmdControlResponse:
+    """A PMD control-point response: ``F0, op_code, measurement_type, status[, more_frames, params...]``."""
+
+    op_code: int
+    measurement_type: int
+    status: int
+    parameters: bytes
+    """Bytes after the more-frames byte (e.g. the settings a GET_SETTINGS returns)."""
+    more_frames: bool = False
+    """The device will send the rest of the parameters in another indication."""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == PMD_STATUS_SUCCESS
+
+    @property
+    def error_text(self) -> str:
+        """The status in words ("success" when ok)."""
+        return PMD_STATUS_TEXT.get(self.status, f"unknown status {self.status}")
+
+
+def decode_pmd_control_response(data: bytes | bytearray | memoryview) -> PmdControlResponse:
+    """Decode an indication from the PMD control point."""
+    raw = bytes(data)
+    if len(raw) < 4:
+        raise DecodeError(f"PMD control response: {len(raw)} bytes, need at least 4")
+    if raw[0] != PMD_CONTROL_RESPONSE:
+        raise DecodeError(
+            f"PMD control response: first byte 0x{raw[0]:02x}, expected 0x{PMD_CONTROL_RESPONSE:02x}"
+        )
+    return PmdControlResponse(
+        op_code=raw[1],
+        measurement_type=raw[2],
+        status=raw[3],
+        parameters=raw[5:],
+        more_frames=len(raw) > 4 and raw[4] != 0,
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class PmdEcgFrame:
+    """One PMD ECG data notification."""
+
+    timestamp_ns: int
+    """Device time of the frame's last sample, ns since 2000-01-01T00:00:00."""
+    frame_type: int
+    samples_uv: np.ndarray
+    """ECG samples in µV, int32, oldest first."""
+
+
+def _int24_le(payload: bytes) -> np.ndarray:
+    """Signed 24-bit little-endian integers -> int32."""
+    b = np.frombuffer(payload, dtype=np.uint8).reshape(-1, 3).astype(np.int32)
+    values = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
+    return np.where(values & 0x800000, values - 0x1000000, values).astype(np.int32)
+
+
+def decode_pmd_ecg_frame(data: bytes | bytearray | memoryview) -> PmdEcgFrame:
+    """Decode a PMD data notification carrying uncompressed ECG."""
+    raw = bytes(data)
+    need = PMD_ECG_HEADER_BYTES + PMD_ECG_SAMPLE_BYTES
+    if len(raw) < need:
+        raise DecodeError(f"PMD ECG frame: {len(raw)} bytes, need at least {need}")
+    if raw[0] != PMD_MEASUREMENT_ECG:
+        raise DecodeError(f"PMD ECG frame: measurement type {raw[0]}, expected {PMD_MEASUREMENT_ECG} (ECG)")
+    (timestamp_ns,) = struct.unpack_from("<Q", raw, 1)
+    frame_type = raw[9]
+    if frame_type != PMD_FRAME_TYPE_RAW:
+        raise DecodeError(
+            f"PMD ECG frame: frame type 0x{frame_type:02x} not supported, "
+            f"expected {PMD_FRAME_TYPE_RAW} (raw uncompressed)"
+        )
+    payload = raw[PMD_ECG_HEADER_BYTES:]
+    if len(payload) % PMD_ECG_SAMPLE_BYTES:
+        raise DecodeError(
+            f"PMD ECG frame: {len(payload)} sample bytes, not a whole number of 3-byte samples"
+        )
+    return PmdEcgFrame(timestamp_ns=timestamp_ns, frame_type=frame_type, samples_uv=_int24_le(payload))
+
+
+@dataclass(frozen=True)
+class RateAnchor:
+    """Start of a run of contiguous frames: the device time (s) of the sample the count starts after."""
+
+    device_s: float
+    samples: int
+    """Samples received since then."""
+
+
+def measure_rate(anchor: RateAnchor | None, last_device_s: float, n: int, prev_end_device_s: float | None,
+                 rate_hz: float, true_rate_hz: tuple[float, float]) -> tuple[RateAnchor, float | None]:
+    """Count a frame of ``n`` samples ending at ``last_device_s`` toward the true sample rate.
+
+    Samples are counted over contiguous frames (the frame starts within ``GAP_TOLERANCE_SAMPLES``
+    periods of ``prev_end_device_s`` at ``rate_hz``); a gap, or the first frame, restarts the count.
+    Returns the new anchor and the measured rate once the run spans more than ``RATE_MIN_SPAN_S``
+    device seconds and the rate lies in ``true_rate_hz``, else None.
+    """
+    contiguous = prev_end_device_s is not None and last_device_s - prev_end_device_s < (n + GAP_TOLERANCE_SAMPLES) / rate_hz
+    if anchor is None or not contiguous:
+        return RateAnchor(last_device_s, 0), None
+    anchor = RateAnchor(anchor.device_s, anchor.samples + n)
+    span = last_device_s - anchor.device_s
+    if span > RATE_MIN_SPAN_S:
+        measured = anchor.samples / span
+        lo, hi = true_rate_hz
+        if lo <= measured <= hi:
+            return anchor, measured
+    return anchor, None
+
+
+class PmdEcgDriver(SampledDriver):
+    """Polar PMD ECG: start through the control point, decode frames, map device time to host time."""
+
+    stream = StreamKind.ECG
+
+    def __init__(self, source: BleSource) -> None:
+        settings = source.profile.settings
+        super().__init__(source, float(settings.get("ecg_rate_hz", 130)))
+        self.resolution_bits = int(settings.get("ecg_resolution_bits", 14))
+        lo, hi = settings.get("ecg_true_rate_hz", [128.0, 131.0])
+        self.true_rate_range = (float(lo), float(hi))
+        self.start_timeout_s = float(settings.get("ecg_start_timeout_s", 3.0))
+        self.rate_hz = self.nominal_rate_hz
+        self._responses: asyncio.Queue[PmdControlResponse] = asyncio.Queue()
+        self._rate_anchor: RateAnchor | None = None
+        self._frames_since_start = 0
+        self._watchdog: asyncio.Task | None = None
+
+    async def setup(self, client: BleakClient) -> None:
+        if client.mtu_size < self.profile.min_mtu:
+            raise SensorError(
+                f"{self.source.name}: ATT MTU is {client.mtu_size}, the PMD ECG stream needs at least "
+                f"{self.profile.min_mtu}. Update the Bluetooth stack, or on BlueZ enable MTU exchange."
+            )
+        p = self.profile
+        self._responses = asyncio.Queue()
+        await client.start_notify(p.uuid("polar-pmd", "control"), self._on_control)
+        await client.start_notify(p.uuid("polar-pmd", "data"), self._on_data)
+        await self._start(client)
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        self._watchdog = asyncio.create_task(self._restart_if_silent(client))
+
+    async def _start(self, client: BleakClient) -> None:
+        self._frames_since_start = 0
+        command = pmd_start_ecg_command(int(self.nominal_rate_hz), self.resolution_bits)
+        await client.write_gatt_char(self.profile.uuid("polar-pmd", "control"), command, response=True)
+        try:
+            reply = await asyncio.wait_for(self._responses.get(), CONTROL_RESPONSE_TIMEOUT_S)
+        except asyncio.TimeoutError as exc:
+            raise SensorError(f"{self.source.name}: no answer to the ECG start command; switch the strap off and on") from exc
+        if not reply.ok and reply.status != 6:  # 6 = already streaming
+            raise SensorError(f"{self.source.name}: ECG start refused: {reply.error_text}")
+
+    async def _restart_if_silent(self, client: BleakClient) -> None:
+        """Polar quirk: ECG sometimes starts late or not at all; re-send start until frames flow."""
+        while client.is_connected:
+            await asyncio.sleep(self.clock.wall_seconds(self.start_timeout_s))
+            if self._frames_since_start or not client.is_connected:
+                return
+            log.info("%s: no ECG after %.1f s, sending start again", self.source.name, self.start_timeout_s)
+            try:
+                await self._start(client)  # "already started" is fine: the strap may just be slow
+            except (BleakError, SensorError) as exc:
+                log.info("%s: ECG restart failed: %s", self.source.name, exc)
+
+    def _on_control(self, _char: Any, data: bytearray) -> None:
+        if (reply := self.decode(decode_pmd_control_response, bytes(data))) is not None:
+            self._responses.put_nowait(reply)
+
+    def _on_data(self, _char: Any, data: bytearray) -> None:
+        host_ns = self.clock.now_ns()
+        raw = bytes(data)
+        if (frame := self.decode(decode_pmd_ecg_frame, raw)) is None:
+            return
+        self._frames_since_start += 1
+        n = len(frame.samples_uv)
+        last_dev_s = frame.timestamp_ns / NS_PER_S
+        if self.impossible(last_dev_s, host_ns / NS_PER_S):
+            self.source.decode_error(DecodeError("PMD ECG frame with an impossible timestamp: discarded"))
+            return
+        prev_end_s = None if self.prev_end is None else self.prev_end.device_s
+        self._rate_anchor, measured = measure_rate(self._rate_anchor, last_dev_s, n, prev_end_s, self.rate_hz,
+                                                   self.true_rate_range)
+        if measured is not None:
+            self.rate_hz = measured
+            self.source.status.rate_hz[StreamKind.ECG] = measured
+        period = 1.0 / self.rate_hz
+        first_dev_s = last_dev_s - (n - 1) * period
+        self.fit.add(last_dev_s, host_ns / NS_PER_S)
+        times = self.place(first_dev_s, n, period)
+        self.source.emit(Block(StreamKind.ECG, self.source.name, host_ns, np.asarray(frame.samples_uv, float).reshape(-1, 1),
+                               rate_hz=self.rate_hz, device_time_ns=frame.timestamp_ns, channels=("ecg",), raw=raw,
+                               times_s=times))
+
+
+SPEC = ProtocolSpec(
+    name="polar-pmd",
+    gatt_table="pmd",
+    roles=("service", "control", "data"),
+    streams=(StreamKind.ECG,),
+    settings={
+        "ecg_rate_hz": "u16",
+        "ecg_resolution_bits": "u16",
+        "ecg_true_rate_hz": "range",
+        "ecg_start_timeout_s": "seconds",
+    },
+    driver=PmdEcgDriver,
+    rate_setting=(StreamKind.ECG, "ecg_rate_hz"),
+    rate_range_setting="ecg_true_rate_hz",
+)

@@ -1,0 +1,91 @@
+"""Timing policy of the sensor sources, and the pure functions that place device-stamped frames in session time.
+
+Every timing constant of ``sensors`` lives here (STYLE.md rule 5); seconds are session seconds
+unless the name says wall seconds or device seconds. The functions take plain numbers and return
+plain results (no driver state, no I/O), so the clock and gap rules are tested on tiny synthetic
+streams with exact expected values (``tests/sensors/test_timing.py``). The drift fit that maps a
+device clock to session time is ``stream.DriftFit``; these functions take its output (the mapped
+time and the fitted rate) as arguments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+CONNECT_ATTEMPTS = 3
+"""Connection attempts (with back-off) before a first connection counts as failed."""
+RESCAN_TIMEOUT_S = 5.0
+"""Wall seconds one rescan for a lost sensor lasts before trying again."""
+CONTROL_RESPONSE_TIMEOUT_S = 5.0
+"""Wall seconds to wait for a control-point indication."""
+GAP_TOLERANCE_SAMPLES = 1.5
+"""A device-time jump larger than this many sample periods beyond the frame is a gap."""
+SLEW_FRACTION = 0.01
+"""Sample times follow the device clock and drift toward the fit by at most 1 % of elapsed device time."""
+CLOCK_CONSISTENCY_S = 5.0
+"""A frame whose device time maps to more than this after its arrival is corrupt."""
+INDEX_CONSISTENCY_S = 0.05
+"""Open EMG: device time and sample index of a frame must agree within this (else the frame is corrupt)."""
+RATE_MIN_SPAN_S = 2.0
+"""Device seconds of contiguous frames before a sample rate measured from device timestamps is used."""
+
+
+@dataclass(frozen=True)
+class FrameEnd:
+    """The last sample of the previous frame of a stream: its device time and its session time, in seconds."""
+
+    device_s: float
+    session_s: float
+
+
+@dataclass(frozen=True, eq=False)
+class Placement:
+    """Where ``place_frame`` put a frame."""
+
+    times_s: np.ndarray
+    """Session time of each sample."""
+    end: FrameEnd
+    """The frame's last sample, for placing the next frame."""
+    gap_s: tuple[float, float] | None
+    """(start, end) session seconds of the samples missing before this frame; None when none are."""
+    lost_samples: int | None
+    """How many samples the gap holds; None when there is no gap."""
+
+
+def place_frame(first_device_s: float, n: int, period_s: float, mapped_s: float, rate: float,
+                prev: FrameEnd | None, lost_samples: int | None = None) -> Placement:
+    """Session times of a frame's ``n`` samples, and the gap before it if samples are missing.
+
+    ``mapped_s`` is the drift fit's session time of ``first_device_s`` and ``rate`` its slope
+    (session seconds per device second). The first frame sits at ``mapped_s``. Later frames run on
+    from ``prev`` on the device clock (scaled by ``rate``), slewed toward ``mapped_s`` by at most
+    ``SLEW_FRACTION`` of the elapsed device time, so times never run backwards, a gap interval never
+    contains a sample, and its length is the device clock's. A device-time jump of more than
+    ``GAP_TOLERANCE_SAMPLES`` periods is a gap of ``lost_samples`` (default: the jump in periods, less one).
+    """
+    gap_s = None
+    lost = None
+    if prev is None:
+        t_first = mapped_s
+    else:
+        jump = first_device_s - prev.device_s
+        t_first = prev.session_s + jump * rate
+        t_first += float(np.clip(mapped_s - t_first, -SLEW_FRACTION * jump, SLEW_FRACTION * jump))
+        if jump > GAP_TOLERANCE_SAMPLES * period_s:
+            lost = lost_samples if lost_samples is not None else int(round(jump / period_s)) - 1
+            gap_s = (prev.session_s + period_s, t_first)
+    times = t_first + np.arange(n) * (period_s * rate)
+    end = FrameEnd(first_device_s + (n - 1) * period_s, float(times[-1]))
+    return Placement(times, end, gap_s, lost)
+
+
+def device_time_impossible(device_s: float, arrival_s: float, prev_end_device_s: float, mapped_s: float) -> bool:
+    """True when a frame's device time cannot be right: not after the previous frame's end, or from the future.
+
+    ``mapped_s`` is the drift fit's session time of ``device_s``. Late frames are normal (a congested
+    link delivers a backlog in a burst), so only device times that map to more than
+    ``CLOCK_CONSISTENCY_S`` after their own arrival ``arrival_s`` are rejected.
+    """
+    return device_s <= prev_end_device_s or mapped_s - arrival_s > CLOCK_CONSISTENCY_S

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from biofeedback.stream import DriftFit, RingBuffer, RRTimeline, SessionClock
+from biofeedback.stream import DriftFit, RingBuffer, RRTimeline, SessionClock, beat_times_from_rr
 
 
 def test_drift_fit_recovers_offset_and_rate_despite_positive_jitter():
@@ -29,6 +29,21 @@ def test_drift_fit_is_not_one_offset():
         fit.add(d, h)
     assert abs(fit.to_host(3600.0) - (5.0 + (1 + 100e-6) * 3600 + 0.003)) < 0.005
     assert abs((host[0] - device[0] + 3600.0) - (5.0 + (1 + 100e-6) * 3600)) > 0.3
+
+
+@pytest.mark.parametrize("last_beat_s, arrival_s, rr_s, times, gap", [
+    (None, 10.0, [0.5, 0.25], [9.75, 10.0], None),  # first notification: the last beat at its arrival
+    (10.0, 11.0, [1.0], [11.0], None),  # on time
+    (10.0, 12.5, [1.0], [11.0], None),  # 1.5 s late: within the 1.5 s tolerance, no gap
+    (10.0, 12.625, [1.0], [12.625], (10.0, 11.625)),  # beyond it: beats were lost, re-anchored at the arrival
+    (10.0, 14.0, [0.5, 0.5], [13.5, 14.0], (10.0, 13.0)),  # several notifications lost
+    (10.0, 10.75, [1.0], [10.75], None),  # arrival before the RR sum (a fast strap clock): pulled back to it
+    (10.0, 10.0, [1.0, 0.5], [10.5, 11.0], None),  # pulled back by at most half the first interval
+])
+def test_beat_times_from_rr(last_beat_s, arrival_s, rr_s, times, gap):
+    got, gap_s = beat_times_from_rr(last_beat_s, arrival_s, np.array(rr_s), tolerance_s=1.5)
+    assert got.tolist() == times
+    assert gap_s == gap
 
 
 def test_rr_timeline_rebuilds_beats_and_declares_gap_when_notifications_are_lost():

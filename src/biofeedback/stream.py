@@ -168,6 +168,30 @@ class DriftFit:
         self.__init__(self._window)
 
 
+def beat_times_from_rr(last_beat_s: float | None, arrival_s: float, rr_s: np.ndarray,
+                       tolerance_s: float) -> tuple[np.ndarray, tuple[float, float] | None]:
+    """Beat times (session s) of the beats closed by ``rr_s`` (one or more RR intervals, s), and the gap before them.
+
+    The beats run on from ``last_beat_s``, the previous beat (None: anchor the last beat at the
+    arrival ``arrival_s``). When the arrival runs ahead of the RR sum by more than ``tolerance_s``,
+    beats were lost: the beats are re-anchored to end at the arrival and the gap (start, end) from
+    ``last_beat_s`` to the new first interval's start is returned. When the arrival is behind the RR
+    sum (a fast strap clock, a late anchor), the beats are pulled back toward it by at most half the
+    first interval, so beat times never step backwards.
+    """
+    total = float(rr_s.sum())
+    if last_beat_s is None:
+        last_beat_s = arrival_s - total
+    gap_s = None
+    lag = arrival_s - (last_beat_s + total)
+    if lag > tolerance_s:
+        gap_s = (last_beat_s, arrival_s - total)
+        last_beat_s = arrival_s - total
+    elif lag < 0:
+        last_beat_s += max(lag, -0.5 * float(rr_s[0]))
+    return last_beat_s + np.cumsum(rr_s), gap_s
+
+
 @dataclass
 class RRTimeline:
     """Rebuilds beat times of an HR strap, which sends RR intervals without timestamps.
@@ -187,19 +211,9 @@ class RRTimeline:
         rr_s = np.asarray(rr_ms, dtype=float) / 1000.0
         if rr_s.size == 0:
             return np.empty(0)
-        if self.last_beat_s is None:
-            self.last_beat_s = arrival_s - float(rr_s.sum())
-        expected_last = self.last_beat_s + float(rr_s.sum())
-        lag = arrival_s - expected_last
-        if lag > self.tolerance_s:
-            new_start = arrival_s - float(rr_s.sum())
-            self.gaps.append(Gap(StreamKind.RR, self.source, self.last_beat_s, new_start, "rr-sum-behind-arrival"))
-            self.last_beat_s = new_start
-        elif lag < 0:
-            # The strap's clock runs slightly fast, or the anchor was late: pull the beats back toward the
-            # arrival, but by less than half the first interval, so beat times never step backwards.
-            self.last_beat_s += max(lag, -0.5 * float(rr_s[0]))
-        times = self.last_beat_s + np.cumsum(rr_s)
+        times, gap_s = beat_times_from_rr(self.last_beat_s, arrival_s, rr_s, self.tolerance_s)
+        if gap_s is not None:
+            self.gaps.append(Gap(StreamKind.RR, self.source, *gap_s, "rr-sum-behind-arrival"))
         self.last_beat_s = float(times[-1])
         return times
 

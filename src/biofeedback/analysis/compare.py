@@ -1,7 +1,10 @@
 """Before/after comparison of two phases of a session, with honest statistics and plain-word verdicts.
 
-Units of resampling: EMG in ``WINDOW_S`` windows (the 250 ms moving RMS inside them, excluded samples
-left out), heartbeats one by one (corrected RR; successive differences only between adjacent beats).
+Every exclusion comes from the loaded session (``analysis.data``: its annotations, ``emg.valid``,
+``beats.valid`` and ``enough_clean``, the least clean data for a level), so the summary and this
+comparison agree about what was clean. Units of resampling: EMG in ``data.WINDOW_S`` windows (the
+250 ms moving RMS inside them, excluded samples left out), heartbeats one by one (corrected RR;
+successive differences only between adjacent beats).
 Each phase is resampled on its own by moving blocks (``stats``), the metric recomputed on every
 resample, and the 95 % percentile interval of the change taken. A change counts ("fell", "rose")
 only when its interval excludes zero *and* it is at least the smallest detectable change (SDC95)
@@ -16,14 +19,22 @@ are reported beside it, never promoted to the verdict.
 
 from __future__ import annotations
 
-from biofeedback.errors import BiofeedbackError
-
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from biofeedback.analysis.data import EmgTrack, PhaseSpan, Progress, SessionData, contiguous_with_previous
+from biofeedback.analysis.data import (
+    WINDOW_S,
+    EmgTrack,
+    EmgWindows,
+    PhaseSpan,
+    Progress,
+    SessionData,
+    contiguous_with_previous,
+    enough_clean,
+    too_little,
+)
 from biofeedback.analysis.stats import (
     N_BOOT,
     block_length,
@@ -33,15 +44,11 @@ from biofeedback.analysis.stats import (
     smallest_detectable_change,
 )
 from biofeedback.dsp import Calibration, TensionIndex, baevsky_stress_index, emg_gaps, pns_index, sns_index
+from biofeedback.errors import BiofeedbackError, Reason
+from biofeedback.vocab import Verdict
 
-WINDOW_S = 5.0
-"""EMG resampling unit: one window of the moving RMS."""
-MIN_WINDOW_VALID = 0.5
-"""A window enters the statistics when at least this fraction of its samples is valid."""
 SEGMENT_S = 30.0
 """Segment length for the within-phase variability behind the SDC."""
-MIN_LEVEL_S = 30.0
-"""Least valid data in a phase (EMG windows or beats) to report a level."""
 MIN_VERDICT_SEGMENTS = 2
 """Least 30-s segments in each phase to judge a change (so a phase needs about 60 s of clean data)."""
 MIN_BEATS = 30
@@ -109,7 +116,7 @@ class Comparison:
     tension_unit: str
     metrics: list[MetricChange]
     overall: dict
-    """label ("released", "tension rose", "no clear change", "not comparable") and text."""
+    """label (a ``vocab.Verdict``) and text."""
     notes: list[str]
     """What could not be compared, and why."""
     exclusions: dict
@@ -156,30 +163,21 @@ class _Units:
         return int(self.segment.size)
 
 
-def _emg_windows(track: EmgTrack, span: PhaseSpan, values: np.ndarray, valid: np.ndarray) -> _Units:
-    """Windows of ``values`` (n,) in a phase as a (windows, samples) array, NaN where excluded."""
-    m = max(1, round(WINDOW_S * track.rate_hz))
-    count = int(span.duration_s // WINDOW_S)
-    sel = (track.t_s >= span.start_s) & (track.t_s < span.start_s + count * WINDOW_S)
-    rel = track.t_s[sel] - span.start_s
-    w = np.minimum((rel // WINDOW_S).astype(int), max(count - 1, 0))
-    pos = np.minimum(((rel - w * WINDOW_S) * track.rate_hz).astype(int), m - 1)
-    mat = np.full((count, m), np.nan)
-    v = np.where(valid[sel], values[sel], np.nan)
-    mat[w, pos] = v
-    keep = np.mean(np.isfinite(mat), axis=1) >= MIN_WINDOW_VALID
-    mat = mat[keep]
-    segment = (np.flatnonzero(keep) * WINDOW_S // SEGMENT_S).astype(int)
+def _window_units(w: EmgWindows) -> _Units:
+    """EMG windows as resampling units, each in the ``SEGMENT_S`` segment of the phase it starts in."""
+    segment = (w.index * WINDOW_S // SEGMENT_S).astype(int)
     with np.errstate(all="ignore"):
-        means = np.nanmean(mat, axis=1) if mat.size else np.empty(0)
-    return _Units((mat,), segment, float(np.isfinite(mat).sum() / track.rate_hz), means)
+        means = np.nanmean(w.values, axis=1) if w.values.size else np.empty(0)
+    return _Units((w.values,), segment, w.clean_s, means)
+
+
+def _emg_windows(track: EmgTrack, span: PhaseSpan, values: np.ndarray, valid: np.ndarray) -> _Units:
+    """Windows of ``values`` (n,) in a phase as resampling units, NaN where excluded."""
+    return _window_units(track.windows(span, values, valid))
 
 
 def _beat_units(data: SessionData, span: PhaseSpan) -> _Units:
-    b = data.beats
-    sel = (b.t_s >= span.start_s) & (b.t_s < span.end_s) & b.valid
-    t, rr = b.t_s[sel], b.rr_ms[sel]
-    d = np.where(contiguous_with_previous(t, rr), np.diff(rr, prepend=np.nan), np.nan)
+    t, rr, d = data.beats.in_span(span)
     segment = ((t - span.start_s) // SEGMENT_S).astype(int)
     return _Units((rr, d), segment, float(rr.sum() / 1000.0), rr)
 
@@ -277,8 +275,8 @@ def _judge(m: MetricChange, ua: _Units, ub: _Units | None, stat: Callable, rng: 
     """Fill levels, change, CI, SDC, effect size and verdict of ``m``."""
     def phase_level(u: _Units, name: str) -> tuple[float, tuple[float, float], np.ndarray, int] | str:
         """Level, its CI, bootstrap replicates and block length of one phase, or why there are none."""
-        if u.valid_s < MIN_LEVEL_S or u.n < 2:
-            return f"too little clean data in {name} ({u.valid_s:.0f} s; needs {MIN_LEVEL_S:.0f} s)"
+        if not enough_clean(u.valid_s, u.n):
+            return too_little(name, f"{u.valid_s:.0f} s")
         block = block_length(u.block_series)
         idx = moving_block_indices(u.n, block, n_boot, rng)
         replicates = stat(*(a[idx] for a in u.arrays))
@@ -374,7 +372,7 @@ def _emg_metrics(data: SessionData, a: PhaseSpan, b: PhaseSpan | None, rng, n_bo
     out = []
     for c, ch in enumerate(track.channels):
         side = _side(ch)
-        units = [_emg_windows(track, p, track.rms_uv[:, c], valid[:, c]) if p else None for p in (a, b)]
+        units = [_window_units(track.channel_windows(p, c)) if p else None for p in (a, b)]
         threshold = EMG_GAP_RVC_FRACTION * cal.rvc_rms_uv[c] if cal else EMG_GAP_FALLBACK_UV
         specs = [
             ("rms_uv", f"{side} trapezius tension (RMS)", "µV", "ratio", "down", _nanmean),
@@ -464,8 +462,7 @@ def neurokit_hrv(data: SessionData, span: PhaseSpan) -> dict:
     b = data.beats
     if b is None:
         return {"note": "no heartbeats recorded"}
-    sel = (b.t_s >= span.start_s) & (b.t_s < span.end_s) & b.valid
-    t, rr = b.t_s[sel], b.rr_ms[sel]
+    t, rr, _ = b.in_span(span)
     if t.size < 3:
         return {"note": f"too few clean beats ({t.size})"}
     runs = np.split(np.arange(t.size), np.flatnonzero(~contiguous_with_previous(t, rr)[1:]) + 1)
@@ -498,16 +495,16 @@ def _overall(metrics: list[MetricChange], phases: tuple[str, str], have_b: bool)
     heart = [m for m in metrics if m.group == "heart" and m.verdict in ("fell", "rose")]
     sides = [m for m in metrics if m.key.endswith(".rms_uv") and m.verdict in ("fell", "rose")]
     if not have_b:
-        return {"label": "not comparable", "text": f"No {phases[1]} phase: nothing to compare the {phases[0]} with."}
+        return {"label": Verdict.NOT_COMPARABLE, "text": f"No {phases[1]} phase: nothing to compare the {phases[0]} with."}
     if primary is None or primary.verdict == "not available":
         why = primary.sentence if primary else "no EMG in this recording"
-        label, text = "not comparable", f"Trapezius tension cannot be compared ({why})."
+        label, text = Verdict.NOT_COMPARABLE, f"Trapezius tension cannot be compared ({why})."
     elif primary.verdict == "fell":
-        label, text = "released", f"Released: {primary.sentence}."
+        label, text = Verdict.RELEASED, f"Released: {primary.sentence}."
     elif primary.verdict == "rose":
-        label, text = "tension rose", f"Tension rose: {primary.sentence}."
+        label, text = Verdict.TENSION_ROSE, f"Tension rose: {primary.sentence}."
     else:
-        label, text = "no clear change", f"No clear change in trapezius tension: {primary.sentence}."
+        label, text = Verdict.NO_CLEAR_CHANGE, f"No clear change in trapezius tension: {primary.sentence}."
     if sides:
         text += " " + "; ".join(m.sentence for m in sides) + "."
     if heart:
@@ -521,13 +518,13 @@ def compare(data: SessionData, phase_a: str | None = None, phase_b: str | None =
             seed: int = 0, progress: Progress | None = None, with_neurokit: bool = True) -> Comparison:
     """Compare two phases of a loaded session (default: baseline rest vs post-treatment rest)."""
     if (phase_a is None) != (phase_b is None):
-        raise AnalysisError("give both phases to compare (e.g. --compare baseline post), or neither")
+        raise AnalysisError("give both phases to compare (e.g. --compare baseline post), or neither", Reason.BAD_ARGUMENT)
     default_a, default_b = default_phases(data)
     name_a, name_b = (phase_a, phase_b) if phase_a is not None else (default_a, default_b)
     known = ", ".join(p.name for p in data.phases) or "none"
     for name in (phase_a, phase_b):
         if name is not None and data.phase(name) is None:
-            raise AnalysisError(f"no phase {name!r} in {data.path.name}; its phases are: {known}")
+            raise AnalysisError(f"no phase {name!r} in {data.path.name}; its phases are: {known}", Reason.BAD_ARGUMENT)
     notes = list(data.problems)
     a = data.phase(name_a) if name_a else None
     b = data.phase(name_b) if name_b else None

@@ -1,26 +1,49 @@
-"""A recorded session loaded for analysis: phases, markers, exclusions, processed EMG and corrected beats.
+"""The one loaded-session container: every reader of a recording goes through ``load_session``.
 
-EMG is run through ``dsp.EmgProcessor`` once (restarted after every break in the data, so no filter
-spans a gap) and its 250 ms moving RMS kept at ``ANALYSIS_RATE_HZ``. A sample is excluded from the
-statistics when it falls in a hands-on interval, when the processor flags it (warm-up, flat line or
-electrode off, mains, motion, saturation) or when its block reports lost skin contact; stretches with
-no data at all are counted as such. Beats keep their corrected RR (Lipponen & Tarvainen); beats in
-hands-on intervals and beats the corrector removed are excluded, and a successive difference is only
-formed between beats that follow each other without a gap.
+``load_session(path)`` returns a ``SessionData``: phases, markers, the recorded gaps, processed EMG and
+corrected beats, and one set of ``Annotations`` (as MNE's ``Annotations``: onset, duration and
+description in session seconds) marking the stretches that must not enter statistics:
+
+==================  ==========================================================  ===================
+description         stretch                                                     rejects
+==================  ==========================================================  ===================
+``BAD_hands_on``    a hands-on interval (the therapist touching the client)     EMG and beats
+``BAD_ACQ_SKIP``    a recorded gap of one stream (as MNE marks skipped data)    that stream's EMG
+``BAD_contact``     EMG blocks in which the sensor reported lost skin contact    EMG
+==================  ==========================================================  ===================
+
+This module is the one place for exclusion rules; the summary, the comparison, trends, reports, sham
+feedback and the home summary all read ``emg.valid`` and ``beats.valid`` and ask ``enough_clean`` whether a
+phase holds enough clean data, so none of them can disagree about what was clean.
+
+EMG: run through ``dsp.EmgProcessor.rms_every`` (restarted after every break in the data, so no filter
+spans a gap); its 250 ms moving RMS (µV) is kept at ``ANALYSIS_RATE_HZ``. A sample is valid when the
+processor did not flag it (warm-up, flat line or electrode off, mains, motion, saturation) and no
+rejecting annotation holds it (``onset <= t < onset + duration``, as MNE's ``reject_by_annotation``).
+Statistics take EMG in ``WINDOW_S`` windows holding at least ``MIN_WINDOW_VALID`` valid samples.
+
+Beats keep their corrected RR (Lipponen & Tarvainen). A beat is valid when the corrector kept it and it
+is not in a hands-on interval. A recorded RR gap starts at the last beat before it, which is a real
+beat and stays valid; no successive difference spans a gap (``contiguous_with_previous``).
+
+A phase gives a level when it holds at least ``MIN_CLEAN_S`` of clean data (``enough_clean``; ``too_little``
+says so in words).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from biofeedback.dsp import EmgProcessor
+from biofeedback.store import SessionReader
+from biofeedback.stream import BlockFlag, Gap, StreamKind
 from biofeedback.vocab import EventKind
-from biofeedback.store import SessionReader, StoreError
-from biofeedback.stream import BlockFlag, StreamKind
 
 ANALYSIS_RATE_HZ = 20.0
 """Rate at which the 250 ms moving RMS is kept for analysis (it holds nothing above ~4 Hz)."""
@@ -28,6 +51,20 @@ EMG_BREAK_S = 0.25
 """A jump in EMG sample times longer than this restarts the filter chain (a gap in the data)."""
 RR_BREAK_FACTOR = 1.5
 """Two beats follow each other without a gap when their time difference is below this multiple of the RR."""
+WINDOW_S = 5.0
+"""EMG unit of statistics: one window of the moving RMS."""
+MIN_WINDOW_VALID = 0.5
+"""A window enters the statistics when at least this fraction of its samples is valid."""
+MIN_CLEAN_S = 30.0
+"""Least clean data in a phase (valid EMG in windows, or the RR of valid beats) to report a level."""
+
+BAD_HANDS_ON = "BAD_hands_on"
+BAD_ACQ_SKIP = "BAD_ACQ_SKIP"
+BAD_CONTACT = "BAD_contact"
+EMG_REJECT = (BAD_HANDS_ON, BAD_ACQ_SKIP, BAD_CONTACT)
+"""Annotations that reject EMG samples."""
+BEAT_REJECT = (BAD_HANDS_ON,)
+"""Annotations that reject beats (an RR gap holds no beats; the beat at its onset is real)."""
 
 Progress = Callable[[str], None]
 
@@ -46,24 +83,119 @@ class PhaseSpan:
         return self.end_s - self.start_s
 
 
+class Annotation(NamedTuple):
+    """One annotated stretch in session seconds; ``stream`` None means every stream (MNE's empty ``ch_names``)."""
+
+    onset_s: float
+    duration_s: float
+    description: str
+    stream: str | None = None
+
+    @property
+    def end_s(self) -> float:
+        return self.onset_s + self.duration_s
+
+
+@dataclass(frozen=True)
+class Annotations:
+    """Annotated stretches by onset, with MNE's ``reject_by_annotation`` rule as ``mask``."""
+
+    items: tuple[Annotation, ...] = ()
+
+    def __iter__(self) -> Iterator[Annotation]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def select(self, descriptions: tuple[str, ...], stream: str | None = None) -> list[Annotation]:
+        """Annotations with one of ``descriptions`` that apply to ``stream`` (None: only those of every stream)."""
+        return [a for a in self.items if a.description in descriptions and a.stream in (None, stream)]
+
+    def intervals(self, description: str, stream: str | None = None) -> list[tuple[float, float]]:
+        """(start_s, end_s) of the annotations called ``description`` that apply to ``stream``."""
+        return [(a.onset_s, a.end_s) for a in self.select((description,), stream)]
+
+    def mask(self, t_s: np.ndarray, descriptions: tuple[str, ...], stream: str | None = None) -> np.ndarray:
+        """True where ``onset <= t < onset + duration`` for a selected annotation."""
+        out = np.zeros(np.shape(t_s), dtype=bool)
+        for a in self.select(descriptions, stream):
+            out |= (t_s >= a.onset_s) & (t_s < a.end_s)
+        return out
+
+
+@dataclass(frozen=True)
+class EmgWindows:
+    """One phase's EMG values cut into ``WINDOW_S`` windows, NaN where excluded; only windows that count."""
+
+    values: np.ndarray
+    """(windows, samples per window)."""
+    index: np.ndarray
+    """Position of each kept window in the phase (0 = the phase's first ``WINDOW_S``)."""
+    clean_s: float
+    """Seconds of valid samples in the kept windows."""
+
+    @property
+    def n(self) -> int:
+        return int(self.index.size)
+
+
 @dataclass
 class EmgTrack:
-    """Moving RMS (µV) at ``rate_hz`` per channel, with per-sample exclusions."""
+    """Moving RMS (µV) at ``rate_hz`` per channel, the processor's flags, and the session's annotations."""
 
     channels: tuple[str, ...]
     rate_hz: float
     t_s: np.ndarray
     rms_uv: np.ndarray
     """(n, channels) 250 ms moving RMS, µV."""
-    quality_bad: np.ndarray
-    """(n, channels) True where the processor flagged a sample or the sensor lost skin contact."""
-    hands_on: np.ndarray
-    """(n,) True inside hands-on intervals."""
+    flagged: np.ndarray
+    """(n, channels) True where ``EmgProcessor`` flagged a sample."""
+    annotations: Annotations
+
+    @cached_property
+    def hands_on(self) -> np.ndarray:
+        """(n,) True inside hands-on intervals."""
+        return self.annotations.mask(self.t_s, (BAD_HANDS_ON,), StreamKind.EMG)
+
+    @cached_property
+    def contact_lost(self) -> np.ndarray:
+        """(n,) True where the sensor reported lost skin contact."""
+        return self.annotations.mask(self.t_s, (BAD_CONTACT,), StreamKind.EMG)
 
     @property
+    def quality_bad(self) -> np.ndarray:
+        """(n, channels) True where the processor flagged a sample or the sensor lost skin contact."""
+        return self.flagged | self.contact_lost[:, None]
+
+    @cached_property
+    def rejected(self) -> np.ndarray:
+        """(n,) True where an annotation rejects the sample (``EMG_REJECT``)."""
+        return self.annotations.mask(self.t_s, EMG_REJECT, StreamKind.EMG)
+
+    @cached_property
     def valid(self) -> np.ndarray:
         """(n, channels) True where a sample may enter statistics."""
-        return ~self.quality_bad & ~self.hands_on[:, None]
+        return ~self.flagged & ~self.rejected[:, None]
+
+    def windows(self, span: PhaseSpan, values: np.ndarray, valid: np.ndarray) -> EmgWindows:
+        """``values`` (n,) in ``span`` as ``WINDOW_S`` windows, masked by ``valid`` (n,); windows under
+        ``MIN_WINDOW_VALID`` valid are left out."""
+        m = max(1, round(WINDOW_S * self.rate_hz))
+        count = int(span.duration_s // WINDOW_S)
+        sel = (self.t_s >= span.start_s) & (self.t_s < span.start_s + count * WINDOW_S)
+        rel = self.t_s[sel] - span.start_s
+        w = np.minimum((rel // WINDOW_S).astype(int), max(count - 1, 0))
+        pos = np.minimum(((rel - w * WINDOW_S) * self.rate_hz).astype(int), m - 1)
+        mat = np.full((count, m), np.nan)
+        mat[w, pos] = np.where(valid[sel], values[sel], np.nan)
+        keep = np.mean(np.isfinite(mat), axis=1) >= MIN_WINDOW_VALID
+        mat = mat[keep]
+        return EmgWindows(mat, np.flatnonzero(keep), float(np.isfinite(mat).sum() / self.rate_hz))
+
+    def channel_windows(self, span: PhaseSpan, channel: int) -> EmgWindows:
+        """The moving RMS of one channel in ``span`` as windows of its valid samples."""
+        return self.windows(span, self.rms_uv[:, channel], self.valid[:, channel])
 
 
 @dataclass
@@ -76,11 +208,21 @@ class BeatTrack:
     """Corrected RR, ms (NaN where the corrector removed the beat)."""
     flags: np.ndarray
     """``dsp.RrFlag`` bits per beat; nonzero means corrected."""
-    hands_on: np.ndarray
+    annotations: Annotations
 
-    @property
+    @cached_property
+    def hands_on(self) -> np.ndarray:
+        return self.annotations.mask(self.t_s, (BAD_HANDS_ON,))
+
+    @cached_property
     def valid(self) -> np.ndarray:
-        return np.isfinite(self.rr_ms) & ~self.hands_on
+        return np.isfinite(self.rr_ms) & ~self.annotations.mask(self.t_s, BEAT_REJECT)
+
+    def in_span(self, span: PhaseSpan) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Valid beats in ``span``: times (s), corrected RR (ms), successive differences (ms, NaN across a gap)."""
+        sel = (self.t_s >= span.start_s) & (self.t_s < span.end_s) & self.valid
+        t, rr = self.t_s[sel], self.rr_ms[sel]
+        return t, rr, np.where(contiguous_with_previous(t, rr), np.diff(rr, prepend=np.nan), np.nan)
 
 
 @dataclass
@@ -93,9 +235,10 @@ class SessionData:
     phases: list[PhaseSpan]
     markers: list[dict]
     """Markers and notes (dicts with kind, t_s, label)."""
-    hands_on: list[tuple[float, float]]
-    gaps: list
-    """``stream.Gap`` intervals as recorded."""
+    annotations: Annotations
+    """Hands-on intervals, recorded gaps and contact loss: every stretch excluded from statistics."""
+    gaps: list[Gap]
+    """``stream.Gap`` intervals as recorded (stream, source, reason); each is also a ``BAD_ACQ_SKIP``."""
     emg: EmgTrack | None
     beats: BeatTrack | None
     calibration: dict | None
@@ -103,19 +246,54 @@ class SessionData:
     problems: list[str] = field(default_factory=list)
     """What is missing or doubtful in this recording, in plain words."""
 
+    @property
+    def hands_on(self) -> list[tuple[float, float]]:
+        """Hands-on intervals (start_s, end_s)."""
+        return self.annotations.intervals(BAD_HANDS_ON)
+
     def phase(self, name: str) -> PhaseSpan | None:
         """The first phase called ``name``, or None."""
         return next((p for p in self.phases if p.name == name), None)
 
 
-def _inside(t: np.ndarray, intervals: list[tuple[float, float]]) -> np.ndarray:
-    mask = np.zeros(t.shape, dtype=bool)
+def enough_clean(clean_s: float, units: int) -> bool:
+    """True when a phase's clean data give a level: at least ``MIN_CLEAN_S`` seconds in at least two units."""
+    return clean_s >= MIN_CLEAN_S and units >= 2
+
+
+def too_little(phase: str, amount: str) -> str:
+    """Why a phase gives no level, in words; ``amount`` is its clean data, e.g. '12 s' or 'left 3 s'."""
+    return f"too little clean data in {phase} ({amount}; needs {MIN_CLEAN_S:.0f} s)"
+
+
+def _runs(intervals: list[tuple[float, float]], tolerance_s: float) -> list[tuple[float, float]]:
+    """Intervals sorted by start, merged where one starts within ``tolerance_s`` of the previous one's end."""
+    out: list[list[float]] = []
     for a, b in intervals:
-        mask |= (t >= a) & (t < b)
-    return mask
+        if out and a <= out[-1][1] + tolerance_s:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    return [(a, b) for a, b in out]
 
 
-def _emg_track(reader: SessionReader, hands_on: list[tuple[float, float]], progress: Progress | None) -> EmgTrack | None:
+@dataclass
+class _Emg:
+    """Processed EMG before the session's annotations are complete."""
+
+    channels: tuple[str, ...]
+    rate_hz: float
+    t_s: np.ndarray
+    rms_uv: np.ndarray
+    flagged: np.ndarray
+    contact: list[Annotation]
+    """``BAD_contact`` stretches: runs of blocks in which the sensor reported lost skin contact, each from its
+    first sample to half a sample after its last (so the next block's first sample, whose time may jitter
+    early, stays out)."""
+
+
+def _process_emg(reader: SessionReader, progress: Progress | None) -> _Emg | None:
+    """The first EMG source's moving RMS at ``ANALYSIS_RATE_HZ``, its flags and its contact-loss stretches."""
     sources = [src for s, src in reader.streams() if s == StreamKind.EMG]
     if not sources:
         return None
@@ -123,44 +301,32 @@ def _emg_track(reader: SessionReader, hands_on: list[tuple[float, float]], progr
     rate = reader.rate_hz(StreamKind.EMG, source)
     channels = reader.channels(StreamKind.EMG, source)
     times, data, lost = [], [], []
-    for block in reader.raw_blocks(StreamKind.EMG):
-        if block["source"] != source:
-            continue
+    for block in reader.raw_blocks(StreamKind.EMG, source):
         times.append(block["times_s"])
         data.append(block["data"])
-        lost.append(np.full(block["n"], bool(block["flags"] & BlockFlag.SENSOR_CONTACT_LOST)))
+        if block["flags"] & BlockFlag.SENSOR_CONTACT_LOST and block["n"]:
+            lost.append((float(block["times_s"][0]), float(block["times_s"][-1]) + 0.5 / rate))
     if not times:
         return None
     t = np.concatenate(times)
     x = np.concatenate(data)
-    contact_lost = np.concatenate(lost)
     order = np.argsort(t, kind="stable")
-    t, x, contact_lost = t[order], x[order], contact_lost[order]
+    t, x = t[order], x[order]
+    contact = [Annotation(a, b - a, BAD_CONTACT, StreamKind.EMG) for a, b in _runs(sorted(lost), 1.0 / rate)]
     if progress:
         progress(f"processing {t.size} EMG samples ({len(channels)} channels at {rate:g} Hz)")
     breaks = np.flatnonzero(np.diff(t) > EMG_BREAK_S) + 1
     step = max(1, round(rate / ANALYSIS_RATE_HZ))
-    out_t, out_rms, out_bad = [], [], []
+    out_t, out_rms, out_flagged = [], [], []
     for seg in np.split(np.arange(t.size), breaks):
         if seg.size == 0:
             continue
-        rms, bad = EmgProcessor(rate, channels=x.shape[1]).rms_every(x[seg[0]:seg[-1] + 1], step)
-        starts = np.arange(0, seg.size, step)
-        out_t.append(t[seg][starts])
+        rms, flagged = EmgProcessor(rate, channels=x.shape[1]).rms_every(x[seg[0]:seg[-1] + 1], step)
+        out_t.append(t[seg][::step])
         out_rms.append(rms)
-        out_bad.append(bad | np.logical_or.reduceat(contact_lost[seg], starts)[:, None])
-    ts = np.concatenate(out_t)
-    return EmgTrack(tuple(channels), rate / step, ts, np.concatenate(out_rms), np.concatenate(out_bad), _inside(ts, hands_on))
-
-
-def _beat_track(reader: SessionReader, hands_on: list[tuple[float, float]]) -> BeatTrack | None:
-    beats = reader.beats()
-    if beats["t_s"].size == 0:
-        return None
-    sources = list(dict.fromkeys(beats["source"]))
-    keep = beats["source"] == sources[0]
-    t = beats["t_s"][keep]
-    return BeatTrack(t, beats["rr_raw_ms"][keep], beats["rr_corrected_ms"][keep], beats["flags"][keep], _inside(t, hands_on))
+        out_flagged.append(flagged)
+    return _Emg(tuple(channels), rate / step, np.concatenate(out_t), np.concatenate(out_rms), np.concatenate(out_flagged),
+                contact)
 
 
 def load_session(path: str | Path, progress: Progress | None = None) -> SessionData:
@@ -171,11 +337,22 @@ def load_session(path: str | Path, progress: Progress | None = None) -> SessionD
         duration = reader.duration_s()
         phases = [PhaseSpan(e["label"], (e["data"] or {}).get("kind", "rest"), e["t_s"], e["t_s"] + e["duration_s"])
                   for e in reader.phases()]
-        markers = [e for e in reader.events() if e["kind"] in ("marker", "note")]
-        hands_on = [(e["t_s"], e["t_s"] + e["duration_s"]) for e in reader.events(EventKind.HANDS_ON)]
+        markers = [e for e in reader.events() if e["kind"] in (EventKind.MARKER, EventKind.NOTE)]
         gaps = reader.gaps()
-        emg = _emg_track(reader, hands_on, progress)
-        beats = _beat_track(reader, hands_on)
+        events = [Annotation(e["t_s"], e["duration_s"], BAD_HANDS_ON) for e in reader.events(EventKind.HANDS_ON)]
+        events += [Annotation(g.start_s, g.end_s - g.start_s, BAD_ACQ_SKIP, g.stream) for g in gaps]
+        processed = _process_emg(reader, progress)
+        beats = reader.beats()
+    stretches = events + (processed.contact if processed is not None else [])
+    annotations = Annotations(tuple(sorted(stretches, key=lambda a: (a.onset_s, a.description))))
+    emg = None if processed is None else EmgTrack(processed.channels, processed.rate_hz, processed.t_s, processed.rms_uv,
+                                                  processed.flagged, annotations)
+    if beats["t_s"].size:
+        keep = beats["source"] == beats["source"][0]
+        beat_track = BeatTrack(beats["t_s"][keep], beats["rr_raw_ms"][keep], beats["rr_corrected_ms"][keep],
+                               beats["flags"][keep], annotations)
+    else:
+        beat_track = None
     cal = meta.get("calibration")
     calibration = cal if isinstance(cal, dict) and cal.get("rvc_rms_uv") else None
     problems = []
@@ -185,10 +362,10 @@ def load_session(path: str | Path, progress: Progress | None = None) -> SessionD
         problems.append("the recording has no phases (baseline, treatment, post); nothing can be compared")
     if emg is None:
         problems.append("no EMG sensor in this recording: trapezius tension cannot be analysed")
-    if beats is None:
+    if beat_track is None:
         problems.append("no heartbeats in this recording: heart rate and HRV cannot be analysed")
-    return SessionData(path, meta, duration, sorted(phases, key=lambda p: p.start_s), markers, hands_on, gaps, emg, beats,
-                       calibration, problems)
+    return SessionData(path, meta, duration, sorted(phases, key=lambda p: p.start_s), markers, annotations, gaps, emg,
+                       beat_track, calibration, problems)
 
 
 def contiguous_with_previous(t_s: np.ndarray, rr_ms: np.ndarray) -> np.ndarray:

@@ -1,8 +1,12 @@
-"""A simple before/after summary of a recording: mean EMG RMS per side, HR and RMSSD per resting phase.
+"""A simple before/after summary of a recording: mean EMG RMS per side, HR and RMSSD per phase.
 
-EMG RMS is the mean of ``dsp.EmgProcessor``'s 250 ms moving RMS over the phase, leaving out hands-on
-intervals, recorded gaps and samples the processor flags (warm-up, electrode off, ...). HR and RMSSD
-use the corrected RR of the beats in the phase. The full statistics are the analysis package's job.
+Everything is read from the loaded session (``analysis.data.SessionData``), which holds the one set of
+exclusion rules: EMG RMS is the mean of the 250 ms moving RMS over the valid samples of the phase's
+windows (hands-on intervals, recorded gaps, contact loss and samples the processor flags left out),
+the same number the comparison reports as the phase's level. Where a side has less clean EMG than the
+comparison needs for a level (``data.enough_clean``), the row gives no number but a ``note`` saying so.
+HR and RMSSD use the valid corrected RR of the phase, successive differences only between adjacent
+beats. The full statistics are ``analysis.compare``'s job.
 """
 
 from __future__ import annotations
@@ -12,51 +16,44 @@ from pathlib import Path
 
 import numpy as np
 
-from biofeedback.dsp import EmgProcessor, mean_hr_bpm, rmssd
-from biofeedback.store import SessionReader, StoreError
-from biofeedback.stream import StreamKind
-from biofeedback.vocab import EventKind, Verdict
+from biofeedback.analysis.data import SessionData, enough_clean, load_session, too_little
+from biofeedback.dsp import mean_hr_bpm
+from biofeedback.vocab import Verdict
+
+MIN_SUMMARY_BEATS = 3
+"""Least valid beats in a phase for its HR and RMSSD in the summary."""
 
 
-def _outside(t: np.ndarray, intervals: list[tuple[float, float]]) -> np.ndarray:
-    keep = np.ones(t.size, dtype=bool)
-    for a, b in intervals:
-        keep &= ~((t >= a) & (t < b))
-    return keep
+def _side(channel: str) -> str:
+    return channel.split("_")[0]
 
 
-def summarize(path) -> list[dict]:
-    """Per phase: name, start_s, duration_s, emg_rms_uv {channel: µV}, hr_bpm, rmssd_ms, beats."""
-    with SessionReader(path) as r:
-        phases = r.phases()
-        excluded = [(e["t_s"], e["t_s"] + e["duration_s"]) for e in r.events(EventKind.HANDS_ON)]
-        excluded += [(g.start_s, g.end_s) for g in r.gaps()]
-        emg = None
-        try:
-            t, x = r.samples(StreamKind.EMG)
-            channels, rate = r.channels(StreamKind.EMG), r.rate_hz(StreamKind.EMG)
-            out = EmgProcessor(rate, channels=x.shape[1]).process(x)
-            emg = (t, out.rms_uv, out.bad.any(axis=1), channels)
-        except StoreError:
-            pass
-        beats = r.beats()
+def summarize(data: SessionData | str | Path) -> list[dict]:
+    """Per phase: phase, start_s, duration_s, emg_rms_uv {channel: µV} (channels with enough clean EMG),
+    emg_clean_s {channel: s}, note (why EMG is missing, or None), hr_bpm, rmssd_ms, beats."""
+    if not isinstance(data, SessionData):
+        data = load_session(data)
     rows = []
-    for ph in phases:
-        a, b = ph["t_s"], ph["t_s"] + ph["duration_s"]
-        row = {"phase": ph["label"], "start_s": a, "duration_s": ph["duration_s"], "emg_rms_uv": {}, "hr_bpm": None,
-               "rmssd_ms": None, "beats": 0}
-        if emg is not None:
-            t, rms, bad, channels = emg
-            sel = (t >= a) & (t < b) & ~bad & _outside(t, excluded)
-            if sel.any():
-                row["emg_rms_uv"] = {c: float(v) for c, v in zip(channels, rms[sel].mean(axis=0))}
-        bt = beats["t_s"]
-        sel = (bt >= a) & (bt < b)
-        rr = beats["rr_corrected_ms"][sel]
-        rr = rr[np.isfinite(rr)]
-        row["beats"] = int(rr.size)
-        if rr.size >= 3:
-            row["hr_bpm"], row["rmssd_ms"] = float(mean_hr_bpm(rr)), float(rmssd(rr))
+    for ph in data.phases:
+        row = {"phase": ph.name, "start_s": ph.start_s, "duration_s": ph.duration_s, "emg_rms_uv": {}, "emg_clean_s": {},
+               "note": None, "hr_bpm": None, "rmssd_ms": None, "beats": 0}
+        if data.emg is not None:
+            short = []
+            for c, ch in enumerate(data.emg.channels):
+                w = data.emg.channel_windows(ph, c)
+                row["emg_clean_s"][ch] = w.clean_s
+                if enough_clean(w.clean_s, w.n):
+                    row["emg_rms_uv"][ch] = float(np.nanmean(w.values))
+                else:
+                    short.append(f"{_side(ch)} {w.clean_s:.0f} s")
+            if short:
+                row["note"] = too_little(ph.name, ", ".join(short))
+        if data.beats is not None:
+            _, rr, d = data.beats.in_span(ph)
+            row["beats"] = int(rr.size)
+            if rr.size >= MIN_SUMMARY_BEATS and np.isfinite(d).any():
+                row["hr_bpm"] = float(mean_hr_bpm(rr))
+                row["rmssd_ms"] = float(np.sqrt(np.nanmean(d * d)))
         rows.append(row)
     return rows
 
@@ -64,7 +61,10 @@ def summarize(path) -> list[dict]:
 def format_summary(rows: list[dict]) -> str:
     lines = []
     for row in rows:
-        emg = ", ".join(f"{c.split('_')[0]} {v:.1f}" for c, v in row["emg_rms_uv"].items()) or "--"
+        emg = ", ".join(f"{_side(c)} {row['emg_rms_uv'][c]:.1f}" if c in row["emg_rms_uv"] else f"{_side(c)} --"
+                        for c in row["emg_clean_s"]) or "--"
+        if row["note"]:
+            emg += f" [{row['note']}]"
         hr = "--" if row["hr_bpm"] is None else f"{row['hr_bpm']:.0f} bpm"
         rm = "--" if row["rmssd_ms"] is None else f"{row['rmssd_ms']:.1f} ms"
         lines.append(f"  {row['phase']:<12} {row['start_s']:7.1f} s +{row['duration_s']:6.1f} s  EMG RMS µV {emg}  "
@@ -89,13 +89,13 @@ class SessionOutcome:
 
 
 def session_outcome(path) -> SessionOutcome:
-    """Summary and verdict of the recording at ``path``, computed once for whichever front end asked."""
+    """Summary and verdict of the recording at ``path``, both from one loaded session."""
     from biofeedback.analysis.compare import AnalysisError, compare
-    from biofeedback.analysis.data import load_session
 
-    rows = summarize(path)
+    data = load_session(path)
+    rows = summarize(data)
     try:
-        overall = compare(load_session(path)).overall
+        overall = compare(data).overall
         verdict, text = Verdict(overall["label"]), overall["text"]
     except AnalysisError as exc:
         verdict, text = Verdict.NOT_COMPARABLE, f"not available ({exc})"

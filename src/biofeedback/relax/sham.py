@@ -4,6 +4,8 @@ A sham signal is unit-free: 1.0 is its own resting level. The session scales it 
 baseline, so the tone behaves like real feedback (same target, same range). Pauses still follow the
 live electrode, so a client cannot tell sham from real by lifting it. The recording's meta says which
 feedback the client got (``relax.feedback``: ``live``, ``sham-recording`` or ``sham-simulated``).
+A recording is read through the loaded session (``analysis.data.load_session``), so its clean samples
+are the ones every analysis of that recording uses.
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from biofeedback.dsp import EmgProcessor
+from biofeedback.analysis.data import load_session
+from biofeedback.errors import Reason
 from biofeedback.session.protocol import SessionError
-from biofeedback.store import SessionReader, StoreError
-from biofeedback.stream import StreamKind
+from biofeedback.store import StoreError
 
 SHAM_RATE_HZ = 10.0
+"""Sample rate of the simulated sham signal (a recording's follows the loaded session's moving RMS, 20 Hz)."""
 SIMULATED = "simulated"
 
 
@@ -50,24 +53,25 @@ class ShamSignal:
 
     @classmethod
     def from_recording(cls, path: str | Path) -> ShamSignal:
-        """The mean-of-channels EMG envelope of a recorded session, relative to its first phase (its baseline)."""
+        """The mean-of-channels EMG moving RMS of a recorded session (its valid samples, as the loaded session
+        ``analysis.data`` judges them), relative to its clean level in the first phase (its baseline)."""
         path = Path(path)
         try:
-            with SessionReader(path) as r:
-                t, x = r.samples(StreamKind.EMG)
-                rate = r.rate_hz(StreamKind.EMG)
-                phases = r.events("phase")
+            data = load_session(path)
+            if data.emg is None:
+                raise StoreError(f"{path.name} has no EMG stream")
         except StoreError as exc:
-            raise SessionError(f"--sham {path}: cannot use this recording ({exc}); give another session file or 'simulated'")
-        out = EmgProcessor(rate, channels=x.shape[1]).process(np.nan_to_num(x))
-        step = max(1, int(round(rate / SHAM_RATE_HZ)))
-        tt, env, bad = t[::step], out.envelope_uv.mean(axis=1)[::step], out.bad.any(axis=1)[::step]
-        a, b = (phases[0]["t_s"], phases[0]["t_s"] + phases[0]["duration_s"]) if phases else (tt[0], tt[0] + 60.0)
-        rest = env[(tt >= a) & (tt < b) & ~bad]
+            raise SessionError(f"--sham {path}: cannot use this recording ({exc}); give another session file or 'simulated'",
+                               Reason.BAD_FILE)
+        emg = data.emg
+        t, level, good = emg.t_s, emg.rms_uv.mean(axis=1), emg.valid.all(axis=1)
+        first = data.phases[0] if data.phases else None
+        a, b = (first.start_s, first.end_s) if first else (t[0], t[0] + 60.0)
+        rest = level[(t >= a) & (t < b) & good]
         if rest.size == 0 or not np.mean(rest) > 0:
-            raise SessionError(f"--sham {path.name}: the recording has no clean resting EMG to scale by; choose another")
-        good = ~bad
-        return cls(tt[good], env[good] / float(np.mean(rest)), f"recording:{path.name}")
+            raise SessionError(f"--sham {path.name}: the recording has no clean resting EMG to scale by; choose another",
+                               Reason.NOT_ENOUGH_DATA)
+        return cls(t[good], level[good] / float(np.mean(rest)), f"recording:{path.name}")
 
 
 def sham_signal(spec: str | None, duration_s: float, seed: int = 1) -> ShamSignal | None:

@@ -1,9 +1,11 @@
 """The end of a home session: a plain-language summary, the history of past home sessions, today's diary.
 
-Start and end values come from ``session.summary.summarize`` (the same numbers as a clinic session):
-the first phase (resting baseline) against the last one (closing rest). The history of home
-sessions is cached per client in ``clients/<id>/relax-history.json`` (0600), keyed by session file,
-so the summary screen does not re-process every past recording.
+Start and end values come from ``analysis.summary.summarize`` of the loaded session (the same numbers,
+exclusions and least-clean-data rule as a clinic session's summary and verdict): the first phase
+(resting baseline) against the last one (closing rest). Tension is given only where every side has
+enough clean EMG. The history of home sessions is cached per client in
+``clients/<id>/relax-history.json`` (0600), keyed by session file, so the summary screen does not
+re-process every past recording.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import math
 import os
 from pathlib import Path
 
+from biofeedback.analysis.data import SessionData
 from biofeedback.analysis.diary import read_diary
 from biofeedback.analysis.summary import summarize
 from biofeedback.store import SessionReader, StoreError, list_sessions
@@ -27,13 +30,14 @@ def _mean(values) -> float:
     return sum(values) / len(values) if values else math.nan
 
 
-def start_end(path: str | Path) -> dict:
-    """Tension (mean EMG RMS of the channels, µV), HR and RMSSD in the first and the last phase."""
-    rows = summarize(path)
+def start_end(data: SessionData | str | Path) -> dict:
+    """Tension (mean EMG RMS of the channels, µV), HR and RMSSD in the first and the last phase; NaN where
+    not measured or too little clean data."""
+    rows = summarize(data)
     first, last = (rows[0], rows[-1]) if len(rows) >= 2 else (None, None)
 
     def pick(row: dict | None, key: str) -> float:
-        if row is None:
+        if row is None or (key == "tension" and row["note"]):
             return math.nan
         return _mean(row["emg_rms_uv"].values()) if key == "tension" else _mean([row[key]])
 
@@ -55,7 +59,7 @@ def plain_summary(values: dict) -> list[str]:
         lines.append(f"Shoulder tension {a:.0f} → {b:.0f} µV: {abs(c):.0f} % {how}." if abs(c) >= 5
                      else f"Shoulder tension {a:.0f} → {b:.0f} µV: {how}.")
     else:
-        lines.append("Shoulder tension was not measured (no EMG sensor or no clean signal).")
+        lines.append("Shoulder tension was not measured (no EMG sensor or too little clean signal).")
     a, b = values["hr_bpm"]
     if math.isfinite(a) and math.isfinite(b):
         lines.append(f"Heart rate {a:.0f} → {b:.0f} beats per minute.")

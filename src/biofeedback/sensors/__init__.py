@@ -11,6 +11,6 @@ settings and their consistency rules): ``protocols/hrs.py`` (Bluetooth SIG Heart
 ``protocols/pmd.py`` (Polar PMD ECG), ``protocols/open_emg.py`` (our open-EMG profile,
 ``devices/open-emg.md``). ``protocols.PROTOCOLS`` maps each protocol name to its spec. The device
 side of each protocol, written from the same specification but never with our decoders, is a
-virtual sensor in ``virtual/peripherals.py`` (``HeartRateServer``, ``VirtualPolarH10``,
-``VirtualOpenEmg``).
+virtual sensor under ``virtual/``: ``virtual/hrs.py``, ``virtual/polar_h10.py`` (PMD ECG) and
+``virtual/open_emg.py``, on the common part in ``virtual/peripherals.py``.
 """

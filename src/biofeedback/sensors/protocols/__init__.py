@@ -2,9 +2,9 @@
 
 | protocol name | module | decoders, driver | device side (virtual sensor) |
 | --- | --- | --- | --- |
-| ``hrs`` | ``hrs.py`` | ``decode_heart_rate_measurement``, ``HrsDriver`` | ``virtual/peripherals.py``: ``HeartRateServer`` |
-| ``polar-pmd`` | ``pmd.py`` | ``decode_pmd_*``, ``pmd_*_command``, ``PmdEcgDriver`` | ``virtual/peripherals.py``: ``VirtualPolarH10`` |
-| ``open-emg`` | ``open_emg.py`` | ``decode_open_emg_*``, ``open_emg_*_command``, ``OpenEmgDriver`` | ``virtual/peripherals.py``: ``VirtualOpenEmg`` |
+| ``hrs`` | ``hrs.py`` | ``decode_heart_rate_measurement``, ``HrsDriver`` | ``virtual/hrs.py`` |
+| ``polar-pmd`` | ``pmd.py`` | ``decode_pmd_*``, ``pmd_*_command``, ``PmdEcgDriver`` | ``virtual/polar_h10.py`` |
+| ``open-emg`` | ``open_emg.py`` | ``decode_open_emg_*``, ``open_emg_*_command``, ``OpenEmgDriver`` | ``virtual/open_emg.py`` |
 
 Each module's ``SPEC`` says what a device profile must give for the protocol (gatt table and roles,
 streams, settings and their consistency rules); ``profiles`` validates from it and ``ble`` starts

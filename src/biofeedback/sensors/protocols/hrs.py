@@ -5,7 +5,7 @@ heart rate (uint8 or uint16, bpm), optional energy expended (kJ), then RR interv
 one notification can carry several RR values. The measurement carries no timestamps: the driver
 rebuilds beat times from the RR sum against arrival time (``stream.RRTimeline``). UUIDs live in the
 device profiles (``devices/*.toml``). The device side, built from the same specification without
-this code, is ``sensors/virtual/peripherals.py``: ``HeartRateServer``.
+this code, is ``HeartRateServer`` in ``sensors/virtual/hrs.py``.
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ Written from ``devices/open-emg.md``: an Info characteristic (read), a Control c
 samples) and a Status characteristic (battery, electrode contact, overrun count). The sample index
 counts every sample the firmware took, sent or not, so the driver sees every lost sample
 (``unwrap_sample_index``, ``index_and_time_disagree``). UUIDs live in the device profiles. The device
-side, built from the same document without this code, is ``sensors/virtual/peripherals.py``:
-``VirtualOpenEmg``.
+side, built from the same document without this code, is ``VirtualOpenEmg`` in
+``sensors/virtual/open_emg.py``.
 """
 
 from __future__ import annotations

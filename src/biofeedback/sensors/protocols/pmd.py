@@ -6,8 +6,8 @@ data characteristic as frames stamped with the device time of their last sample 
 2000-01-01), then int24 µV samples. The H10 needs an ATT MTU of at least 232 for 73-sample frames,
 runs its "130 Hz" ECG at 128-131 Hz (the driver measures the true rate, ``measure_rate``), and
 sometimes starts ECG late (the driver re-sends START). UUIDs live in the device profiles. The device
-side, built from the same documentation without this code, is ``sensors/virtual/peripherals.py``:
-``VirtualPolarH10``.
+side, built from the same documentation without this code, is ``VirtualPolarH10`` in
+``sensors/virtual/polar_h10.py``.
 """
 
 from __future__ import annotations

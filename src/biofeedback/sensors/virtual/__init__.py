@@ -13,13 +13,10 @@ from biofeedback.sensors.ble import BleBackend
 from biofeedback.sensors.source import SensorError
 from biofeedback.sensors.bumble_backend import BumbleClient, BumbleScanner, VirtualRadio, drop_late_gatt_responses
 from biofeedback.sensors.profiles import DeviceProfile, load_profiles
-from biofeedback.sensors.virtual.peripherals import (
-    Faults,
-    VirtualHeartRateStrap,
-    VirtualOpenEmg,
-    VirtualPeripheral,
-    VirtualPolarH10,
-)
+from biofeedback.sensors.virtual.hrs import VirtualHeartRateStrap
+from biofeedback.sensors.virtual.open_emg import VirtualOpenEmg
+from biofeedback.sensors.virtual.peripherals import Faults, VirtualPeripheral
+from biofeedback.sensors.virtual.polar_h10 import VirtualPolarH10
 from biofeedback.sensors.virtual.signals import HeartScript, TensionScript
 
 __all__ = ["Faults", "HeartScript", "Scenario", "TensionScript", "VirtualWorld"]

@@ -1,8 +1,9 @@
-"""Virtual sensors: real GATT servers (bumble) on a ``VirtualRadio``, one per device profile.
+"""Virtual sensors: real GATT servers (bumble) on a ``VirtualRadio``, one per device profile; their common part.
 
-Each peripheral encodes its packets from the protocol's specification (the SIG Heart Rate
-Measurement, Polar's PMD frames, the open-EMG profile in ``devices/open-emg.md``), runs on its own
-device clock (``DeviceClock``: faster than real time at ``speed`` > 1), and injects faults on demand
+Each peripheral encodes its packets from the protocol's specification, never with our decoders
+(``hrs.py``: the SIG Heart Rate Service; ``polar_h10.py``: Polar's PMD frames;
+``open_emg.py``: the open-EMG profile in ``devices/open-emg.md``), runs on its own device clock
+(``DeviceClock``: faster than real time at ``speed`` > 1), and injects faults on demand
 (``Faults``). ``truth`` keeps what the device generated, so tests can compare it with what the host
 received.
 """
@@ -22,13 +23,9 @@ from bumble.core import UUID
 
 from biofeedback.sensors.bumble_backend import VirtualRadio
 from biofeedback.sensors.profiles import DeviceProfile
-from biofeedback.sensors.virtual.signals import BeatGenerator, EmgSynth, HeartScript, TensionScript, ecg_uv
 
 log = logging.getLogger(__name__)
 
-POLAR_EPOCH_UNIX_S = 946684800
-"""2000-01-01T00:00:00Z, the epoch of Polar PMD timestamps."""
-HRS_NOTIFY_PERIOD_S = 1.0
 PACE_MIN_SLEEP_S = 0.002
 ADVERTISE_RETRIES = 20
 
@@ -71,7 +68,7 @@ class DeviceClock:
         return device_s / self.rate
 
 
-def _chr(uuid: str, props: gatt.Characteristic.Properties, value: object = b"") -> gatt.Characteristic:
+def gatt_characteristic(uuid: str, props: gatt.Characteristic.Properties, value: object = b"") -> gatt.Characteristic:
     perms = gatt.Characteristic.READABLE | gatt.Characteristic.WRITEABLE
     return gatt.Characteristic(UUID(uuid), props, perms, value)
 
@@ -110,13 +107,13 @@ class VirtualPeripheral:
             gatt.Service(
                 UUID.from_16_bits(0x180A),
                 [
-                    _chr("2A29", gatt.Characteristic.Properties.READ, b"biofeedback virtual sensors"),
-                    _chr("2A24", gatt.Characteristic.Properties.READ, self.model.encode()),
-                    _chr("2A26", gatt.Characteristic.Properties.READ, b"virtual-1.0"),
+                    gatt_characteristic("2A29", gatt.Characteristic.Properties.READ, b"biofeedback virtual sensors"),
+                    gatt_characteristic("2A24", gatt.Characteristic.Properties.READ, self.model.encode()),
+                    gatt_characteristic("2A26", gatt.Characteristic.Properties.READ, b"virtual-1.0"),
                 ],
             )
         )
-        self._battery = _chr("2A19", gatt.Characteristic.Properties.READ | gatt.Characteristic.Properties.NOTIFY,
+        self._battery = gatt_characteristic("2A19", gatt.Characteristic.Properties.READ | gatt.Characteristic.Properties.NOTIFY,
                              gatt.CharacteristicValue(read=lambda _c: bytes([self.battery_pct])))
         self.device.add_service(gatt.Service(UUID.from_16_bits(0x180F), [self._battery]))
 
@@ -249,284 +246,3 @@ class VirtualPeripheral:
                 await self.device.indicate_subscriber(self.connection, characteristic, packet)
             except Exception as exc:
                 log.debug("%s: indication failed: %s", self.name, exc)
-
-
-class HeartRateServer:
-    """The Bluetooth SIG Heart Rate Service part of a strap: one notification per second."""
-
-    def __init__(self, owner: VirtualPeripheral, heart: BeatGenerator) -> None:
-        self.owner = owner
-        self.beats = heart
-        self.measurement = _chr(owner.profile.uuid("hrs", "measurement"), gatt.Characteristic.Properties.NOTIFY)
-        owner.device.add_service(gatt.Service(UUID(owner.profile.uuid("hrs", "service")), [self.measurement]))
-        self._next_notify_s = HRS_NOTIFY_PERIOD_S
-        self._energy_kj = 0
-        self.beat_times_s: list[float] = []
-        self.beat_rr_ms: list[float] = []
-        """Every beat the heart made (generated ahead of time, so the ECG can draw it)."""
-        self._reported = 0
-
-    def beats_ahead(self, until_s: float) -> np.ndarray:
-        """Beat times generated up to ``until_s``; the newest few, for drawing an ECG."""
-        times, rrs = self.beats.until(until_s)
-        self.beat_times_s.extend(times.tolist())
-        self.beat_rr_ms.extend(rrs.tolist())
-        return np.array(self.beat_times_s[-12:])
-
-    def encode(self, hr_bpm: int, rr_ms: np.ndarray, contact: bool, with_energy: bool) -> bytes:
-        """Heart Rate Measurement per the SIG specification (flags, HR, energy, RR in 1/1024 s)."""
-        flags = 0x04 | (0x02 if contact else 0)
-        body = b""
-        if hr_bpm > 255:
-            flags |= 0x01
-            body += struct.pack("<H", hr_bpm)
-        else:
-            body += struct.pack("<B", hr_bpm)
-        if with_energy:
-            flags |= 0x08
-            body += struct.pack("<H", self._energy_kj)
-        if len(rr_ms):
-            flags |= 0x10
-            body += b"".join(struct.pack("<H", int(round(r * 1024 / 1000))) for r in rr_ms)
-        return bytes([flags]) + body
-
-    async def produce(self, now_s: float) -> None:
-        while now_s >= self._next_notify_s:
-            t = self._next_notify_s
-            self._next_notify_s += HRS_NOTIFY_PERIOD_S
-            self.beats_ahead(t + 1.0)
-            k = self._reported
-            while k < len(self.beat_times_s) and self.beat_times_s[k] <= t:
-                k += 1
-            rrs = np.array(self.beat_rr_ms[self._reported : k])
-            self._reported = k
-            contact = not self.owner.faults.electrode_off_at(t)
-            if k == 0:
-                continue
-            hr = int(round(60000.0 / np.mean(self.beat_rr_ms[max(0, k - 5) : k])))
-            self._energy_kj += 1
-            rr_sent = rrs[:9] if contact else np.empty(0)
-            packet = self.encode(hr, rr_sent, contact, with_energy=int(t) % 10 == 0)
-            await self.owner.send(self.measurement, packet)
-
-
-class VirtualHeartRateStrap(VirtualPeripheral):
-    """Any Heart Rate Service strap."""
-
-    model = "Virtual HRM strap"
-
-    def __init__(self, *args, heart: HeartScript | None = None, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.hrs = HeartRateServer(self, BeatGenerator(heart or HeartScript(), self.rng))
-
-    def tick_s(self) -> float:
-        return 0.25
-
-    async def produce(self, now_s: float) -> None:
-        await self.hrs.produce(now_s)
-
-
-class VirtualPolarH10(VirtualPeripheral):
-    """Polar H10: HRS plus the PMD service streaming ECG (130 Hz nominal, true rate set by ``ecg_rate_hz``)."""
-
-    model = "Polar H10 (virtual)"
-    SAMPLES_PER_FRAME = 73
-    MIN_MTU = 232
-
-    def __init__(self, *args, heart: HeartScript | None = None, ecg_rate_hz: float = 129.6, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.hrs = HeartRateServer(self, BeatGenerator(heart or HeartScript(), self.rng))
-        props = gatt.Characteristic.Properties
-        self.control = _chr(
-            self.profile.uuid("polar-pmd", "control"),
-            props.READ | props.WRITE | props.INDICATE,
-            gatt.CharacteristicValue(read=lambda _c: b"\x0f\x05", write=self._on_control),
-        )
-        self.data = _chr(self.profile.uuid("polar-pmd", "data"), props.NOTIFY)
-        self.device.add_service(gatt.Service(UUID(self.profile.uuid("polar-pmd", "service")), [self.control, self.data]))
-        self.ecg_rate_hz = ecg_rate_hz
-        self.streaming_from_s: float | None = None
-        self._next_sample = 0
-        self._first_start_done = False
-        self.utc_at_power_on = time.time()
-
-    def tick_s(self) -> float:
-        return 0.1
-
-    def _on_control(self, connection, value: bytes) -> None:
-        value = bytes(value)
-        op = value[0] if value else 0
-        mtype = value[1] if len(value) > 1 else 0
-        status = 0
-        if op == 0x02 and mtype == 0x00:
-            if connection.att_mtu < self.MIN_MTU:
-                status = 10  # invalid MTU
-            elif self.streaming_from_s is not None:
-                status = 6  # already in state
-            else:
-                self.streaming_from_s = self.clock.now_s() + self.faults.ecg_start_delay_s
-                self._next_sample = int(np.ceil(self.streaming_from_s * self.ecg_rate_hz))
-                if self.faults.drop_after_start and not self._first_start_done:
-                    asyncio.get_running_loop().call_later(
-                        self.clock.wall_s(0.3), lambda: asyncio.ensure_future(self.force_disconnect())
-                    )
-                self._first_start_done = True
-        elif op == 0x03:
-            self.streaming_from_s = None
-        elif op == 0x01:
-            status = 0
-        else:
-            status = 1
-        asyncio.ensure_future(self.indicate_later(self.control, bytes([0xF0, op, mtype, status, 0])))
-
-    def on_disconnected(self) -> None:
-        self.streaming_from_s = None
-
-    def encode_ecg(self, last_sample_ns: int, samples_uv: np.ndarray) -> bytes:
-        """PMD ECG frame: type 0, timestamp of the last sample (ns since 2000), frame type 0, int24 µV."""
-        out = bytearray(struct.pack("<BQB", 0x00, last_sample_ns, 0x00))
-        for v in np.clip(np.round(samples_uv), -(2**23), 2**23 - 1).astype(np.int64):
-            out += int(v).to_bytes(3, "little", signed=True)
-        return bytes(out)
-
-    def sample_time_s(self, index: np.ndarray | int) -> np.ndarray:
-        return np.asarray(index, dtype=float) / self.ecg_rate_hz
-
-    async def produce(self, now_s: float) -> None:
-        await self.hrs.produce(now_s)
-        if self.streaming_from_s is None or now_s < self.streaming_from_s:
-            return
-        due = int(now_s * self.ecg_rate_hz)
-        while due - self._next_sample >= self.SAMPLES_PER_FRAME:
-            idx = np.arange(self._next_sample, self._next_sample + self.SAMPLES_PER_FRAME)
-            self._next_sample += self.SAMPLES_PER_FRAME
-            t = self.sample_time_s(idx)
-            ecg = ecg_uv(t, self.hrs.beats_ahead(t[-1] + 1.0), self.rng)
-            if self.faults.electrode_off_at(float(t[0])):
-                ecg = self.rng.normal(0, 3.0, ecg.shape)
-            last_ns = int(round((self.utc_at_power_on - POLAR_EPOCH_UNIX_S + t[-1]) * 1e9))
-            await self.send(self.data, self.encode_ecg(last_ns, ecg))
-            await asyncio.sleep(0)
-
-
-class VirtualOpenEmg(VirtualPeripheral):
-    """Open-EMG sensor (``devices/open-emg.md``): two channels, int16 samples, 20 samples a frame."""
-
-    model = "OpenEMG virtual (MyoWare 2.0 front end)"
-    PROTOCOL_VERSION = 1
-    ADC_BITS = 16
-    NV_PER_LSB = 50  # 0.05 µV per LSB: ±1.6 mV range at the electrode
-    SUPPORTED_RATES_HZ = (500, 1000, 2000)
-
-    def __init__(
-        self,
-        *args,
-        tension: TensionScript | None = None,
-        sample_rate_hz: int = 1000,
-        samples_per_frame: int = 20,
-        keep_truth: bool = False,
-        **kwargs,
-    ) -> None:
-        super().__init__(*args, **kwargs)
-        self.script = tension or TensionScript.constant(40.0, 30.0)
-        self.sample_rate_hz = sample_rate_hz
-        self.samples_per_frame = samples_per_frame
-        self.synth = EmgSynth(sample_rate_hz, self.script, self.rng)
-        props = gatt.Characteristic.Properties
-        p = self.profile
-        self.info = _chr(p.uuid("open-emg", "info"), props.READ, gatt.CharacteristicValue(read=lambda _c: self.encode_info()))
-        self.control = _chr(p.uuid("open-emg", "control"), props.WRITE | props.INDICATE,
-                            gatt.CharacteristicValue(write=self._on_control))
-        self.data = _chr(p.uuid("open-emg", "data"), props.NOTIFY)
-        self.status = _chr(p.uuid("open-emg", "status"), props.READ | props.NOTIFY,
-                           gatt.CharacteristicValue(read=lambda _c: self.encode_status()))
-        self.device.add_service(gatt.Service(UUID(p.uuid("open-emg", "service")), [self.info, self.control, self.data, self.status]))
-        self.streaming = False
-        self.channel_mask = 0b11
-        self._next_index = 0
-        self._seq = 0
-        self._index_at_start = 0
-        self.overrun_count = 0
-        self._next_status_s = 1.0
-        self.keep_truth = keep_truth
-        self.truth: dict[int, np.ndarray] = {}
-        """First sample index -> int16 samples (n, 2) of every frame the firmware produced."""
-
-    def tick_s(self) -> float:
-        return self.samples_per_frame / self.sample_rate_hz
-
-    def encode_info(self) -> bytes:
-        return struct.pack(
-            "<BBHBBBBI", self.PROTOCOL_VERSION, 2, self.sample_rate_hz, self.ADC_BITS, 0, self.samples_per_frame, 0, self.NV_PER_LSB
-        )
-
-    def contact_bits(self, t_s: float) -> int:
-        return sum(1 << c for c in range(2) if not self.faults.electrode_off_at(t_s, c))
-
-    def encode_status(self) -> bytes:
-        return struct.pack("<BBHB", self.battery_pct, self.contact_bits(self.clock.now_s()), min(self.overrun_count, 0xFFFF), 0)
-
-    def _on_control(self, connection, value: bytes) -> None:
-        value = bytes(value)
-        op = value[0] if value else 0
-        payload = b""
-        if op == 0x01 and len(value) == 4:
-            rate, mask = struct.unpack_from("<HB", value, 1)
-            if rate not in self.SUPPORTED_RATES_HZ or mask == 0 or mask & ~0b11:
-                status = 2
-            else:
-                if rate != self.sample_rate_hz:  # the ADC restarts at the new rate
-                    self.sample_rate_hz = rate
-                    self.synth = EmgSynth(rate, self.script, self.rng)
-                    self._next_index = int(np.ceil(self.clock.now_s() * rate))
-                status = 0
-                self.channel_mask = mask
-                self.streaming = True
-                # START resets seq, first_sample_index and overrun_count (devices/open-emg.md).
-                self._seq = 0
-                self._index_at_start = self._next_index
-                self.overrun_count = 0
-        elif op == 0x02:
-            self.streaming, status = False, 0
-        elif op == 0x03:
-            status, payload = 0, struct.pack("<Q", int(self.clock.now_s() * 1e6))
-        else:
-            status = 1 if op not in (0x01,) else 2
-        asyncio.ensure_future(self.indicate_later(self.control, bytes([op, status]) + payload))
-
-    def on_disconnected(self) -> None:
-        self.streaming = False
-
-    def encode_frame(self, seq: int, first_index: int, device_time_us: int, flags: int, samples: np.ndarray) -> bytes:
-        """Data frame: u16 seq, u32 first sample index, u64 device µs, u8 flags, interleaved int16."""
-        header = struct.pack("<HIQB", seq & 0xFFFF, first_index & 0xFFFFFFFF, device_time_us, flags)
-        return header + samples.astype("<i2").tobytes()
-
-    async def produce(self, now_s: float) -> None:
-        spf, fs = self.samples_per_frame, self.sample_rate_hz
-        # The ADC runs from power-on; the sample index counts every sample, sent or not.
-        while (self._next_index + spf) / fs <= now_s:
-            idx = np.arange(self._next_index, self._next_index + spf)
-            t = idx / fs
-            self._next_index += spf
-            uv = self.synth.block(t)
-            counts = np.clip(np.round(uv * 1000.0 / self.NV_PER_LSB), -32768, 32767)
-            flags = 0
-            for c in range(2):
-                if self.faults.electrode_off_at(float(t[0]), c):
-                    counts[:, c] = 32767
-                    flags |= 0x02 | 0x04
-            if np.any(np.abs(counts) >= 32767):
-                flags |= 0x04
-            counts = counts.astype(np.int16)
-            if self.keep_truth:
-                self.truth[int(idx[0])] = counts
-            if not self.streaming:
-                continue
-            packet = self.encode_frame(self._seq, int(idx[0]) - self._index_at_start, int(round(t[0] * 1e6)), flags, counts)
-            self._seq += 1
-            await self.send(self.data, packet)
-            await asyncio.sleep(0)  # a catch-up burst must not starve the other sensors on this loop
-        if self.streaming and now_s >= self._next_status_s:
-            self._next_status_s = now_s + 1.0
-            await self.send(self.status, self.encode_status())

@@ -1,0 +1,136 @@
+"""A virtual open-EMG sensor, from ``devices/open-emg.md`` (not from our decoders)."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+
+import numpy as np
+from bumble import gatt
+from bumble.core import UUID
+
+from biofeedback.sensors.virtual.peripherals import VirtualPeripheral, gatt_characteristic
+from biofeedback.sensors.virtual.signals import EmgSynth, TensionScript
+
+
+class VirtualOpenEmg(VirtualPeripheral):
+    """Open-EMG sensor (``devices/open-emg.md``): two channels, int16 samples, 20 samples a frame."""
+
+    model = "OpenEMG virtual (MyoWare 2.0 front end)"
+    PROTOCOL_VERSION = 1
+    ADC_BITS = 16
+    NV_PER_LSB = 50  # 0.05 µV per LSB: ±1.6 mV range at the electrode
+    SUPPORTED_RATES_HZ = (500, 1000, 2000)
+
+    def __init__(
+        self,
+        *args,
+        tension: TensionScript | None = None,
+        sample_rate_hz: int = 1000,
+        samples_per_frame: int = 20,
+        keep_truth: bool = False,
+        **kwargs,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.script = tension or TensionScript.constant(40.0, 30.0)
+        self.sample_rate_hz = sample_rate_hz
+        self.samples_per_frame = samples_per_frame
+        self.synth = EmgSynth(sample_rate_hz, self.script, self.rng)
+        props = gatt.Characteristic.Properties
+        p = self.profile
+        self.info = gatt_characteristic(p.uuid("open-emg", "info"), props.READ, gatt.CharacteristicValue(read=lambda _c: self.encode_info()))
+        self.control = gatt_characteristic(p.uuid("open-emg", "control"), props.WRITE | props.INDICATE,
+                            gatt.CharacteristicValue(write=self._on_control))
+        self.data = gatt_characteristic(p.uuid("open-emg", "data"), props.NOTIFY)
+        self.status = gatt_characteristic(p.uuid("open-emg", "status"), props.READ | props.NOTIFY,
+                           gatt.CharacteristicValue(read=lambda _c: self.encode_status()))
+        self.device.add_service(gatt.Service(UUID(p.uuid("open-emg", "service")), [self.info, self.control, self.data, self.status]))
+        self.streaming = False
+        self.channel_mask = 0b11
+        self._next_index = 0
+        self._seq = 0
+        self._index_at_start = 0
+        self.overrun_count = 0
+        self._next_status_s = 1.0
+        self.keep_truth = keep_truth
+        self.truth: dict[int, np.ndarray] = {}
+        """First sample index -> int16 samples (n, 2) of every frame the firmware produced."""
+
+    def tick_s(self) -> float:
+        return self.samples_per_frame / self.sample_rate_hz
+
+    def encode_info(self) -> bytes:
+        return struct.pack(
+            "<BBHBBBBI", self.PROTOCOL_VERSION, 2, self.sample_rate_hz, self.ADC_BITS, 0, self.samples_per_frame, 0, self.NV_PER_LSB
+        )
+
+    def contact_bits(self, t_s: float) -> int:
+        return sum(1 << c for c in range(2) if not self.faults.electrode_off_at(t_s, c))
+
+    def encode_status(self) -> bytes:
+        return struct.pack("<BBHB", self.battery_pct, self.contact_bits(self.clock.now_s()), min(self.overrun_count, 0xFFFF), 0)
+
+    def _on_control(self, connection, value: bytes) -> None:
+        value = bytes(value)
+        op = value[0] if value else 0
+        payload = b""
+        if op == 0x01 and len(value) == 4:
+            rate, mask = struct.unpack_from("<HB", value, 1)
+            if rate not in self.SUPPORTED_RATES_HZ or mask == 0 or mask & ~0b11:
+                status = 2
+            else:
+                if rate != self.sample_rate_hz:  # the ADC restarts at the new rate
+                    self.sample_rate_hz = rate
+                    self.synth = EmgSynth(rate, self.script, self.rng)
+                    self._next_index = int(np.ceil(self.clock.now_s() * rate))
+                status = 0
+                self.channel_mask = mask
+                self.streaming = True
+                # START resets seq, first_sample_index and overrun_count (devices/open-emg.md).
+                self._seq = 0
+                self._index_at_start = self._next_index
+                self.overrun_count = 0
+        elif op == 0x02:
+            self.streaming, status = False, 0
+        elif op == 0x03:
+            status, payload = 0, struct.pack("<Q", int(self.clock.now_s() * 1e6))
+        else:
+            status = 1 if op not in (0x01,) else 2
+        asyncio.ensure_future(self.indicate_later(self.control, bytes([op, status]) + payload))
+
+    def on_disconnected(self) -> None:
+        self.streaming = False
+
+    def encode_frame(self, seq: int, first_index: int, device_time_us: int, flags: int, samples: np.ndarray) -> bytes:
+        """Data frame: u16 seq, u32 first sample index, u64 device µs, u8 flags, interleaved int16."""
+        header = struct.pack("<HIQB", seq & 0xFFFF, first_index & 0xFFFFFFFF, device_time_us, flags)
+        return header + samples.astype("<i2").tobytes()
+
+    async def produce(self, now_s: float) -> None:
+        spf, fs = self.samples_per_frame, self.sample_rate_hz
+        # The ADC runs from power-on; the sample index counts every sample, sent or not.
+        while (self._next_index + spf) / fs <= now_s:
+            idx = np.arange(self._next_index, self._next_index + spf)
+            t = idx / fs
+            self._next_index += spf
+            uv = self.synth.block(t)
+            counts = np.clip(np.round(uv * 1000.0 / self.NV_PER_LSB), -32768, 32767)
+            flags = 0
+            for c in range(2):
+                if self.faults.electrode_off_at(float(t[0]), c):
+                    counts[:, c] = 32767
+                    flags |= 0x02 | 0x04
+            if np.any(np.abs(counts) >= 32767):
+                flags |= 0x04
+            counts = counts.astype(np.int16)
+            if self.keep_truth:
+                self.truth[int(idx[0])] = counts
+            if not self.streaming:
+                continue
+            packet = self.encode_frame(self._seq, int(idx[0]) - self._index_at_start, int(round(t[0] * 1e6)), flags, counts)
+            self._seq += 1
+            await self.send(self.data, packet)
+            await asyncio.sleep(0)  # a catch-up burst must not starve the other sensors on this loop
+        if self.streaming and now_s >= self._next_status_s:
+            self._next_status_s = now_s + 1.0
+            await self.send(self.status, self.encode_status())

@@ -1,0 +1,101 @@
+"""A virtual Polar H10: Heart Rate Service plus PMD ECG, from Polar's BLE SDK documentation (not from our decoders)."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import time
+
+import numpy as np
+from bumble import gatt
+from bumble.core import UUID
+
+from biofeedback.sensors.virtual.hrs import HeartRateServer
+from biofeedback.sensors.virtual.peripherals import VirtualPeripheral, gatt_characteristic
+from biofeedback.sensors.virtual.signals import BeatGenerator, HeartScript, ecg_uv
+
+POLAR_EPOCH_UNIX_S = 946684800
+"""2000-01-01T00:00:00Z, the epoch of Polar PMD timestamps."""
+
+
+class VirtualPolarH10(VirtualPeripheral):
+    """Polar H10: HRS plus the PMD service streaming ECG (130 Hz nominal, true rate set by ``ecg_rate_hz``)."""
+
+    model = "Polar H10 (virtual)"
+    SAMPLES_PER_FRAME = 73
+    MIN_MTU = 232
+
+    def __init__(self, *args, heart: HeartScript | None = None, ecg_rate_hz: float = 129.6, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.hrs = HeartRateServer(self, BeatGenerator(heart or HeartScript(), self.rng))
+        props = gatt.Characteristic.Properties
+        self.control = gatt_characteristic(
+            self.profile.uuid("polar-pmd", "control"),
+            props.READ | props.WRITE | props.INDICATE,
+            gatt.CharacteristicValue(read=lambda _c: b"\x0f\x05", write=self._on_control),
+        )
+        self.data = gatt_characteristic(self.profile.uuid("polar-pmd", "data"), props.NOTIFY)
+        self.device.add_service(gatt.Service(UUID(self.profile.uuid("polar-pmd", "service")), [self.control, self.data]))
+        self.ecg_rate_hz = ecg_rate_hz
+        self.streaming_from_s: float | None = None
+        self._next_sample = 0
+        self._first_start_done = False
+        self.utc_at_power_on = time.time()
+
+    def tick_s(self) -> float:
+        return 0.1
+
+    def _on_control(self, connection, value: bytes) -> None:
+        value = bytes(value)
+        op = value[0] if value else 0
+        mtype = value[1] if len(value) > 1 else 0
+        status = 0
+        if op == 0x02 and mtype == 0x00:
+            if connection.att_mtu < self.MIN_MTU:
+                status = 10  # invalid MTU
+            elif self.streaming_from_s is not None:
+                status = 6  # already in state
+            else:
+                self.streaming_from_s = self.clock.now_s() + self.faults.ecg_start_delay_s
+                self._next_sample = int(np.ceil(self.streaming_from_s * self.ecg_rate_hz))
+                if self.faults.drop_after_start and not self._first_start_done:
+                    asyncio.get_running_loop().call_later(
+                        self.clock.wall_s(0.3), lambda: asyncio.ensure_future(self.force_disconnect())
+                    )
+                self._first_start_done = True
+        elif op == 0x03:
+            self.streaming_from_s = None
+        elif op == 0x01:
+            status = 0
+        else:
+            status = 1
+        asyncio.ensure_future(self.indicate_later(self.control, bytes([0xF0, op, mtype, status, 0])))
+
+    def on_disconnected(self) -> None:
+        self.streaming_from_s = None
+
+    def encode_ecg(self, last_sample_ns: int, samples_uv: np.ndarray) -> bytes:
+        """PMD ECG frame: type 0, timestamp of the last sample (ns since 2000), frame type 0, int24 µV."""
+        out = bytearray(struct.pack("<BQB", 0x00, last_sample_ns, 0x00))
+        for v in np.clip(np.round(samples_uv), -(2**23), 2**23 - 1).astype(np.int64):
+            out += int(v).to_bytes(3, "little", signed=True)
+        return bytes(out)
+
+    def sample_time_s(self, index: np.ndarray | int) -> np.ndarray:
+        return np.asarray(index, dtype=float) / self.ecg_rate_hz
+
+    async def produce(self, now_s: float) -> None:
+        await self.hrs.produce(now_s)
+        if self.streaming_from_s is None or now_s < self.streaming_from_s:
+            return
+        due = int(now_s * self.ecg_rate_hz)
+        while due - self._next_sample >= self.SAMPLES_PER_FRAME:
+            idx = np.arange(self._next_sample, self._next_sample + self.SAMPLES_PER_FRAME)
+            self._next_sample += self.SAMPLES_PER_FRAME
+            t = self.sample_time_s(idx)
+            ecg = ecg_uv(t, self.hrs.beats_ahead(t[-1] + 1.0), self.rng)
+            if self.faults.electrode_off_at(float(t[0])):
+                ecg = self.rng.normal(0, 3.0, ecg.shape)
+            last_ns = int(round((self.utc_at_power_on - POLAR_EPOCH_UNIX_S + t[-1]) * 1e9))
+            await self.send(self.data, self.encode_ecg(last_ns, ecg))
+            await asyncio.sleep(0)

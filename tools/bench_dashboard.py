@@ -39,10 +39,11 @@ from PySide6 import QtCore, QtWidgets  # noqa: E402
 from biofeedback.sensors.profiles import load_profiles  # noqa: E402
 from biofeedback.sensors.virtual import Scenario  # noqa: E402
 from biofeedback.session.protocol import load_protocol  # noqa: E402
-from biofeedback.session.run import SessionPlan, session_scenario  # noqa: E402
+from biofeedback.session.runner import SessionPlan, session_scenario  # noqa: E402
 from biofeedback.stream import StreamKind  # noqa: E402
 from biofeedback.ui.dashboard import FRAME_MS, GUI_SHARE, Dashboard  # noqa: E402
-from biofeedback.ui.worker import SessionWorker, WorkerState  # noqa: E402
+from biofeedback.ui.worker import start_worker  # noqa: E402
+from biofeedback.vocab import WorkerState  # noqa: E402
 
 SIZE = (1600, 900)
 WARMUP_S = 3.0
@@ -68,7 +69,7 @@ def start_dashboard(app, speed: float, frame_ms: int) -> Dashboard:
     protocol = load_protocol("default")
     scenario = session_scenario(Scenario(), protocol)
     plan = SessionPlan("BENCH1", protocol, True, speed, True, scenario, {"answers": {}, "source": "bench"}, None)
-    worker = SessionWorker(plan, load_profiles(), connect_at_once=True).start()
+    worker = start_worker(plan, load_profiles(), connect_at_once=True, mode="dashboard-auto")
     dash = Dashboard(worker, protocol, auto=True, frame_ms=frame_ms)
     dash.resize(*SIZE)
     dash.show()

@@ -1,6 +1,8 @@
-"""biofeedback.session: protocols (``protocol``), screening, the recorder, calibration, running and summarising sessions.
+"""biofeedback.session: the session core, with no terminal and no Qt, that every front end runs on.
 
-Protocol TOMLs live in the top-level ``protocols/``, calibration TOMLs in ``calibration/`` (each folder
-has a README). ``commands`` adds the ``session``, ``calibrate``, ``export`` and ``sessions`` commands
-to ``biofeedback.cli``.
+``runner`` (``SessionRun``: acquire, process, record, drive the phases, close, outcome once), ``live`` (the one
+live processor), ``phases`` (the one phase machine), ``recorder``, ``acquisition`` (sensors or a replay into a
+hub), ``protocol`` and ``screening``, ``calibration``, ``keys`` (terminal keys stamped at their press).
+Protocol TOMLs live in the top-level ``protocols/``, calibration TOMLs in ``calibration/`` (each folder has a
+README).
 """

@@ -2,7 +2,7 @@
 
 Per attempt the timeline (session seconds from the attempt's start) is: resting baseline, then
 ``count`` reference contractions (shoulder elevations) each after a ``lead_in_s`` countdown and
-followed by ``relax_s``, then an optional MVC. The EMG is filtered by ``dsp.EmgProcessor``; each
+followed by ``relax_s``, then an optional MVC. The EMG is the session's live processor's (``session.live``); each
 window's amplitude is the mean of its 250 ms moving RMS, with ``settle_s`` (rest) or ``trim_s`` (each
 end of a contraction) left out. Results are saved as ``<home>/clients/<id>/calibration/<stamp>.json``
 (0600); a session uses the newest.
@@ -10,15 +10,17 @@ end of a contraction) left out. Results are saved as ``<home>/clients/<id>/calib
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import pathlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from biofeedback.dsp import EmgProcessor
+from biofeedback.session.live import TENSION_TRACE_HZ
 from biofeedback.session.protocol import SessionError, read_toml, resolve_toml
 from biofeedback.store.paths import FILE_MODE, data_home, private_dir, validate_client_id
 
@@ -26,6 +28,8 @@ DEFAULT_CALIBRATION = "trapezius-reference"
 CALIBRATION_DIR_ENV = "BIOFEEDBACK_CALIBRATION"
 RAMP_S = 0.2
 """Rise and fall time of a scripted virtual contraction."""
+DATA_WAIT_S = 15.0
+"""Session seconds a calibration waits for late EMG (link latency, a reconnect) before analysing."""
 
 
 def default_calibration_dir() -> pathlib.Path:
@@ -125,19 +129,20 @@ class CalibrationResult:
     coverage: float
 
 
-def analyse(proto: CalibrationProtocol, t0_s: float, t_s: np.ndarray, emg_uv: np.ndarray, fs_hz: float,
+def analyse(proto: CalibrationProtocol, t0_s: float, t_s: np.ndarray, rms_uv: np.ndarray, rate_hz: float,
             channels: tuple[str, ...]) -> CalibrationResult:
-    """Quality and repeatability of one attempt that started at session time ``t0_s``."""
+    """Quality and repeatability of one attempt that started at session time ``t0_s``, from the live processor's
+    250 ms moving RMS (µV per channel) at ``rate_hz`` (NaN rows: gaps)."""
     order = np.argsort(t_s, kind="stable")
-    t, x = t_s[order], emg_uv[order]
-    rms = EmgProcessor(fs_hz, channels=x.shape[1]).process(x).rms_uv if len(t) else np.empty((0, len(channels)))
+    t, rms = t_s[order], rms_uv[order]
+    have = np.isfinite(rms).all(axis=1) if rms.size else np.zeros(t.size, dtype=bool)
     problems: list[str] = []
     levels: dict[str, np.ndarray] = {}
     coverage = 1.0
     for w in proto.windows():
         a, b = t0_s + w.analysed_from_s, t0_s + w.analysed_to_s
-        inside = (t >= a) & (t < b)
-        coverage = min(coverage, inside.sum() / max(1.0, (b - a) * fs_hz))
+        inside = (t >= a) & (t < b) & have
+        coverage = min(coverage, inside.sum() / max(1.0, (b - a) * rate_hz))
         levels[w.name] = rms[inside].mean(axis=0) if inside.any() else np.full(len(channels), np.nan)
     if coverage < proto.min_coverage:
         problems.append(f"signal missing: only {100 * coverage:.0f}% of the samples arrived in a window "
@@ -216,3 +221,56 @@ def latest_calibration(client_id: str) -> tuple[pathlib.Path, dict] | None:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise SessionError(f"calibration file {path} cannot be read ({exc}); run `biofeedback calibrate` again")
     return path, doc
+
+
+async def run_calibration(proto: CalibrationProtocol, plan, profiles: dict, *, contractions_uv: list[list[float]],
+                          ask_retry: Callable[[], bool], out: Callable[[str], None] = print) -> tuple[CalibrationResult, int]:
+    """Guide the calibration on a ``SessionRun`` of ``plan`` (nothing recorded) and analyse each try from the session's
+    live processor; retries on failure. Returns the last result and the tries used."""
+    from biofeedback.session.runner import SessionRun, shift_scripts, wait_session_s
+
+    outcome: list[tuple[CalibrationResult, int]] = []
+
+    async def guide(run: SessionRun) -> None:
+        scenario = plan.scenario
+        for attempt in range(1, proto.max_tries + 1):
+            t0 = run.now_s() + 1.0
+            if plan.virtual and scenario is not None:
+                rest = (scenario.tension.left_uv[0], scenario.tension.right_uv[0])
+                script = contraction_script(proto, t0, rest, contractions_uv[min(attempt, len(contractions_uv)) - 1])
+                shift_scripts(run.acq.world, run.acq.clock, {"tension": script})
+            out(f"--- calibration {proto.name}, try {attempt} of {proto.max_tries} ({proto.duration_s():.0f} s)")
+            for w in proto.windows():
+                if w.name != "rest":
+                    for k in range(int(proto.lead_in_s), 0, -1):
+                        await wait_session_s(run, t0 + w.start_s - k)
+                        out(f"  {w.name}: {k}...")
+                await wait_session_s(run, t0 + w.start_s)
+                out(f"  {w.name}: {w.prompt} ({w.end_s - w.start_s:.0f} s)")
+                await wait_session_s(run, t0 + w.end_s)
+                out(f"  {w.name}: relax")
+            await wait_session_s(run, t0 + proto.duration_s())
+            live = run.live
+            end = t0 + proto.windows()[-1].end_s
+            deadline = run.now_s() + DATA_WAIT_S  # late EMG: link latency, a reconnect
+            while live.values.emg_t_s < end and run.now_s() < deadline:
+                await asyncio.sleep(run.acq.clock.wall_seconds(0.5))
+            if live.tension is None:
+                raise SessionError("no EMG arrived during calibration; check that the EMG sensor is on and connected")
+            t, x = live.tension.snapshot()
+            result = analyse(proto, t0, t, x[:, :-1], TENSION_TRACE_HZ, tuple(live.emg_channels))
+            out("  rest RMS " + ", ".join(f"{c} {v:.1f} µV" for c, v in zip(live.emg_channels, result.rest_rms_uv))
+                + "; contractions " + "; ".join(", ".join(f"{v:.1f}" for v in row) for row in result.contractions_rms_uv)
+                + " µV; spread " + ", ".join(f"{100 * s:.0f}%" for s in result.spread))
+            outcome[:] = [(result, attempt)]
+            if result.ok:
+                return
+            for p in result.problems:
+                out(f"  problem: {p}")
+            if attempt < proto.max_tries and not (plan.auto or ask_retry()):
+                return
+            if attempt < proto.max_tries:
+                out("  retrying: relax for a moment, then repeat the same steps")
+
+    await SessionRun(plan, profiles, record=False, phases=False, say=out).run(guide)
+    return outcome[0]

@@ -1,4 +1,4 @@
-"""Entry point of the dashboard: run one session of a ``SessionPlan`` in a window and return its recording."""
+"""Entry point of the dashboard: run one session of a ``SessionPlan`` in a window and return its outcome."""
 
 from __future__ import annotations
 
@@ -8,22 +8,22 @@ from PySide6 import QtWidgets
 
 from biofeedback.sensors.profiles import DeviceProfile
 from biofeedback.session.protocol import SessionError
-from biofeedback.session.run import SessionPlan
+from biofeedback.session.runner import SessionPlan
 from biofeedback.ui.dashboard import Dashboard
-from biofeedback.ui.worker import SessionWorker
+from biofeedback.ui.worker import start_worker
 
 WORKER_JOIN_S = 30.0
 """Wall seconds to wait for the worker to close the recording after the window closes."""
 
 
-def run_dashboard_session(plan: SessionPlan, profiles: dict[str, DeviceProfile], theme: str = "light") -> str:
-    """Run a whole session in the dashboard (the GUI twin of ``session.run.run_session``); returns the recording path.
+def run_dashboard_session(plan: SessionPlan, profiles: dict[str, DeviceProfile], theme: str = "light"):
+    """Run a whole session (or a replay) in the dashboard; returns its ``analysis.summary.SessionOutcome``.
 
     Unattended plans (``plan.auto``) connect the default sensors, follow the protocol's durations and scripted
     markers and leave the window open on the summary; interactive ones wait for the therapist.
     """
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
-    worker = SessionWorker(plan, profiles, connect_at_once=plan.auto).start()
+    worker = start_worker(plan, profiles, connect_at_once=plan.auto, mode="dashboard-auto" if plan.auto else "dashboard")
     window = Dashboard(worker, plan.protocol, auto=plan.auto, theme=theme)
     window.show()
     app.exec()
@@ -35,4 +35,4 @@ def run_dashboard_session(plan: SessionPlan, profiles: dict[str, DeviceProfile],
         raise worker.error
     if worker.path is None:
         raise SessionError("the dashboard closed before any sensor was connected; nothing was recorded")
-    return str(worker.path)
+    return worker.outcome

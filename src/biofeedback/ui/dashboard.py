@@ -1,12 +1,12 @@
 """The therapist's live dashboard: traces, big numbers, phase bar, markers, sensor panel.
 
 Thin by design (STYLE.md rule 7): a ``QTimer`` pulls the newest ring-buffer snapshots (raw data from the
-hub, tension and HRV from ``ui.live.LiveProcessing`` on the worker) and hands numpy arrays to ``setData`` of
+hub, tension and HRV from the session's one ``session.live.LiveProcessor`` on the worker) and hands numpy arrays to ``setData`` of
 ``ui.raster.RasterCurve`` items, which draw them as images of the plots' pixels. Nothing here filters or computes
-signals; gaps are NaN rows in the buffers and show as breaks.
+signals, and the phases are the session's one ``session.phases.PhaseMachine``, changed on the worker's loop; gaps are NaN rows in the buffers and show as breaks.
 
 A replay (``worker.plan.replay``) is view only: phases, markers and notes come from the recording at their
-recorded times (``RecordedPhases``), the buttons and the note field stay disabled, and the window says so.
+recorded times (``session.phases.RecordedPhases``), the buttons and the note field stay disabled, and the window says so.
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from biofeedback.dsp import apdf_levels
 from biofeedback.session.protocol import Protocol
 from biofeedback.stream import NS_PER_S, RingBuffer, StreamKind
-from biofeedback.ui.live import TENSION_TRACE_HZ, quality_text
-from biofeedback.ui.phases import PhaseController, RecordedPhases
+from biofeedback.session.live import TENSION_TRACE_HZ, quality_text
 from biofeedback.ui.raster import RasterCurve
 from biofeedback.ui.theme import AXIS_PT, LIGHT, THEMES, Theme, stylesheet
-from biofeedback.ui.worker import SessionWorker, WorkerState
+from biofeedback.ui.worker import SessionWorker
+from biofeedback.vocab import SourceState, WorkerState
 
 FRAME_MS = 16
 """Timer period of the plot refresh (about 60 frames per second)."""
@@ -150,8 +150,9 @@ class Dashboard(QtWidgets.QMainWindow):
         self.protocol = protocol
         self.replay = worker.plan.replay
         """The recording played back (view only), or None in a live session."""
-        self.controller = (PhaseController(protocol, worker, auto=auto, out=self._log) if self.replay is None
-                           else RecordedPhases(protocol, self.replay, worker, out=self._log))
+        self.controller = worker.run.machine
+        """The session's one phase machine; it lives on the worker's loop: read it here, change it with ``worker.call``."""
+        worker.run.say = self._log
         self.theme: Theme = THEMES.get(theme, LIGHT)
         self.frames = 0
         """Paints of the plot area since start (for benchmarks)."""
@@ -169,6 +170,8 @@ class Dashboard(QtWidgets.QMainWindow):
         """GUI-thread CPU per frame, averaged with ``PACING_SMOOTHING``."""
         self._target_set = False
         self._log_lines: list[str] = []
+        """Lines of the session's log (appended on the worker's thread), newest last."""
+        self._log_shown = 0
         self._zoomed: set[pg.PlotItem] = set()
         """Plots whose y range the user has set with the mouse: no longer fitted to the data."""
         self.traces: dict[str, Trace] = {}
@@ -471,20 +474,18 @@ class Dashboard(QtWidgets.QMainWindow):
         return f"Replay of {self.replay.name} at {self.worker.plan.speed:g}×"
 
     def _mark(self, action: Callable, *args) -> None:
-        """A marker action stamped with the session time of the click or key press."""
+        """A phase machine action, stamped with the session time of the click or key press, run on the worker's loop."""
         if self._running():
-            action(self._now_s(), *args)
-        self._show_phase_state()
+            self.worker.call(action, self._now_s(), *args)
 
     def start_phase(self, index: int) -> None:
         if self._running():
-            self.controller.start(index, self._now_s())
-        self._show_phase_state()
+            self.worker.call(self.controller.start, index, self._now_s())
 
     def add_note(self) -> None:
         text = self.note_edit.text()
         if text.strip() and self._running():
-            self.controller.note(self._now_s(), text)
+            self.worker.call(self.controller.note, self._now_s(), text)
             self.note_edit.clear()
         self.note_edit.clearFocus()
 
@@ -498,13 +499,17 @@ class Dashboard(QtWidgets.QMainWindow):
     def end_session(self) -> None:
         """End the running phase and the session; the recording closes and the summary opens."""
         if self.worker.state == WorkerState.RUNNING:
-            self.controller.finish(self._now_s())
+            self.worker.call(self.controller.finish, self._now_s())
         self.worker.stop()
-        self._show_phase_state()
 
     def _log(self, line: str) -> None:
+        """A line of the session's log (from the worker's thread); the next frame shows it."""
         self._log_lines.append(line.strip())
-        self.statusBar().showMessage(line.strip(), 8000)
+
+    def _show_log(self) -> None:
+        if len(self._log_lines) > self._log_shown:
+            self._log_shown = len(self._log_lines)
+            self.statusBar().showMessage(self._log_lines[-1], 8000)
 
     # --- refresh --------------------------------------------------------------------------------
     def refresh(self) -> None:
@@ -514,10 +519,8 @@ class Dashboard(QtWidgets.QMainWindow):
         worker = self.worker
         now = self._now_s()
         if worker.state == WorkerState.RUNNING:
-            self.controller.tick(now)
-            if self.controller.finished:
-                worker.stop()
             self._baseline_target()
+        self._show_log()
         if worker.acq is not None and worker.live is not None and not worker.finished:
             self._plot_newest(now)
             # one long stretch between frames (a dialog, a resize) counts as a few frames' worth, not as thirty
@@ -596,11 +599,9 @@ class Dashboard(QtWidgets.QMainWindow):
         first = ctl.done[0]
         if self.protocol.phases[first].kind != "rest":
             return
-        a, b = ctl.history[first]
-        t, x = live.tension.snapshot()
-        sel = (t >= a) & (t < b) & np.isfinite(x).all(axis=1)
-        if sel.any():
-            self.set_target(float(np.mean(apdf_levels(x[sel], (0.5,)))))
+        levels = live.tension_levels(*ctl.history[first])
+        if levels.size:
+            self.set_target(float(np.mean(apdf_levels(levels, (0.5,)))))
         self._target_set = True
 
     def _fmt(self, v: float, digits: int = 0) -> str:
@@ -618,20 +619,11 @@ class Dashboard(QtWidgets.QMainWindow):
         self.numbers["tension_l"].setText(self._fmt(ten[0]))
         self.numbers["tension_r"].setText(self._fmt(ten[1]))
         self.numbers["symmetry"].setText(("+" if v.symmetry_pct > 0 else "") + self._fmt(v.symmetry_pct))
-        self.numbers["hr"].setText(self._fmt(self._hub_hr()))
+        self.numbers["hr"].setText(self._fmt(live.hr_now_bpm()))
         self.numbers["rmssd"].setText(self._fmt(v.rmssd_ms))
         self.numbers["stress"].setText(self._fmt(v.stress_index, 1))
         if self.latency_ms is not None:
             self.latency_label.setText(f"latency {self.latency_ms:.0f} ms (arrival to paint)")
-
-    def _hub_hr(self) -> float:
-        """The strap's own HR (newest notification); the HRV chain's HR lags five beats."""
-        acq = self.worker.acq
-        buf = acq.hub.buffer(StreamKind.HR) if acq else None
-        if buf is None:
-            return self.worker.live.values.hr_bpm
-        _, x = buf.snapshot(1)
-        return float(x[-1, 0]) if len(x) else float("nan")
 
     def _show_sensors(self) -> None:
         w, th = self.worker, self.theme
@@ -660,7 +652,7 @@ class Dashboard(QtWidgets.QMainWindow):
         rows = []
         for s in w.acq.sources:
             st = s.status
-            color = th.ok if st.state in ("connected", "playing", "ended") else th.warn  # a replay: playing, then ended
+            color = th.ok if SourceState(st.state).fine else th.warn  # a replay: playing, then ended
             contact = "/".join("on" if c else f"<b style='color:{th.warn}'>OFF</b>" for c in st.contact) or "--"
             battery = "--" if st.battery_pct is None else f"{st.battery_pct}%"
             rows.append(f"<b>{s.name}</b><br>&nbsp;<span style='color:{color}'>{st.state}</span> · battery {battery}"
@@ -708,19 +700,20 @@ class Dashboard(QtWidgets.QMainWindow):
     # --- the end ----------------------------------------------------------------------------------
     def _session_over(self) -> None:
         self.timer.stop()
-        self.controller.finish(self._now_s())
+        self._show_log()
         self._show_sensors()
         self._show_phase_state()
         dialog = self.summary_dialog = QtWidgets.QDialog(self)
         dialog.setWindowTitle("Session summary" if self.replay is None else f"Session summary — {self.replay.name}")
         lay = QtWidgets.QVBoxLayout(dialog)
-        text = _label(summary_html(self.worker.summary, self.theme) if self.worker.summary is not None
+        outcome = self.worker.outcome
+        text = _label(summary_html(outcome.summary, self.theme) if outcome is not None
                       else f"<p>The session stopped: {self.worker.error}</p>")
         text.setTextFormat(QtCore.Qt.TextFormat.RichText)
         text.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
         lay.addWidget(text)
-        if self.worker.verdict:
-            verdict = _label(self.worker.verdict)
+        if outcome is not None:
+            verdict = _label(outcome.verdict_text)
             verdict.setWordWrap(True)
             verdict.setMaximumWidth(900)
             lay.addWidget(verdict)
@@ -740,7 +733,7 @@ class Dashboard(QtWidgets.QMainWindow):
 
 
 def summary_html(rows: list[dict], theme: Theme) -> str:
-    """The before/after summary (``session.summary.summarize`` rows) as an HTML table."""
+    """The before/after summary (``analysis.summary.summarize`` rows) as an HTML table."""
     channels = sorted({c for r in rows for c in r["emg_rms_uv"]})
     head = "".join(f"<th>EMG {c.split('_')[0]} µV</th>" for c in channels)
     cells = []

@@ -1,8 +1,9 @@
 """The client's relaxation window: big text, a breathing guide, a tension bar, one Stop button; then a summary.
 
-Thin like the dashboard: the session's worker (``ui.worker.SessionWorker``) scans, connects, records and
-runs ``relax.feed.RelaxFeed`` on its loop; a ``QTimer`` here ticks ``relax.engine.RelaxSession`` and
-shows its ``RelaxView``. The same view drives the sound (``ui.relax_audio``).
+Thin like the dashboard: the session's worker (``ui.worker.SessionWorker``) runs the one session core on its
+loop (``session.runner.SessionRun`` with ``relax.engine.RelaxSession`` as its driver: phases, live numbers,
+recording); a ``QTimer`` here shows the newest ``RelaxView`` the driver left. The same view drives the sound
+(``ui.relax_audio``).
 """
 
 from __future__ import annotations
@@ -16,18 +17,17 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from biofeedback.analysis.diary import add_entry
 from biofeedback.relax.audio import FeedbackSynth
-from biofeedback.relax.engine import RelaxSession, RelaxSettings, RelaxView, has_emg_sensor, relax_meta
-from biofeedback.relax.feed import RelaxFeed
+from biofeedback.relax.engine import RelaxSession, RelaxSettings, RelaxView, relax_meta, relax_session
 from biofeedback.relax.feedback import OFF, ON, PAUSED
 from biofeedback.relax.pacer import INHALE
-from biofeedback.relax.resonance import VirtualBreather
 from biofeedback.relax.sham import ShamSignal
 from biofeedback.relax.summary import diary_text, plain_summary, relax_history, start_end, todays_diary
 from biofeedback.sensors.profiles import DeviceProfile
 from biofeedback.session.protocol import SessionError
-from biofeedback.session.run import SessionPlan, calibration_of
+from biofeedback.session.runner import SessionPlan
 from biofeedback.ui.relax_audio import AudioOut
-from biofeedback.ui.worker import SessionWorker, WorkerState
+from biofeedback.ui.worker import SessionWorker, start_worker
+from biofeedback.vocab import WorkerState
 
 TICK_MS = 50
 CALM = {"background": "#f4f1ea", "text": "#2b2b2b", "muted": "#6b6b6b", "guide": "#7fa7c9", "guide_edge": "#4d7ea8",
@@ -117,8 +117,6 @@ class RelaxWindow(QtWidgets.QWidget):
         super().__init__()
         self.worker, self.settings, self.sham = worker, settings, sham
         self.plan = worker.plan
-        self.feed: RelaxFeed | None = None
-        self.session: RelaxSession | None = None
         self.view: RelaxView | None = None
         self.summary_shown = False
         self.synth = FeedbackSynth(chimes=settings.chimes)
@@ -197,42 +195,26 @@ class RelaxWindow(QtWidgets.QWidget):
         return page
 
     # --- running ----------------------------------------------------------------------------------
+    @property
+    def session(self) -> RelaxSession | None:
+        """The home session's rules on the worker's loop, once the sensors are connected."""
+        return self.worker.run.driver
+
     def _now_s(self) -> float:
         return self.worker.acq.clock.now_s() if self.worker.acq is not None else 0.0
 
-    def _attach(self) -> None:
-        """On the worker loop: the feed, the relax meta, the virtual client that follows the pacer."""
-        acq = self.worker.acq
-        calibration, _ = calibration_of(self.plan)
-        breather = None
-        if self.plan.virtual and self.plan.scenario is not None:
-            breather = VirtualBreather(acq.world, self.settings.virtual_resonance_bpm, self.plan.scenario.heart.rsa_ms[0])
-        self.feed = RelaxFeed(acq.hub, calibration)
-        self.session = RelaxSession(self.plan.protocol, self.settings, lambda: self.feed, self.worker.event,
-                                    has_emg=has_emg_sensor(acq.sources), sham=self.sham, breather=breather)
-
-    def _streaming(self) -> bool:
-        acq = self.worker.acq
-        return acq is not None and {s.name for s in acq.sources} <= {src for _, src in acq.hub.buffers}
-
     def stop(self) -> None:
-        if self.session is not None and not self.session.finished and self.worker.state == WorkerState.RUNNING:
-            self.session.finish(self._now_s())
+        """Stop now: the running phase ends at this moment (on the worker's loop) and the recording closes."""
+        if self.session is not None and self.worker.state == WorkerState.RUNNING:
+            self.worker.call(self.session.finish, self._now_s())
         self.worker.stop()
 
     def refresh(self) -> None:
         worker = self.worker
-        if worker.state == WorkerState.RUNNING and self.session is None and self.feed is None and worker.recorder:
-            self.feed = False  # attaching; set before the call, which may run on the worker thread at once and set the feed
-            worker.call(self._attach)
-        if self.session is not None and worker.state == WorkerState.RUNNING:
-            now = self._now_s()
-            if not self.session.index >= 0 and self._streaming():
-                self.session.start(now)
-            if self.session.index >= 0:
-                self.show_view(self.session.tick(now))
-                if self.session.finished:
-                    worker.stop()
+        session = self.session
+        view = session.view if session is not None else None
+        if view is not None and view is not self.view and worker.state == WorkerState.RUNNING:
+            self.show_view(view)
         if worker.finished and not self.summary_shown:
             self.show_summary()
 
@@ -297,13 +279,14 @@ class RelaxWindow(QtWidgets.QWidget):
 def start_relax_worker(plan: SessionPlan, settings: RelaxSettings, profiles: dict[str, DeviceProfile],
                        sham: ShamSignal | None = None) -> SessionWorker:
     """The session worker of a home session: connects at once, records the relax settings in its meta."""
-    return SessionWorker(plan, profiles, connect_at_once=True, mode="relax-window",
-                         extra_meta={"relax": relax_meta(settings, sham)}).start()
+    return start_worker(plan, profiles, connect_at_once=True, mode="relax-window",
+                        extra_meta={"relax": relax_meta(settings, sham)}, chain=True,
+                        driver=lambda run: relax_session(run, settings, sham))
 
 
 def run_relax_window(plan: SessionPlan, settings: RelaxSettings, profiles: dict[str, DeviceProfile],
-                     sham: ShamSignal | None = None) -> tuple[str, list]:
-    """Run a home session in the window; returns the recording path and the feedback timeline."""
+                     sham: ShamSignal | None = None) -> tuple[object, list]:
+    """Run a home session in the window; returns its ``SessionOutcome`` and the feedback timeline."""
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
     worker = start_relax_worker(plan, settings, profiles, sham)
     window = RelaxWindow(worker, settings, sham)
@@ -316,4 +299,4 @@ def run_relax_window(plan: SessionPlan, settings: RelaxSettings, profiles: dict[
         raise worker.error
     if worker.path is None:
         raise SessionError("the window closed before any sensor was connected; nothing was recorded")
-    return str(worker.path), window.session.timeline if window.session else []
+    return worker.outcome, window.session.timeline if window.session else []

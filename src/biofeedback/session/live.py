@@ -1,0 +1,247 @@
+"""The one live processor of a session: every block through the EMG chain once, every beat through RR correction once.
+
+``LiveProcessor`` listens on a ``StreamHub`` (on the acquisition loop's thread, like the recorder) and feeds
+every display and the recorder:
+
+- EMG blocks of the first EMG sensor go through one ``dsp.EmgProcessor``. **Tension** is, everywhere in the
+  program, the ``dsp.TensionIndex`` of the chain's band-passed 250 ms moving RMS (``EmgOutput.rms_uv``): the
+  dashboard's numbers and trace, the terminal line, the home feedback, the monitor and the offline analysis
+  (which keeps the same RMS at 20 Hz) all show this one quantity.
+- RR blocks go through one ``dsp.LiveHrv`` per source (Lipponen & Tarvainen correction with a 5-beat look-ahead);
+  each decided beat goes to the HRV ring and to ``beat_listeners`` (the recorder writes raw and corrected RR from
+  them). A gap flushes and restarts the corrector, so no correction spans it.
+
+Results go into ring buffers (thread-safe, NaN rows for gaps) that a GUI reads with ``snapshot()``, and into one
+immutable ``LiveValues``, replaced (never mutated) per block, that any thread may read without a lock.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from biofeedback.dsp import BeatMetrics, Calibration, EmgProcessor, LiveHrv, QualityFlag, TensionIndex, symmetry_index
+from biofeedback.stream import Block, BlockFlag, Gap, RingBuffer, StreamHub, StreamKind
+
+TENSION_TRACE_HZ = 50.0
+"""Rate at which the tension trace is kept for display and for means over a span (the 250 ms RMS holds nothing
+faster than ~4 Hz)."""
+TENSION_HISTORY_S = 3600.0
+"""Session seconds of tension kept (a home session's baseline, a calibration's windows are read back from it)."""
+HRV_RING_ROWS = 4096
+BEAT_HISTORY = 1 << 16
+"""Beats kept for ``beats()`` (about 15 hours at 70 bpm)."""
+
+QUALITY_WORDS = (
+    (QualityFlag.FLAT, "flat / electrode off"),
+    (QualityFlag.SATURATED, "saturated"),
+    (QualityFlag.MAINS, "mains hum"),
+    (QualityFlag.MOTION, "motion"),
+    (QualityFlag.WARMUP, "settling"),
+)
+
+
+def quality_text(bits: int) -> str:
+    """Words for ``QualityFlag`` bits; 'good' when none is set."""
+    words = [w for flag, w in QUALITY_WORDS if bits & flag]
+    return ", ".join(words) if words else "good"
+
+
+@dataclass(frozen=True)
+class LiveValues:
+    """The newest live numbers; NaN where not known yet."""
+
+    emg: bool = False
+    """An EMG sensor has sent data."""
+    heart: bool = False
+    """A heart sensor has sent beats."""
+    tension: tuple[float, ...] = ()
+    """Tension index per EMG channel (``TensionIndex.unit``) from the 250 ms moving RMS."""
+    rms_uv: tuple[float, ...] = ()
+    """250 ms moving RMS of the band-passed EMG per channel, µV."""
+    symmetry_pct: float = math.nan
+    """Left/right symmetry of the tension (``dsp.symmetry_index``, on the calibrated scale when calibrated)."""
+    quality: tuple[int, ...] = ()
+    """``QualityFlag`` bits per EMG channel over the newest block."""
+    contact_lost: bool = False
+    """The EMG sensor reports an electrode off the skin (newest block)."""
+    emg_t_s: float = -math.inf
+    """Session time of the newest EMG sample."""
+    hr_bpm: float = math.nan
+    """Mean HR of the corrected beats over the live window (lags the strap by the 5-beat look-ahead)."""
+    rmssd_ms: float = math.nan
+    stress_index: float = math.nan
+    """Kubios stress index (√ Baevsky SI) over the live window; NaN below 20 beats."""
+    newest_host_ns: dict[str, int] = field(default_factory=dict)
+    """Per stream: ``Block.host_time_ns`` of its newest block (for the arrival-to-paint latency)."""
+
+    @property
+    def mean_tension(self) -> float:
+        """Mean tension index over the channels; NaN when unknown."""
+        finite = [v for v in self.tension if math.isfinite(v)]
+        return float(np.mean(finite)) if finite and len(finite) == len(self.tension) else math.nan
+
+    @property
+    def good(self) -> bool:
+        """The newest EMG block is clean: no quality flag, electrodes on."""
+        return self.emg and not any(self.quality) and not self.contact_lost
+
+
+class LiveProcessor:
+    """Tension index, signal quality and HRV of a hub's streams, computed once as blocks arrive (hub's thread)."""
+
+    def __init__(self, hub: StreamHub, calibration: Calibration | None = None) -> None:
+        self.hub = hub
+        self.calibration = calibration or Calibration()
+        self.index = TensionIndex(self.calibration)
+        self.emg_channels: tuple[str, ...] = ()
+        self.tension: RingBuffer | None = None
+        """Columns: tension index per channel at ``TENSION_TRACE_HZ``, plus a last column: 1.0 where the block was
+        clean (no quality flag, contact on), else 0.0."""
+        self.hrv = RingBuffer(HRV_RING_ROWS, 3)
+        """Columns: corrected HR (bpm), RMSSD (ms), stress index, at each decided beat's time."""
+        self.values = LiveValues()
+        self.beat_listeners: list[Callable[[str, list[BeatMetrics]], None]] = []
+        """Called with (source, decided beats) as beats are decided (the recorder)."""
+        self.emg_blocks = 0
+        """EMG blocks that went through the chain (each exactly once)."""
+        self.beats_in = 0
+        """Beats that went into RR correction (each exactly once)."""
+        self._emg: EmgProcessor | None = None
+        self._emg_key: tuple[str, str] | None = None
+        self._step = 1
+        self._phase = 0
+        self._hrv: dict[str, LiveHrv] = {}
+        self._beats = RingBuffer(BEAT_HISTORY, 1)
+        self._closed = False
+        self._detach = hub.listen(self.on_block, self.on_gap)
+
+    def close(self) -> None:
+        """Stop listening and hand on the beats still waiting for their look-ahead; safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        self._detach()
+        for source, hrv in self._hrv.items():
+            self._decided(source, hrv.flush())
+
+    # --- blocks -----------------------------------------------------------------------------------
+    def on_block(self, block: Block) -> None:
+        newest = dict(self.values.newest_host_ns)
+        newest[block.stream] = block.host_time_ns
+        self.values = replace(self.values, newest_host_ns=newest)
+        if block.times_s is None or not block.n:
+            return
+        if block.stream == StreamKind.EMG and block.rate_hz:
+            self._on_emg(block)
+        elif block.stream == StreamKind.RR:
+            times = np.asarray(block.times_s, dtype=float)
+            self._beats.append(times, block.data[:, :1])
+            self.beats_in += int(np.isfinite(block.data[:, 0]).sum())
+            self.values = replace(self.values, heart=True)
+            if block.source not in self._hrv:
+                self._hrv[block.source] = LiveHrv()
+            self._decided(block.source, self._hrv[block.source].add_beats(times, block.data[:, 0]))
+
+    def _on_emg(self, block: Block) -> None:
+        key = (block.stream, block.source)
+        if self._emg_key is None:
+            self._emg_key = key
+            self.emg_channels = block.channels
+            self._emg = EmgProcessor(block.rate_hz, channels=block.data.shape[1])
+            self._step = max(1, round(block.rate_hz / TENSION_TRACE_HZ))
+            self.tension = RingBuffer(int(TENSION_HISTORY_S * TENSION_TRACE_HZ) + 64, block.data.shape[1] + 1)
+        if key != self._emg_key:
+            return  # one EMG sensor drives the tension
+        out = self._emg.process(block.data)
+        self.emg_blocks += 1
+        contact_lost = bool(block.flags & BlockFlag.SENSOR_CONTACT_LOST)
+        quality = np.bitwise_or.reduce(out.quality, axis=0) if out.quality.size else np.zeros(block.data.shape[1], int)
+        clean = 0.0 if contact_lost or quality.any() else 1.0
+        pick = np.arange((-self._phase) % self._step, block.n, self._step)
+        self._phase = (self._phase + block.n) % self._step
+        if pick.size:
+            trace = self._tension(out.rms_uv[pick])
+            self.tension.append(block.times_s[pick], np.column_stack((trace, np.full(pick.size, clean))))
+        rms = out.rms_uv[-1]
+        tension = self._tension(rms[None, :])[0]
+        self.values = replace(
+            self.values, emg=True, tension=tuple(map(float, tension)), rms_uv=tuple(map(float, rms)),
+            symmetry_pct=symmetry_index(tension[0], tension[1]) if tension.size == 2 and np.nansum(tension) > 0
+            else math.nan,
+            quality=tuple(int(q) for q in quality), contact_lost=contact_lost, emg_t_s=float(block.times_s[-1]))
+
+    def _tension(self, rms_uv: np.ndarray) -> np.ndarray:
+        ref = self.index.reference_uv
+        if ref is not None and ref.size != rms_uv.shape[1]:
+            return np.full(rms_uv.shape, np.nan)  # calibration of another sensor: show nothing rather than wrong
+        return self.index(rms_uv)
+
+    def _decided(self, source: str, decided: list[BeatMetrics]) -> None:
+        if not decided:
+            return
+        for listener in self.beat_listeners:
+            listener(source, decided)
+        self.hrv.append(np.array([m.time_s for m in decided]),
+                        np.array([[m.hr_bpm, m.rmssd_ms, m.stress_index] for m in decided]))
+        last = decided[-1]
+        self.values = replace(self.values, hr_bpm=last.mean_hr_bpm, rmssd_ms=last.rmssd_ms,
+                              stress_index=last.stress_index)
+
+    def on_gap(self, gap: Gap) -> None:
+        if gap.stream == StreamKind.EMG and (gap.stream, gap.source) == self._emg_key:
+            self._emg.reset()
+            self.tension.mark_gap(gap.start_s)
+        elif gap.stream == StreamKind.RR and gap.source in self._hrv:
+            hrv = self._hrv[gap.source]
+            self._decided(gap.source, hrv.flush())
+            hrv.reset()
+            self.hrv.mark_gap(gap.start_s)
+            self._beats.mark_gap(gap.start_s)
+
+    def hr_now_bpm(self) -> float:
+        """The strap's own newest HR when it sends one (the corrected beats' HR lags five beats), else theirs."""
+        buf = self.hub.buffer(StreamKind.HR)
+        if buf is not None:
+            _, x = buf.snapshot(1)
+            if len(x):
+                return float(x[-1, 0])
+        return self.values.hr_bpm
+
+    # --- questions over a span --------------------------------------------------------------------
+    def mean_tension(self, a_s: float, b_s: float) -> float:
+        """Mean over [a_s, b_s) of the channels' mean tension, clean stretches only; NaN if none."""
+        if self.tension is None:
+            return math.nan
+        t, x = self.tension.snapshot()
+        sel = (t >= a_s) & (t < b_s) & (x[:, -1] == 1.0) & np.isfinite(x).all(axis=1)
+        return float(np.mean(x[sel, :-1])) if sel.any() else math.nan
+
+    def tension_levels(self, a_s: float, b_s: float) -> np.ndarray:
+        """Clean tension samples (rows: time, columns: channels) in [a_s, b_s)."""
+        if self.tension is None:
+            return np.empty((0, 0))
+        t, x = self.tension.snapshot()
+        sel = (t >= a_s) & (t < b_s) & (x[:, -1] == 1.0) & np.isfinite(x).all(axis=1)
+        return x[sel, :-1]
+
+    def beats(self, a_s: float, b_s: float) -> tuple[np.ndarray, np.ndarray]:
+        """(beat times s, raw RR ms) in [a_s, b_s)."""
+        t, x = self._beats.snapshot()
+        sel = (t >= a_s) & (t < b_s) & np.isfinite(x[:, 0])
+        return t[sel], x[sel, 0]
+
+    def reference_lines(self) -> dict[str, np.ndarray]:
+        """Calibration levels in tension-index units per channel: 'rest' and 'reference' where known."""
+        ref, rest = self.index.reference_uv, self.calibration.rest_rms_uv
+        if ref is None:
+            return {}
+        if self.index.unit == "%rest":
+            return {"rest": np.full(ref.size, 100.0)}
+        lines = {"reference": np.full(ref.size, 100.0)}
+        if rest is not None:
+            lines["rest"] = self.index(np.asarray(rest, dtype=float)[None, :])[0]
+        return lines

@@ -1,0 +1,45 @@
+"""The one session core under the terminal and home front ends: same events, each block and beat processed once."""
+
+from __future__ import annotations
+
+import asyncio
+
+from biofeedback.cli.terminal import run_relax, run_session
+from biofeedback.relax.engine import RelaxSettings
+from biofeedback.sensors.profiles import load_profiles
+from tests.session.core_helpers import assert_processed_once, count_processing, event_times, scripted_plan
+
+EXPECTED = [
+    ("hands-on", "hands on", 23.0, 9.0),
+    ("marker", "technique: acupressure GB20", 35.0, 0.0),
+    ("marker", "technique: trigger-point pressure", 23.0, 0.0),
+    ("note", "client reports the headache eased", 40.0, 0.0),
+    ("phase", "baseline", 0.0, 20.0),
+    ("phase", "post", 50.0, 20.0),
+    ("phase", "treatment", 20.0, 30.0),
+    ("phase-start", "baseline", 0.0, 0.0),
+    ("phase-start", "post", 50.0, 0.0),
+    ("phase-start", "treatment", 20.0, 0.0),
+]
+"""session-short.toml run unattended: phases at their planned lengths, scripted markers at phase start + at_s."""
+
+
+def test_terminal_session_records_the_scripted_times_and_processes_each_block_once(monkeypatch):
+    counts = count_processing(monkeypatch)
+    lines: list[str] = []
+    outcome = asyncio.run(run_session(scripted_plan(), load_profiles(), out=lines.append))
+    assert event_times(outcome.path) == EXPECTED
+    assert_processed_once(counts, outcome.path)
+    assert [row["phase"] for row in outcome.summary] == ["baseline", "treatment", "post"]
+    assert any(line.startswith("--- treatment") for line in lines)
+
+
+def test_home_session_records_the_same_times_and_processes_each_block_once(monkeypatch):
+    counts = count_processing(monkeypatch)
+    outcome, session = asyncio.run(run_relax(scripted_plan(), RelaxSettings(), load_profiles(), out=lambda _: None))
+    times = event_times(outcome.path)
+    # Home sessions add their own rules' events on top (relaxation finished, feedback pauses): the clinic ones match.
+    assert [e for e in times if e[0] != "feedback-paused" and e[1] != "relaxation finished"] == EXPECTED
+    assert ("marker", "relaxation finished", 70.0, 0.0) in times
+    assert_processed_once(counts, outcome.path)
+    assert session.finished and session.timeline

@@ -10,11 +10,12 @@ import asyncio  # noqa: E402
 
 import pytest  # noqa: E402
 
-from biofeedback.relax.engine import RelaxSettings, run_relax  # noqa: E402
+from biofeedback.cli.terminal import run_relax  # noqa: E402
+from biofeedback.relax.engine import RelaxSettings  # noqa: E402
 from biofeedback.sensors.profiles import load_profiles  # noqa: E402
 from biofeedback.sensors.virtual import Scenario  # noqa: E402
 from biofeedback.session.protocol import Protocol, load_protocol  # noqa: E402
-from biofeedback.session.run import SessionPlan  # noqa: E402
+from biofeedback.session.runner import SessionPlan  # noqa: E402
 
 
 
@@ -63,4 +64,5 @@ def run_headless(protocol: Protocol, scenario: Scenario, speed: float, settings:
     """Run a home session headless on virtual sensors; returns (recording path, RelaxSession)."""
     plan = SessionPlan("C001", protocol, True, speed, True, scenario, {"answers": {"consent": True}, "source": "test"}, None)
     out = lines.append if lines is not None else (lambda _: None)
-    return asyncio.run(run_relax(plan, settings or RelaxSettings(), load_profiles(), sham, out=out))
+    outcome, session = asyncio.run(run_relax(plan, settings or RelaxSettings(), load_profiles(), sham, out=out))
+    return outcome.path, session

@@ -1,4 +1,5 @@
-"""The pieces without sensors: pacer, feedback decisions, protocol fitting, synthesiser, HR oscillation."""
+"""The pieces without sensors: pacer, feedback decisions, protocol fitting, synthesiser, HR oscillation; sham signal
+and start/end values of recorded sessions."""
 
 from __future__ import annotations
 
@@ -64,3 +65,72 @@ def test_hr_oscillation_is_peak_to_trough_per_breath():
     osc = hr_oscillation_bpm(t, 60000.0 / hr, [0.0, 10.0, 20.0, 30.0])
     assert all(8.5 < v <= 10.0 for v in osc)
     assert math.isnan(hr_oscillation_bpm(t[:2], 60000.0 / hr[:2], [0.0, 10.0])[0])
+
+
+# --- sham signal and home summary: read through the loaded session (analysis.data) ---------------------------
+def _recording(tmp_path, name: str, **script):
+    from tests.analysis.conftest import Script, write_session
+
+    return write_session(tmp_path / f"{name}.bfsession", Script(**script), seed=8)
+
+
+def _counting_loads(monkeypatch, module) -> list:
+    """Wrap ``module.load_session`` so that each call is counted (and still loads)."""
+    calls, real = [], module.load_session
+    monkeypatch.setattr(module, "load_session", lambda path, *a, **kw: calls.append(path) or real(path, *a, **kw))
+    return calls
+
+
+def test_sham_from_a_recording_is_its_clean_rms_relative_to_the_first_phase(tmp_path, monkeypatch):
+    import biofeedback.relax.sham as sham_module
+    from biofeedback.analysis import load_session
+    from biofeedback.relax.sham import ShamSignal
+
+    path = _recording(tmp_path, "drop", emg_drop=0.3)
+    calls = _counting_loads(monkeypatch, sham_module)
+    sham = ShamSignal.from_recording(path)
+    assert calls == [path]
+    e = load_session(path).emg
+    good = e.valid.all(axis=1)
+    np.testing.assert_array_equal(sham.times_s, e.t_s[good])  # hands-on and flagged samples left out
+    baseline = sham.times_s < 120.0
+    assert np.mean(sham.relative[baseline]) == pytest.approx(1.0, rel=1e-12)
+    assert np.mean(sham.relative[sham.times_s >= 180.0]) == pytest.approx(0.7, abs=0.08)
+    assert sham.meta() == {"feedback": "sham-recording", "sham_source": f"recording:{path.name}"}
+
+
+def test_sham_errors_say_what_to_choose_instead(tmp_path):
+    from biofeedback.errors import Reason
+    from biofeedback.relax.sham import ShamSignal
+    from biofeedback.session.protocol import SessionError
+
+    with pytest.raises(SessionError, match="cannot use this recording .*give another session file or 'simulated'") as exc:
+        ShamSignal.from_recording(_recording(tmp_path, "heart-only", emg=False))
+    assert exc.value.reason == Reason.BAD_FILE
+    with pytest.raises(SessionError, match="no clean resting EMG to scale by; choose another") as exc:
+        ShamSignal.from_recording(_recording(tmp_path, "off", electrode_off=(0.0, 120.0)))
+    assert exc.value.reason == Reason.NOT_ENOUGH_DATA
+
+
+def test_start_end_reads_the_loaded_session_and_its_clean_data_rule(tmp_path, monkeypatch):
+    import biofeedback.analysis.summary as summary_module
+    from biofeedback.analysis import load_session, summarize
+    from biofeedback.relax.summary import plain_summary, start_end
+
+    path = _recording(tmp_path, "drop", emg_drop=0.3)
+    calls = _counting_loads(monkeypatch, summary_module)
+    values = start_end(path)
+    assert calls == [path]
+    rows = summarize(load_session(path))
+    assert values["tension"] == (pytest.approx(np.mean(list(rows[0]["emg_rms_uv"].values())), rel=1e-12),
+                                 pytest.approx(np.mean(list(rows[-1]["emg_rms_uv"].values())), rel=1e-12))
+    assert values["hr_bpm"] == (rows[0]["hr_bpm"], rows[-1]["hr_bpm"])
+    assert "lower: your shoulders relaxed" in plain_summary(values)[0]
+
+    # Left electrode off for most of the baseline: too little clean EMG there for a start value (as the verdict says).
+    off = load_session(_recording(tmp_path, "off", electrode_off=(0.0, 100.0)))
+    tension = start_end(off)["tension"]
+    assert math.isnan(tension[0]) and math.isfinite(tension[1])
+    assert plain_summary(start_end(off))[0] == ("Shoulder tension was not measured (no EMG sensor or too little clean "
+                                                "signal).")
+    assert calls == [path], "a SessionData passed in is not loaded again"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from biofeedback.relax.engine import RelaxSettings
 from biofeedback.sensors.profiles import load_profiles
 from biofeedback.sensors.virtual import Scenario
-from biofeedback.session.run import SessionPlan, session_scenario
+from biofeedback.session.runner import SessionPlan, session_scenario
 from biofeedback.store import SessionReader
 from tests.conftest import save_screenshot
 
@@ -35,7 +35,7 @@ def test_window_runs_a_session_and_shows_the_summary(qtbot, make_protocol, capsy
     # With a sound device the tone plays; without one (CI has no sound libraries) the window says so once.
     assert window.audio is not None and (window.audio.ok or "sound off" in capsys.readouterr().err)
     qtbot.waitUntil(lambda: window.view is not None and window.view.phase == "relaxation" and window.view.t_s
-                    - window.session.phase_start_s > 14, timeout=30_000)
+                    - window.session.machine.started_s > 14, timeout=30_000)
     qtbot.wait(200)
     assert window.breath.text() in ("Breathe in", "Breathe out")
     shoot(window, "session")
@@ -49,22 +49,25 @@ def test_window_runs_a_session_and_shows_the_summary(qtbot, make_protocol, capsy
         assert [e["label"] for e in r.events("phase")] == ["baseline", "relaxation", "post"]
 
 
-def test_the_feed_is_attached_even_when_the_worker_runs_the_attach_at_once(qtbot, make_protocol):
-    """The window hands ``_attach`` to the worker's loop, which may run it before the GUI thread's next line. It
-    then found its feed overwritten by the GUI's 'attaching' placeholder (False), and every tick failed. Here the
-    call runs at once, the earliest the worker could run it."""
-    from biofeedback.relax.feed import RelaxFeed
-    from biofeedback.ui.worker import WorkerState
+def test_stop_ends_the_session_at_the_click_and_keeps_what_was_recorded(qtbot, make_protocol):
+    """Stop mid-relaxation: the phase ends at the click (on the worker's loop), the later phase never starts, the
+    recording closes and the summary shows."""
+    from PySide6 import QtCore
 
-    worker, window = open_window(qtbot, make_protocol(4, 4, 4))
-    window.timer.stop()
-    qtbot.waitUntil(lambda: worker.state == WorkerState.RUNNING and worker.recorder is not None, timeout=30_000)
-    queued = worker.call
-    worker.call = lambda fn, *args: fn(*args)  # the worker thread wins the race
-    window.refresh()
-    worker.call = queued
-    assert isinstance(window.feed, RelaxFeed) and window.session is not None
-    window.timer.start()
-    qtbot.waitUntil(lambda: window.view is not None, timeout=30_000)
-    window.close()
-    assert worker.join(30.0) and worker.error is None
+    from biofeedback.vocab import WorkerState
+
+    worker, window = open_window(qtbot, make_protocol(4, 30, 4))
+    window.show()
+    qtbot.waitUntil(lambda: window.view is not None and window.view.phase == "relaxation", timeout=30_000)
+    clock = worker.acq.clock
+    before = clock.now_s()
+    qtbot.mouseClick(window.stop_button, QtCore.Qt.MouseButton.LeftButton)
+    after = clock.now_s()
+    qtbot.waitUntil(lambda: window.summary_shown, timeout=30_000)
+    assert worker.join(30.0) and worker.error is None and worker.state == WorkerState.DONE
+    with SessionReader(worker.path) as r:
+        phases = r.events("phase")
+        markers = [m["label"] for m in r.events("marker")]
+    assert [p["label"] for p in phases] == ["baseline", "relaxation"]
+    assert before <= phases[1]["t_s"] + phases[1]["duration_s"] <= after
+    assert "session ended early" in markers and "relaxation finished" not in markers

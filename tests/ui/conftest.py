@@ -13,7 +13,7 @@ import pytest  # noqa: E402
 from biofeedback.sensors.profiles import load_profiles  # noqa: E402
 from biofeedback.sensors.virtual import Faults, Scenario  # noqa: E402
 from biofeedback.session.protocol import Protocol, load_protocol  # noqa: E402
-from biofeedback.session.run import SessionPlan, session_scenario  # noqa: E402
+from biofeedback.session.runner import SessionPlan, session_scenario  # noqa: E402
 
 SPEED = 4.0
 """Virtual sensors run this many times faster than real time."""
@@ -31,7 +31,8 @@ def protocol(tmp_path) -> Protocol:
 def start_dashboard(qtbot, protocol):
     """Start a dashboard session on virtual sensors: ``start_dashboard(auto=..., faults=..., theme=...)``."""
     from biofeedback.ui.dashboard import Dashboard
-    from biofeedback.ui.worker import SessionWorker, WorkerState
+    from biofeedback.ui.worker import start_worker
+    from biofeedback.vocab import WorkerState
 
     started = []
 
@@ -39,7 +40,7 @@ def start_dashboard(qtbot, protocol):
               speed: float = SPEED) -> Dashboard:
         scenario = session_scenario(Scenario(faults=faults or {}), protocol)
         plan = SessionPlan("C001", protocol, True, speed, auto, scenario, {"answers": {}, "source": "test"}, None)
-        worker = SessionWorker(plan, load_profiles(), connect_at_once=True).start()
+        worker = start_worker(plan, load_profiles(), connect_at_once=True, mode="dashboard-auto" if auto else "dashboard")
         dash = Dashboard(worker, protocol, auto=auto, theme=theme)
         qtbot.addWidget(dash)
         dash.show()

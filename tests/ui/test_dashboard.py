@@ -9,7 +9,7 @@ from PySide6 import QtCore, QtGui
 from biofeedback.sensors.virtual import Faults
 from biofeedback.store import SessionReader
 from biofeedback.stream import StreamKind
-from biofeedback.ui.worker import WorkerState
+from biofeedback.vocab import WorkerState
 
 
 def plotted(dash, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -86,12 +86,12 @@ def test_phases_markers_and_notes_land_in_the_recording(qtbot, start_dashboard):
 
     qtbot.waitUntil(lambda: dash.phase_buttons[0].isEnabled(), timeout=5_000)
     click("baseline", dash.phase_buttons[0])
-    assert ctl.phase.name == "baseline"
+    qtbot.waitUntil(lambda: ctl.phase is not None and ctl.phase.name == "baseline", timeout=2_000)
     qtbot.wait(500)
     click("treatment", dash.phase_buttons[1])
     qtbot.wait(200)
     click("hands on", dash.hands_button)
-    assert dash.hands_button.isChecked()
+    qtbot.waitUntil(lambda: ctl.hands_on and dash.hands_button.isChecked(), timeout=2_000)
     click("technique", dash.technique_buttons[1])
     qtbot.keyClicks(dash.note_edit, "shoulders softer")
     before = clock.now_s()
@@ -103,7 +103,7 @@ def test_phases_markers_and_notes_land_in_the_recording(qtbot, start_dashboard):
     before = clock.now_s()
     qtbot.keyClick(dash, QtCore.Qt.Key.Key_H)
     stamps["hands off"] = (before, clock.now_s())
-    assert not ctl.hands_on, "the H shortcut toggles hands on/off"
+    qtbot.waitUntil(lambda: not ctl.hands_on, timeout=2_000)  # the H shortcut toggles hands on/off
     qtbot.keyClick(dash, QtCore.Qt.Key.Key_3)
     click("post", dash.phase_buttons[2])
     qtbot.wait(300)
@@ -134,12 +134,13 @@ def test_phases_markers_and_notes_land_in_the_recording(qtbot, start_dashboard):
     assert stamps["note"][0] <= notes[0]["t_s"] <= stamps["note"][1]
     assert not any(m["label"] == "session ended early" for m in markers)
     assert meta["mode"] == "dashboard"
-    assert [row["phase"] for row in dash.worker.summary] == ["baseline", "treatment", "post"]
+    assert [row["phase"] for row in dash.worker.outcome.summary] == ["baseline", "treatment", "post"]
     labels = [lab.text() for lab in dash.summary_dialog.findChildren(type(dash.phase_label))]
     assert "Before / after" in labels[0]
     # The verdict of analysis.compare is shown; this short session cannot support one, and says why.
-    assert dash.worker.verdict and dash.worker.verdict in labels
-    assert "cannot be compared" in dash.worker.verdict or "No verdict" in dash.worker.verdict
+    verdict = dash.worker.outcome.verdict_text
+    assert verdict in labels
+    assert "cannot be compared" in verdict or "not available" in verdict
 
 
 def assert_blank_on_screen(dash, name: str, start_s: float, end_s: float) -> None:
@@ -205,12 +206,12 @@ def test_checked_and_running_phase_buttons_fit_their_bold_text(qtbot, protocol):
     from PySide6 import QtGui, QtWidgets
 
     from biofeedback.sensors.profiles import load_profiles
-    from biofeedback.session.run import SessionPlan
+    from biofeedback.session.runner import SessionPlan
     from biofeedback.ui.dashboard import Dashboard
-    from biofeedback.ui.worker import SessionWorker
+    from biofeedback.ui.worker import start_worker
 
     plan = SessionPlan("C001", protocol, True, 1.0, False, None, {"answers": {}, "source": "test"}, None)
-    dash = Dashboard(SessionWorker(plan, load_profiles()).start(), protocol)  # scans, never connects
+    dash = Dashboard(start_worker(plan, load_profiles()), protocol)  # scans, never connects
     qtbot.addWidget(dash)
     dash.show()
     dash.timer.stop()

@@ -12,12 +12,13 @@ from PySide6 import QtCore, QtWidgets
 
 from biofeedback.cli import main
 from biofeedback.sensors.profiles import load_profiles
-from biofeedback.session.run import replay_plan
+from biofeedback.session.runner import replay_plan
 from biofeedback.analysis.summary import summarize
 from biofeedback.store import SessionReader
 from biofeedback.stream import StreamKind
 from biofeedback.ui.dashboard import Dashboard
-from biofeedback.ui.worker import SessionWorker, WorkerState
+from biofeedback.ui.worker import start_worker
+from biofeedback.vocab import WorkerState
 from tests.conftest import save_screenshot
 from tests.ui.conftest import PROTOCOL
 from tests.ui.test_dashboard import assert_matches, plotted
@@ -26,6 +27,11 @@ RECORD_SPEED = "20"
 REPLAY_SPEED = 10.0
 NOTE = '\n[[phases.script]]\nat_s = 5\naction = "note"\ntext = "client feels lighter"\n'
 """Appended to the short protocol: a scripted note in its last phase (post)."""
+
+
+def marked(dash) -> list[str]:
+    """The dashboard's log lines of markers, hands on/off and notes (not the phase starts)."""
+    return [line for line in dash._log_lines if not line.startswith("---")]
 
 
 def files(folder: Path) -> dict[str, tuple[str, int]]:
@@ -57,7 +63,7 @@ def test_a_recorded_session_replays_in_the_dashboard_view_only(qtbot, tmp_path, 
     before = files(tmp_path)
 
     plan = replay_plan(path, REPLAY_SPEED)
-    worker = SessionWorker(plan, load_profiles()).start()
+    worker = start_worker(plan, load_profiles())
     dash = Dashboard(worker, plan.protocol)
     qtbot.addWidget(dash)
     dash.show()
@@ -99,7 +105,8 @@ def test_a_recorded_session_replays_in_the_dashboard_view_only(qtbot, tmp_path, 
     qtbot.keyClick(dash, QtCore.Qt.Key.Key_F3)
     qtbot.keyClick(dash, QtCore.Qt.Key.Key_2)
     qtbot.mouseClick(dash.phase_buttons[2], QtCore.Qt.MouseButton.LeftButton)
-    assert dash.controller.hands_on and dash.controller.phase.name == "treatment" and len(dash._log_lines) == 2
+    qtbot.wait(100)  # anything handed to the worker's loop has run
+    assert dash.controller.hands_on and dash.controller.phase.name == "treatment" and len(marked(dash)) == 2
     dash.timer.start()
 
     qtbot.waitUntil(lambda: worker.finished and dash.summary_dialog is not None, timeout=30_000)
@@ -119,15 +126,17 @@ def test_a_recorded_session_replays_in_the_dashboard_view_only(qtbot, tmp_path, 
     expected = [f"{h['t_s']:7.1f} s  hands on".strip(),
                 f"{h['t_s'] + h['duration_s']:7.1f} s  hands off ({h['duration_s']:.1f} s on)".strip()]
     expected += [f"{m['t_s']:7.1f} s  {'note: ' if m['kind'] == 'note' else ''}{m['label']}".strip() for m in marks]
-    assert sorted(dash._log_lines) == sorted(expected)
-    assert "client feels lighter" in dash._log_lines[-1]
+    assert sorted(marked(dash)) == sorted(expected)
+    assert "client feels lighter" in marked(dash)[-1]
+    assert [line.split(" (")[0] for line in dash._log_lines if line.startswith("---")] == [
+        f"--- {p['label']}" for p in phases]
     # The sensors finished with the recording: not a fault.
     assert "ended" in dash.sensor_status.text() and dash.theme.warn not in dash.sensor_status.text()
     # The summary and verdict of the recorded file, as the session showed them at its end.
-    assert worker.path == path and worker.summary == summarize(path)
-    assert verdict_line == f"verdict: {worker.verdict}"
+    assert worker.path == path and worker.outcome.summary == summarize(path)
+    assert verdict_line == f"verdict: {worker.outcome.verdict_text}"
     labels = [lab.text() for lab in dash.summary_dialog.findChildren(QtWidgets.QLabel)]
-    assert "Before / after" in labels[0] and worker.verdict in labels and f"recording: {path}" in labels
+    assert "Before / after" in labels[0] and worker.outcome.verdict_text in labels and f"recording: {path}" in labels
     dash.close()
     assert files(tmp_path) == before, "a replay wrote a file"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from biofeedback.ui.worker import WorkerState
+from biofeedback.vocab import WorkerState
 from tests.conftest import save_screenshot
 
 

@@ -128,13 +128,12 @@ class PhaseMachine:
             listener(phase, t_s, False)
 
     def finish(self, t_s: float) -> None:
-        """End the session: the running phase ends; a marker says so if phases were left out or cut short."""
+        """End the session: the running phase ends; a marker says so if phases were left out (a phase cut short
+        shows as its shorter ``phase`` event)."""
         if self.finished:
             return
-        phase, planned = self.phase, self.planned_s()
-        cut_short = phase is not None and planned is not None and t_s < self.started_s + planned
         self.end(t_s)
-        if self.started and (cut_short or len(set(self.done)) < len(self.protocol.phases)):
+        if self.started and len(set(self.done)) < len(self.protocol.phases):
             self.record(EventKind.MARKER, t_s, ENDED_EARLY)
             self.say(f"{t_s:7.1f} s  {ENDED_EARLY}")
         self.finished = True

@@ -70,7 +70,7 @@ def start_dashboard(app, speed: float, frame_ms: int) -> Dashboard:
     scenario = session_scenario(Scenario(), protocol)
     plan = SessionPlan("BENCH1", protocol, True, speed, True, scenario, {"answers": {}, "source": "bench"}, None)
     worker = start_worker(plan, load_profiles(), connect_at_once=True, mode="dashboard-auto")
-    dash = Dashboard(worker, protocol, auto=True, frame_ms=frame_ms)
+    dash = Dashboard(worker, protocol, frame_ms=frame_ms)
     dash.resize(*SIZE)
     dash.show()
     pump(app, 30.0, lambda: worker.state == WorkerState.RUNNING)

@@ -41,7 +41,7 @@ def start_dashboard(qtbot, protocol):
         scenario = session_scenario(Scenario(faults=faults or {}), protocol)
         plan = SessionPlan("C001", protocol, True, speed, auto, scenario, {"answers": {}, "source": "test"}, None)
         worker = start_worker(plan, load_profiles(), connect_at_once=True, mode="dashboard-auto" if auto else "dashboard")
-        dash = Dashboard(worker, protocol, auto=auto, theme=theme)
+        dash = Dashboard(worker, protocol, theme=theme)
         qtbot.addWidget(dash)
         dash.show()
         started.append(dash)

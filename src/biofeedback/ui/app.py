@@ -24,7 +24,7 @@ def run_dashboard_session(plan: SessionPlan, profiles: dict[str, DeviceProfile],
     """
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
     worker = start_worker(plan, profiles, connect_at_once=plan.auto, mode="dashboard-auto" if plan.auto else "dashboard")
-    window = Dashboard(worker, plan.protocol, auto=plan.auto, theme=theme)
+    window = Dashboard(worker, plan.protocol, theme=theme)
     window.show()
     app.exec()
     worker.stop()

@@ -143,7 +143,7 @@ def _label(text: str = "", name: str = "") -> QtWidgets.QLabel:
 class Dashboard(QtWidgets.QMainWindow):
     """Main window of a dashboard session driven by a ``SessionWorker``."""
 
-    def __init__(self, worker: SessionWorker, protocol: Protocol, *, auto: bool = False, theme: str = "light",
+    def __init__(self, worker: SessionWorker, protocol: Protocol, *, theme: str = "light",
                  frame_ms: int = FRAME_MS) -> None:
         super().__init__()
         self.worker = worker

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from biofeedback.session.acquisition import EMG_RMS_WINDOW_S, RMSSD_WINDOW_S, acquire, rms_uv, rmssd_ms
+from biofeedback.dsp import EmgProcessor, LiveHrv
+from biofeedback.session.acquisition import acquire
 from biofeedback.cli import main
 from biofeedback.sensors.replay import MIN_SLEEP_WALL_S, recorded_timeline
 from biofeedback.sensors.profiles import load_profiles
@@ -167,7 +168,9 @@ def test_replay_follows_the_recorded_times_scaled_by_speed(recording):
 
 
 def test_monitor_replay_prints_the_numbers_of_the_recording(capsys):
-    """Each line's numbers recomputed from the blocks the replay had handed on by then (its packet counts)."""
+    """Each line's numbers recomputed from the blocks the replay had handed on by then (its packet counts): EMG as the
+    band-passed 250 ms RMS of ``dsp.EmgProcessor`` over the samples since the last EMG gap, RMSSD as ``dsp.LiveHrv``'s
+    over the beats since the last RR gap, HR as the strap's own newest value."""
     before = (EXAMPLE.read_bytes(), EXAMPLE.stat().st_mtime_ns)
     assert main(["monitor", "--replay", str(EXAMPLE), "--speed", "100", "--json"]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
@@ -175,22 +178,29 @@ def test_monitor_replay_prints_the_numbers_of_the_recording(capsys):
     with SessionReader(EXAMPLE) as reader:
         duration = reader.duration_s()
         beats = reader.beats()
+        gaps = reader.gaps()
         timelines = {s: [b for _, b in recorded_timeline(reader, s) if isinstance(b, Block)] for s in ("open-emg", "polar-h10")}
     assert lines[-1]["t_s"] >= duration - 0.5 and len(lines) == pytest.approx(duration, abs=2)
     assert {name: s["state"] for name, s in lines[-1]["sensors"].items()} == {"open-emg": "ended", "polar-h10": "ended"}
     assert lines[-1]["sensors"]["open-emg"]["packets"] == len(timelines["open-emg"])
+
+    def since_last_gap(blocks: list[Block], stream: str) -> list[Block]:
+        ends = [g.end_s for g in gaps if g.stream == stream and g.end_s <= blocks[-1].times_s[-1]]
+        return [b for b in blocks if not ends or b.times_s[0] >= max(ends) - 1e-9]
+
     hr_vs_beats = []
     for n in lines[5:]:
-        emg = timelines["open-emg"][: n["sensors"]["open-emg"]["packets"]]
-        x = np.concatenate([b.data for b in emg])[-int(EMG_RMS_WINDOW_S * emg[-1].rate_hz):]
-        assert list(n["emg_rms_uv"].values()) == pytest.approx(rms_uv(x).tolist(), abs=0.006)
+        emg = since_last_gap(timelines["open-emg"][: n["sensors"]["open-emg"]["packets"]], StreamKind.EMG)
+        rms = EmgProcessor(emg[-1].rate_hz, channels=2).process(np.concatenate([b.data for b in emg])).rms_uv[-1]
+        assert list(n["emg_rms_uv"].values()) == pytest.approx(rms.tolist(), abs=0.006)
         heart = timelines["polar-h10"][: n["sensors"]["polar-h10"]["packets"]]
         assert n["hr_bpm"] == [b for b in heart if b.stream == StreamKind.HR][-1].data[0, 0]
         rr = [b for b in heart if b.stream == StreamKind.RR]
         assert n["rr_count"] == sum(b.n for b in rr)
-        t = np.concatenate([b.times_s for b in rr])
-        recent = np.concatenate([b.data[:, 0] for b in rr])[t > n["t_s"] - RMSSD_WINDOW_S]
-        assert n["rmssd_ms"] == pytest.approx(rmssd_ms(recent), abs=0.5)  # t_s is rounded to 1 ms in the line
+        decided = LiveHrv().add_beats(np.concatenate([b.times_s for b in since_last_gap(rr, StreamKind.RR)]),
+                                      np.concatenate([b.data[:, 0] for b in since_last_gap(rr, StreamKind.RR)]))
+        if decided:
+            assert n["rmssd_ms"] == pytest.approx(decided[-1].rmssd_ms, abs=0.05)
         last = (beats["t_s"] <= n["t_s"]) & (beats["t_s"] > n["t_s"] - 5)
         hr_vs_beats.append(n["hr_bpm"] - 60000 / beats["rr_raw_ms"][last].mean())
     # The strap's HR (its own average) against the mean of the recorded beats of the last 5 s.

@@ -1,6 +1,9 @@
-"""A whole `biofeedback session` process killed with SIGKILL mid-treatment leaves a readable recording."""
+"""A whole `biofeedback session` or `biofeedback relax` process killed with SIGKILL mid-treatment leaves a readable
+recording that still knows the phase it was in."""
 
 import os
+
+import pytest
 import signal
 import subprocess
 import sys
@@ -17,13 +20,18 @@ SPEED = 2.0
 KILL_AFTER_WALL_S = 1.0
 
 
-def test_killed_session_keeps_its_data_and_the_phase_it_was_in(tmp_path):
+COMMANDS = {"session": ["--auto"], "relax": []}
+"""A clinic session and a home session (the home one wrote no phase-start before the one session core)."""
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_killed_session_keeps_its_data_and_the_phase_it_was_in(tmp_path, command):
     protocol = tmp_path / "kill-test.toml"
     protocol.write_text(PROTOCOL)
     env = dict(os.environ, BIOFEEDBACK_HOME=str(tmp_path), QT_QPA_PLATFORM="offscreen", PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "biofeedback.cli", "session", "--client", "K001", "--virtual", "--speed", str(SPEED),
-         "--protocol", str(protocol), "--auto", "--answers", "all-clear", "--headless"],
+        [sys.executable, "-m", "biofeedback.cli", command, "--client", "K001", "--virtual", "--speed", str(SPEED),
+         "--protocol", str(protocol), *COMMANDS[command], "--answers", "all-clear", "--headless"],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
     )
     seen = []

@@ -1,4 +1,9 @@
-"""Trends across one client's sessions: resting levels and verdicts per session, beside the headache diary."""
+"""Trends across one client's sessions: resting levels and verdicts per session, beside the headache diary.
+
+Each session is read through the loaded-session container (``analysis.data.load_session``) and compared
+by ``analysis.compare``, so a trend's levels use the same exclusions and least-clean-data rule as that
+session's own summary and verdict.
+"""
 
 from __future__ import annotations
 

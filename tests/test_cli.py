@@ -1,4 +1,5 @@
-"""Wrong arguments and broken profiles give one clear error line and exit status 2."""
+"""Wrong arguments and broken profiles give one clear error line and exit status 2; the parser is built from light
+modules only, also where ``termios`` is missing."""
 
 import os
 import re
@@ -9,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from biofeedback.cli import main
+from biofeedback.cli import common, main
+from biofeedback.session.keys import LINE_KEYS_HINT
 
 
 @pytest.mark.parametrize(
@@ -67,3 +69,54 @@ def test_output_piped_into_a_reader_that_stops_early_ends_quietly(tmp_path):
         env={**os.environ, "BIOFEEDBACK_HOME": str(tmp_path)}, executable="/bin/bash")
     assert run.stdout.count("\n") == 1 and run.stdout.strip()
     assert "Traceback" not in run.stderr and "BrokenPipe" not in run.stderr, run.stderr
+
+
+HEAVY = ("numpy", "scipy", "bleak", "bumble", "neurokit2", "matplotlib", "PySide6", "numba", "pandas", "h5py", "asyncio")
+
+
+def test_parser_is_built_without_heavy_imports():
+    """`biofeedback --version` and `--help` start fast: the parser imports none of the analysis, BLE or Qt stack."""
+    code = ("import sys; from biofeedback.cli import build_parser; build_parser(); "
+            f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]"
+
+
+def test_help_constants_equal_their_originals():
+    """The cli restates constants of heavy modules for its help texts; they must not drift."""
+    from biofeedback.relax.engine import DEFAULT_MINUTES, HOME_PROTOCOL
+    from biofeedback.session.screening import ALL_CLEAR
+    from biofeedback.store import FORMATS
+
+    assert (common.ALL_CLEAR, common.FORMATS, common.HOME_PROTOCOL, common.DEFAULT_MINUTES) == (
+        ALL_CLEAR, FORMATS, HOME_PROTOCOL, DEFAULT_MINUTES)
+
+
+def test_without_termios_the_cli_loads_and_keys_come_as_lines():
+    """Windows has no termios: the parser still builds, and the key reader reads a letter then Enter per key."""
+    code = """
+import asyncio, sys
+sys.modules["termios"] = sys.modules["tty"] = None
+from biofeedback.cli import build_parser
+build_parser().parse_args(["session", "--client", "C001"])
+from biofeedback.session.keys import KeyReader
+
+class Clock:
+    def now_s(self):
+        return 1.5
+
+async def read_keys():
+    with KeyReader(Clock(), asyncio.get_running_loop()) as reader:
+        assert not reader.single_keys
+        keys = [await reader.queue.get() for _ in range(4)]
+    print([(k.t_s, k.key, k.text) for k in keys])
+
+asyncio.run(read_keys())
+"""
+    run = subprocess.run([sys.executable, "-c", code], input="h\n\nn\nneck stiff\nn left side\n",
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0] == LINE_KEYS_HINT and lines.count(LINE_KEYS_HINT) == 1
+    assert lines[-1] == "note: [(1.5, 'h', ''), (1.5, '\\n', ''), (1.5, 'n', 'neck stiff'), (1.5, 'n', 'left side')]"

@@ -1,4 +1,4 @@
-"""The ``report``, ``trend`` and ``diary`` subcommands (added to ``biofeedback.cli``'s parser)."""
+"""Commands on what has been recorded: ``report``, ``trend``, ``diary``, ``export`` and ``sessions``."""
 
 from __future__ import annotations
 
@@ -6,41 +6,29 @@ import argparse
 import json
 import pathlib
 import sys
-from collections.abc import Callable
 
-from biofeedback.analysis.compare import AnalysisError, compare
-from biofeedback.analysis.data import load_session
-from biofeedback.analysis.diary import add_entry, format_diary, read_diary
-from biofeedback.analysis.report import write_report
-from biofeedback.analysis.trend import format_trend, session_trend, write_trend
-from biofeedback.session.commands import resolve_session
-from biofeedback.store import validate_client_id
+from biofeedback.cli.common import FORMATS, number, resolve_session, whole_number
+from biofeedback.errors import UsageError
 
 
 def _progress(text: str) -> None:
     print(f"... {text}", file=sys.stderr, flush=True)
 
 
-def _number(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """Add ``export``, ``sessions``, ``report``, ``trend`` and ``diary``."""
+    p = sub.add_parser("export", help="export a recorded session to EDF+, CSV, BIDS-style physio or HDF5")
+    p.add_argument("session", nargs="?", default="latest", help="session file, or 'latest' (default; of --client if given)")
+    p.add_argument("--client", help="with 'latest': that client's newest session")
+    p.add_argument("--format", required=True, help=f"one of {', '.join(FORMATS)}")
+    p.add_argument("--out", type=pathlib.Path, help="output folder (default: ./<session name>-<format>)")
+    p.add_argument("--shift-days", type=whole_number, default=0, help="shift every date by N days (anonymity)")
+    p.set_defaults(func=cmd_export)
 
+    p = sub.add_parser("sessions", help="list recorded sessions")
+    p.add_argument("--client", help="only this client's sessions")
+    p.set_defaults(func=cmd_sessions)
 
-def _guarded(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Print an ``AnalysisError`` as one line and exit with status 2, as the cli does for its own errors."""
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return fn(args)
-        except AnalysisError as exc:
-            print(f"biofeedback: error: {exc}", file=sys.stderr)
-            return 2
-    return run
-
-
-def add_parsers(sub) -> None:
-    """Add ``report``, ``trend`` and ``diary``."""
     p = sub.add_parser("report", help="before/after report of a session: verdict, statistics, plots (HTML, PDF, JSON)")
     p.add_argument("session", nargs="?", default="latest", help="session file, or 'latest' (default; of --client if given)")
     p.add_argument("--client", help="with 'latest': that client's newest session")
@@ -50,28 +38,32 @@ def add_parsers(sub) -> None:
     p.add_argument("--out", type=pathlib.Path, help="output folder (default: ./reports)")
     p.add_argument("--compare", nargs=2, metavar=("PHASE_A", "PHASE_B"),
                    help="phases to compare (default: baseline rest and post-treatment rest)")
-    p.set_defaults(func=_guarded(cmd_report))
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("trend", help="one client's sessions over time, beside the headache diary")
     p.add_argument("--client", required=True, help="pseudonymous client ID, e.g. C001")
     p.add_argument("--html", action="store_true", help="write a self-contained HTML trend report")
     p.add_argument("--json", action="store_true", help="write the trend as JSON")
     p.add_argument("--out", type=pathlib.Path, help="output folder (default: ./reports)")
-    p.set_defaults(func=_guarded(cmd_trend))
+    p.set_defaults(func=cmd_trend)
 
     p = sub.add_parser("diary", help="a client's headache diary: add an entry or list them")
     p.add_argument("--client", required=True, help="pseudonymous client ID, e.g. C001")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     a = actions.add_parser("add", help="add a headache")
-    a.add_argument("--intensity", type=_number, required=True, help="pain 0-10 (0 none, 10 worst imaginable)")
-    a.add_argument("--duration-h", type=_number, required=True, help="how long it lasted, hours")
+    a.add_argument("--intensity", type=number, required=True, help="pain 0-10 (0 none, 10 worst imaginable)")
+    a.add_argument("--duration-h", type=number, required=True, help="how long it lasted, hours")
     a.add_argument("--medication", default="", help="medication taken, e.g. ibuprofen 400 mg (default: none)")
     a.add_argument("--date", help="YYYY-MM-DD (default: today)")
     actions.add_parser("list", help="list the diary")
-    p.set_defaults(func=_guarded(cmd_diary))
+    p.set_defaults(func=cmd_diary)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from biofeedback.analysis.compare import compare
+    from biofeedback.analysis.data import load_session
+    from biofeedback.analysis.report import write_report
+
     path = resolve_session(args.session, args.client)
     data = load_session(path, progress=_progress)
     a, b = args.compare or (None, None)
@@ -87,6 +79,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_trend(args: argparse.Namespace) -> int:
+    from biofeedback.analysis.diary import read_diary
+    from biofeedback.analysis.trend import format_trend, session_trend, write_trend
+    from biofeedback.store import validate_client_id
+
     client = validate_client_id(args.client)
     rows = session_trend(client, progress=_progress)
     diary = read_diary(client)
@@ -101,10 +97,47 @@ def cmd_trend(args: argparse.Namespace) -> int:
 
 
 def cmd_diary(args: argparse.Namespace) -> int:
+    from biofeedback.analysis.diary import add_entry, format_diary, read_diary
+    from biofeedback.store import validate_client_id
+
     client = validate_client_id(args.client)
     if args.action == "add":
         entry = add_entry(client, args.intensity, args.duration_h, args.medication, args.date)
         print(f"added: {json.dumps({k: v for k, v in entry.items() if k != 'added_utc'})}")
         return 0
     print(format_diary(read_diary(client)))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    fmt = args.format.lower()
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown export format {args.format!r}; choose one of {', '.join(FORMATS)}")
+    from biofeedback.store import export_session
+
+    path = resolve_session(args.session, args.client)
+    out = args.out or pathlib.Path.cwd() / f"{path.stem}-{fmt}"
+    written = export_session(path, fmt, out, shift_days=args.shift_days)
+    print(f"exported {path.name} as {fmt} to {out}:")
+    for w in written:
+        print(f"  {w}")
+    return 0
+
+
+def cmd_sessions(args: argparse.Namespace) -> int:
+    from biofeedback.store import list_sessions, validate_client_id
+
+    if args.client is not None:
+        validate_client_id(args.client)
+    sessions = list_sessions(args.client)
+    if not sessions:
+        print("no sessions recorded" + (f" for client {args.client}" if args.client else ""))
+        return 0
+    for s in sessions:
+        if s["error"]:
+            print(f"{s['client_id']:<10} CORRUPT  {s['path']}: {s['error']}")
+            continue
+        dur = "?" if s["duration_s"] is None else f"{s['duration_s']:.0f} s"
+        state = "complete" if s["complete"] else "incomplete"
+        print(f"{s['client_id']:<10} {s['started'] or '?':<20} {dur:>7}  {s['protocol'] or '-':<16} {state:<10} {s['path']}")
     return 0

@@ -1,30 +1,27 @@
-"""The ``relax`` subcommand (added to ``biofeedback.cli``'s parser): a client's guided relaxation at home."""
+"""The ``relax`` command: a client's guided relaxation at home, its settings from the protocol and the command line."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
-from collections.abc import Callable
 from functools import partial
+from typing import TYPE_CHECKING
 
-from biofeedback.analysis.diary import add_entry
-from biofeedback.relax.audio import render_timeline, write_wav
-from biofeedback.relax.engine import DEFAULT_MINUTES, HOME_PROTOCOL, RelaxSettings, fit_minutes, run_relax
-from biofeedback.relax.pacer import parse_ratio
-from biofeedback.relax.sham import SIMULATED, sham_signal
-from biofeedback.relax.summary import diary_text, history_text, plain_summary, relax_history, start_end, todays_diary
-from biofeedback.sensors.profiles import load_profiles
-from biofeedback.session.calibration import latest_calibration
-from biofeedback.session.commands import use_window
-from biofeedback.session.protocol import Protocol, SessionError, load_protocol
-from biofeedback.session.run import SessionPlan, is_interactive, session_scenario
-from biofeedback.session.screening import ALL_CLEAR, screen
-from biofeedback.store import validate_client_id
+from biofeedback.cli.common import ALL_CLEAR, DEFAULT_MINUTES, HOME_PROTOCOL, add_virtual_options, ask_window, \
+    scenario_from_args, use_virtual, use_window
+from biofeedback.errors import UsageError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from biofeedback.relax.engine import RelaxSettings
+    from biofeedback.relax.sham import ShamSignal
+    from biofeedback.session.protocol import Protocol
+    from biofeedback.session.run import SessionPlan
 
 
-def add_parsers(sub, add_virtual_options: Callable, scenario_from_args: Callable, use_virtual: Callable,
-                relax_window: Callable | None = None, ask_window: Callable | None = None) -> None:
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """Add ``relax``."""
     p = sub.add_parser("relax", help="guided relaxation at home: breathing pacer and a tension tone to follow with eyes closed")
     p.add_argument("--client", required=True, help="your client ID from your therapist, e.g. C001")
     p.add_argument("--protocol", help=f"protocol TOML file, or a name in protocols/ (default: {HOME_PROTOCOL})")
@@ -47,11 +44,14 @@ def add_parsers(sub, add_virtual_options: Callable, scenario_from_args: Callable
     add_virtual_options(p)
     p.add_argument("--virtual-resonance-bpm", type=float, default=5.5,
                    help="virtual sensors: breathing rate at which the virtual heart's swing is largest")
-    p.set_defaults(func=lambda a: cmd_relax(a, scenario_from_args, use_virtual, relax_window, ask_window))
+    p.set_defaults(func=cmd_relax)
 
 
 def settings_from(protocol: Protocol, args: argparse.Namespace) -> tuple[Protocol, RelaxSettings]:
     """The protocol resized and the settings: the protocol's ``[relax]`` table, then the command line."""
+    from biofeedback.relax.engine import RelaxSettings, fit_minutes
+    from biofeedback.relax.pacer import parse_ratio
+
     table = protocol.raw.get("relax", {}) if isinstance(protocol.raw.get("relax", {}), dict) else {}
     minutes = args.minutes if args.minutes is not None else table.get("minutes")
     if minutes is None and args.protocol is None:
@@ -67,40 +67,54 @@ def settings_from(protocol: Protocol, args: argparse.Namespace) -> tuple[Protoco
             find_resonance=bool(args.find_resonance or table.get("find_resonance", False)),
             sham=args.sham, chimes=not args.no_chimes, virtual_resonance_bpm=args.virtual_resonance_bpm)
     except ValueError as exc:
-        raise SessionError(str(exc))
+        raise UsageError(str(exc)) from None
     if not 2.0 <= settings.rate_bpm <= 20.0:
-        raise SessionError(f"--rate must be 2-20 breaths per minute, got {settings.rate_bpm:g}")
+        raise UsageError(f"--rate must be 2-20 breaths per minute, got {settings.rate_bpm:g}")
     return protocol, settings
 
 
-def prepare(args: argparse.Namespace, scenario_from_args: Callable, use_virtual: Callable,
-            ask_window: Callable | None = None):
-    """Screening (in ``ask_window``'s dialog when given), calibration, scenario: the plan, settings and sham signal
+def prepare(args: argparse.Namespace, ask: Callable | None) -> tuple[SessionPlan, RelaxSettings, ShamSignal | None]:
+    """Screening (in ``ask``'s dialog when given), calibration, scenario: the plan, settings and sham signal
     of a home session."""
+    from biofeedback.relax.sham import sham_signal
+    from biofeedback.session.calibration import latest_calibration
+    from biofeedback.session.protocol import load_protocol
+    from biofeedback.session.run import SessionPlan, is_interactive, session_scenario
+    from biofeedback.session.screening import screen
+    from biofeedback.store import validate_client_id
+
     client = validate_client_id(args.client)
     protocol, settings = settings_from(load_protocol(args.protocol or HOME_PROTOCOL), args)
-    asker = partial(ask_window, activity="relaxation") if ask_window else None
-    screening = screen(client, protocol, args.answers, not is_interactive(), "relaxation", asker)
+    screening = screen(client, protocol, args.answers, not is_interactive(), "relaxation", ask)
     virtual = use_virtual(args)
     scenario = session_scenario(scenario_from_args(args), protocol) if virtual else None
-    plan = SessionPlan(client, protocol, virtual, args.speed, True, scenario, screening,
-                       latest_calibration(client))
+    plan = SessionPlan(client, protocol, virtual, args.speed, True, scenario, screening, latest_calibration(client))
     sham = sham_signal(settings.sham, sum(p.planned_s() for p in protocol.phases), args.seed)
     return plan, settings, sham
 
 
-def cmd_relax(args: argparse.Namespace, scenario_from_args: Callable, use_virtual: Callable,
-              relax_window: Callable | None = None, ask_window: Callable | None = None) -> int:
-    """A home session; the cli passes the relaxation window and the screening dialog in (relax imports no ui)."""
+def cmd_relax(args: argparse.Namespace) -> int:
+    """A home session in the relaxation window, or in the terminal; then its summary, history and diary."""
+    import asyncio
+    from biofeedback.analysis.diary import add_entry
+    from biofeedback.relax.audio import render_timeline, write_wav
+    from biofeedback.relax.engine import run_relax
+    from biofeedback.relax.summary import diary_text, history_text, plain_summary, relax_history, start_end, \
+        todays_diary
+    from biofeedback.sensors.profiles import load_profiles
+    from biofeedback.store import validate_client_id
+
     if args.headache is not None:
         add_entry(validate_client_id(args.client), args.headache, args.headache_hours)
-    windowed = relax_window is not None and use_window(args.headless)
-    plan, settings, sham = prepare(args, scenario_from_args, use_virtual, ask_window if windowed else None)
-    if not windowed:
+    windowed = use_window(args.headless)
+    plan, settings, sham = prepare(args, partial(ask_window, activity="relaxation") if windowed else None)
+    if windowed:
+        from biofeedback.ui.relax_window import run_relax_window
+
+        path, timeline = run_relax_window(plan, settings, load_profiles(), sham)
+    else:
         path, session = asyncio.run(run_relax(plan, settings, load_profiles(), sham))
         timeline = session.timeline
-    else:
-        path, timeline = relax_window(plan, settings, load_profiles(), sham)
     if args.audio_wav:
         shifted = [(t - timeline[0][0], fb, ph) for t, fb, ph in timeline] if timeline else []
         print(f"feedback sound: {write_wav(args.audio_wav, render_timeline(shifted, chimes=settings.chimes))}")
@@ -112,6 +126,3 @@ def cmd_relax(args: argparse.Namespace, scenario_from_args: Callable, use_virtua
     print(history_text(relax_history(plan.client_id)))
     print("Today: " + diary_text(todays_diary(plan.client_id)))
     return 0
-
-
-__all__ = ["SIMULATED", "add_parsers"]

@@ -1,0 +1,167 @@
+"""Argument helpers every command group shares: number parsers, the virtual-sensor options and their scenario,
+the choice between a window and the terminal, and which recorded session a command means.
+
+Light on purpose: the parser is built from this module, so it imports nothing heavy at module level (no numpy,
+no bleak, no Qt); what a command needs is imported when the command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import pathlib
+import sys
+from typing import TYPE_CHECKING
+
+from biofeedback.errors import UsageError
+
+if TYPE_CHECKING:
+    from biofeedback.sensors.virtual import Scenario
+
+# Restated from modules too heavy to import while the parser is built (each imports numpy through the store);
+# tests/test_cli.py checks that they equal the originals.
+ALL_CLEAR = "all-clear"
+"""``biofeedback.session.screening.ALL_CLEAR``: the screening answer "consent given, no contraindication"."""
+FORMATS = ("edf", "csv", "bids", "hdf5")
+"""``biofeedback.store.FORMATS``: the export formats."""
+HOME_PROTOCOL = "home-relaxation"
+"""``biofeedback.relax.engine.HOME_PROTOCOL``: the protocol of a home relaxation."""
+DEFAULT_MINUTES = 10.0
+"""``biofeedback.relax.engine.DEFAULT_MINUTES``: length of a home relaxation with the default protocol."""
+
+
+def floats(text: str, what: str) -> list[float]:
+    """Comma-separated numbers; ``what`` names the option in the error."""
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UsageError(f"{what}: expected comma-separated numbers, got {text!r}") from None
+
+
+def number(text: str) -> float:
+    """An argparse type: any number."""
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def positive(text: str) -> float:
+    """An argparse type: a finite number > 0."""
+    value = number(text)
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def whole_number(text: str) -> int:
+    """An argparse type: an integer."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
+def add_virtual_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("virtual sensors (used with --virtual, or when no Bluetooth adapter is present)")
+    g.add_argument("--virtual", action="store_true", help="use the built-in virtual sensors")
+    g.add_argument("--speed", type=positive, default=1.0, help="run virtual sensors N times faster than real time")
+    g.add_argument("--virtual-devices", default="open-emg,polar-h10",
+                   help="virtual sensors to power on (profiles: open-emg, polar-h10, hrs-strap)")
+    g.add_argument("--virtual-emg-uv", default="40,30", help="scripted EMG RMS left,right in µV")
+    g.add_argument("--virtual-hr", type=positive, default=70.0, help="scripted mean heart rate in bpm")
+    g.add_argument("--virtual-disconnect-at", default="", help="device seconds at which sensors drop the link, e.g. 10,25")
+    g.add_argument("--virtual-drop-rate", type=float, default=0.0, help="probability a data packet is lost")
+    g.add_argument("--virtual-corrupt-rate", type=float, default=0.0, help="probability a data packet is garbage")
+    g.add_argument("--virtual-electrode-off", default="", help="start,end device seconds with the left electrode off")
+    g.add_argument("--seed", type=int, default=1, help="random seed of the virtual sensors")
+
+
+def scenario_from_args(args: argparse.Namespace) -> Scenario:
+    """The virtual sensors' script and faults from the ``--virtual-*`` options."""
+    from biofeedback.sensors.virtual import Faults, HeartScript, Scenario, TensionScript
+
+    emg = floats(args.virtual_emg_uv, "--virtual-emg-uv")
+    if len(emg) != 2 or min(emg) < 0:
+        raise UsageError("--virtual-emg-uv: give two non-negative amplitudes, left,right (e.g. 40,30)")
+    for name in ("virtual_drop_rate", "virtual_corrupt_rate"):
+        if not 0.0 <= getattr(args, name) < 1.0:
+            raise UsageError(f"--{name.replace('_', '-')}: give a probability between 0 and 1")
+    off = floats(args.virtual_electrode_off, "--virtual-electrode-off")
+    if off and (len(off) != 2 or off[1] <= off[0]):
+        raise UsageError("--virtual-electrode-off: give start,end with end > start")
+    faults = Faults(
+        disconnect_at_s=floats(args.virtual_disconnect_at, "--virtual-disconnect-at"),
+        drop_rate=args.virtual_drop_rate,
+        corrupt_rate=args.virtual_corrupt_rate,
+        electrode_off=[(off[0], off[1], 0)] if off else [],
+    )
+    devices = tuple(d.strip() for d in args.virtual_devices.split(",") if d.strip())
+    return Scenario(devices=devices, tension=TensionScript.constant(*emg), heart=HeartScript.constant(args.virtual_hr),
+                    faults={d: faults for d in devices}, seed=args.seed)
+
+
+def use_virtual(args: argparse.Namespace) -> bool:
+    """``--virtual``, or no Bluetooth adapter on this machine (then says so)."""
+    if args.virtual:
+        return True
+    from biofeedback.sensors.ble import system_has_adapter
+
+    if not system_has_adapter():
+        print("No Bluetooth adapter found: using the built-in virtual sensors (--virtual).", file=sys.stderr)
+        return True
+    return False
+
+
+def has_display() -> bool:
+    """Whether someone can see a window: a display server, or a Qt platform that draws to a screen.
+
+    Offscreen and minimal Qt platforms (tests, CI) count as no display: nobody could close the window.
+    """
+    platform = os.environ.get("QT_QPA_PLATFORM", "")
+    if platform.split(":")[0] in ("offscreen", "minimal"):
+        return False
+    if platform or sys.platform in ("win32", "darwin"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def use_window(headless: bool, instead: str = "running headless") -> bool:
+    """Whether to open a window: not ``--headless`` and a display to show it on; says what happens instead
+    when there is no display."""
+    if headless:
+        return False
+    if not has_display():
+        print(f"No display: {instead} in this terminal (--headless).", file=sys.stderr)
+        return False
+    return True
+
+
+def dashboard(plan, profiles, theme: str) -> str:
+    """Run a session (or a replay) in the therapist dashboard; returns the recording's path."""
+    from biofeedback.ui.app import run_dashboard_session
+
+    return run_dashboard_session(plan, profiles, theme=theme)
+
+
+def ask_window(questions, activity: str, theme: str = "light") -> dict[str, bool] | None:
+    """The screening questions in a dialog."""
+    from biofeedback.ui.screening_dialog import ask_in_window
+
+    return ask_in_window(questions, activity, theme)
+
+
+def resolve_session(spec: str, client: str | None) -> pathlib.Path:
+    """A session file from a path, or ``latest`` (of ``client`` if given)."""
+    if spec != "latest":
+        return pathlib.Path(spec)
+    from biofeedback.store import list_sessions, validate_client_id
+
+    if client is not None:
+        validate_client_id(client)
+    sessions = [s for s in list_sessions(client) if s["error"] is None]
+    if not sessions:
+        raise UsageError("no readable recorded session" + (f" for client {client}" if client else "")
+                         + "; record one with `biofeedback session` or pass a session file")
+    return pathlib.Path(sessions[-1]["path"])

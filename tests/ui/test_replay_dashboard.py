@@ -113,9 +113,12 @@ def test_a_recorded_session_replays_in_the_dashboard_view_only(qtbot, tmp_path, 
     assert worker.state == WorkerState.DONE and worker.error is None
     save_screenshot(dash.summary_dialog, "dashboard-replay-summary")
     # Each phase runs in exactly the frames whose session time lies in its recorded interval; the phase label follows.
+    # The phases change on the worker's loop, which wakes when an event is due: allow a frame a few ms of wall time
+    # on either side of a change (at 10x, 0.1 session s) to show the phase before or after it.
+    lag_s = 0.01 * REPLAY_SPEED
     for p in phases:
-        during = [name for t, name in frames if p["t_s"] <= t < p["t_s"] + p["duration_s"]]
-        earlier = [name for t, name in frames if t < p["t_s"]]
+        during = [name for t, name in frames if p["t_s"] + lag_s <= t < p["t_s"] + p["duration_s"] - lag_s]
+        earlier = [name for t, name in frames if t < p["t_s"] - lag_s]
         assert during and set(during) == {p["label"]} and p["label"] not in earlier, p["label"]
     shown = iter(labels)
     assert all(any(label == want for label in shown) for want in ("baseline", "treatment", "post", "replay ended"))

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from biofeedback.relax.engine import RelaxSettings
     from biofeedback.relax.sham import ShamSignal
     from biofeedback.session.protocol import Protocol
-    from biofeedback.session.run import SessionPlan
+    from biofeedback.session.runner import SessionPlan
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -79,7 +79,7 @@ def prepare(args: argparse.Namespace, ask: Callable | None) -> tuple[SessionPlan
     from biofeedback.relax.sham import sham_signal
     from biofeedback.session.calibration import latest_calibration
     from biofeedback.session.protocol import load_protocol
-    from biofeedback.session.run import SessionPlan, is_interactive, session_scenario
+    from biofeedback.session.runner import SessionPlan, is_interactive, session_scenario
     from biofeedback.session.screening import screen
     from biofeedback.store import validate_client_id
 
@@ -98,7 +98,7 @@ def cmd_relax(args: argparse.Namespace) -> int:
     import asyncio
     from biofeedback.analysis.diary import add_entry
     from biofeedback.relax.audio import render_timeline, write_wav
-    from biofeedback.relax.engine import run_relax
+    from biofeedback.cli.terminal import run_relax
     from biofeedback.relax.summary import diary_text, history_text, plain_summary, relax_history, start_end, \
         todays_diary
     from biofeedback.sensors.profiles import load_profiles
@@ -111,17 +111,17 @@ def cmd_relax(args: argparse.Namespace) -> int:
     if windowed:
         from biofeedback.ui.relax_window import run_relax_window
 
-        path, timeline = run_relax_window(plan, settings, load_profiles(), sham)
+        outcome, timeline = run_relax_window(plan, settings, load_profiles(), sham)
     else:
-        path, session = asyncio.run(run_relax(plan, settings, load_profiles(), sham))
+        outcome, session = asyncio.run(run_relax(plan, settings, load_profiles(), sham))
         timeline = session.timeline
     if args.audio_wav:
         shifted = [(t - timeline[0][0], fb, ph) for t, fb, ph in timeline] if timeline else []
         print(f"feedback sound: {write_wav(args.audio_wav, render_timeline(shifted, chimes=settings.chimes))}")
-    print(f"recording: {path}")
+    print(f"recording: {outcome.path}")
     if sham is not None:
         print(f"feedback: {sham.meta()['feedback']} ({sham.source}), recorded in the session meta", file=sys.stderr)
-    for line in plain_summary(start_end(path)):
+    for line in plain_summary(start_end(outcome.summary)):
         print(line)
     print(history_text(relax_history(plan.client_id)))
     print("Today: " + diary_text(todays_diary(plan.client_id)))

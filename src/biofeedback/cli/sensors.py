@@ -3,17 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-from typing import TYPE_CHECKING
 
 from biofeedback.cli.common import add_virtual_options, dashboard, positive, resolve_session, scenario_from_args, \
     use_virtual, use_window
-
-if TYPE_CHECKING:
-    from contextlib import AbstractAsyncContextManager
-
-    from biofeedback.session.acquisition import Acquisition, LiveNumbers
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -86,77 +78,35 @@ async def _scan(args: argparse.Namespace, virtual: bool) -> int:
 
 def cmd_monitor(args: argparse.Namespace) -> int:
     import asyncio
+    from pathlib import Path
+
+    from biofeedback.cli.terminal import monitor
     from biofeedback.sensors.profiles import load_profiles
-    from biofeedback.session.acquisition import acquire
+    from biofeedback.session.runner import SessionPlan
 
     virtual = use_virtual(args) if args.replay is None else args.virtual
     scenario = scenario_from_args(args) if virtual else None
-    acquiring = acquire(load_profiles(), virtual=virtual, speed=args.speed, scenario=scenario, replay=args.replay)
-    return asyncio.run(_print_live_numbers(acquiring, args.seconds, args.json))
+    replay = None if args.replay is None else Path(args.replay)
+    plan = SessionPlan("", None, virtual, args.speed, False, scenario, {}, None, replay=replay)
+    return asyncio.run(monitor(plan, load_profiles(), args.seconds, args.json))
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
     """A recorded session in the dashboard, view only (without a display: its live numbers); then its summary."""
     import asyncio
+
     from biofeedback.analysis.summary import session_outcome
+    from biofeedback.cli.terminal import monitor
     from biofeedback.sensors.profiles import load_profiles
-    from biofeedback.session.acquisition import acquire
-    from biofeedback.session.run import replay_plan
+    from biofeedback.session.runner import replay_plan
 
     path = resolve_session(args.session, args.client)
     plan = replay_plan(path, args.speed)
     if use_window(args.headless, instead="replaying"):
-        dashboard(plan, load_profiles(), args.theme)
+        outcome = dashboard(plan, load_profiles(), args.theme)
     else:
-        asyncio.run(_print_live_numbers(acquire(load_profiles(), speed=plan.speed, replay=plan.replay), None, False))
+        asyncio.run(monitor(plan, load_profiles(), None, False))
+        outcome = session_outcome(path)
     print(f"replayed: {path}")
-    print(session_outcome(path).text())
-    return 0
-
-
-def _format_line(n: LiveNumbers) -> str:
-    hr = "  --" if n.hr_bpm is None else f"{n.hr_bpm:4.0f}"
-    rmssd = "  --" if n.rmssd_ms is None else f"{n.rmssd_ms:5.1f}"
-    emg = " ".join(f"{k.split('_')[0][:1].upper()} {v:6.1f}" for k, v in n.emg_rms_uv.items()) or "--"
-    health = "; ".join(
-        f"{name}: {s['state']} {s['packets']} pkt {s['gaps']} gaps {s['reconnects']} reconn"
-        + (f" {s['decode_errors']} bad" if s["decode_errors"] else "")
-        for name, s in n.sensors.items()
-    )
-    line = f"{n.t_s:7.1f} s  HR {hr} bpm  RR {n.rr_count:5d}  RMSSD {rmssd} ms  EMG RMS µV {emg}  | {health}"
-    for g in n.new_gaps:
-        line += f"\n          gap: {g.stream} from {g.source}, {g.length_s:.2f} s at {g.start_s:.1f} s ({g.reason})"
-    return line
-
-
-async def _print_live_numbers(acquiring: AbstractAsyncContextManager[Acquisition], seconds: float | None,
-                              as_json: bool) -> int:
-    """Live numbers once a session second until ``seconds`` (None: Ctrl-C or a replay's end), then the gaps seen."""
-    import asyncio
-    from biofeedback.session.acquisition import LiveSummary
-
-    async with acquiring as acq:
-        summary = LiveSummary(acq)
-        all_gaps = []
-        tick = 1
-        while seconds is None or tick <= seconds:
-            await asyncio.wait(acq.tasks, timeout=max(0.0, acq.clock.wall_seconds(tick - acq.clock.now_s())))
-            failed = acq.failed()
-            if failed and len(failed) == len(acq.tasks):
-                raise failed[0]
-            ended = acq.ended()  # before the numbers, so the last line shows every source's final state
-            numbers = summary.numbers()
-            all_gaps.extend(numbers.new_gaps)
-            print(json.dumps(numbers.as_dict()) if as_json else _format_line(numbers), flush=True)
-            if ended:
-                break
-            tick += 1
-        final = summary.numbers()
-    all_gaps.extend(final.new_gaps)
-    if not as_json:
-        total = sum(g.length_s for g in all_gaps)
-        print(f"done: {len(all_gaps)} gaps, {total:.2f} s without data"
-              + "".join(f"\n  {g.stream}/{g.source}: {g.start_s:.2f}-{g.end_s:.2f} s ({g.length_s:.2f} s, {g.reason})" for g in all_gaps))
-    for err in acq.failed():
-        print(f"warning: {err}", file=sys.stderr)
+    print(outcome.text())
     return 0

@@ -37,11 +37,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 def cmd_session(args: argparse.Namespace) -> int:
     import asyncio
-    from biofeedback.analysis.summary import session_outcome
+    from biofeedback.cli.terminal import run_session
     from biofeedback.sensors.profiles import load_profiles
     from biofeedback.session.calibration import latest_calibration
     from biofeedback.session.protocol import load_protocol
-    from biofeedback.session.run import SessionPlan, is_interactive, run_session, session_scenario
+    from biofeedback.session.runner import SessionPlan, is_interactive, session_scenario
     from biofeedback.session.screening import screen
     from biofeedback.store import validate_client_id
 
@@ -59,11 +59,11 @@ def cmd_session(args: argparse.Namespace) -> int:
     scenario = session_scenario(scenario_from_args(args), protocol) if virtual else None
     plan = SessionPlan(client, protocol, virtual, args.speed, auto, scenario, screening, calibration)
     if windowed:
-        path = dashboard(plan, load_profiles(), args.theme)
+        outcome = dashboard(plan, load_profiles(), args.theme)
     else:
-        path = asyncio.run(run_session(plan, load_profiles()))
-    print(f"recording: {path}")
-    print(session_outcome(path).text())
+        outcome = asyncio.run(run_session(plan, load_profiles()))
+    print(f"recording: {outcome.path}")
+    print(outcome.text())
     return 0
 
 
@@ -88,7 +88,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from biofeedback.sensors.profiles import load_profiles
     from biofeedback.session.calibration import load_calibration_protocol, save_calibration
     from biofeedback.session.protocol import SessionError
-    from biofeedback.session.run import is_interactive, run_calibration
+    from biofeedback.session.calibration import run_calibration
+    from biofeedback.session.runner import SessionPlan, is_interactive
     from biofeedback.store import validate_client_id
 
     client = validate_client_id(args.client)
@@ -101,8 +102,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     def ask_retry() -> bool:
         return input("Try again? [Y/n] ").strip().lower() not in ("n", "no")
 
-    result, used = asyncio.run(run_calibration(proto, load_profiles(), virtual=virtual, speed=args.speed, auto=auto,
-                                               scenario=scenario, contractions_uv=tries, ask_retry=ask_retry))
+    plan = SessionPlan(client, None, virtual, args.speed, auto, scenario, {}, None)
+    result, used = asyncio.run(run_calibration(proto, plan, load_profiles(), contractions_uv=tries,
+                                               ask_retry=ask_retry))
     if not result.ok:
         raise SessionError(f"calibration failed after {used} {'try' if used == 1 else 'tries'}: "
                            + "; ".join(result.problems) + " — nothing was saved")

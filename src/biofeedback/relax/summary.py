@@ -30,10 +30,10 @@ def _mean(values) -> float:
     return sum(values) / len(values) if values else math.nan
 
 
-def start_end(data: SessionData | str | Path) -> dict:
+def start_end(data: SessionData | str | Path | list[dict]) -> dict:
     """Tension (mean EMG RMS of the channels, µV), HR and RMSSD in the first and the last phase; NaN where
-    not measured or too little clean data."""
-    rows = summarize(data)
+    not measured or too little clean data. ``data``: a session, or its ``summarize`` rows (a session's outcome)."""
+    rows = data if isinstance(data, list) else summarize(data)
     first, last = (rows[0], rows[-1]) if len(rows) >= 2 else (None, None)
 
     def pick(row: dict | None, key: str) -> float:

@@ -196,6 +196,15 @@ class PhaseMachine:
                 self.end(end_at)
                 return
 
+    def next_due_s(self) -> float | None:
+        """Session time of the next scripted marker or planned phase end (None: nothing scheduled)."""
+        phase, planned = self.phase, self.planned_s()
+        if phase is None or self.finished:
+            return None
+        due = [self.started_s + m.at_s for m in self._script[:1]]
+        due += [] if planned is None else [self.started_s + planned]
+        return min(due) if due else None
+
     def _apply(self, m: ScriptedMarker) -> None:
         at = self.started_s + m.at_s  # the scripted click's time, however late the tick comes
         if m.action == "technique":
@@ -231,6 +240,9 @@ class RecordedPhases(PhaseMachine):
                 prefix = "note: " if e["kind"] == EventKind.NOTE else ""
                 due.append((e["t_s"], 4, lambda t, text=f"{prefix}{e['label']}": say(f"{t:7.1f} s  {text}")))
         self._due = sorted(due, key=lambda d: (d[0], d[1]))
+
+    def next_due_s(self) -> float | None:
+        return self._due[0][0] if self._due and not self.finished else None
 
     def tick(self, now_s: float) -> None:
         """Apply every recorded event due by ``now_s``, at its recorded time."""

@@ -45,7 +45,8 @@ from biofeedback.session.recorder import Recorder
 from biofeedback.vocab import EventKind, WorkerState
 
 TICK_WALL_S = 0.05
-"""Wall seconds between ticks of the run's loop (phases, failure checks)."""
+"""Wall seconds between ticks of the run's loop (phases, failure checks); it also wakes when the phase machine has
+something due (a scripted marker, a planned phase end, a replayed event), so phase changes show without a tick's lag."""
 DATA_WAIT_S = 15.0
 """Session seconds an unattended run waits for every sensor to stream before it starts its first phase anyway."""
 
@@ -62,7 +63,8 @@ class Driver(TypingProtocol):
 @dataclass
 class SessionPlan:
     client_id: str
-    protocol: Protocol
+    protocol: Protocol | None
+    """The session's protocol; None for a run without phases (monitor, calibration)."""
     virtual: bool
     speed: float
     auto: bool
@@ -327,7 +329,9 @@ class SessionRun:
                     task.result()  # the body's error, if it had one
                     break
                 waits = [asyncio.ensure_future(self._stop.wait())] + ([task] if task is not None else [])
-                await asyncio.wait(waits, timeout=TICK_WALL_S, return_when=asyncio.FIRST_COMPLETED)
+                due = self.machine.next_due_s() if self.machine is not None else None
+                timeout = TICK_WALL_S if due is None else min(TICK_WALL_S, acq.clock.wall_seconds(max(0.0, due - now)))
+                await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                 waits[0].cancel()
         finally:
             if task is not None and not task.done():

@@ -249,7 +249,7 @@ class RelaxWindow(QtWidgets.QWidget):
         if self.worker.error is not None or self.worker.path is None:
             self.summary_text.setText(f"The session stopped: {self.worker.error or 'no sensor was connected'}")
         else:
-            self.summary_text.setText("\n".join(plain_summary(start_end(self.worker.path))))
+            self.summary_text.setText("\n".join(plain_summary(start_end(self.worker.outcome.summary))))
             self.draw_history(relax_history(self.plan.client_id))
         self.diary_text.setText("Today: " + diary_text(todays_diary(self.plan.client_id)))
         self.pages.setCurrentIndex(1)

@@ -13,6 +13,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from biofeedback.analysis.compare import PRIMARY, Comparison  # noqa: E402
 from biofeedback.analysis.data import SessionData, contiguous_with_previous  # noqa: E402
+from biofeedback.vocab import EventKind  # noqa: E402
 
 PHASE_COLOURS = {"rest": "#d8ecd8", "treatment": "#f6e3c6", "task": "#dfe3f3"}
 HANDS_ON_COLOUR = "#e8a33d"
@@ -42,7 +43,7 @@ def _context(ax, data: SessionData, labels: bool) -> None:
     for g in data.gaps:
         ax.axvspan(g.start_s, g.end_s, color="#999999", alpha=0.4, zorder=1, lw=0)
     for m in data.markers:
-        ax.axvline(m["t_s"], color="#7a3db8" if m["kind"] == "marker" else "#444444", ls="--", lw=0.8, zorder=2)
+        ax.axvline(m["t_s"], color="#7a3db8" if m["kind"] == EventKind.MARKER else "#444444", ls="--", lw=0.8, zorder=2)
         if labels:
             ax.text(m["t_s"], 0.97, " " + m["label"][:32], transform=ax.get_xaxis_transform(), rotation=90, va="top",
                     ha="right", fontsize=7, color="#333333")

@@ -248,7 +248,7 @@ def relax_session(run, settings: RelaxSettings, sham: ShamSignal | None = None) 
     plan = run.plan
     if plan.virtual and plan.scenario is not None:
         breather = VirtualBreather(run.acq.world, settings.virtual_resonance_bpm, plan.scenario.heart.rsa_ms[0])
-    machine = PhaseMachine(plan.protocol, run.event, auto=True, chain=True, say=run._say)
+    machine = PhaseMachine(plan.protocol, run.event, auto=True, chain=True, say=run.log)
     return RelaxSession(machine, settings, run.live, has_emg=has_emg_sensor(run.acq.sources), sham=sham,
                         breather=breather)
 

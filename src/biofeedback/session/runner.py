@@ -212,10 +212,10 @@ class SessionRun:
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         if driver is None and phases and plan.replay is not None:
-            self.machine = self.driver = RecordedPhases(plan.protocol, plan.replay, say=self._say)
+            self.machine = self.driver = RecordedPhases(plan.protocol, plan.replay, say=self.log)
         elif driver is None and phases:
             self.machine = self.driver = PhaseMachine(plan.protocol, self.event, auto=plan.auto, chain=self.chain,
-                                                      say=self._say)
+                                                      say=self.log)
 
     # --- commands (any thread) --------------------------------------------------------------------
     def call(self, fn: Callable[..., Any], *args: Any) -> None:
@@ -297,7 +297,7 @@ class SessionRun:
             self.driver = self._make_driver(self)
             self.machine = self.driver.machine
 
-    def _say(self, line: str) -> None:
+    def log(self, line: str) -> None:
         """``say`` as it is now (a window sets it once it exists); called on the run's thread."""
         self.say(line)
 

@@ -57,6 +57,7 @@ import biofeedback
 from biofeedback.store.errors import StoreError
 from biofeedback.store.paths import FILE_MODE, private_dir, scrub_addresses, validate_client_id
 from biofeedback.stream import NS_PER_S, Block, Gap, StreamKind
+from biofeedback.vocab import EventKind
 
 COMMIT_INTERVAL_S = 0.5
 """Session seconds between commits: with the time a commit takes, a kill loses less than 1 s."""
@@ -228,7 +229,7 @@ class SessionWriter:
             ))
 
     def add_event(self, kind: str, t_s: float, label: str, duration_s: float = 0.0, data: dict | None = None) -> None:
-        """Buffer an event: ``kind`` is "phase", "marker", "note", "calibration", ...; times in session seconds."""
+        """Buffer an event: ``kind`` is a ``vocab.EventKind``; times in session seconds."""
         row = (kind, float(t_s), float(duration_s), scrub_addresses(str(label)),
                None if data is None else _json(scrub_addresses(data)))
         with self._lock:
@@ -520,13 +521,13 @@ class SessionReader:
         duration) when it ends, so a killed session still shows the phase it was in, marked
         ``data["unfinished"]``.
         """
-        done = self.events("phase")
+        done = self.events(EventKind.PHASE)
         closed = {(e["label"], round(e["t_s"], 6)) for e in done}
         end = self.duration_s()
-        for e in self.events("phase-start"):
+        for e in self.events(EventKind.PHASE_START):
             if (e["label"], round(e["t_s"], 6)) not in closed:
                 data = dict(e["data"] or {}, unfinished=True)
-                done.append({**e, "kind": "phase", "duration_s": max(0.0, end - e["t_s"]), "data": data})
+                done.append({**e, "kind": EventKind.PHASE, "duration_s": max(0.0, end - e["t_s"]), "data": data})
         return sorted(done, key=lambda e: e["t_s"])
 
     def raw_blocks(self, stream: str | None = None, source: str | None = None) -> Iterator[dict]:

@@ -734,7 +734,7 @@ class Dashboard(QtWidgets.QMainWindow):
 
 def summary_html(rows: list[dict], theme: Theme) -> str:
     """The before/after summary (``analysis.summary.summarize`` rows) as an HTML table."""
-    channels = sorted({c for r in rows for c in r["emg_rms_uv"]})
+    channels = sorted({c for r in rows for c in (*r["emg_rms_uv"], *r.get("emg_clean_s", {}))})
     head = "".join(f"<th>EMG {c.split('_')[0]} µV</th>" for c in channels)
     cells = []
     for r in rows:
@@ -757,4 +757,5 @@ def summary_html(rows: list[dict], theme: Theme) -> str:
             change = f"<p style='font-size:16pt'><b>{after['phase']} vs {before['phase']}:</b> " + ", ".join(parts) + "</p>"
     style = f"border-collapse:collapse; color:{theme.text}"
     return (f"<h2>Before / after</h2>{change}<table cellpadding='6' style='{style}'>"
-            f"<tr><th>phase</th><th>s</th>{head}<th>HR bpm</th><th>RMSSD ms</th></tr>{''.join(cells)}</table>")
+            f"<tr><th>phase</th><th>s</th>{head}<th>HR bpm</th><th>RMSSD ms</th></tr>{''.join(cells)}</table>"
+            + "".join(f"<p>{r['phase']}: EMG {r['note']}</p>" for r in rows if r.get("note")))

@@ -21,9 +21,9 @@ from biofeedback.session.keys import KeyReader
 from biofeedback.session.runner import SessionPlan, SessionRun
 from biofeedback.stream import Gap, StreamKind
 
-LIVE_PRINT_S = 5.0
+LIVE_PRINT_SESSION_S = 5.0
 """Session seconds between live lines of a session in the terminal."""
-RELAX_PRINT_S = 5.0
+RELAX_PRINT_SESSION_S = 5.0
 """Session seconds between status lines of a home session (and at every change of the pacer or feedback)."""
 
 Out = Callable[[str], None]
@@ -64,7 +64,7 @@ def live_line(run: SessionRun, new_gaps: NewGaps) -> str:
 
 # --- a session ------------------------------------------------------------------------------------
 async def _session_body(run: SessionRun, out: Out) -> None:
-    """Live lines every ``LIVE_PRINT_S``; in an attended session, keys: h, 1-9, n, Enter, q."""
+    """Live lines every ``LIVE_PRINT_SESSION_S``; in an attended session, keys: h, 1-9, n, Enter, q."""
     gaps, plan = NewGaps(), run.plan
     with contextlib.ExitStack() as stack:
         keys = None
@@ -72,11 +72,11 @@ async def _session_body(run: SessionRun, out: Out) -> None:
             keys = stack.enter_context(KeyReader(run.acq.clock, asyncio.get_running_loop())).queue
             out("keys: h hands on/off, " + ", ".join(f"{i + 1} {t.label}" for i, t in enumerate(plan.protocol.techniques))
                 + ", n note, Enter next phase, q end")
-        next_line = run.now_s() + LIVE_PRINT_S
+        next_line = run.now_s() + LIVE_PRINT_SESSION_S
         while not run.machine.finished:
             if run.now_s() >= next_line:
                 out(live_line(run, gaps))
-                next_line += LIVE_PRINT_S
+                next_line += LIVE_PRINT_SESSION_S
             wait = max(0.0, run.acq.clock.wall_seconds(next_line - run.now_s()))
             if keys is None:
                 await asyncio.sleep(min(wait, 0.25))
@@ -128,7 +128,7 @@ def view_line(v: RelaxView, unit: str) -> str:
 
 
 async def _relax_body(run: SessionRun, out: Out) -> None:
-    """A status line at every change of the pacer or feedback, and every ``RELAX_PRINT_S``."""
+    """A status line at every change of the pacer or feedback, and every ``RELAX_PRINT_SESSION_S``."""
     last, next_print = None, 0.0
     while True:
         v: RelaxView | None = run.driver.view
@@ -136,7 +136,7 @@ async def _relax_body(run: SessionRun, out: Out) -> None:
             state = (v.pacer.phase if v.pacer else None, v.feedback.state, v.feedback.reason)
             if state != last or v.t_s >= next_print:
                 out(view_line(v, run.live.index.unit))
-                next_print = v.t_s + RELAX_PRINT_S
+                next_print = v.t_s + RELAX_PRINT_SESSION_S
             last = state
         await asyncio.sleep(0.05)
 

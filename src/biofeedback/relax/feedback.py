@@ -9,11 +9,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from enum import StrEnum
 
 from biofeedback.dsp import QualityFlag
 
-OFF, QUIET, ON, PAUSED = "off", "quiet", "on", "paused"
-"""Feedback states: not giving feedback (baseline, no EMG sensor), at/below target, sounding, paused."""
+class FeedbackState(StrEnum):
+    """What the feedback does: not giving feedback (baseline, no EMG sensor), at/below target, sounding, paused."""
+
+    OFF = "off"
+    QUIET = "quiet"
+    ON = "on"
+    PAUSED = "paused"
+
+
+OFF, QUIET, ON, PAUSED = FeedbackState
 SPAN_OF_TARGET = 1.0
 """Tension this share of the target above it gives the full tone (at twice the target: full)."""
 STALE_S = 1.5
@@ -36,7 +45,7 @@ NO_SIGNAL = "no signal from the EMG sensor"
 class Feedback:
     """What the feedback does now."""
 
-    state: str = OFF
+    state: FeedbackState = OFF
     level: float = 0.0
     """0 at or below the target, 1 at or above target · (1 + ``SPAN_OF_TARGET``)."""
     tension: float = math.nan

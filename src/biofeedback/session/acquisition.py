@@ -24,10 +24,10 @@ from biofeedback.sensors.profiles import DeviceProfile
 from biofeedback.sensors.virtual import Scenario, VirtualWorld
 from biofeedback.stream import SessionClock, StreamHub
 
-SCAN_TIME_S = 3.0
+SCAN_WALL_S = 3.0
 """Wall seconds a scan for real sensors lasts."""
-VIRTUAL_SCAN_TIME_S = 0.3
-SLOW_KERNEL_LOAD_S = 2.0
+VIRTUAL_SCAN_WALL_S = 0.3
+SLOW_KERNEL_LOAD_WALL_S = 2.0
 """Say so when preparing the signal processing took longer than this (the first run after an install compiles)."""
 
 
@@ -101,7 +101,7 @@ async def acquire(
     if speed != 1.0 and not virtual and replay is None:
         raise SensorError("--speed only applies to virtual sensors and replays; real sensors run in real time",
                           Reason.BAD_ARGUMENT)
-    if (load_s := load_kernels()) > SLOW_KERNEL_LOAD_S:
+    if (load_s := load_kernels()) > SLOW_KERNEL_LOAD_WALL_S:
         print(f"signal processing compiled in {load_s:.0f} s (once after an install; later starts take under a second)",
               file=sys.stderr)
     if replay is not None:
@@ -119,7 +119,7 @@ async def acquire(
     else:
         backend = BleBackend()
     try:
-        found = await scan(profiles.values(), backend, VIRTUAL_SCAN_TIME_S if virtual else SCAN_TIME_S)
+        found = await scan(profiles.values(), backend, VIRTUAL_SCAN_WALL_S if virtual else SCAN_WALL_S)
         chosen = choose_sensors(found, wanted)
         if not chosen:
             raise SensorError(

@@ -28,8 +28,7 @@ DEFAULT_CALIBRATION = "trapezius-reference"
 CALIBRATION_DIR_ENV = "BIOFEEDBACK_CALIBRATION"
 RAMP_S = 0.2
 """Rise and fall time of a scripted virtual contraction."""
-DATA_WAIT_S = 15.0
-"""Session seconds a calibration waits for late EMG (link latency, a reconnect) before analysing."""
+
 
 
 def default_calibration_dir() -> pathlib.Path:
@@ -227,7 +226,7 @@ async def run_calibration(proto: CalibrationProtocol, plan, profiles: dict, *, c
                           ask_retry: Callable[[], bool], out: Callable[[str], None] = print) -> tuple[CalibrationResult, int]:
     """Guide the calibration on a ``SessionRun`` of ``plan`` (nothing recorded) and analyse each try from the session's
     live processor; retries on failure. Returns the last result and the tries used."""
-    from biofeedback.session.runner import SessionRun, shift_scripts, wait_session_s
+    from biofeedback.session.runner import DATA_WAIT_SESSION_S, SessionRun, shift_scripts, wait_session_s
 
     outcome: list[tuple[CalibrationResult, int]] = []
 
@@ -252,7 +251,7 @@ async def run_calibration(proto: CalibrationProtocol, plan, profiles: dict, *, c
             await wait_session_s(run, t0 + proto.duration_s())
             live = run.live
             end = t0 + proto.windows()[-1].end_s
-            deadline = run.now_s() + DATA_WAIT_S  # late EMG: link latency, a reconnect
+            deadline = run.now_s() + DATA_WAIT_SESSION_S  # late EMG: link latency, a reconnect
             while live.values.emg_t_s < end and run.now_s() < deadline:
                 await asyncio.sleep(run.acq.clock.wall_seconds(0.5))
             if live.tension is None:

@@ -29,7 +29,7 @@ from biofeedback.stream import Block, BlockFlag, Gap, RingBuffer, StreamHub, Str
 TENSION_TRACE_HZ = 50.0
 """Rate at which the tension trace is kept for display and for means over a span (the 250 ms RMS holds nothing
 faster than ~4 Hz)."""
-TENSION_HISTORY_S = 3600.0
+TENSION_HISTORY_SESSION_S = 3600.0
 """Session seconds of tension kept (a home session's baseline, a calibration's windows are read back from it)."""
 HRV_RING_ROWS = 4096
 BEAT_HISTORY = 1 << 16
@@ -153,7 +153,7 @@ class LiveProcessor:
             self.emg_channels = block.channels
             self._emg = EmgProcessor(block.rate_hz, channels=block.data.shape[1])
             self._step = max(1, round(block.rate_hz / TENSION_TRACE_HZ))
-            self.tension = RingBuffer(int(TENSION_HISTORY_S * TENSION_TRACE_HZ) + 64, block.data.shape[1] + 1)
+            self.tension = RingBuffer(int(TENSION_HISTORY_SESSION_S * TENSION_TRACE_HZ) + 64, block.data.shape[1] + 1)
         if key != self._emg_key:
             return  # one EMG sensor drives the tension
         out = self._emg.process(block.data)

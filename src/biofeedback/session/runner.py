@@ -10,7 +10,7 @@ does while the session runs: read keys, print lines, guide a calibration) and in
 1. with ``choose`` (the dashboard): scan, and let the user choose which sensors to connect;
 2. ``acquire`` the sensors (or the replay), start one ``LiveProcessor`` and, when recording, one ``Recorder``;
 3. every ``TICK_WALL_S``: stop with the sensors' own error when every source has failed; start the first phase
-   once every source streams (unattended and chained runs, at most ``DATA_WAIT_S`` after the start); tick the
+   once every source streams (unattended and chained runs, at most ``DATA_WAIT_SESSION_S`` after the start); tick the
    ``driver`` (the phase machine, or home relaxation's rules on top of it); end when the body returns, ``stop``
    is called, the phases are done or a replay reaches its end;
 4. close the recording (the live processor's held beats are written), then compute the summary and the verdict
@@ -32,8 +32,8 @@ from biofeedback.dsp import Calibration, TensionIndex
 from biofeedback.sensors.profiles import DeviceProfile
 from biofeedback.sensors.virtual import HeartScript, Scenario, TensionScript, VirtualWorld
 from biofeedback.session.acquisition import (
-    SCAN_TIME_S,
-    VIRTUAL_SCAN_TIME_S,
+    SCAN_WALL_S,
+    VIRTUAL_SCAN_WALL_S,
     Acquisition,
     acquire,
     quiet_bumble_logs,
@@ -47,8 +47,9 @@ from biofeedback.vocab import EventKind, WorkerState
 TICK_WALL_S = 0.05
 """Wall seconds between ticks of the run's loop (phases, failure checks); it also wakes when the phase machine has
 something due (a scripted marker, a planned phase end, a replayed event), so phase changes show without a tick's lag."""
-DATA_WAIT_S = 15.0
-"""Session seconds an unattended run waits for every sensor to stream before it starts its first phase anyway."""
+DATA_WAIT_SESSION_S = 15.0
+"""Session seconds a run waits for late data: for every sensor to stream before an unattended run starts its first
+phase anyway, for a calibration's last samples (link latency, a reconnect) before it analyses them."""
 
 
 class Driver(TypingProtocol):
@@ -278,12 +279,12 @@ class SessionRun:
         from biofeedback.sensors.ble import BleBackend, scan
 
         if not self.plan.virtual:
-            return await scan(self.profiles.values(), BleBackend(), SCAN_TIME_S)
+            return await scan(self.profiles.values(), BleBackend(), SCAN_WALL_S)
         quiet_bumble_logs()
         world = await VirtualWorld(self.plan.scenario or Scenario(), speed=self.plan.speed,
                                    profiles=self.profiles).start()
         try:
-            return await scan(self.profiles.values(), world.backend, VIRTUAL_SCAN_TIME_S)
+            return await scan(self.profiles.values(), world.backend, VIRTUAL_SCAN_WALL_S)
         finally:
             await world.stop()
 
@@ -315,7 +316,8 @@ class SessionRun:
             while not self._stop.is_set():
                 self.raise_if_all_failed()
                 now = acq.clock.now_s()
-                if autostart and not self.machine.started and (self.streaming() or now - started_at >= DATA_WAIT_S):
+                waited = now - started_at >= DATA_WAIT_SESSION_S
+                if autostart and not self.machine.started and (self.streaming() or waited):
                     self.machine.start(0, now)
                 if self.driver is not None:
                     self.driver.tick(now)

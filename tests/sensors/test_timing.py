@@ -9,7 +9,14 @@ import pytest
 
 from biofeedback.sensors.protocols.open_emg import index_and_time_disagree, unwrap_sample_index
 from biofeedback.sensors.protocols.pmd import RateAnchor, measure_rate
-from biofeedback.sensors.timing import CLOCK_CONSISTENCY_S, SLEW_FRACTION, FrameEnd, device_time_impossible, place_frame
+from biofeedback.sensors.timing import (
+    CLOCK_CONSISTENCY_S,
+    SLEW_FRACTION,
+    FrameEnd,
+    clock_jump_s,
+    device_time_impossible,
+    place_frame,
+)
 
 # --- place_frame: 4-sample frames at 4 Hz (period 0.25 s) -------------------------------------
 
@@ -158,3 +165,20 @@ def test_two_seconds_exactly_is_not_enough():
     last = [0.75, 1.75, 2.75]
     _, rates = _frames(last, [None] + last[:-1])
     assert rates == [None, None, None]
+
+
+# --- clock_jump_s: a device without a sample counter (PMD), frames at 4 Hz (period 0.25 s) -------
+
+@pytest.mark.parametrize("step_s, lead_s, jump", [
+    (0.25, 0.0, None),  # the next sample: contiguous
+    (0.25, 3.0, None),  # contiguous, however early the fit says it came: timestamps are the device's
+    (0.375, 0.0, None),  # within the gap tolerance (1.5 periods): not a jump
+    (2.25, -0.125, None),  # 2 s more on the device and the frame came 2 s later: 7 samples lost, a gap
+    (2.25, 0.5, None),  # ... and a little early (host jitter below half the excess): still a gap
+    (2.25, 1.25, 2.0),  # 2 s more on the device, but the frame came on time: the clock jumped 2 s
+    (2.25, 2.0, 2.0),
+    (0.0, -0.25, -0.25),  # the same time as the previous sample: a step back, never lost samples
+    (-1.75, -2.0, -2.0),  # 2 s back
+])
+def test_clock_jump_or_gap(step_s, lead_s, jump):
+    assert clock_jump_s(step_s, PERIOD, lead_s) == jump

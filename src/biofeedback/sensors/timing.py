@@ -81,6 +81,26 @@ def place_frame(first_device_s: float, n: int, period_s: float, mapped_s: float,
     return Placement(times, end, gap_s, lost)
 
 
+def clock_jump_s(step_s: float, period_s: float, lead_s: float) -> float | None:
+    """How far a device clock jumped before a frame (device seconds), or None when the frame's timestamp is its own.
+
+    ``step_s`` is the device time from the previous frame's last sample to this frame's first (one
+    period when no sample is missing); ``lead_s`` how far the drift fit made before this frame maps
+    its first sample ahead of its arrival (about 0 or below for a frame on time: the fit follows the
+    least-delayed frames). Devices without a sample counter (Polar PMD) show a missing sample only
+    through time, so the arrival decides. A step back (``step_s`` <= 0) cannot be missing samples:
+    the clock jumped back. A step forward of more than ``GAP_TOLERANCE_SAMPLES`` periods is missing
+    samples when the arrival moved on with it, and a clock jump when the frame came on time: its
+    lead holds more than half of the step's excess. Returns the excess (``step_s`` less one period),
+    by which later timestamps are to be read back. A jump shorter than twice the host's arrival
+    jitter cannot be told from lost samples and stays a gap.
+    """
+    excess = step_s - period_s
+    if step_s <= 0 or (step_s > GAP_TOLERANCE_SAMPLES * period_s and lead_s > excess / 2):
+        return excess
+    return None
+
+
 def device_time_impossible(device_s: float, arrival_s: float, prev_end_device_s: float, mapped_s: float) -> bool:
     """True when a frame's device time cannot be right: not after the previous frame's end, or from the future.
 

@@ -39,10 +39,12 @@ class Recorder:
         self.writer.add_event(kind, t_s, label, duration_s, data)
 
     def record_devices(self, sources) -> None:
-        """Device info of each source (profile, model, firmware; the address only as a salted alias)."""
+        """Device info of each source (profile, model, firmware; the address only as a salted alias) and, per stream,
+        how its clock behaved (e.g. a Polar H10's measured ECG rate and clock jumps: ``Driver.timing_report``)."""
         self.writer.set_meta("devices", [
             {"source": s.name, "profile": s.profile.name, "alias": device_alias(s.device.address),
-             "device_info": dict(s.status.device_info), "virtual": bool(getattr(s.backend, "virtual", False))}
+             "device_info": dict(s.status.device_info), "virtual": bool(getattr(s.backend, "virtual", False)),
+             "timing": {k: v for d in s.drivers for k, v in d.timing_report().items()}}
             for s in sources
         ])
 

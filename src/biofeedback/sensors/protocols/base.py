@@ -57,6 +57,10 @@ class Driver:
     def on_link_lost(self) -> None:
         """The link dropped: the next data after reconnecting closes a 'disconnect' gap."""
 
+    def timing_report(self) -> dict[str, dict]:
+        """Per stream, how the device's own clock behaved (measured rate, clock jumps), for the recording's metadata."""
+        return {}
+
     def decode(self, decoder: Callable[..., Any], data: bytes, *args: Any) -> Any:
         """Decode one notification; a ``DecodeError`` is counted and gives None."""
         try:

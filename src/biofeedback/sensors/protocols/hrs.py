@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 HR_PLAUSIBLE_BPM = (25, 250)
 RR_PLAUSIBLE_MS = (250.0, 2500.0)
-"""A measurement outside these ranges is corrupt and discarded."""
+"""A heart rate or an RR value outside these ranges is an artefact: it is counted, never stored as data."""
 
 HRM_FLAG_HR_UINT16 = 0x01
 """Heart rate value is uint16 (else uint8)."""
@@ -104,8 +104,22 @@ def decode_heart_rate_measurement(data: bytes | bytearray | memoryview) -> Heart
     )
 
 
+def rr_plausible(rr_ms: np.ndarray) -> np.ndarray:
+    """True for each RR value (ms) inside ``RR_PLAUSIBLE_MS``."""
+    lo, hi = RR_PLAUSIBLE_MS
+    return (rr_ms >= lo) & (rr_ms <= hi)
+
+
 class HrsDriver(Driver):
-    """Heart Rate Service: HR per notification, RR intervals rebuilt into beat times."""
+    """Heart Rate Service: HR per notification, RR intervals rebuilt into beat times.
+
+    Each value of a notification is judged on its own: an implausible heart rate or RR value is
+    left out of the data and counted as a decode error, and the notification's other values are
+    kept. Beat times run on the strap's whole RR sum, the left-out value included (the strap's time
+    account: that interval did pass), so the beats after it keep their true times. ``stream.Block``
+    has no per-row flag, so a left-out value is not a row: the HR block keeps the notification's raw
+    bytes, which hold it, and no gap is declared (no time is missing).
+    """
 
     def __init__(self, source: BleSource) -> None:
         super().__init__(source)
@@ -126,14 +140,13 @@ class HrsDriver(Driver):
         raw = bytes(data)
         if (m := self.decode(decode_heart_rate_measurement, raw)) is None:
             return
-        lo, hi = RR_PLAUSIBLE_MS
-        if not HR_PLAUSIBLE_BPM[0] <= m.hr_bpm <= HR_PLAUSIBLE_BPM[1] or np.any((m.rr_ms < lo) | (m.rr_ms > hi)):
-            self.source.decode_error(DecodeError(f"implausible heart rate {m.hr_bpm} bpm or RR {m.rr_ms} ms: discarded"))
-            return
         src, t = self.source.name, host_ns / NS_PER_S
         flags = BlockFlag.SENSOR_CONTACT_LOST if m.contact_detected is False else 0
-        self.source.emit(Block(StreamKind.HR, src, host_ns, np.array([[float(m.hr_bpm)]]), flags=flags,
-                               channels=("hr",), raw=raw, times_s=np.array([t])))
+        if HR_PLAUSIBLE_BPM[0] <= m.hr_bpm <= HR_PLAUSIBLE_BPM[1]:
+            self.source.emit(Block(StreamKind.HR, src, host_ns, np.array([[float(m.hr_bpm)]]), flags=flags,
+                                   channels=("hr",), raw=raw, times_s=np.array([t])))
+        else:
+            self.source.decode_error(DecodeError(f"implausible heart rate {m.hr_bpm} bpm: left out"))
         if m.contact_supported:
             self.source.status.contact = (bool(m.contact_detected),)
         if len(m.rr_ms) == 0:
@@ -146,8 +159,12 @@ class HrsDriver(Driver):
         for gap in self.timeline.gaps[self._seen_gaps :]:
             self.source.gap(gap)
         self._seen_gaps = len(self.timeline.gaps)
-        self.source.emit(Block(StreamKind.RR, src, host_ns, m.rr_ms.reshape(-1, 1), flags=flags,
-                               channels=("rr",), times_s=beat_times))
+        keep = rr_plausible(m.rr_ms)
+        for rr in m.rr_ms[~keep]:
+            self.source.decode_error(DecodeError(f"implausible RR {rr:.1f} ms: left out, its neighbours kept"))
+        if keep.any():
+            self.source.emit(Block(StreamKind.RR, src, host_ns, m.rr_ms[keep].reshape(-1, 1), flags=flags,
+                                   channels=("rr",), times_s=beat_times[keep]))
 
 
 SPEC = ProtocolSpec(

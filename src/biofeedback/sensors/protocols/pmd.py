@@ -23,7 +23,12 @@ from bleak.exc import BleakError
 
 from biofeedback.sensors.protocols.base import DecodeError, ProtocolSpec, SampledDriver, u8, u16
 from biofeedback.sensors.source import SensorError
-from biofeedback.sensors.timing import CONTROL_RESPONSE_TIMEOUT_S, GAP_TOLERANCE_SAMPLES, RATE_MIN_SPAN_S
+from biofeedback.sensors.timing import (
+    CONTROL_RESPONSE_TIMEOUT_S,
+    GAP_TOLERANCE_SAMPLES,
+    RATE_MIN_SPAN_S,
+    clock_jump_s,
+)
 from biofeedback.stream import NS_PER_S, Block, StreamKind
 
 if TYPE_CHECKING:
@@ -62,6 +67,14 @@ PMD_STATUS_TEXT = {
     12: "invalid state",
     13: "device in charger",
 }
+
+
+PMD_STATUS_ALREADY_IN_STATE = 6
+PMD_STATUS_ADVICE = {
+    10: "the Bluetooth link's ATT MTU is too small for ECG frames; update the Bluetooth stack",
+    13: "take the strap off its charger and put it on",
+}
+"""What a user can do about an error reply; any other error: switch the strap off and on."""
 
 
 def pmd_get_settings_command(measurement_type: int = PMD_MEASUREMENT_ECG) -> bytes:
@@ -109,6 +122,15 @@ class PmdControlResponse:
     def error_text(self) -> str:
         """The status in words ("success" when ok)."""
         return PMD_STATUS_TEXT.get(self.status, f"unknown status {self.status}")
+
+    def answers(self, command: bytes) -> bool:
+        """True when this is the reply to ``command`` (the same op code and measurement type)."""
+        return (self.op_code, self.measurement_type) == (command[0], command[1])
+
+    def refusal(self, what: str) -> str:
+        """One line for a user: what was refused, the error by number and name, and what to do."""
+        advice = PMD_STATUS_ADVICE.get(self.status, "switch the strap off and on, then try again")
+        return f"{what} refused: PMD error {self.status} ({self.error_text}); {advice}"
 
 
 def decode_pmd_control_response(data: bytes | bytearray | memoryview) -> PmdControlResponse:
@@ -218,6 +240,10 @@ class PmdEcgDriver(SampledDriver):
         self._rate_anchor: RateAnchor | None = None
         self._frames_since_start = 0
         self._watchdog: asyncio.Task | None = None
+        self._clock_offset_s = 0.0
+        """Sum of the device clock's jumps so far: read every timestamp back by it."""
+        self.clock_jumps: list[tuple[float, float]] = []
+        """(session s, device s) of each clock jump the frames showed (``timing.clock_jump_s``)."""
 
     async def setup(self, client: BleakClient) -> None:
         if client.mtu_size < self.profile.min_mtu:
@@ -236,14 +262,31 @@ class PmdEcgDriver(SampledDriver):
 
     async def _start(self, client: BleakClient) -> None:
         self._frames_since_start = 0
-        command = pmd_start_ecg_command(int(self.nominal_rate_hz), self.resolution_bits)
+        reply = await self.request(client, pmd_start_ecg_command(int(self.nominal_rate_hz), self.resolution_bits))
+        if not reply.ok and reply.status != PMD_STATUS_ALREADY_IN_STATE:  # already streaming is fine
+            raise SensorError(f"{self.source.name}: {reply.refusal('ECG start')}")
+
+    async def request(self, client: BleakClient, command: bytes) -> PmdControlResponse:
+        """Write ``command`` to the control point and return the reply that answers it.
+
+        Replies to other requests (a late answer to an earlier command, another app's) are logged
+        and skipped; replies that came before the write cannot answer it and are dropped.
+        """
+        while not self._responses.empty():
+            self._responses.get_nowait()
         await client.write_gatt_char(self.profile.uuid("polar-pmd", "control"), command, response=True)
-        try:
-            reply = await asyncio.wait_for(self._responses.get(), CONTROL_RESPONSE_TIMEOUT_S)
-        except asyncio.TimeoutError as exc:
-            raise SensorError(f"{self.source.name}: no answer to the ECG start command; switch the strap off and on") from exc
-        if not reply.ok and reply.status != 6:  # 6 = already streaming
-            raise SensorError(f"{self.source.name}: ECG start refused: {reply.error_text}")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CONTROL_RESPONSE_TIMEOUT_S
+        while True:
+            try:
+                reply = await asyncio.wait_for(self._responses.get(), max(0.0, deadline - loop.time()))
+            except asyncio.TimeoutError as exc:
+                raise SensorError(f"{self.source.name}: no answer to PMD command 0x{command[0]:02x} "
+                                  f"(measurement type {command[1]}); switch the strap off and on") from exc
+            if reply.answers(command):
+                return reply
+            log.info("%s: skipped a PMD reply to op 0x%02x type %d while waiting for op 0x%02x type %d",
+                     self.source.name, reply.op_code, reply.measurement_type, command[0], command[1])
 
     async def _restart_if_silent(self, client: BleakClient) -> None:
         """Polar quirk: ECG sometimes starts late or not at all; re-send start until frames flow."""
@@ -257,6 +300,14 @@ class PmdEcgDriver(SampledDriver):
             except (BleakError, SensorError) as exc:
                 log.info("%s: ECG restart failed: %s", self.source.name, exc)
 
+    def timing_report(self) -> dict[str, dict]:
+        """The ECG's nominal and measured rate (device clock, None until measured) and the clock jumps seen."""
+        return {StreamKind.ECG: {
+            "nominal_rate_hz": self.nominal_rate_hz,
+            "measured_rate_hz": self.source.status.rate_hz.get(StreamKind.ECG),
+            "clock_jumps": [{"t_s": round(t, 6), "jump_s": round(j, 9)} for t, j in self.clock_jumps],
+        }}
+
     def _on_control(self, _char: Any, data: bytearray) -> None:
         if (reply := self.decode(decode_pmd_control_response, bytes(data))) is not None:
             self._responses.put_nowait(reply)
@@ -268,8 +319,19 @@ class PmdEcgDriver(SampledDriver):
             return
         self._frames_since_start += 1
         n = len(frame.samples_uv)
-        last_dev_s = frame.timestamp_ns / NS_PER_S
-        if self.impossible(last_dev_s, host_ns / NS_PER_S):
+        arrival_s = host_ns / NS_PER_S
+        last_dev_s = frame.timestamp_ns / NS_PER_S - self._clock_offset_s
+        if self.prev_end is not None:
+            period = 1.0 / self.rate_hz
+            step = last_dev_s - (n - 1) * period - self.prev_end.device_s
+            jump = clock_jump_s(step, period, float(self.fit.to_host(last_dev_s)) - arrival_s)
+            if jump is not None:
+                self._clock_offset_s += jump
+                last_dev_s -= jump
+                self.clock_jumps.append((arrival_s, jump))
+                log.warning("%s: ECG frame timestamps jumped by %+.3f s with no sample missing; read on from "
+                            "the previous frame", self.source.name, jump)
+        if self.impossible(last_dev_s, arrival_s):
             self.source.decode_error(DecodeError("PMD ECG frame with an impossible timestamp: discarded"))
             return
         prev_end_s = None if self.prev_end is None else self.prev_end.device_s
@@ -280,7 +342,7 @@ class PmdEcgDriver(SampledDriver):
             self.source.status.rate_hz[StreamKind.ECG] = measured
         period = 1.0 / self.rate_hz
         first_dev_s = last_dev_s - (n - 1) * period
-        self.fit.add(last_dev_s, host_ns / NS_PER_S)
+        self.fit.add(last_dev_s, arrival_s)
         times = self.place(first_dev_s, n, period)
         self.source.emit(Block(StreamKind.ECG, self.source.name, host_ns, np.asarray(frame.samples_uv, float).reshape(-1, 1),
                                rate_hz=self.rate_hz, device_time_ns=frame.timestamp_ns, channels=("ecg",), raw=raw,

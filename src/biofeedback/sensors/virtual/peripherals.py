@@ -48,6 +48,9 @@ class Faults:
     """Polar quirk: ECG frames start this long after the start command is acknowledged."""
     drop_after_start: bool = False
     """Polar quirk: the link drops right after the first ECG start."""
+    ecg_timestamp_jumps: list[tuple[float, float]] = field(default_factory=list)
+    """Polar quirk: (device s, jump s) pairs; from that device time on, ECG frames are stamped ``jump`` later
+    (earlier if negative) than their samples' true time. No sample is lost."""
 
     def electrode_off_at(self, t_s: float, channel: int = 0) -> bool:
         return any(a <= t_s < b and (c == channel or c < 0) for a, b, c in self.electrode_off)

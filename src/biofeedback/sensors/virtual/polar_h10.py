@@ -19,7 +19,11 @@ POLAR_EPOCH_UNIX_S = 946684800
 
 
 class VirtualPolarH10(VirtualPeripheral):
-    """Polar H10: HRS plus the PMD service streaming ECG (130 Hz nominal, true rate set by ``ecg_rate_hz``)."""
+    """Polar H10: HRS plus the PMD service streaming ECG (130 Hz nominal, true rate set by ``ecg_rate_hz``).
+
+    Each ECG frame is stamped with the device time of its last sample; ``Faults.ecg_timestamp_jumps``
+    shifts the stamps from a given time on, as real straps' timestamps sometimes jump.
+    """
 
     model = "Polar H10 (virtual)"
     SAMPLES_PER_FRAME = 73
@@ -96,6 +100,7 @@ class VirtualPolarH10(VirtualPeripheral):
             ecg = ecg_uv(t, self.hrs.beats_ahead(t[-1] + 1.0), self.rng)
             if self.faults.electrode_off_at(float(t[0])):
                 ecg = self.rng.normal(0, 3.0, ecg.shape)
-            last_ns = int(round((self.utc_at_power_on - POLAR_EPOCH_UNIX_S + t[-1]) * 1e9))
+            stamp_s = t[-1] + sum(jump for at, jump in self.faults.ecg_timestamp_jumps if t[-1] >= at)
+            last_ns = int(round((self.utc_at_power_on - POLAR_EPOCH_UNIX_S + stamp_s) * 1e9))
             await self.send(self.data, self.encode_ecg(last_ns, ecg))
             await asyncio.sleep(0)

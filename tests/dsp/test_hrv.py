@@ -11,8 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import wfdb
+from scipy import interpolate
 
 from biofeedback.dsp.hrv import (
+    FREQUENCY_DEFAULTS,
+    FrequencySettings,
     LT_MEDIAN_BEATS,
     LT_THRESHOLD_BEATS,
     NORMS,
@@ -20,6 +23,7 @@ from biofeedback.dsp.hrv import (
     RrFlag,
     baevsky_stress_index,
     correct_rr,
+    frequency_hrv,
     hrv_windows,
     kubios_stress_index,
     lf_hf_ratio,
@@ -185,24 +189,74 @@ def test_lf_hf_closed_form_and_against_neurokit():
     assert ours == pytest.approx(4.0, rel=0.08)
     peaks = np.round(np.concatenate(([0], np.cumsum(rr)))).astype(int)
     theirs = nk.hrv_frequency(peaks, sampling_rate=1000)["HRV_LFHF"].iloc[0]
-    # neurokit2 interpolates at 100 Hz and uses Welch segments of half the record without detrending, we use
-    # Kubios's 4 Hz and 256 s segments: for pure tones the two agree within 10 %.
+    # neurokit2's own defaults (100 Hz, Welch segments of half the record, no detrending) against our 4 Hz and
+    # 64 s segments: for pure tones the two agree within 10 %.
     assert ours == pytest.approx(theirs, rel=0.10)
 
 
-def test_lf_hf_against_neurokit_on_mitbih_100_five_minute_windows():
+def _independent_band_powers(rr_ms: np.ndarray) -> tuple[float, float]:
+    """LF and HF power (ms²) written out with the default settings: cubic spline at 4 Hz from the first to the
+    last beat, least-squares line removed, Welch with 256-sample periodic Hann segments overlapping by 128, each
+    zero-padded to 1200 points (300 points/Hz), one-sided density, trapezoid over the closed bands."""
+    fs, n, step, nfft = 4.0, 256, 128, 1200
+    t = np.cumsum(rr_ms) / 1000.0
+    grid = t[0] + np.arange(int((t[-1] - t[0]) * fs) + 1) / fs
+    x = interpolate.CubicSpline(t, rr_ms)(grid)
+    x = x - np.polyval(np.polyfit(grid, x, 1), grid)
+    w = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)
+    spectra = [np.abs(np.fft.rfft(x[i:i + n] * w, nfft)) ** 2 for i in range(0, x.size - n + 1, step)]
+    psd = np.mean(spectra, axis=0) / (fs * np.sum(w * w))
+    psd[1:-1] *= 2.0  # one-sided: every bin but DC and Nyquist holds its negative-frequency twin
+    f = np.arange(psd.size) * fs / nfft
+
+    def band(lo: float, hi: float) -> float:
+        sel = (f >= lo - 1e-12) & (f <= hi + 1e-12)
+        return float(np.sum((psd[sel][1:] + psd[sel][:-1]) / 2 * np.diff(f[sel])))
+
+    return band(0.04, 0.15), band(0.15, 0.4)
+
+
+def test_lf_hf_in_ms2_against_independent_welch_and_neurokit_on_mitbih_100():
     peaks = annotated_peaks()
-    ratios = []
-    for start in range(0, 1800, 300):
+    for start in range(0, 1800, 300):  # the six 5-min windows of the record
         p = peaks[(peaks >= start * 360) & (peaks < (start + 300) * 360)]
-        theirs = nk.hrv_frequency(p, sampling_rate=360)["HRV_LFHF"].iloc[0]
-        ratios.append(lf_hf_ratio(np.diff(p) / 360 * 1000) / theirs)
-    # On real 5-min windows the spectral estimators differ (one 256 s Hann segment with linear detrend vs
-    # three 150 s segments, no detrend). A 5-min band-power estimate from 1-3 segments has a standard error of
-    # 30-60 %, so we ask for agreement within 35 % per window and 10 % on the median over the six windows.
-    ratios = np.array(ratios)
-    assert np.all(np.abs(ratios - 1) < 0.35)
-    assert abs(np.median(ratios) - 1) < 0.10
+        rr = np.diff(p) / 360 * 1000
+        ours = frequency_hrv(rr)
+        assert ours.settings == FREQUENCY_DEFAULTS and ours.segments == 8  # 300 s at 4 Hz, 64 s segments, 50 %
+        # The same settings written out (numpy FFT, no scipy.signal): equal to rounding.
+        lf, hf = _independent_band_powers(rr)
+        assert ours.lf_ms2 == pytest.approx(lf, rel=1e-9)
+        assert ours.hf_ms2 == pytest.approx(hf, rel=1e-9)
+        assert lf_hf_ratio(rr) == pytest.approx(lf / hf, rel=1e-9)
+        assert ours.lf_nu == pytest.approx(100 * lf / (lf + hf), rel=1e-9)
+        # neurokit2 under matched settings. nk.hrv_frequency cannot take a segment length (its keyword arguments
+        # go both to the interpolator and to the PSD), so we call the two functions it is made of: the RR
+        # series cubic-interpolated at 4 Hz and linearly detrended, then Welch with 64 s Hann segments, in ms².
+        # neurokit2 zero-pads each segment to twice its length (2 · 256 samples = 128 points/Hz at 4 Hz) and
+        # integrates by trapezoid over [lo, hi); with that grid our band powers are the same numbers.
+        x, _, _ = nk.intervals_process(rr, intervals_time=np.cumsum(rr) / 1000, interpolate=True, interpolation_rate=4,
+                                       detrend="polynomial", method="cubic")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            power = nk.signal_power(x, frequency_band=[(0.04, 0.15), (0.15, 0.4)], sampling_rate=4, method="welch",
+                                    window=64, normalize=False)
+        nk_lf, nk_hf = power.iloc[0, 0], power.iloc[0, 1]
+        matched = frequency_hrv(rr, FrequencySettings(points_per_hz=128.0))
+        # Tolerance 1e-5: neurokit2's grid may hold one more sample, extrapolated past the last beat; it enters
+        # the least-squares line removed from the series and moves band powers by a few parts per million.
+        assert matched.lf_ms2 == pytest.approx(nk_lf, rel=1e-5)
+        assert matched.hf_ms2 == pytest.approx(nk_hf, rel=1e-5)
+        assert matched.lf_hf == pytest.approx(nk_lf / nk_hf, rel=1e-5)
+
+
+def test_frequency_settings_are_recorded_and_described():
+    rr = breathing_rr(400)
+    custom = FrequencySettings(segment_s=128.0, overlap=0.25, detrend="constant")
+    result = frequency_hrv(rr, custom)
+    assert result.settings is custom
+    assert result.lf_nu + result.hf_nu == pytest.approx(100.0)
+    assert "Welch with 64 s (256-sample) Hann segments, 50 % overlap" in FREQUENCY_DEFAULTS.describe()
+    assert "LF 0.04-0.15, HF 0.15-0.4 Hz" in FREQUENCY_DEFAULTS.describe()
 
 
 def test_live_hrv_does_not_depend_on_how_beats_are_grouped():

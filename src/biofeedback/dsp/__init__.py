@@ -29,20 +29,26 @@ name                                  returns                                   
 ``correct_rr``                        ``RrCorrection``: raw, corrected, NN series,        ms; ``RrFlag`` bits
                                       one flag per beat (Lipponen & Tarvainen 2019)
 ``LiveHrv.add_beats``                 ``BeatMetrics`` per decided beat: HR, mean HR,      bpm, ms, ln(ms),
-                                      RMSSD, ln RMSSD, SDNN, stress index, PNS, SNS       √(1/s²), z-score
+                                      RMSSD, ln RMSSD, SDNN, √SI over 60 s (raw)          1/s
 ``rmssd`` / ``sdnn``                  RMSSD / SDNN (ddof=1)                               ms
 ``pnn50``                             successive differences > 50 ms                      %
 ``mean_hr_bpm``                       mean beat-to-beat heart rate                        bpm
 ``poincare_sd1_sd2``                  Poincaré SD1, SD2                                   ms
-``lf_hf_ratio``                       LF/HF power ratio (4 Hz, Welch 256 s)               ratio
-``baevsky_stress_index``              Baevsky SI = AMo/(2·Mo·MxDMn)                       1/s²
-``kubios_stress_index``               √SI, as Kubios HRV reports it                       1/s
-``pns_index`` / ``sns_index``         mean z-score against normative values               SD units
+``frequency_hrv``                     ``FrequencyHrv``: VLF, LF, HF power; LF, HF in      ms², n.u., ratio
+                                      n.u.; LF/HF; the ``FrequencySettings`` used
+``lf_hf_ratio``                       LF/HF of ``frequency_hrv``                          ratio
+``baevsky_stress_index``              ``BAEVSKY_SI``: AMo/(2·Mo·MxDMn)                    1/s²
+``kubios_stress_index``               ``KUBIOS_SI``: √SI, Kubios HRV's "Stress index"     1/s
+``pns_index`` / ``sns_index``         ``PNS`` / ``SNS``: this project's indices, mean     SD units
+                                      z-score against 5-min norms (not Kubios's)
 ``hrv_windows``                       neurokit2 HRV per 5-min window                      DataFrame
 ``detect_r_peaks``                    R-peak sample indices (neurokit2, offline)          samples
 ``LiveRPeakDetector.process``         ``Beats``: R-peak times and RR (Pan-Tompkins)       s, ms
 ``beats_from_peaks``                  ``Beats`` from sample indices                       s, ms
 ====================================  ==================================================  ======================
+
+``HEART_QUANTITIES`` holds the one name and unit of each stress and autonomic quantity (``BAEVSKY_SI``,
+``KUBIOS_SI``, ``PNS``, ``SNS``); the dashboard, the reports and the exports take their labels from it.
 """
 
 import time
@@ -66,12 +72,22 @@ from biofeedback.dsp.emg import (
 
 from biofeedback.dsp.ecg import Beats, LiveRPeakDetector, beats_from_peaks, detect_r_peaks
 from biofeedback.dsp.hrv import (
+    BAEVSKY_SI,
+    FREQUENCY_DEFAULTS,
+    HEART_QUANTITIES,
+    KUBIOS_SI,
+    PNS,
+    SNS,
     BeatMetrics,
+    FrequencyHrv,
+    FrequencySettings,
+    HeartQuantity,
     LiveHrv,
     RrCorrection,
     RrFlag,
     baevsky_stress_index,
     correct_rr,
+    frequency_hrv,
     hrv_windows,
     kubios_stress_index,
     lf_hf_ratio,
@@ -102,7 +118,16 @@ def load_kernels() -> float:
 
 __all__ = [
     "load_kernels",
+    "BAEVSKY_SI",
+    "FREQUENCY_DEFAULTS",
+    "HEART_QUANTITIES",
+    "KUBIOS_SI",
+    "PNS",
+    "SNS",
     "BeatMetrics",
+    "FrequencyHrv",
+    "FrequencySettings",
+    "HeartQuantity",
     "Beats",
     "LiveHrv",
     "LiveRPeakDetector",
@@ -112,6 +137,7 @@ __all__ = [
     "beats_from_peaks",
     "correct_rr",
     "detect_r_peaks",
+    "frequency_hrv",
     "hrv_windows",
     "kubios_stress_index",
     "lf_hf_ratio",

@@ -8,11 +8,18 @@ All intervals are in ms, times in s, heart rate in beats per minute (bpm).
 - ``rmssd``, ``sdnn``, ``pnn50``, ``mean_hr_bpm``, ``poincare_sd1_sd2``: Task Force (1996) definitions,
   as neurokit2 ``hrv_time`` / ``hrv_nonlinear`` compute them (SDNN and SD1/SD2 with ddof=1; pNN50 over
   the number of intervals).
-- ``lf_hf_ratio``: Welch spectrum of the RR series resampled at 4 Hz; LF 0.04-0.15 Hz, HF 0.15-0.4 Hz.
+- ``frequency_hrv``: VLF, LF and HF power (ms²), LF and HF in normalised units and LF/HF (Task Force 1996),
+  with its ``FrequencySettings`` in the result; ``lf_hf_ratio`` is its LF/HF. Defaults: cubic spline at 4 Hz,
+  linear detrend, Welch with 64 s (256-sample) Hann segments and 50 % overlap, 300 points/Hz; VLF 0-0.04,
+  LF 0.04-0.15, HF 0.15-0.4 Hz.
 - ``baevsky_stress_index``: SI = AMo / (2 · Mo · MxDMn) (Baevsky & Chernikova 2017), 50 ms bins as in
-  Kubios; ``kubios_stress_index`` is its square root, the value Kubios HRV reports.
-- ``pns_index``, ``sns_index``: mean z-scores against normative short-term values, in the style of Kubios.
-- ``LiveHrv``: the streaming chain (correction with a 5-beat look-ahead, rolling metrics over a window).
+  Kubios, in 1/s²; ``kubios_stress_index`` is its square root √SI, in 1/s, the value Kubios HRV reports as
+  "Stress index". Two quantities, two names: see ``HEART_QUANTITIES``.
+- ``pns_index``, ``sns_index``: this project's PNS and SNS indices: the equal-weight mean of z-scores of
+  Kubios's choice of parameters against published 5-min supine norms (``NORMS``). Kubios publishes neither
+  its norms nor its weights, so these are not Kubios's PNS/SNS indices and are not interchangeable with them.
+- ``LiveHrv``: the streaming chain (correction with a 5-beat look-ahead, rolling metrics over a 60 s window;
+  √SI shown raw, no z-scores: the norms are for 5-min recordings).
   Its decisions near an artefact may differ from ``correct_rr`` over a whole recording, which sees
   45 beats on either side; offline analysis should use ``correct_rr``.
 - ``hrv_windows``: offline neurokit2 time, frequency and non-linear HRV over 5-minute windows.
@@ -312,9 +319,70 @@ def poincare_sd1_sd2(rr_ms: np.ndarray) -> tuple[float, float]:
     return float(np.std(x1, ddof=1)), float(np.std(x2, ddof=1))
 
 
-def lf_hf_ratio(rr_ms: np.ndarray, resample_hz: float = 4.0) -> float:
-    """LF/HF power ratio: RR series cubic-interpolated at 4 Hz, linearly detrended, Welch with 256 s Hann
-    segments and 50 % overlap as in Kubios; bands LF 0.04-0.15 Hz, HF 0.15-0.4 Hz (Task Force 1996)."""
+def _band_power(f: np.ndarray, p: np.ndarray, band: tuple[float, float]) -> float:
+    """Trapezoid integral of the PSD over the closed band [lo, hi] (adjacent bands share the boundary bin)."""
+    eps = 1e-9 * (f[1] - f[0])
+    sel = (f >= band[0] - eps) & (f <= band[1] + eps)
+    return float(np.trapezoid(p[sel], f[sel])) if sel.sum() > 1 else float("nan")
+
+
+@dataclass(frozen=True, slots=True)
+class FrequencySettings:
+    """How the RR spectrum is estimated; the defaults follow Task Force (1996) and Kubios HRV's conventions.
+
+    The RR series (each interval at the time of the beat that ends it) is interpolated by a cubic spline at
+    ``resample_hz``, detrended, and its power spectral density (ms²/Hz) estimated by Welch's method with Hann
+    segments of ``segment_s`` overlapping by ``overlap``, each zero-padded to ``points_per_hz`` frequency points
+    per Hz. Band powers (ms²) are trapezoid integrals of the PSD over each band.
+    """
+
+    resample_hz: float = 4.0
+    """Rate of the interpolated RR series (Task Force 1996 and Kubios: 4 Hz)."""
+    segment_s: float = 64.0
+    """Welch segment length: 256 samples at 4 Hz. A series shorter than one segment is one segment."""
+    overlap: float = 0.5
+    """Fraction of a segment shared with the next (Welch's usual 50 %)."""
+    detrend: str = "linear"
+    """"linear" (a least-squares line over the whole series), "constant" (the mean) or "none"."""
+    points_per_hz: float = 300.0
+    """Frequency grid density of the PSD (zero-padding; Kubios: 300 points/Hz)."""
+    vlf_hz: tuple[float, float] = (0.0, 0.04)
+    lf_hz: tuple[float, float] = (0.04, 0.15)
+    hf_hz: tuple[float, float] = (0.15, 0.4)
+    """Bands of Task Force (1996)."""
+
+    def describe(self) -> str:
+        """The settings in one line, for reports."""
+        detrend = {"linear": "linear detrend", "constant": "mean removed", "none": "no detrend"}[self.detrend]
+        return (f"cubic spline at {self.resample_hz:g} Hz, {detrend}, Welch with {self.segment_s:g} s "
+                f"({round(self.segment_s * self.resample_hz)}-sample) Hann segments, {100 * self.overlap:g} % overlap, "
+                f"{self.points_per_hz:g} points/Hz; VLF {self.vlf_hz[0]:g}-{self.vlf_hz[1]:g}, "
+                f"LF {self.lf_hz[0]:g}-{self.lf_hz[1]:g}, HF {self.hf_hz[0]:g}-{self.hf_hz[1]:g} Hz")
+
+
+FREQUENCY_DEFAULTS = FrequencySettings()
+
+
+@dataclass(frozen=True, slots=True)
+class FrequencyHrv:
+    """Frequency-domain HRV of one RR series (Task Force 1996 definitions), with the settings that made it."""
+
+    vlf_ms2: float
+    lf_ms2: float
+    hf_ms2: float
+    lf_nu: float
+    """LF in normalised units: 100 · LF / (LF + HF), i.e. over total power minus VLF (Task Force 1996)."""
+    hf_nu: float
+    """100 · HF / (LF + HF)."""
+    lf_hf: float
+    """LF / HF."""
+    segments: int
+    """Welch segments averaged."""
+    settings: FrequencySettings
+
+
+def rr_psd(rr_ms: np.ndarray, settings: FrequencySettings = FREQUENCY_DEFAULTS) -> tuple[np.ndarray, np.ndarray, int]:
+    """Power spectral density of an RR series as ``settings`` say: frequencies (Hz), PSD (ms²/Hz), segments."""
     rr = np.asarray(rr_ms, dtype=float)
     t = np.cumsum(rr) / 1000.0
     if rr.size < 4 or t[-1] - t[0] < MIN_LF_HF_S:
@@ -322,13 +390,28 @@ def lf_hf_ratio(rr_ms: np.ndarray, resample_hz: float = 4.0) -> float:
             f"LF/HF needs at least {MIN_LF_HF_S:.0f} s of beats (5 min is the standard, Task Force 1996); "
             f"got {max(0.0, t[-1] - t[0]) if rr.size else 0.0:.0f} s"
         )
-    grid = np.arange(t[0], t[-1], 1.0 / resample_hz)
-    x = signal.detrend(interpolate.CubicSpline(t, rr)(grid))
-    nperseg = min(x.size, round(resample_hz * 256.0))
-    f, p = signal.welch(x, fs=resample_hz, nperseg=nperseg, detrend=False)
-    lf = np.trapezoid(p[(f >= 0.04) & (f < 0.15)], f[(f >= 0.04) & (f < 0.15)])
-    hf = np.trapezoid(p[(f >= 0.15) & (f < 0.4)], f[(f >= 0.15) & (f < 0.4)])
-    return float(lf / hf)
+    fs = settings.resample_hz
+    grid = t[0] + np.arange(int(np.floor((t[-1] - t[0]) * fs)) + 1) / fs
+    x = interpolate.CubicSpline(t, rr)(grid)
+    if settings.detrend != "none":
+        x = signal.detrend(x, type=settings.detrend)
+    nperseg = min(x.size, round(settings.segment_s * fs))
+    noverlap = round(settings.overlap * nperseg)
+    nfft = max(nperseg, int(np.ceil(fs * settings.points_per_hz)))
+    f, p = signal.welch(x, fs=fs, window="hann", nperseg=nperseg, noverlap=noverlap, nfft=nfft, detrend=False)
+    return f, p, 1 + (x.size - nperseg) // (nperseg - noverlap)
+
+
+def frequency_hrv(rr_ms: np.ndarray, settings: FrequencySettings = FREQUENCY_DEFAULTS) -> FrequencyHrv:
+    """VLF, LF and HF power (ms²), LF and HF in normalised units, and LF/HF of an NN series (Task Force 1996)."""
+    f, p, segments = rr_psd(rr_ms, settings)
+    vlf, lf, hf = (_band_power(f, p, band) for band in (settings.vlf_hz, settings.lf_hz, settings.hf_hz))
+    return FrequencyHrv(vlf, lf, hf, 100.0 * lf / (lf + hf), 100.0 * hf / (lf + hf), lf / hf, segments, settings)
+
+
+def lf_hf_ratio(rr_ms: np.ndarray, settings: FrequencySettings = FREQUENCY_DEFAULTS) -> float:
+    """LF/HF power ratio of ``frequency_hrv``."""
+    return frequency_hrv(rr_ms, settings).lf_hf
 
 
 def baevsky_stress_index(rr_ms: np.ndarray, bin_ms: float = STRESS_INDEX_BIN_MS) -> float:
@@ -361,7 +444,9 @@ class HrvNorm:
     source: str
 
 
-# Kubios does not publish its normative table; ours follow its choice of parameters with published values.
+# Kubios does not publish its normative table; ours follow its choice of parameters with published values. All are
+# norms of 5-min recordings: a 60 s window gives a higher √SI (the histogram of fewer beats is narrower), so the
+# live chain shows no z-scores.
 NORMS = {
     "mean_rr_ms": HrvNorm(926.0, 90.0, "Nunan et al. 2010, PACE 33:1407, 5-min supine"),
     "rmssd_ms": HrvNorm(42.0, 15.0, "Nunan et al. 2010"),
@@ -372,21 +457,57 @@ NORMS = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class HeartQuantity:
+    """One name and one unit for a heart quantity, used by the dashboard, the reports and the exports alike."""
+
+    key: str
+    name: str
+    unit: str
+    definition: str
+
+    @property
+    def label(self) -> str:
+        """Name with unit, e.g. 'Baevsky stress index SI (1/s²)'."""
+        return f"{self.name} ({self.unit})"
+
+
+BAEVSKY_SI = HeartQuantity(
+    "baevsky_si", "Baevsky stress index SI", "1/s²",
+    "AMo / (2 · Mo · MxDMn), 50 ms bins (Baevsky & Chernikova 2017); normal resting range about 50-150")
+KUBIOS_SI = HeartQuantity(
+    "kubios_si", "Kubios stress index √SI", "1/s",
+    "square root of Baevsky's SI, the 'Stress index' Kubios HRV reports; normal resting range about 7-12")
+PNS = HeartQuantity(
+    "pns_index", "PNS index (this project's norms)", "SD",
+    "mean of the z-scores of mean RR, RMSSD and SD1 (%) against NORMS (Nunan et al. 2010, 5-min supine); "
+    "Kubios's PNS index uses unpublished norms and weights, so the two are not interchangeable")
+SNS = HeartQuantity(
+    "sns_index", "SNS index (this project's norms)", "SD",
+    "mean of the z-scores of mean HR, √SI and the inverse of SD2 (%) against NORMS (Nunan et al. 2010; √SI from "
+    "Baevsky's normal range), 5-min norms; Kubios's SNS index uses unpublished norms and weights")
+HEART_QUANTITIES = (BAEVSKY_SI, KUBIOS_SI, PNS, SNS)
+"""The stress and autonomic quantities: every display, report and export names them from here."""
+
+
 def _z(name: str, value: float) -> float:
     norm = NORMS[name]
     return (value - norm.mean) / norm.sd
 
 
 def pns_index(mean_rr_ms: float, rmssd_ms: float, sd1_pct: float) -> float:
-    """Parasympathetic index: mean z-score of mean RR, RMSSD and SD1 (% of mean RR), Kubios style.
+    """This project's parasympathetic index (``PNS``): equal-weight mean z-score of mean RR, RMSSD and SD1 (% of
+    mean RR) against ``NORMS``, Kubios's choice of parameters (Kubios HRV user guide).
 
-    0 is the normal resting mean; +1 is one SD more vagal activity (Kubios HRV user guide; norms ``NORMS``).
+    0 is the normal resting mean of a 5-min supine recording; +1 is one SD more vagal activity. Kubios's own
+    PNS index weighs and norms these parameters in ways it does not publish, so the values differ from Kubios's.
     """
     return (_z("mean_rr_ms", mean_rr_ms) + _z("rmssd_ms", rmssd_ms) + _z("sd1_pct", sd1_pct)) / 3.0
 
 
 def sns_index(mean_hr_bpm: float, kubios_stress_index: float, sd2_pct: float) -> float:
-    """Sympathetic index: mean z-score of mean HR, √SI and the inverse of SD2 (% of mean RR), Kubios style."""
+    """This project's sympathetic index (``SNS``): equal-weight mean z-score of mean HR, √SI and the inverse of
+    SD2 (% of mean RR) against ``NORMS`` (5-min norms); not Kubios's SNS index, whose weights and norms are unpublished."""
     return (_z("mean_hr_bpm", mean_hr_bpm) + _z("kubios_stress_index", kubios_stress_index) - _z("sd2_pct", sd2_pct)) / 3.0
 
 
@@ -408,9 +529,7 @@ class BeatMetrics:
     """Natural log of RMSSD in ms."""
     sdnn_ms: float
     stress_index: float
-    """Kubios stress index (√ Baevsky SI) over the window; NaN below 20 beats."""
-    pns_index: float
-    sns_index: float
+    """``KUBIOS_SI``: √ of Baevsky's SI over the window (1/s), raw (no z-score); NaN below 20 beats."""
 
 
 class LiveHrv:
@@ -476,10 +595,7 @@ class LiveHrv:
         nn = np.asarray(self._nn)
         rr_now = float(fix.corrected_ms[k])
         r = rmssd(nn)
-        sd1, sd2 = poincare_sd1_sd2(nn)
-        mean_rr = float(np.mean(nn)) if nn.size else float("nan")
         hr = mean_hr_bpm(nn) if nn.size else float("nan")
-        si = kubios_stress_index(nn) if nn.size >= MIN_BEATS_FOR_STRESS_INDEX else float("nan")
         return BeatMetrics(
             time_s=t,
             rr_raw_ms=raw,
@@ -490,9 +606,7 @@ class LiveHrv:
             rmssd_ms=r,
             ln_rmssd=float(np.log(r)) if r > 0 else float("nan"),
             sdnn_ms=sdnn(nn),
-            stress_index=si,
-            pns_index=pns_index(mean_rr, r, 100.0 * sd1 / mean_rr),
-            sns_index=sns_index(hr, si, 100.0 * sd2 / mean_rr),
+            stress_index=kubios_stress_index(nn) if nn.size >= MIN_BEATS_FOR_STRESS_INDEX else float("nan"),
         )
 
 

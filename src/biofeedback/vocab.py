@@ -23,6 +23,8 @@ class EventKind(StrEnum):
     CALIBRATION = "calibration"
     FEEDBACK_PAUSED = "feedback-paused"
     """Home relaxation: an interval when the feedback tone was paused (label: the reason)."""
+    RECORDING_PROBLEM = "recording-problem"
+    """Data the writer refused or could not store (label: what and why), at the time of the data around it."""
 
 
 class SourceState(StrEnum):

@@ -39,15 +39,21 @@ def gap_lines(gaps: list[Gap]) -> str:
 
 
 class NewGaps:
-    """The hub's gaps not yet reported."""
+    """The hub's gaps, and the recording's problems, not yet reported."""
 
     def __init__(self) -> None:
         self.seen = 0
+        self.problems_seen = 0
 
     def __call__(self, run: SessionRun) -> list[Gap]:
         gaps = run.acq.hub.gaps[self.seen:]
         self.seen += len(gaps)
         return list(gaps)
+
+    def problems(self, run: SessionRun) -> str:
+        problems = run.recording_problems()
+        new, self.problems_seen = problems[self.problems_seen:], len(problems)
+        return "".join(f"\n          recording: {p}" for p in new)
 
 
 def live_line(run: SessionRun, new_gaps: NewGaps) -> str:
@@ -59,7 +65,7 @@ def live_line(run: SessionRun, new_gaps: NewGaps) -> str:
     phase = machine.phase.name if machine is not None and machine.phase is not None else ""
     line = (f"{run.now_s():7.1f} s  {phase:<10} tension {tension}  HR {_num(live.hr_now_bpm(), '.0f')} bpm  "
             f"RMSSD {_num(v.rmssd_ms, '.1f')} ms" + ("  [hands on]" if machine is not None and machine.hands_on else ""))
-    return line + gap_lines(new_gaps(run))
+    return line + gap_lines(new_gaps(run)) + new_gaps.problems(run)
 
 
 # --- a session ------------------------------------------------------------------------------------

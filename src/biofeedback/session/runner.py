@@ -288,6 +288,14 @@ class SessionRun:
         finally:
             await world.stop()
 
+    def recording_problems(self) -> list[str]:
+        """What the session file could not take so far (refused or left-out values, disk errors), in words."""
+        recorder = self.recorder
+        if recorder is None:
+            return []
+        writer = recorder.writer
+        return list(writer.problems) + ([writer.error] if writer.error else [])
+
     def event(self, kind: str, t_s: float, label: str, duration_s: float = 0.0, data: dict | None = None) -> None:
         """Record a session event (nothing when not recording: a replay, a monitor, after the end)."""
         if self.recorder is not None:

@@ -104,6 +104,17 @@ _INSERTS = {
 }
 
 
+SQLITE_INT_RANGE = (-(2 ** 63), 2 ** 63 - 1)
+"""The integers SQLite stores; a value outside (a garbage packet's sample index, say) is refused at the door."""
+
+
+def _int_problem(**values: int | None) -> str | None:
+    """What is out of SQLite's integer range among ``values`` (None when all fit)."""
+    lo, hi = SQLITE_INT_RANGE
+    bad = [f"{name} {value}" for name, value in values.items() if value is not None and not lo <= int(value) <= hi]
+    return ", ".join(bad) or None
+
+
 def _json(value: Any) -> str:
     try:
         return json.dumps(value, allow_nan=False, sort_keys=True)
@@ -146,6 +157,12 @@ class SessionWriter:
         self._stream_ids: dict[tuple[str, str], int] = {}
         self._sources: dict[str, str] = {}
         self._error: str | None = None
+        self.problems: list[str] = []
+        """Every data problem the writer met (refused values, rows that could not be written), in words, in order;
+        each is also written to the file as a ``recording-problem`` event."""
+        self.refused = 0
+        """Blocks, beats, gaps or events refused or left out because a value could not be stored."""
+        self._last_t = 0.0
         self._closed = False
         self._stop = threading.Event()
         self._commit_wall_s = max(COMMIT_INTERVAL_S / speed, MIN_COMMIT_WALL_S)
@@ -162,6 +179,13 @@ class SessionWriter:
     def error(self) -> str | None:
         """The last write error (e.g. disk full), or None; data stay buffered and are retried."""
         return self._error
+
+    def _problem(self, text: str, count: int = 1) -> None:
+        """Count ``count`` refused items and report ``text`` (call with ``_lock`` held): in ``problems`` and, at the
+        next commit, as an event in the file."""
+        self.refused += count
+        self.problems.append(text)
+        self._pending["events"].append((EventKind.RECORDING_PROBLEM, float("nan"), 0.0, text, None))
 
     def add_block(self, block: Block, t_first_s: float | None) -> None:
         """Buffer a received block: raw packet, times, and decoded samples.
@@ -197,8 +221,14 @@ class SessionWriter:
             block.host_time_ns, block.device_time_ns, block.seq, block.first_index, int(block.flags), t0, t_last,
             rate, n, n_channels, data.astype(SAMPLE_DTYPE).tobytes(), times, bytes(block.raw),
         )
+        bad = _int_problem(host_time_ns=block.host_time_ns, device_time_ns=block.device_time_ns, seq=block.seq,
+                           first_index=block.first_index, flags=block.flags)
         with self._lock:
             self._check_open()
+            if bad:
+                self._problem(f"refused a {block.stream} block from {self._source(block.source)}: {bad} is out of "
+                              "range (a garbage packet?); the rest of the recording is kept")
+                return
             sid = self._stream_id(block, rate, n_channels)
             self._pending["blocks"].append((sid, *row))
 
@@ -261,6 +291,8 @@ class SessionWriter:
         self._stop.set()
         self._thread.join()
         self._commit()
+        if self.problems and any(self._pending.values()):
+            self._commit()  # the problems the last commit met
         if self._error:
             raise StoreError(self._error)
         with self._db_lock:
@@ -287,29 +319,75 @@ class SessionWriter:
 
     def _run(self) -> None:
         while not self._stop.wait(self._commit_wall_s):
-            self._commit()
+            try:
+                self._commit()
+            except Exception as exc:  # noqa: BLE001 - never die silently: say so, keep going, retry next time
+                self._error = f"cannot write session file {self.path} ({type(exc).__name__}: {exc}); retrying"
 
     def _commit(self) -> None:
+        """Write the buffer in one transaction. A disk error (``sqlite3.OperationalError``: full, locked, I/O) keeps it
+        in memory for the next try; any other error (a value SQLite cannot take) is rolled back, and the buffer is
+        written again row by row, leaving out only the rows that fail, each counted and reported. The writer thread
+        never dies on a bad value."""
         with self._db_lock:
             with self._lock:
                 batch, self._pending = self._pending, {table: [] for table in _INSERTS}
+                self._stamp_problems(batch)
             if not any(batch.values()):
                 return
             try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                for table, rows in batch.items():
-                    if rows:
-                        self._conn.executemany(_INSERTS[table], rows)
-                self._conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
+                try:
+                    self._write(batch)
+                except sqlite3.OperationalError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - a value SQLite refuses (e.g. OverflowError): isolate it
+                    self._rollback()
+                    self._write_row_by_row(batch, exc)
+            except sqlite3.OperationalError as exc:  # the disk or the file, not a value: keep all, retry next time
+                self._rollback()
                 with self._lock:
                     for table, rows in batch.items():
                         self._pending[table][:0] = rows
                 self._error = f"cannot write session file {self.path} ({exc}); data are kept in memory and retried — free disk space or check the drive"
             else:
                 self._error = None
+
+    def _write(self, batch: dict[str, list[tuple]]) -> None:
+        self._conn.execute("BEGIN IMMEDIATE")
+        for table, rows in batch.items():
+            if rows:
+                self._conn.executemany(_INSERTS[table], rows)
+        self._conn.execute("COMMIT")
+
+    def _rollback(self) -> None:
+        if self._conn.in_transaction:
+            self._conn.execute("ROLLBACK")
+
+    def _write_row_by_row(self, batch: dict[str, list[tuple]], first: Exception) -> None:
+        left_out: dict[str, int] = {}
+        self._conn.execute("BEGIN IMMEDIATE")
+        for table, rows in batch.items():
+            for row in rows:
+                try:
+                    self._conn.execute(_INSERTS[table], row)
+                except sqlite3.OperationalError:
+                    raise  # the disk, not the value: the caller keeps the data for the next try
+                except Exception:  # noqa: BLE001 - this row's value cannot be stored
+                    left_out[table] = left_out.get(table, 0) + 1
+        self._conn.execute("COMMIT")
+        with self._lock:  # reported in the next commit
+            for table, count in left_out.items():
+                self._problem(f"left out {count} {table} row{'s' if count > 1 else ''} that could not be stored "
+                              f"({type(first).__name__}: {first}); the rest of the recording is kept", count)
+
+    def _stamp_problems(self, batch: dict[str, list[tuple]]) -> None:
+        """Give buffered problem events the session time of the newest data written with them."""
+        events = batch.get("events", [])
+        if not any(e[0] == EventKind.RECORDING_PROBLEM and e[1] != e[1] for e in events):
+            return
+        t = max((r[6] for r in batch.get("blocks", []) if r[6] == r[6]), default=self._last_t)
+        self._last_t = t
+        events[:] = [(e[0], t, *e[2:]) if e[0] == EventKind.RECORDING_PROBLEM and e[1] != e[1] else e for e in events]
 
 
 def _create(path: Path, meta_json: dict[str, str]) -> None:

@@ -665,7 +665,9 @@ class Dashboard(QtWidgets.QMainWindow):
         if self.replay is not None:
             self.recording_label.setText(f"replay of {self.replay} (view only, nothing is recorded)")
         else:
-            self.recording_label.setText(f"recording {w.path.name}" if w.path else "")
+            problems = w.run.recording_problems()
+            self.recording_label.setText((f"recording {w.path.name}" if w.path else "") + (
+                f" <span style='color:{th.warn}'>· {problems[-1]} ({len(problems)} problems)</span>" if problems else ""))
 
     def _show_phase_state(self) -> None:
         ctl, now = self.controller, self._now_s()

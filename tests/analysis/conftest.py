@@ -41,7 +41,7 @@ class Script:
     electrode_off: tuple | None = None
     """(start, end) session seconds with the left electrode off (flat line)."""
     artefacts: int = 3
-    """Beats given a spurious raw RR (kept corrected, flagged), for the tachogram."""
+    """Beats the strap missed (the next raw RR spans two); the recorded live correction splits it, flagged."""
     calibration: dict | None = None
 
 
@@ -100,11 +100,16 @@ def write_session(path: Path, script: Script, seed: int, client: str = "T001", u
             tb += rr / 1000.0
             times.append(tb)
             rrs.append(rr)
-        rr = np.array(rrs)
-        raw, flags = rr.copy(), np.zeros(rr.size, dtype=int)
-        for i in rng.choice(np.arange(5, rr.size - 5), script.artefacts, replace=False):
-            raw[i] *= 1.6
-            flags[i] = 2
+        rr, times = np.array(rrs), np.array(times)
+        missed = rng.choice(np.arange(5, rr.size - 5), script.artefacts, replace=False)
+        raw = rr.copy()
+        raw[missed + 1] += rr[missed]  # the strap missed beat i: the next interval spans both
+        live = rr.copy()
+        live[missed + 1] = raw[missed + 1] / 2.0  # the live corrector's record: a beat inserted at the midpoint
+        flags = np.zeros(rr.size, dtype=int)
+        flags[missed + 1] = 4  # RrFlag.MISSED
+        keep = np.setdiff1d(np.arange(rr.size), missed)
+        times, raw, rr, flags = times[keep], raw[keep], live[keep], flags[keep]
         writer.add_beats("polar-h10", times, raw, rr, flags)
     t0 = 0.0
     for name, kind, dur in script.phases:

@@ -3,6 +3,7 @@ rule for the summary and the comparison, and a session outcome read from one loa
 
 from __future__ import annotations
 
+import neurokit2 as nk
 import numpy as np
 import pytest
 from conftest import Script
@@ -36,7 +37,7 @@ HANDS_ON = (20.0, 3.0)
 """Onset and duration, session seconds."""
 RR_MS = 750.0
 REMOVED_BEAT_S = 3.0
-"""The corrector removed this beat (no corrected RR)."""
+"""The live corrector removed this beat (no live-corrected RR in the recording)."""
 
 
 def _beat_times() -> np.ndarray:
@@ -99,11 +100,16 @@ def test_annotations_and_masks_of_a_known_session(tmp_path):
     b = data.beats
     beats = _beat_times()
     np.testing.assert_array_equal(b.t_s, beats)
-    np.testing.assert_array_equal(b.valid, (beats != REMOVED_BEAT_S) & ~_inside(beats, (20.0, 23.0)))
+    # The live corrector's record stays available (it removed the beat at 3 s); the analysis uses the offline
+    # correction, which on this perfectly regular series changes nothing.
+    removed = beats == REMOVED_BEAT_S
+    assert np.isnan(b.live_rr_ms[removed]).all() and (b.live_flags[removed] == 1).all()
+    assert not b.flags.any() and (b.rr_ms == RR_MS).all()
+    np.testing.assert_array_equal(b.valid, ~_inside(beats, (20.0, 23.0)))
     assert b.valid[beats == 14.25].all(), "the beat at an RR gap's onset is real"
     t_in, rr, d = b.in_span(data.phase("baseline"))
     np.testing.assert_array_equal(t_in, beats[b.valid])
-    after_break = np.isin(t_in, [0.75, 3.75, 17.25, 23.25])  # first beat, after the removed one, the gap, hands-on
+    after_break = np.isin(t_in, [0.75, 17.25, 23.25])  # first beat, after the gap, after hands-on
     np.testing.assert_array_equal(np.isnan(d), after_break)
     assert (d[~after_break] == 0.0).all()
 
@@ -154,3 +160,31 @@ def test_session_outcome_loads_the_file_once(make_session, monkeypatch):
     assert outcome.summary == summarize(data)
     assert outcome.verdict == Verdict(compare(data).overall["label"]) == Verdict.RELEASED
     assert outcome.text().startswith(format_summary(outcome.summary) + "\nverdict: Released")
+
+
+def test_beats_are_corrected_offline_per_stretch_as_neurokit_does(tmp_path):
+    # Two stretches of real-looking RR split by a recorded gap, each with a beat the strap missed; the recording's
+    # live correction is left empty. Reference: neurokit2's Lipponen-Tarvainen correction of each stretch.
+    rng = np.random.default_rng(2)
+    k = np.arange(400)
+    clean = np.round(850 + 40 * np.sin(2 * np.pi * k / 4.5) + 20 * np.sin(2 * np.pi * k / 25) + rng.normal(0, 10, k.size))
+    raw = []
+    for s, miss in zip((clean[:200].copy(), clean[200:].copy()), (100, 50)):
+        s[miss + 1] += s[miss]
+        raw.append(np.delete(s, miss))
+    t_first = np.cumsum(raw[0]) / 1000.0
+    t_second = t_first[-1] + 20.0 + np.cumsum(raw[1]) / 1000.0
+    t = np.concatenate((t_first, t_second))
+    with SessionWriter(tmp_path / "missed.bfsession", {"client_id": "T001", "utc_anchor": 1.7e9}) as w:
+        w.add_gap(Gap("rr", "h10", float(t_first[-1]), float(t_second[0] - raw[1][0] / 1000.0), "disconnect"))
+        w.add_beats("h10", t, np.concatenate(raw))
+        w.add_event(EventKind.PHASE, 0.0, "baseline", float(t[-1]) + 1.0, {"kind": "rest"})
+    b = load_session(tmp_path / "missed.bfsession").beats
+    assert np.isnan(b.live_rr_ms[b.recorded]).all() and not b.live_flags.any()
+    assert (~b.recorded).sum() == 2  # one beat inserted in each stretch
+    second = b.t_s > t_first[-1] + 1.0
+    for part, r in ((~second, raw[0]), (second, raw[1])):
+        peaks = np.concatenate(([0], np.cumsum(r))).astype(int)
+        _, fixed = nk.signal_fixpeaks(peaks, sampling_rate=1000, method="kubios", iterative=True)
+        # neurokit2 truncates moved and inserted beats to whole samples (1 ms here): 1 ms.
+        np.testing.assert_allclose(b.rr_ms[part], np.diff(fixed), atol=1.0)

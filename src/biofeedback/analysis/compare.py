@@ -442,10 +442,12 @@ def _exclusions(data: SessionData, span: PhaseSpan) -> dict:
     if data.beats is not None:
         bt = data.beats
         sel = (bt.t_s >= span.start_s) & (bt.t_s < span.end_s)
-        out["beats"] = int(sel.sum())
+        out["beats"] = int((sel & bt.recorded).sum())
         out["beats_hands_on"] = int((sel & bt.hands_on).sum())
         out["beats_removed"] = int((sel & ~np.isfinite(bt.rr_ms)).sum())
-        out["beats_corrected"] = int((sel & (bt.flags != 0) & np.isfinite(bt.rr_ms)).sum())
+        out["beats_inserted"] = int((sel & ~bt.recorded).sum())
+        out["beats_corrected"] = int((sel & bt.recorded & (bt.flags != 0) & np.isfinite(bt.rr_ms)).sum())
+        out["beats_corrected_live"] = int((sel & (bt.live_flags != 0)).sum())
         out["beats_used"] = int((sel & bt.valid).sum())
     gaps = [g for g in data.gaps if g.end_s > span.start_s and g.start_s < span.end_s]
     out["recorded_gaps"] = len(gaps)

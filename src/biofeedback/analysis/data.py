@@ -22,8 +22,13 @@ processor did not flag it (warm-up, flat line or electrode off, mains, motion, s
 rejecting annotation holds it (``onset <= t < onset + duration``, as MNE's ``reject_by_annotation``).
 Statistics take EMG in ``WINDOW_S`` windows holding at least ``MIN_WINDOW_VALID`` valid samples.
 
-Beats keep their corrected RR (Lipponen & Tarvainen). A beat is valid when the corrector kept it and it
-is not in a hands-on interval. A recorded RR gap starts at the last beat before it, which is a real
+Beats: the analysis corrects the raw RR offline with ``dsp.correct_rr`` (Lipponen & Tarvainen 2019) over
+each uninterrupted stretch of beats (a stretch ends where the time to the next beat exceeds
+``RR_BREAK_FACTOR`` times its RR: a gap), seeing the whole stretch on both sides of every beat; a beat it inserts where the strap missed one becomes a
+beat of the track (no raw RR), so the corrected series runs on through it. The live
+corrector's RR and flags stored in the recording (decided with a 5-beat look-ahead, for display) stay
+available as ``live_rr_ms`` and ``live_flags`` but enter no statistics. A beat is valid when the offline
+correction kept it and it is not in a hands-on interval. A recorded RR gap starts at the last beat before it, which is a real
 beat and stays valid; no successive difference spans a gap (``contiguous_with_previous``).
 
 A phase gives a level when it holds at least ``MIN_CLEAN_S`` of clean data (``enough_clean``; ``too_little``
@@ -40,7 +45,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from biofeedback.dsp import EmgProcessor
+from biofeedback.dsp import EmgProcessor, correct_rr
 from biofeedback.store import SessionReader
 from biofeedback.stream import BlockFlag, Gap, StreamKind
 from biofeedback.vocab import EventKind
@@ -200,15 +205,26 @@ class EmgTrack:
 
 @dataclass
 class BeatTrack:
-    """Beats by time with corrected RR; ``valid`` beats enter statistics."""
+    """Beats by time with offline-corrected RR; ``valid`` beats enter statistics."""
 
     t_s: np.ndarray
+    """Beat times, s: the recorded beats and the beats the offline correction inserted where one was missed."""
     rr_raw_ms: np.ndarray
+    """RR as recorded, ms; NaN for an inserted beat."""
     rr_ms: np.ndarray
-    """Corrected RR, ms (NaN where the corrector removed the beat)."""
+    """RR corrected offline (``offline_correction``), ms; NaN where the correction removed the beat."""
     flags: np.ndarray
-    """``dsp.RrFlag`` bits per beat; nonzero means corrected."""
+    """``dsp.RrFlag`` bits per beat of the offline correction; nonzero means corrected."""
     annotations: Annotations
+    live_rr_ms: np.ndarray
+    """RR as the live corrector decided it during the session (as recorded), ms; NaN for an inserted beat."""
+    live_flags: np.ndarray
+    """``dsp.RrFlag`` bits of the live corrector, as recorded (0 for an inserted beat)."""
+
+    @property
+    def recorded(self) -> np.ndarray:
+        """True for the beats in the recording, False for those the offline correction inserted."""
+        return np.isfinite(self.rr_raw_ms)
 
     @cached_property
     def hands_on(self) -> np.ndarray:
@@ -349,8 +365,16 @@ def load_session(path: str | Path, progress: Progress | None = None) -> SessionD
                                                   processed.flagged, annotations)
     if beats["t_s"].size:
         keep = beats["source"] == beats["source"][0]
-        beat_track = BeatTrack(beats["t_s"][keep], beats["rr_raw_ms"][keep], beats["rr_corrected_ms"][keep],
-                               beats["flags"][keep], annotations)
+        t, rr, flags, index = offline_correction(beats["t_s"][keep], beats["rr_raw_ms"][keep])
+        recorded = index >= 0
+
+        def per_beat(x: np.ndarray) -> np.ndarray:
+            out = np.full(index.size, np.nan)
+            out[recorded] = x[keep][index[recorded]]
+            return out
+
+        beat_track = BeatTrack(t, per_beat(beats["rr_raw_ms"]), rr, flags, annotations, per_beat(beats["rr_corrected_ms"]),
+                               np.where(recorded, per_beat(beats["flags"]), 0).astype(np.uint8))
     else:
         beat_track = None
     cal = meta.get("calibration")
@@ -366,6 +390,29 @@ def load_session(path: str | Path, progress: Progress | None = None) -> SessionD
         problems.append("no heartbeats in this recording: heart rate and HRV cannot be analysed")
     return SessionData(path, meta, duration, sorted(phases, key=lambda p: p.start_s), markers, annotations, gaps, emg,
                        beat_track, calibration, problems)
+
+
+def offline_correction(t_s: np.ndarray, rr_raw_ms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``dsp.correct_rr`` over each uninterrupted stretch of raw RR (a gap, by ``contiguous_with_previous``,
+    starts a new stretch), as one series of beats: times (s), corrected RR (ms; NaN where a beat was removed),
+    ``RrFlag`` bits, and the index of each beat's recorded beat (-1 for a beat inserted where one was missed,
+    placed where the correction put it, before the recorded beat that closes the missed interval)."""
+    times, rrs, flags, index = [], [], [], []
+    starts = np.flatnonzero(~contiguous_with_previous(t_s, rr_raw_ms))
+    for a, b in zip(starts, np.append(starts[1:], rr_raw_ms.size)):
+        fix = correct_rr(rr_raw_ms[a:b])
+        for k in range(b - a):
+            nn = fix.nn_ms[fix.nn_source == k]
+            for j in range(nn.size - 1):  # inserted beats, each closing one part of a missed interval
+                times.append(t_s[a + k] - nn[j + 1:].sum() / 1000.0)
+                rrs.append(nn[j])
+                flags.append(fix.flags[k])
+                index.append(-1)
+            times.append(t_s[a + k])
+            rrs.append(fix.corrected_ms[k])
+            flags.append(fix.flags[k])
+            index.append(a + k)
+    return np.array(times), np.array(rrs), np.array(flags, dtype=np.uint8), np.array(index, dtype=int)
 
 
 def contiguous_with_previous(t_s: np.ndarray, rr_ms: np.ndarray) -> np.ndarray:

@@ -117,8 +117,8 @@ def tachogram_figure(data: SessionData) -> Figure | None:
     fig, ax = plt.subplots(figsize=(11, 3.2))
     _context(ax, data, labels=True)
     ax.plot(b.t_s, b.rr_raw_ms, ".", color="#999999", ms=2.5, label="raw RR")
-    ax.plot(b.t_s, b.rr_ms, color="#1f5fa8", lw=0.8, label="corrected RR")
-    fixed = (b.flags != 0)
+    ax.plot(b.t_s, b.rr_ms, color="#1f5fa8", lw=0.8, label="corrected RR (offline, Lipponen & Tarvainen)")
+    fixed = (b.flags != 0) & b.recorded
     ax.plot(b.t_s[fixed], b.rr_raw_ms[fixed], "x", color="#d62728", ms=7, mew=1.5,
             label=f"corrected beats ({int(fixed.sum())})")
     ax.set_ylabel("RR (ms)")

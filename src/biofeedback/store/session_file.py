@@ -57,6 +57,8 @@ import biofeedback
 from biofeedback.store.errors import StoreError
 from biofeedback.store.paths import FILE_MODE, private_dir, scrub_addresses, validate_client_id
 from biofeedback.stream import NS_PER_S, Block, Gap, StreamKind
+from biofeedback.validate import EMG_RANGE_UV, MAX_RATE_HZ, SESSION_TIME_RANGE_S, SPEED_RANGE, UTC_RANGE_S, Origin, \
+    check_number, check_numbers, check_type, session_file, shown
 from biofeedback.vocab import EventKind
 
 COMMIT_INTERVAL_S = 0.5
@@ -450,8 +452,11 @@ def _header_problem(path: Path) -> str | None:
 class SessionReader:
     """Read-only access to a session file, also one still being written or left by a killed writer.
 
-    Every call reads the newest committed state. Damaged files raise StoreError; the file is never
-    written to.
+    Every call reads the newest committed state; the file is never written to. Everything read is checked at this door
+    (``biofeedback.validate``): a file that is not a session, or whose metadata is damaged (``utc_anchor``,
+    ``client_id``, ``speed``, calibration, ...), raises one ``StoreError`` line naming the file and the field. A damaged
+    row (a block whose sample count disagrees with its data, non-finite samples or times, an unreadable beat, gap,
+    event or stream) is skipped and described in ``problems``; the undamaged rest stays readable.
     """
 
     def __init__(self, path: Path) -> None:
@@ -469,10 +474,11 @@ class SessionReader:
         wal = self.path.with_name(self.path.name + "-wal")
         mode = "mode=ro" if wal.exists() else "immutable=1"
         uri = f"{self.path.resolve().as_uri()}?{mode}"
+        self._origin = session_file(self.path)
+        self._damaged: dict[tuple[str, int], str] = {}
         with self._reading():
             self._conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
             self._conn.execute("SELECT count(*) FROM meta").fetchone()
-        self._stream_rows: dict[tuple[str, str], tuple] = {}
 
     def __enter__(self) -> SessionReader:
         return self
@@ -490,27 +496,58 @@ class SessionReader:
         with self._reading():
             return self._conn.execute(sql, args).fetchall()
 
+    def _skip(self, table: str, row_id: int, what: str) -> None:
+        """Note a damaged row that is left out (once per row, however often it is read)."""
+        self._damaged.setdefault((table, row_id), what)
+
+    @property
+    def problems(self) -> list[str]:
+        """One line per table with damaged rows that were skipped: how many, and the first one's damage."""
+        by_table: dict[str, list[str]] = {}
+        for (table, _), what in self._damaged.items():
+            by_table.setdefault(table, []).append(what)
+        return [f"{self.path.name}: skipped {len(found)} damaged {table} row{'s' if len(found) > 1 else ''} "
+                f"(first: {found[0]}); the rest of the session is read" for table, found in by_table.items()]
+
     @property
     def meta(self) -> dict:
-        """All metadata (client_id, utc_anchor, speed, protocol, software_version, devices, complete, ...)."""
-        return {k: json.loads(v) for k, v in self._query("SELECT key, value FROM meta")}
+        """All metadata (client_id, utc_anchor, speed, protocol, software_version, devices, complete, ...), checked."""
+        meta = {}
+        for key, value in self._query("SELECT key, value FROM meta"):
+            try:
+                meta[key] = _loads(value)
+            except (TypeError, ValueError):
+                raise self._origin.fail(f"metadata field {key!r}", "is not valid JSON") from None
+        return _checked_meta(meta, self._origin)
 
     @property
     def complete(self) -> bool:
         """True if the writer closed the file; False while recording or after a crash."""
         return bool(self.meta.get("complete"))
 
+    def _streams(self) -> dict[int, tuple]:
+        """Readable stream rows by id: (id, stream, source, rate_hz, channels tuple, unit); damaged ones noted."""
+        good = {}
+        for sid, stream, source, rate, channels, unit in self._query(
+                "SELECT id, stream, source, rate_hz, channels, unit FROM streams ORDER BY id"):
+            problem = _stream_problem(stream, source, rate, channels, unit)
+            if problem:
+                self._skip("stream", sid, f"stream {stream!r} from {source!r}: {problem}")
+                continue
+            good[sid] = (sid, stream, source, None if rate is None else float(rate), tuple(_loads(channels)), unit)
+        return good
+
     def streams(self) -> list[tuple[str, str]]:
-        """The (stream, source) pairs in the file, in the order they first arrived."""
-        return [(s, src) for s, src in self._query("SELECT stream, source FROM streams ORDER BY id")]
+        """The readable (stream, source) pairs in the file, in the order they first arrived."""
+        return [(row[1], row[2]) for row in self._streams().values()]
 
     def _stream(self, stream: str, source: str | None) -> tuple:
-        rows = self._query(
-            "SELECT id, stream, source, rate_hz, channels, unit FROM streams WHERE stream = ?"
-            + ("" if source is None else " AND source = ?") + " ORDER BY id",
-            (stream,) if source is None else (stream, source),
-        )
+        rows = [r for r in self._streams().values() if r[1] == stream and (source is None or r[2] == source)]
         if not rows:
+            damaged = [what for (table, _), what in self._damaged.items() if table == "stream"
+                       and what.startswith(f"stream {stream!r}")]
+            if damaged:
+                raise self._origin.fail("streams", f"has a damaged row ({damaged[0]})")
             raise StoreError(f"{self.path.name} has no stream {stream!r}" + ("" if source is None else f" from {source!r}")
                              + f"; it has {self.streams()}")
         if len(rows) > 1:
@@ -519,7 +556,7 @@ class SessionReader:
 
     def channels(self, stream: str, source: str | None = None) -> tuple[str, ...]:
         """Channel names of a stream."""
-        return tuple(json.loads(self._stream(stream, source)[4]))
+        return self._stream(stream, source)[4]
 
     def rate_hz(self, stream: str, source: str | None = None) -> float | None:
         """Nominal sample rate of a stream (None for event streams such as HR)."""
@@ -529,32 +566,45 @@ class SessionReader:
         """Unit of a stream's samples (e.g. "uV")."""
         return self._stream(stream, source)[5]
 
+    def _blocks(self, rows: list[tuple], n_channels: dict[int, int]) -> list[tuple]:
+        """The undamaged block rows (id, stream_id, t_first_s, rate_hz, n, n_channels, data, times, ...), damaged ones
+        noted: a sample count that disagrees with the data, a channel count that disagrees with the stream, times or
+        samples that are not finite."""
+        good = []
+        for row in rows:
+            problem = _block_problem(row, n_channels.get(row[1]))
+            if problem:
+                self._skip("block", row[0], f"block {row[0]}: {problem}")
+            else:
+                good.append(row)
+        return good
+
     def samples(self, stream: str, source: str | None = None, start_s: float | None = None,
                 end_s: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Session times (n,) and samples (n, channels), float64, in arrival order; optionally only [start_s, end_s)."""
+        """Session times (n,) and samples (n, channels), float64, in arrival order; optionally only [start_s, end_s).
+
+        Damaged blocks are left out (see ``problems``)."""
         sid, _, _, _, channels, _ = self._stream(stream, source)
-        sql = "SELECT t_first_s, rate_hz, n, n_channels, data, times FROM blocks WHERE stream_id = ?"
+        n_ch = len(channels)
+        sql = "SELECT id, stream_id, t_first_s, rate_hz, n, n_channels, data, times FROM blocks WHERE stream_id = ?"
         args: tuple = (sid,)
         if start_s is not None:
             sql, args = sql + " AND t_first_s >= ?", args + (start_s - LONGEST_BLOCK_S,)
         if end_s is not None:
             sql, args = sql + " AND t_first_s < ?", args + (end_s,)
-        rows = self._query(sql + " ORDER BY id", args)
-        n_ch = len(json.loads(channels))
+        rows = self._blocks(self._query(sql + " ORDER BY id", args), {sid: n_ch})
         if not rows:
             return np.empty(0), np.empty((0, n_ch))
-        if any(r[3] != n_ch for r in rows):
-            raise StoreError(f"stream {stream!r} in {self.path.name} changes its channel count; read it with raw_blocks()")
-        t_first = np.array([r[0] for r in rows])
-        rate = np.array([np.inf if r[1] is None else r[1] for r in rows])
-        counts = np.array([r[2] for r in rows])
+        t_first = np.array([r[2] for r in rows], dtype=float)
+        rate = np.array([np.inf if r[3] is None else r[3] for r in rows], dtype=float)
+        counts = np.array([r[4] for r in rows], dtype=np.int64)
         offsets = np.cumsum(counts) - counts
         idx = np.arange(int(counts.sum())) - np.repeat(offsets, counts)
         times = np.repeat(t_first, counts) + idx / np.repeat(rate, counts)
-        for (_, _, _, _, _, aligned), start, count in zip(rows, offsets, counts):
-            if aligned is not None:
-                times[start:start + count] = np.frombuffer(aligned, dtype=TIME_DTYPE)
-        data = np.frombuffer(b"".join(r[4] for r in rows), dtype=SAMPLE_DTYPE).astype(float).reshape(-1, n_ch)
+        for row, start, count in zip(rows, offsets, counts):
+            if row[7] is not None:
+                times[start:start + count] = np.frombuffer(row[7], dtype=TIME_DTYPE)
+        data = np.frombuffer(b"".join(r[6] for r in rows), dtype=SAMPLE_DTYPE).astype(float).reshape(-1, n_ch)
         keep = np.ones(times.size, dtype=bool)
         if start_s is not None:
             keep &= times >= start_s
@@ -563,12 +613,20 @@ class SessionReader:
         return times[keep], data[keep]
 
     def beats(self, source: str | None = None) -> dict[str, np.ndarray]:
-        """Beats by time: t_s, rr_raw_ms, rr_corrected_ms (NaN where none), flags, source."""
-        rows = self._query(
-            "SELECT t_s, rr_raw_ms, rr_corrected_ms, flags, source FROM beats"
-            + ("" if source is None else " WHERE source = ?") + " ORDER BY t_s, id",
-            () if source is None else (source,),
-        )
+        """Beats by time: t_s, rr_raw_ms, rr_corrected_ms (NaN where none), flags, source; damaged beats left out."""
+        rows = []
+        for row in self._query("SELECT id, t_s, rr_raw_ms, rr_corrected_ms, flags, source FROM beats"
+                               + ("" if source is None else " WHERE source = ?") + " ORDER BY id",
+                               () if source is None else (source,)):
+            problem = (_time_problem(row[1], "t_s") or _finite_problem(row[2], "rr_raw_ms")
+                       or (row[3] is not None and _finite_problem(row[3], "rr_corrected_ms"))
+                       or (not _is_int(row[4]) and f"flags {shown(row[4])} is not a whole number")
+                       or (not isinstance(row[5], str) and "source is not text"))
+            if problem:
+                self._skip("beat", row[0], f"beat {row[0]}: {problem}")
+            else:
+                rows.append(row[1:])
+        rows.sort(key=lambda r: r[0])
         return {
             "t_s": np.array([r[0] for r in rows], dtype=float),
             "rr_raw_ms": np.array([r[1] for r in rows], dtype=float),
@@ -578,19 +636,39 @@ class SessionReader:
         }
 
     def gaps(self) -> list[Gap]:
-        """Recorded gaps, by start time."""
-        return [Gap(*r) for r in self._query(
-            "SELECT stream, source, start_s, end_s, reason, lost_samples FROM gaps ORDER BY start_s, id")]
+        """Recorded gaps, by start time; damaged ones left out."""
+        gaps = []
+        for row_id, stream, source, start, end, reason, lost in self._query(
+                "SELECT id, stream, source, start_s, end_s, reason, lost_samples FROM gaps ORDER BY id"):
+            problem = (_time_problem(start, "start_s") or _time_problem(end, "end_s")
+                       or (end < start and f"end_s {end:g} is before start_s {start:g}")
+                       or (not all(isinstance(v, str) for v in (stream, source, reason)) and "a name is not text")
+                       or (lost is not None and not (_is_int(lost) and lost >= 0)
+                           and f"lost_samples {shown(lost)} is not a count"))
+            if problem:
+                self._skip("gap", row_id, f"gap {row_id}: {problem}")
+            else:
+                gaps.append(Gap(stream, source, float(start), float(end), reason, lost))
+        return sorted(gaps, key=lambda g: g.start_s)
 
     def events(self, kind: str | None = None) -> list[dict]:
-        """Events by time, as dicts with kind, t_s, duration_s, label, data."""
-        rows = self._query(
-            "SELECT kind, t_s, duration_s, label, data FROM events"
-            + ("" if kind is None else " WHERE kind = ?") + " ORDER BY t_s, id",
-            () if kind is None else (kind,),
-        )
-        return [{"kind": k, "t_s": t, "duration_s": d, "label": label, "data": None if data is None else json.loads(data)}
-                for k, t, d, label, data in rows]
+        """Events by time, as dicts with kind, t_s, duration_s, label, data; damaged ones left out."""
+        out = []
+        for row_id, k, t, d, label, data in self._query(
+                "SELECT id, kind, t_s, duration_s, label, data FROM events"
+                + ("" if kind is None else " WHERE kind = ?") + " ORDER BY id", () if kind is None else (kind,)):
+            problem = (_time_problem(t, "t_s") or _time_problem(d, "duration_s", lo=0.0)
+                       or (not (isinstance(k, str) and isinstance(label, str)) and "kind or label is not text"))
+            if not problem and data is not None:
+                try:
+                    data = _loads(data)
+                except (TypeError, ValueError):
+                    problem = "its data is not valid JSON"
+            if problem:
+                self._skip("event", row_id, f"event {row_id}: {problem}")
+            else:
+                out.append({"kind": k, "t_s": float(t), "duration_s": float(d), "label": label, "data": data})
+        return sorted(out, key=lambda e: e["t_s"])
 
     def phases(self) -> list[dict]:
         """Phase events; a phase still running when the recording stopped (a crash) ends at the last data.
@@ -604,21 +682,22 @@ class SessionReader:
         end = self.duration_s()
         for e in self.events(EventKind.PHASE_START):
             if (e["label"], round(e["t_s"], 6)) not in closed:
-                data = dict(e["data"] or {}, unfinished=True)
+                data = dict(e["data"] if isinstance(e["data"], dict) else {}, unfinished=True)
                 done.append({**e, "kind": EventKind.PHASE, "duration_s": max(0.0, end - e["t_s"]), "data": data})
         return sorted(done, key=lambda e: e["t_s"])
 
     def raw_blocks(self, stream: str | None = None, source: str | None = None) -> Iterator[dict]:
-        """Every stored block as received, in arrival order (lazily): times, seq, index, flags, raw bytes, samples, times_s."""
-        sql = ("SELECT s.stream, s.source, b.host_time_ns, b.device_time_ns, b.seq, b.first_index, b.flags, "
-               "b.t_first_s, b.rate_hz, b.n, b.n_channels, b.data, b.times, b.raw "
+        """Every undamaged block as received, in arrival order (lazily): times, seq, index, flags, raw bytes, samples,
+        times_s."""
+        streams = self._streams()
+        n_channels = {sid: len(row[4]) for sid, row in streams.items()}
+        sql = ("SELECT b.id, b.stream_id, b.t_first_s, b.rate_hz, b.n, b.n_channels, b.data, b.times, s.stream, "
+               "s.source, b.host_time_ns, b.device_time_ns, b.seq, b.first_index, b.flags, b.raw "
                "FROM blocks b JOIN streams s ON s.id = b.stream_id")
         wanted = {"s.stream": stream, "s.source": source}
         args = tuple(v for v in wanted.values() if v is not None)
         if args:
             sql += " WHERE " + " AND ".join(f"{k} = ?" for k, v in wanted.items() if v is not None)
-        keys = ("stream", "source", "host_time_ns", "device_time_ns", "seq", "first_index", "flags", "t_first_s",
-                "rate_hz", "n")
         with self._reading():
             cursor = self._conn.execute(sql + " ORDER BY b.id", args)
         while True:
@@ -626,28 +705,148 @@ class SessionReader:
                 row = cursor.fetchone()
             if row is None:
                 return
-            block = dict(zip(keys, row))
-            block["data"] = np.frombuffer(row[11], dtype=SAMPLE_DTYPE).astype(float).reshape(row[9], row[10])
-            t0, rate, n = row[7], row[8], row[9]
-            block["times_s"] = (np.frombuffer(row[12], dtype=TIME_DTYPE).copy() if row[12] is not None
-                                else t0 + np.arange(n) / (rate or np.inf))
-            block["raw"] = bytes(row[13])
-            yield block
+            if row[1] not in streams or not self._blocks([row], n_channels):
+                continue
+            (_, _, t0, rate, n, n_ch, data, times, name, src, host_ns, device_ns, seq, first, flags, raw) = row
+            yield {
+                "stream": name, "source": src, "host_time_ns": host_ns, "device_time_ns": device_ns, "seq": seq,
+                "first_index": first, "flags": flags, "t_first_s": t0, "rate_hz": rate, "n": n,
+                "data": np.frombuffer(data, dtype=SAMPLE_DTYPE).astype(float).reshape(n, n_ch),
+                "times_s": (np.frombuffer(times, dtype=TIME_DTYPE).copy() if times is not None
+                            else t0 + np.arange(n) / (rate or np.inf)),
+                "raw": bytes(raw) if isinstance(raw, (bytes, memoryview)) else b"",
+            }
 
     def duration_s(self) -> float:
-        """Session time of the end of the last data or event (0 for an empty session)."""
+        """Session time of the end of the last undamaged data or event (0 for an empty session)."""
+        lo, hi = SESSION_TIME_RANGE_S
         ends = [0.0]
-        for (sid,) in self._query("SELECT id FROM streams"):
+        for sid in self._streams():
             last = self._query(
-                "SELECT t_last_s, rate_hz FROM blocks WHERE stream_id = ? ORDER BY t_first_s DESC LIMIT 1", (sid,))
+                "SELECT t_last_s, rate_hz FROM blocks WHERE stream_id = ? AND typeof(t_last_s) IN ('real', 'integer') "
+                "AND t_last_s BETWEEN ? AND ? ORDER BY t_first_s DESC LIMIT 1", (sid, lo, hi))
             if last:
                 t_last, rate = last[0]
-                ends.append(t_last + (1 / rate if rate else 0.0))
-        for sql in ("SELECT max(t_s) FROM beats", "SELECT max(t_s + duration_s) FROM events", "SELECT max(end_s) FROM gaps"):
-            value = self._query(sql)[0][0]
-            if value is not None:
-                ends.append(value)
+                ends.append(t_last + (1 / rate if _finite_problem(rate, "") is None and rate > 0 else 0.0))
+        beats = self.beats()["t_s"]
+        ends += [float(beats.max())] if beats.size else []
+        ends += [e["t_s"] + e["duration_s"] for e in self.events()]
+        ends += [g.end_s for g in self.gaps()]
         return float(max(ends))
+
+
+def _loads(text: Any) -> Any:
+    """JSON as we write it: no NaN or infinity."""
+    if not isinstance(text, str):
+        raise TypeError("not text")
+    return json.loads(text, parse_constant=_no_constant)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _finite_problem(value: Any, name: str) -> str | None:
+    """Why ``value`` is not a finite number (None if it is)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+        return f"{name} {shown(value)} is not a finite number"
+    return None
+
+
+def _time_problem(value: Any, name: str, lo: float | None = None) -> str | None:
+    """Why ``value`` is not a session time in ``SESSION_TIME_RANGE_S`` (None if it is)."""
+    problem = _finite_problem(value, name)
+    if problem:
+        return problem
+    low, high = SESSION_TIME_RANGE_S
+    low = low if lo is None else lo
+    if not low <= value <= high:
+        return f"{name} {value:g} s is outside {low:g} to {high:g} s"
+    return None
+
+
+def _stream_problem(stream: Any, source: Any, rate: Any, channels: Any, unit: Any) -> str | None:
+    """Why a stream row cannot be read (None if it can)."""
+    if not all(isinstance(v, str) for v in (stream, source, unit)):
+        return "its name, source or unit is not text"
+    if rate is not None and (_finite_problem(rate, "rate_hz") or not 0 < rate <= MAX_RATE_HZ):
+        return f"rate_hz {shown(rate)} is not a sample rate above 0 and at most {MAX_RATE_HZ:g} Hz"
+    try:
+        names = _loads(channels)
+    except (TypeError, ValueError):
+        return "its channel list is not valid JSON"
+    if not isinstance(names, list) or not names or not all(isinstance(c, str) for c in names):
+        return f"channels {shown(names)} is not a list of channel names"
+    return None
+
+
+def _block_problem(row: tuple, n_channels: int | None) -> str | None:
+    """Why a block row (id, stream_id, t_first_s, rate_hz, n, n_channels, data, times, ...) is damaged (None if not)."""
+    _, _, t0, rate, n, n_ch, data, times = row[:8]
+    if n_channels is None:
+        return "its stream is missing or damaged"
+    problem = _time_problem(t0, "t_first_s")
+    if problem:
+        return problem
+    if rate is not None and (_finite_problem(rate, "rate_hz") or not 0 < rate <= MAX_RATE_HZ):
+        return f"rate_hz {shown(rate)} is not a sample rate"
+    if not (_is_int(n) and n >= 0):
+        return f"sample count {shown(n)} is not a count"
+    if n_ch != n_channels:
+        return f"it has {shown(n_ch)} channels where its stream has {n_channels}"
+    if not isinstance(data, bytes) or len(data) != n * n_ch * SAMPLE_DTYPE.itemsize:
+        size = len(data) if isinstance(data, bytes) else 0
+        return f"it holds {size} bytes of samples where {n} samples x {n_ch} channels need {n * n_ch * SAMPLE_DTYPE.itemsize}"
+    if times is not None:
+        if not isinstance(times, bytes) or len(times) != n * TIME_DTYPE.itemsize:
+            return f"its times do not match its {n} samples"
+        t = np.frombuffer(times, dtype=TIME_DTYPE)
+        if t.size and not (np.isfinite(t).all() and SESSION_TIME_RANGE_S[0] <= t.min()
+                           and t.max() <= SESSION_TIME_RANGE_S[1]):
+            return "its sample times are not finite session times"
+    elif rate is not None and _time_problem(t0 + max(n - 1, 0) / rate, "last sample time"):
+        return "its last sample time is outside the session"
+    if not np.isfinite(np.frombuffer(data, dtype=SAMPLE_DTYPE)).all():
+        return "it holds samples that are not finite numbers (NaN or infinity)"
+    return None
+
+
+def _checked_meta(meta: dict, origin: Origin) -> dict:
+    """``meta`` if every field the commands rely on holds what the writer writes, else ``origin``'s error."""
+    for key in ("client_id", "utc_anchor"):
+        if key not in meta:
+            raise origin.fail(f"metadata field {key!r}", "is missing")
+    try:
+        validate_client_id(meta["client_id"])
+    except StoreError:
+        raise origin.fail("metadata field 'client_id'",
+                          f"{shown(meta['client_id'])} is not a pseudonymous client code") from None
+    check_number(meta["utc_anchor"], "metadata field 'utc_anchor'", origin, lo=UTC_RANGE_S[0], hi=UTC_RANGE_S[1],
+                 unit="UTC seconds (2000 to 2100)")
+    check_number(meta.get("speed", 1.0), "metadata field 'speed'", origin, lo=SPEED_RANGE[0], hi=SPEED_RANGE[1])
+    check_type(meta.get("complete", False), bool, "metadata field 'complete'", origin)
+    version = check_number(meta.get("format_version", SCHEMA_VERSION), "metadata field 'format_version'", origin,
+                           lo=1, integer=True)
+    if version > SCHEMA_VERSION:
+        raise StoreError(f"{origin.file} was written by a newer biofeedback (format {version}); upgrade biofeedback "
+                         "to read it")
+    for key, types in (("protocol", str), ("protocol_file", str), ("protocol_toml", dict), ("screening", dict),
+                       ("devices", list), ("calibration", dict)):
+        if meta.get(key) is not None:
+            check_type(meta[key], types, f"metadata field {key!r}", origin)
+    cal = meta.get("calibration")
+    if cal is not None:
+        for key in ("rest_rms_uv", "rvc_rms_uv", "mvc_rms_uv"):
+            if cal.get(key) is not None:
+                check_numbers(cal[key], f"metadata field 'calibration.{key}'", origin, lo=EMG_RANGE_UV[0],
+                              hi=EMG_RANGE_UV[1], lo_open=key != "rest_rms_uv", unit="µV")
+        if cal.get("file") is not None:
+            check_type(cal["file"], str, "metadata field 'calibration.file'", origin)
+    return meta
 
 
 @contextmanager

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from biofeedback.store import SessionWriter, StoreError, device_alias, export_session, new_session_path
-from biofeedback.stream import Block
+from biofeedback.stream import Block, Gap
 
 from .conftest import DEVICE_MAC, UTC_ANCHOR
 
@@ -86,7 +86,8 @@ def test_csv_round_trip(recorded, tmp_path):
     files = export_session(recorded.path, "csv", tmp_path / "out", shift_days=SHIFT_DAYS)
     stem = f"C001_{SHIFTED_START:%Y%m%dT%H%M%SZ}"
     assert sorted(f.name for f in files) == sorted(f"{stem}_{n}" for n in (
-        "emg.csv", "ecg.csv", "hr.csv", "beats.csv", "events.csv", "session.json"))
+        "emg.csv", "ecg.csv", "hr.csv", "beats.csv", "events.csv", "session.json", "kubios_part1.txt",
+        "kubios_times.txt"))
     emg = np.loadtxt(tmp_path / "out" / f"{stem}_emg.csv", delimiter=",", skiprows=1)
     with open(tmp_path / "out" / f"{stem}_emg.csv") as f:
         assert f.readline().strip() == "time_s,left_uV,right_uV"
@@ -210,3 +211,48 @@ def test_edf_of_a_session_without_signals_says_what_to_do(home, tmp_path):
         export_session(path, "edf", tmp_path / "edf")
     for fmt in ("csv", "bids", "hdf5"):
         assert export_session(path, fmt, tmp_path / fmt)
+
+
+def _kubios_session(path, utc_anchor: float):
+    """Beats of one strap with a recorded RR gap (a disconnect) from 5.0 to 8.0 s; RR in 1/1024 s, as straps send."""
+    rr = np.array([820, 800, 810, 830, 790, 805, 815, 800], dtype=float) * 1000 / 1024
+    # Beats 0-3 before the gap; beat 4 at 7.5 s ends the gap's last interval (771.5 ms from 6.73 s, inside the gap:
+    # written nowhere); beats 5-7 after the gap.
+    t = np.array([1.1, 1.9, 2.7, 3.5, 7.5, 9.0, 9.8, 10.6])
+    with SessionWriter(path, {"client_id": "C011", "utc_anchor": utc_anchor}) as w:
+        w.add_beats(DEVICE_MAC, t, rr, np.full(t.size, 800.0), np.zeros(t.size))
+        w.add_gap(Gap("rr", DEVICE_MAC, 5.0, 8.0, "disconnect"))
+        w.add_gap(Gap("ecg", DEVICE_MAC, 0.0, 10.0, "disconnect"))  # another stream's gap: no effect on RR
+    return t, rr
+
+
+def test_kubios_rr_files_one_rr_a_line_split_at_gaps_with_times_beside(home, tmp_path):
+    path = new_session_path("C011", UTC_ANCHOR)
+    t, rr = _kubios_session(path, UTC_ANCHOR)
+    files = export_session(path, "csv", tmp_path / "out", shift_days=SHIFT_DAYS)
+    stem = f"C011_{SHIFTED_START:%Y%m%dT%H%M%SZ}"
+    by_name = {f.name: f for f in files}
+    part1, part2 = by_name[f"{stem}_kubios_part1.txt"], by_name[f"{stem}_kubios_part2.txt"]
+    assert f"{stem}_kubios_part3.txt" not in by_name
+    # Kubios "RR interval data": one RR in ms a line, nothing else.
+    assert part1.read_text() == "800.78125\n781.25\n791.015625\n810.546875\n"
+    assert part2.read_text() == "786.1328125\n795.8984375\n781.25\n"
+    times = [line.split("\t") for line in by_name[f"{stem}_kubios_times.txt"].read_text().splitlines()]
+    assert [float(a) for a, _ in times] == [1.1, 1.9, 2.7, 3.5, 9.0, 9.8, 10.6]
+    assert [float(b) for _, b in times] == rr[[0, 1, 2, 3, 5, 6, 7]].tolist()
+    # No interval spans the gap: every kept interval ends before 5.0 s or starts after 8.0 s.
+    for a, b in times:
+        assert float(a) <= 5.0 or float(a) - float(b) / 1000 >= 8.0
+
+
+def test_kubios_rr_files_hold_no_date_and_are_private(home, tmp_path):
+    path = new_session_path("C011", UTC_ANCHOR)
+    _kubios_session(path, UTC_ANCHOR)
+    files = [f for f in export_session(path, "csv", tmp_path / "out", shift_days=SHIFT_DAYS) if "_kubios" in f.name]
+    assert len(files) == 3
+    true_day = dt.datetime.fromtimestamp(UTC_ANCHOR, dt.timezone.utc)
+    for f in files:
+        assert stat.S_IMODE(os.stat(f).st_mode) == 0o600
+        assert true_day.strftime("%Y%m%d") not in f.name and SHIFTED_START.strftime("%Y%m%d") in f.name
+        text = f.read_text()
+        assert re.fullmatch(r"([0-9.]+(\t[0-9.]+)?\n)+", text), text  # numbers only: no date, no address, no header

@@ -5,15 +5,31 @@ date by ``shift_days`` for anonymity. Device addresses never appear (the session
 salted aliases, and metadata are scrubbed again on the way out). Exported files are 0600 and a
 new ``out_dir`` is 0700: they hold health data.
 
+Sample rates (EDF+ and BIDS, the exports that put samples on a grid): a regular stream is written
+at its measured rate when that differs from its nominal rate by more than ``RATE_TOLERANCE`` (a
+Polar H10's "130 Hz" ECG runs at 128-131 Hz by its own frame timestamps), otherwise at its nominal
+rate (a device clock's ppm error). The measured rate is the one the driver measured from the
+device's own timestamps, stored in the recording's ``devices`` metadata (``Driver.timing_report``);
+for a recording without it, the rate the stored sample times run at over their contiguous
+stretches (session time: it also carries the drift fit's error, some 100 ppm in a session's first
+minutes). Samples are placed by their stored session times either way, so the file stays aligned
+with its annotations. Within a contiguous stretch every grid point from its first sample to its last holds
+the sample nearest in time (time quantisation: half a sample period; values are never
+interpolated), so a stretch has no hole; where the grid and the samples run at slightly different
+rates a sample is now and then written twice or left out, and the signal's prefiltering (EDF+) or
+column description (BIDS) says how many, with the measured and nominal rates. Only the time
+between stretches (a recorded gap, lost samples) is "no data". ``<stem>_session.json`` and the
+HDF5 metadata carry each regular stream's nominal rate and both measured rates (``sample_rates``),
+and the ``devices`` metadata any clock jumps the driver read through.
+
 EDF+ (``<stem>.edf``, written with edfio):
   * EMG, ECG and any other regularly sampled stream are signals, one per channel, each at its
     own rate. The data record duration is the shortest of 1, 2, 4, 5, 8, 10, ... 100 s that gives
-    every rate a whole number of samples per record; a rate that no such duration fits is
-    resampled (linear interpolation) to the nearest whole Hz, noted in the signal's prefiltering.
-  * Samples sit on the grid ``k / rate`` from session time 0 (the file's start time), each at
-    the nearest grid point (time quantisation: half a sample period). Where a signal has no
-    data the file holds 0 and an annotation ``BAD_ACQ_SKIP no data <label>`` covers the stretch
-    (MNE treats ``BAD_*`` annotations as bad segments).
+    every rate a whole number of samples per record within ``RATE_QUANTUM`` (129.6 Hz: 5 s); a
+    rate is written as that whole number over the duration.
+  * Samples sit on the grid ``k / rate`` from session time 0 (the file's start time), as above.
+    Where a signal has no data the file holds 0 and an annotation ``BAD_ACQ_SKIP no data <label>``
+    covers the stretch (MNE treats ``BAD_*`` annotations as bad segments).
   * Values are 16-bit: the physical range is the data's range rounded outward to whole units,
     so the quantisation error is at most half of (range / 65535) per sample.
   * Phases, markers, notes, calibration and other events are annotations ``<kind>: <label>``;
@@ -24,7 +40,15 @@ EDF+ (``<stem>.edf``, written with edfio):
     as HR are annotations ``<STREAM> <value> <unit>``.
 CSV: ``<stem>_<stream>[_<source>].csv`` per stream (``time_s`` then one column per channel,
   named ``<channel>_<unit>``), ``<stem>_beats.csv``, ``<stem>_events.csv`` (phases, markers,
-  gaps, ...) and ``<stem>_session.json`` (metadata).
+  gaps, ...) and ``<stem>_session.json`` (metadata). Beside them, RR for Kubios HRV ("RR interval
+  data", text): per beat source, ``<stem>_kubios[_<source>]_part<k>.txt`` with one raw RR interval
+  in ms a line, no header, and ``<stem>_kubios[_<source>]_times.txt`` with ``beat time s<TAB>RR ms``
+  a line, no header (session seconds: no date). The RR are the recorded raw values (the strap's,
+  uncorrected: Kubios corrects its own way). A recorded RR gap ends a part: each part is an
+  unbroken series, numbered from 1, and no interval spans a gap (a beat whose interval overlaps a
+  gap is left out of both files). In the times file a gap shows as a beat time that moves on by more
+  than its RR. They are part of the CSV export rather than a format of their own so that the one
+  plain-text export holds everything and no one has to know a second format to find them.
 BIDS-style physio: ``sub-<id>/ses-<n>/beh/sub-<id>_ses-<n>_task-<task>[_recording-<rate>]_physio.tsv.gz``
   per rate group (columns on one grid, ``n/a`` where there is no sample) with a JSON sidecar
   (SamplingFrequency, StartTime relative to session start, Columns, units per column),
@@ -46,10 +70,12 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
+from biofeedback.sensors.timing import GAP_TOLERANCE_SAMPLES
 from biofeedback.store.errors import StoreError
 from biofeedback.store.paths import FILE_MODE, SESSION_SUFFIX, private_dir, scrub_addresses
 from biofeedback.store.session_file import SessionReader
@@ -60,6 +86,11 @@ EDF_RECORD_DURATIONS_S = (1, 2, 4, 5, 8, 10, 20, 25, 40, 50, 100)
 BIDS_VERSION = "1.9.0"
 TSV_CHUNK_ROWS = 100_000
 SECONDS_PER_DAY = 86400
+RATE_TOLERANCE = 1e-3
+"""A regular stream whose sample times run within this fraction of its nominal rate is written at the nominal rate
+(a device clock's error stays below 1000 ppm); beyond it, at its measured rate."""
+RATE_QUANTUM = 1e-4
+"""EDF+: a written rate may lie this fraction from the rate it stands for, so that a record holds whole samples."""
 
 
 @dataclass
@@ -71,10 +102,34 @@ class _Stream:
     rate_hz: float | None
     times: np.ndarray
     data: np.ndarray
+    device_rate_hz: float | None = None
+    """The rate the driver measured from the device's own timestamps (the recording's ``devices`` metadata), if any."""
 
     @property
     def name(self) -> str:
         return f"{self.stream}/{self.source}"
+
+    @cached_property
+    def measured_rate_hz(self) -> float | None:
+        """Samples per second of session time over the contiguous stretches; None for irregular or too short streams."""
+        if not self.rate_hz:
+            return None
+        runs = _runs(self.times, self.rate_hz)
+        span = sum(float(self.times[r.stop - 1] - self.times[r.start]) for r in runs)
+        return sum(r.stop - r.start - 1 for r in runs) / span if span > 0 else None
+
+    @property
+    def best_rate_hz(self) -> float | None:
+        """The device clock's rate where the driver measured it, else the rate of the stored times; None if neither."""
+        return self.device_rate_hz or self.measured_rate_hz
+
+    @property
+    def target_rate_hz(self) -> float:
+        """The rate to write a regular stream at: its measured rate where that is off its nominal rate."""
+        measured = self.best_rate_hz
+        if measured is not None and abs(measured / self.rate_hz - 1) > RATE_TOLERANCE:
+            return measured
+        return float(self.rate_hz)
 
 
 @dataclass
@@ -119,11 +174,14 @@ def _load(reader: SessionReader, shift_days: int) -> _Session:
     public = scrub_addresses({k: v for k, v in meta.items() if k != "utc_anchor"})
     public["start_utc"] = start.isoformat().replace("+00:00", "Z")
     public["date_shift_days"] = shift_days
+    device_rates = {(d.get("source"), stream): t.get("measured_rate_hz")
+                    for d in meta.get("devices") or [] if isinstance(d, dict)
+                    for stream, t in (d.get("timing") or {}).items()}
     streams = []
     for stream, source in reader.streams():
         times, data = reader.samples(stream, source)
         streams.append(_Stream(stream, source, reader.channels(stream, source), reader.unit(stream, source),
-                               reader.rate_hz(stream, source), times, data))
+                               reader.rate_hz(stream, source), times, data, device_rates.get((source, stream))))
     beats = {}
     all_beats = reader.beats()
     for source in dict.fromkeys(all_beats["source"]):
@@ -139,6 +197,8 @@ def _load(reader: SessionReader, shift_days: int) -> _Session:
         for g in reader.gaps()
     ]
     events.sort(key=lambda e: (e["onset_s"], e["kind"]))
+    public["sample_rates"] = {s.name: {"nominal_hz": s.rate_hz, "device_clock_hz": s.device_rate_hz,
+                                       "session_clock_hz": s.measured_rate_hz} for s in streams if s.rate_hz}
     return _Session(meta["client_id"], start, public, _session_number(reader.path, meta), streams, beats, events,
                     reader.duration_s())
 
@@ -158,12 +218,67 @@ def _uncovered_runs(covered: np.ndarray, rate_hz: float) -> list[tuple[float, fl
     return [(s / rate_hz, (e - s) / rate_hz) for s, e in zip(starts, ends)]
 
 
+def _runs(times: np.ndarray, rate_hz: float) -> list[slice]:
+    """Contiguous stretches of a regular stream: it breaks where samples lie more than ``GAP_TOLERANCE_SAMPLES``
+    periods apart (the drivers' gap rule) or out of order."""
+    step = np.diff(times)
+    breaks = np.flatnonzero((step > GAP_TOLERANCE_SAMPLES / rate_hz) | (step <= 0)) + 1
+    edges = [0, *breaks.tolist(), times.size]
+    return [slice(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+
+
+@dataclass(frozen=True, eq=False)
+class _Placement:
+    """Where a regular stream's samples go on a grid ``origin + k / rate``."""
+
+    grid: np.ndarray
+    """Grid points k covered by the stream's contiguous stretches."""
+    sample: np.ndarray
+    """Index of the sample written at each of them."""
+    repeated: int
+    """Grid points holding a sample that is also written at another."""
+    dropped: int
+    """Samples written at no grid point."""
+
+
+def _place(times: np.ndarray, rate_hz: float, origin_s: float = 0.0) -> _Placement:
+    """Each grid point of a contiguous stretch, from its first sample to its last, gets the sample nearest in time."""
+    grid, sample = [], []
+    for r in _runs(times, rate_hz):
+        t = times[r]
+        k = np.arange(math.ceil((t[0] - origin_s) * rate_hz - 0.5), math.floor((t[-1] - origin_s) * rate_hz + 0.5) + 1)
+        if t.size == 1:
+            nearest = np.zeros(k.size, dtype=np.int64)
+        else:
+            g = origin_s + k / rate_hz
+            j = np.clip(np.searchsorted(t, g), 1, t.size - 1)
+            nearest = np.where(g - t[j - 1] <= t[j] - g, j - 1, j)
+        grid.append(k)
+        sample.append(r.start + nearest)
+    grid_k = np.concatenate(grid) if grid else np.empty(0, dtype=np.int64)
+    index = np.concatenate(sample) if sample else np.empty(0, dtype=np.int64)
+    used = np.unique(index).size
+    return _Placement(grid_k, index, int(index.size - used), int(times.size - used))
+
+
+def _rate_note(s: _Stream, rate_hz: float, p: _Placement) -> str:
+    """How a stream was put on its grid, when not simply at its nominal rate: rates, repeated and dropped samples
+    (at most 71 characters for 6-digit counts: an EDF+ prefiltering field holds 80)."""
+    measured = s.best_rate_hz
+    if rate_hz == s.rate_hz and not (p.repeated or p.dropped):
+        return ""
+    rate = "unknown" if measured is None else f"{measured:.4f} Hz"
+    return f"{rate} measured ({s.rate_hz:g} nominal); {p.repeated} repeated, {p.dropped} dropped"
+
+
 def _edf_record_duration(rates: list[float]) -> tuple[float, dict[float, float]]:
-    """A record duration that fits all rates, and the rate each signal is written at."""
+    """A record duration that gives every rate a whole number of samples (within ``RATE_QUANTUM``), and each rate as written."""
     for d in EDF_RECORD_DURATIONS_S:
-        if all(abs(r * d - round(r * d)) < 1e-6 for r in rates):
-            return float(d), {r: r for r in rates}
-    return 1.0, {r: float(round(r)) if abs(r - round(r)) > 1e-9 else r for r in rates}
+        written = {r: round(r * d) / d for r in rates}
+        if all(abs(w - r) <= RATE_QUANTUM * r for r, w in written.items()):
+            return float(d), written
+    d = EDF_RECORD_DURATIONS_S[-1]
+    return float(d), {r: round(r * d) / d for r in rates}
 
 
 def _edf_label(session: _Session, s: _Stream, channel: str, used: set[str]) -> str:
@@ -187,27 +302,23 @@ def _write_edf(session: _Session, out_dir: Path) -> list[Path]:
     regular = [s for s in session.streams if s.rate_hz and s.times.size]
     if not regular:
         raise StoreError("this session has no sampled signal (EMG, ECG) and EDF+ needs one; export it as csv, bids or hdf5")
-    record_s, written_rate = _edf_record_duration(sorted({s.rate_hz for s in regular}))
+    record_s, written_rate = _edf_record_duration(sorted({s.target_rate_hz for s in regular}))
     n_records = max(1, math.ceil(session.duration_s / record_s - 1e-9))
     signals, annotations, used = [], [], set()
     for s in regular:
-        rate = written_rate[s.rate_hz]
+        rate = written_rate[s.target_rate_hz]
         grid_n = int(round(n_records * record_s * rate))
-        data, prefilter = s.data, ""
-        times = s.times
-        if rate != s.rate_hz:
-            new_times = np.arange(math.ceil(times[0] * rate), math.floor(times[-1] * rate) + 1) / rate
-            data = np.column_stack([np.interp(new_times, times, data[:, c]) for c in range(data.shape[1])])
-            times, prefilter = new_times, f"resampled from {s.rate_hz:g} Hz"
-        index = np.round(times * rate).astype(np.int64)
-        inside = (index >= 0) & (index < grid_n)
+        p = _place(s.times, rate)
+        inside = (p.grid >= 0) & (p.grid < grid_n)
+        index, rows = p.grid[inside], p.sample[inside]
         covered = np.zeros(grid_n, dtype=bool)
-        covered[index[inside]] = True
+        covered[index] = True
         annotations += [edfio.EdfAnnotation(on, dur, _edf_text(f"BAD_ACQ_SKIP no data {s.name}"))
                         for on, dur in _uncovered_runs(covered, rate)]
+        prefilter = _edf_text(_rate_note(s, rate, p))[:80]
         for c, channel in enumerate(s.channels):
             column = np.zeros(grid_n)
-            column[index[inside]] = data[inside, c]
+            column[index] = s.data[rows, c]
             lo, hi = math.floor(min(column.min(), 0.0)), math.ceil(max(column.max(), 0.0))
             signals.append(edfio.EdfSignal(
                 column, rate, label=_edf_label(session, s, channel, used),
@@ -265,6 +376,8 @@ def _write_csv(session: _Session, out_dir: Path) -> list[Path]:
                 for t, raw, corrected, flags in zip(b["t_s"], b["rr_raw_ms"], b["rr_corrected_ms"], b["flags"]):
                     f.write(f"{t:.9f},{float(raw)!r},{'' if np.isnan(corrected) else repr(float(corrected))},{flags},{_csv(source)}\n")
         files.append(path)
+    for source, b in session.beats.items():
+        files += _write_kubios_rr(session, source, b, out_dir)
     path = out_dir / f"{session.stem}_events.csv"
     with open(path, "w") as f:
         f.write("onset_s,duration_s,kind,label,stream,source,data\n")
@@ -274,6 +387,35 @@ def _write_csv(session: _Session, out_dir: Path) -> list[Path]:
     files.append(path)
     path = out_dir / f"{session.stem}_session.json"
     path.write_text(json.dumps(session.meta, indent=2, sort_keys=True))
+    return files + [path]
+
+
+def rr_parts(t_s: np.ndarray, rr_ms: np.ndarray, gaps_s: list[tuple[float, float]]) -> list[np.ndarray]:
+    """Indices of the beats of each unbroken part of an RR series: a gap (start, end) in session seconds ends a part,
+    and a beat whose interval ``(t - rr, t]`` overlaps a gap belongs to none."""
+    start_s = t_s - rr_ms / 1000.0
+    clear = np.ones(t_s.size, dtype=bool)
+    part = np.zeros(t_s.size, dtype=np.int64)
+    for g0, g1 in gaps_s:
+        clear &= ~((start_s < g1) & (t_s > g0))
+        part += t_s >= g1
+    return [np.flatnonzero(clear & (part == k)) for k in np.unique(part[clear])]
+
+
+def _write_kubios_rr(session: _Session, source: str, b: dict[str, np.ndarray], out_dir: Path) -> list[Path]:
+    """One source's raw RR for Kubios HRV: a file per unbroken part (ms a line) and one with beat times."""
+    suffix = f"_{_safe(source)}" if len(session.beats) > 1 else ""
+    gaps = [(e["onset_s"], e["onset_s"] + e["duration_s"]) for e in session.events
+            if e["kind"] == "gap" and e["stream"] == "rr" and e["source"] == source]
+    parts = rr_parts(b["t_s"], b["rr_raw_ms"], gaps)
+    files = []
+    for k, beats in enumerate(parts, start=1):
+        path = out_dir / f"{session.stem}_kubios{suffix}_part{k}.txt"
+        path.write_text("".join(f"{float(rr)!r}\n" for rr in b["rr_raw_ms"][beats]))
+        files.append(path)
+    kept = np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+    path = out_dir / f"{session.stem}_kubios{suffix}_times.txt"
+    path.write_text("".join(f"{t:.6f}\t{float(rr)!r}\n" for t, rr in zip(b["t_s"][kept], b["rr_raw_ms"][kept])))
     return files + [path]
 
 
@@ -315,22 +457,25 @@ def _write_bids(session: _Session, out_dir: Path) -> list[Path]:
                                            "Version": session.meta.get("software_version", "")}]}, indent=2))
         files.append(description)
     regular = [s for s in session.streams if s.rate_hz and s.times.size]
-    rates = sorted({s.rate_hz for s in regular})
+    _, written = _edf_record_duration(sorted({s.target_rate_hz for s in regular}))  # the rates the EDF+ has
+    rates = sorted(set(written.values()))
     acquisitions = []
     for rate in rates:
-        group = [s for s in regular if s.rate_hz == rate]
+        group = [s for s in regular if written[s.target_rate_hz] == rate]
         name = prefix + (f"_recording-{_rate_label(rate)}" if len(rates) > 1 else "") + "_physio"
-        t0 = min(float(s.times[0]) for s in group)
-        n = int(round((max(float(s.times[-1]) for s in group) - t0) * rate)) + 1
+        t0 = min(float(s.times.min()) for s in group)
+        placed = [_place(s.times, rate, t0) for s in group]
+        n = max(int(p.grid.max()) for p in placed) + 1
         columns, units, table = [], {}, []
-        for s in group:
-            index = np.clip(np.round((s.times - t0) * rate).astype(np.int64), 0, n - 1)
+        for s, p in zip(group, placed):
+            note = _rate_note(s, rate, p)
             for c, channel in enumerate(s.channels):
                 column = np.full(n, np.nan)
-                column[index] = s.data[:, c]
+                column[p.grid] = s.data[p.sample, c]
                 label = f"{s.stream}_{channel}" + (f"_{_bids_label(s.source)}" if session.multi_source(s.stream) else "")
                 columns.append(label)
-                units[label] = {"Units": s.unit, "Description": f"{s.stream} channel {channel} from {s.source}"}
+                units[label] = {"Units": s.unit, "Description": f"{s.stream} channel {channel} from {s.source}"
+                                + (f"; {note}" if note else "")}
                 table.append(column)
         tsv = folder / f"{name}.tsv.gz"
         rows = np.column_stack(table)

@@ -43,3 +43,31 @@ def test_home_session_records_the_same_times_and_processes_each_block_once(monke
     assert ("marker", "relaxation finished", 70.0, 0.0) in times
     assert_processed_once(counts, outcome.path)
     assert session.finished and session.timeline
+
+
+def test_a_session_that_fails_mid_phase_still_records_the_phase_and_the_open_hands_on():
+    """Every sensor failing, a front end's error or Ctrl-C end the run by an exception: the running phase, an open
+    hands-on interval and the 'ended early' marker still reach the file before it closes."""
+    import pytest
+
+    from biofeedback.session.runner import SessionRun
+    from biofeedback.store import SessionReader
+
+    class Broken(Exception):
+        pass
+
+    async def body(run: SessionRun) -> None:
+        while not run.machine.hands_on:
+            await asyncio.sleep(0.02)
+        raise Broken("the front end broke")
+
+    run = SessionRun(scripted_plan(), load_profiles(), say=lambda _: None)
+    with pytest.raises(Broken):
+        asyncio.run(run.run(body))
+    with SessionReader(run.path) as r:
+        phases = [(p["label"], p["duration_s"] > 0) for p in r.events("phase")]
+        hands = r.events("hands-on")
+        markers = [m["label"] for m in r.events("marker")]
+    assert phases == [("baseline", True), ("treatment", True)]
+    assert len(hands) == 1 and hands[0]["duration_s"] > 0
+    assert "session ended early" in markers

@@ -136,3 +136,32 @@ def test_listeners_hear_each_start_and_end_once(protocol):
     m.tick(1000.0)
     assert heard == [("baseline", 0.0, True), ("baseline", 20.0, False), ("treatment", 20.0, True),
                      ("treatment", 50.0, False), ("post", 50.0, True), ("post", 70.0, False)]
+
+
+def test_a_click_handled_after_the_machine_moved_on_never_runs_a_phase_backwards(protocol):
+    """At --speed 20 one tick is a session second: Enter pressed at 19.9 s may be handled after the baseline already
+    ended at its planned 20 s and the treatment started. It then ends the treatment at its start, not before it."""
+    log = Log()
+    m = PhaseMachine(protocol, log, auto=True)
+    m.start(0, 0.0)
+    m.tick(20.5)
+    m.next(19.9)
+    phases = [e for e in log if e[0] == "phase"]
+    assert phases == [("phase", 0.0, "baseline", 20.0), ("phase", 20.0, "treatment", 0.0)]
+    assert all(d >= 0 for *_, d in log) and m.started_s == 20.0
+
+
+def test_keys_before_the_first_phase_start_it_or_end_the_session(protocol):
+    from types import SimpleNamespace
+
+    from biofeedback.cli.terminal import _key
+    from biofeedback.session.keys import Key
+
+    log = Log()
+    run = SimpleNamespace(machine=PhaseMachine(protocol, log, chain=True), plan=SimpleNamespace(protocol=protocol))
+    _key(run, Key(1.0, "h"))  # the sensors are still connecting: no hands-on before any phase
+    assert log == [] and not run.machine.started
+    _key(run, Key(2.0, "\n"))  # Enter starts the baseline now
+    assert log == [("phase-start", 2.0, "baseline", 0.0)]
+    _key(run, Key(3.0, "q"))
+    assert run.machine.finished and log[-1] == ("marker", 3.0, ENDED_EARLY, 0.0)

@@ -81,11 +81,14 @@ class SessionOutcome:
     verdict: Verdict
     verdict_text: str
     """The verdict in plain words, or why there is none."""
+    compared: bool = True
+    """The comparison ran (False: the recording cannot be compared at all, e.g. it has no phases)."""
 
     def text(self) -> str:
-        """The summary lines and the verdict, as the terminal prints them at the end of a session."""
+        """The summary lines and the verdict, as the terminal prints them at the end of a session; the report
+        command to run whenever there is a comparison to report."""
         return (f"{format_summary(self.summary)}\nverdict: {self.verdict_text}"
-                + (f"\nfull report: biofeedback report {self.path} --html" if self.verdict != Verdict.NOT_COMPARABLE else ""))
+                + (f"\nfull report: biofeedback report {self.path} --html" if self.compared else ""))
 
 
 def session_outcome(path) -> SessionOutcome:
@@ -98,5 +101,5 @@ def session_outcome(path) -> SessionOutcome:
         overall = compare(data).overall
         verdict, text = Verdict(overall["label"]), overall["text"]
     except AnalysisError as exc:
-        verdict, text = Verdict.NOT_COMPARABLE, f"not available ({exc})"
+        return SessionOutcome(Path(path), rows, Verdict.NOT_COMPARABLE, f"not available ({exc})", compared=False)
     return SessionOutcome(Path(path), rows, verdict, text)

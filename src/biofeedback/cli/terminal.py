@@ -97,8 +97,12 @@ async def _session_body(run: SessionRun, out: Out) -> None:
 def _key(run: SessionRun, key) -> None:
     """One key of an attended session, at the session time it was pressed."""
     machine, techniques = run.machine, run.plan.protocol.techniques
-    if not machine.started:
-        machine.start(0, key.t_s)
+    if not machine.started:  # the sensors are still connecting: Enter starts the first phase now, q ends
+        if key.key == "\n":
+            machine.start(0, key.t_s)
+        elif key.key == "q":
+            machine.finish(key.t_s)
+        return
     if key.key == "\n":
         machine.next(key.t_s)
     elif key.key == "q":

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from biofeedback.analysis.data import MIN_CLEAN_S
 from biofeedback.relax.feedback import OFF, PAUSED, TARGET_OF_BASELINE, Feedback, decide
 from biofeedback.relax.pacer import DEFAULT_INHALE_FRACTION, DEFAULT_RATE_BPM, Pacer, PacerState
 from biofeedback.relax.resonance import ResonanceFinder, VirtualBreather
@@ -31,13 +31,16 @@ from biofeedback.vocab import EventKind
 DEFAULT_MINUTES = 10.0
 HOME_PROTOCOL = "home-relaxation"
 REST_SHARE = 0.1
-"""With ``--minutes``: each rest phase lasts this share of the session (at most its protocol length, at least 20 s)."""
+"""With ``--minutes``: each rest phase lasts this share of the session (at most its protocol length, at least
+``MIN_REST_S``)."""
+MIN_REST_S = MIN_CLEAN_S + 10.0
+"""Shortest rest ``--minutes`` makes: the clean EMG a start or end level needs (``analysis.data.MIN_CLEAN_S``) and
+10 s for the filter to settle and the odd movement, so a short home session still tells its tension."""
 FEEDBACK_SMOOTHING_S = 0.5
 """Time constant (session s) of the exponential smoothing of the tension that drives the tone: the 250 ms RMS of
 resting EMG wanders by about ±10 %, and a tone that flickers around the target is no guide with eyes closed."""
 FINISHED = "relaxation finished"
 
-Event = Callable[..., None]
 
 
 @dataclass
@@ -66,7 +69,7 @@ def fit_minutes(protocol: Protocol, minutes: float) -> Protocol:
     """The protocol resized to ``minutes``: short rests (``REST_SHARE`` each), the relaxation fills the rest."""
     total = 60.0 * minutes
     rests = [p for p in protocol.phases if p.kind != "treatment"]
-    rest_s = {id(p): min(p.planned_s(), max(20.0, REST_SHARE * total)) for p in rests}
+    rest_s = {id(p): min(p.planned_s(), max(MIN_REST_S, REST_SHARE * total)) for p in rests}
     treatments = [p for p in protocol.phases if p.kind == "treatment"]
     left = total - sum(rest_s.values())
     if not treatments or left < 60.0:
@@ -259,4 +262,4 @@ def relax_meta(settings: RelaxSettings, sham: ShamSignal | None) -> dict:
 
 
 def has_emg_sensor(sources) -> bool:
-    return any(s.profile.name == "open-emg" or "open-emg" in s.profile.protocols for s in sources)
+    return any("open-emg" in s.profile.protocols for s in sources)

@@ -32,6 +32,9 @@ faster than ~4 Hz)."""
 TENSION_HISTORY_SESSION_S = 3600.0
 """Session seconds of tension kept (a home session's baseline, a calibration's windows are read back from it)."""
 HRV_RING_ROWS = 4096
+MIN_LIVE_RMSSD_BEATS = 10
+"""Corrected beats since the last RR gap (or the start) before a live RMSSD is shown: from two or three beats it is
+one or two differences (it read 2 ms right after a gap)."""
 BEAT_HISTORY = 1 << 16
 """Beats kept for ``beats()`` (about 15 hours at 70 bpm)."""
 
@@ -99,6 +102,8 @@ class LiveProcessor:
         self.index = TensionIndex(self.calibration)
         self.emg_channels: tuple[str, ...] = ()
         self.tension: RingBuffer | None = None
+        self.trace_rate_hz = TENSION_TRACE_HZ
+        """Rate of the tension trace: the EMG rate over a whole step, ``TENSION_TRACE_HZ`` when the rate allows."""
         """Columns: tension index per channel at ``TENSION_TRACE_HZ``, plus a last column: 1.0 where the block was
         clean (no quality flag, contact on), else 0.0."""
         self.hrv = RingBuffer(HRV_RING_ROWS, 3)
@@ -115,6 +120,8 @@ class LiveProcessor:
         self._step = 1
         self._phase = 0
         self._hrv: dict[str, LiveHrv] = {}
+        self._run_beats: dict[str, int] = {}
+        """Beats decided per source since its last gap (or the start)."""
         self._beats = RingBuffer(BEAT_HISTORY, 1)
         self._closed = False
         self._detach = hub.listen(self.on_block, self.on_gap)
@@ -153,6 +160,7 @@ class LiveProcessor:
             self.emg_channels = block.channels
             self._emg = EmgProcessor(block.rate_hz, channels=block.data.shape[1])
             self._step = max(1, round(block.rate_hz / TENSION_TRACE_HZ))
+            self.trace_rate_hz = block.rate_hz / self._step
             self.tension = RingBuffer(int(TENSION_HISTORY_SESSION_S * TENSION_TRACE_HZ) + 64, block.data.shape[1] + 1)
         if key != self._emg_key:
             return  # one EMG sensor drives the tension
@@ -185,10 +193,14 @@ class LiveProcessor:
             return
         for listener in self.beat_listeners:
             listener(source, decided)
+        before = self._run_beats.get(source, 0)
+        self._run_beats[source] = before + len(decided)
+        rmssd = np.array([m.rmssd_ms for m in decided])
+        rmssd[: max(0, MIN_LIVE_RMSSD_BEATS - before)] = np.nan
         self.hrv.append(np.array([m.time_s for m in decided]),
-                        np.array([[m.hr_bpm, m.rmssd_ms, m.stress_index] for m in decided]))
+                        np.column_stack(([m.hr_bpm for m in decided], rmssd, [m.stress_index for m in decided])))
         last = decided[-1]
-        self.values = replace(self.values, hr_bpm=last.mean_hr_bpm, rmssd_ms=last.rmssd_ms,
+        self.values = replace(self.values, hr_bpm=last.mean_hr_bpm, rmssd_ms=float(rmssd[-1]),
                               stress_index=last.stress_index)
 
     def on_gap(self, gap: Gap) -> None:
@@ -199,6 +211,7 @@ class LiveProcessor:
             hrv = self._hrv[gap.source]
             self._decided(gap.source, hrv.flush())
             hrv.reset()
+            self._run_beats[gap.source] = 0
             self.hrv.mark_gap(gap.start_s)
             self._beats.mark_gap(gap.start_s)
 

@@ -101,6 +101,7 @@ class PhaseMachine:
         """End the running phase (if any) and start phase ``index`` at ``t_s``."""
         if self.finished:
             return
+        t_s = self._not_before_start(t_s)
         self.end(t_s)
         self.index, self.started_s = index, t_s
         phase = self.protocol.phases[index]
@@ -117,11 +118,12 @@ class PhaseMachine:
         phase = self.phase
         if phase is None:
             return
+        t_s = self._not_before_start(t_s)
         self.hands(t_s, False)
         self.record(EventKind.PHASE, self.started_s, phase.name, t_s - self.started_s,
                     data={"kind": phase.kind, "planned_s": phase.duration_s})
+        self.history[self.index] = (self.started_s, t_s)  # before ``done``: a GUI reading done[i] finds history[i]
         self.done.append(self.index)
-        self.history[self.index] = (self.started_s, t_s)
         self.index = None
         self._script = []
         for listener in self.listeners:
@@ -195,6 +197,11 @@ class PhaseMachine:
             else:
                 self.end(end_at)
                 return
+
+    def _not_before_start(self, t_s: float) -> float:
+        """A click stamped before the running phase started (handled after the machine moved on at a planned end)
+        counts at that start: phases never overlap or run backwards."""
+        return max(t_s, self.started_s) if self.started else t_s
 
     def next_due_s(self) -> float | None:
         """Session time of the next scripted marker or planned phase end (None: nothing scheduled)."""

@@ -236,10 +236,6 @@ class SessionRun:
     def now_s(self) -> float:
         return self.acq.clock.now_s() if self.acq is not None else 0.0
 
-    @property
-    def running(self) -> bool:
-        return self.state == WorkerState.RUNNING
-
     # --- the run ----------------------------------------------------------------------------------
     async def run(self, body: Body | None = None, choose: Choose | None = None):
         """Run the session until it ends; returns the outcome of its recording (None when nothing was recorded)."""
@@ -268,7 +264,7 @@ class SessionRun:
                 await self._supervise(body)
             finally:
                 self._close()
-        if self.path is not None:
+        if self.record or (self.plan.replay is not None and self.machine is not None):
             from biofeedback.analysis.summary import session_outcome
 
             self.outcome = session_outcome(self.path)
@@ -327,7 +323,7 @@ class SessionRun:
                 waited = now - started_at >= DATA_WAIT_SESSION_S
                 if autostart and not self.machine.started and (self.streaming() or waited):
                     self.machine.start(0, now)
-                if self.driver is not None:
+                if self.driver is not None and (self.machine.started or self.plan.replay is not None):
                     self.driver.tick(now)
                     if self.machine.finished and self.plan.replay is None:
                         break
@@ -347,8 +343,10 @@ class SessionRun:
             if task is not None and not task.done():
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-        if self.driver is not None and not self.machine.finished:
-            self.driver.finish(acq.clock.now_s())
+            if self.driver is not None and not self.machine.finished:
+                # Also when every sensor failed, the body raised or the user pressed Ctrl-C: the running phase, an
+                # open hands-on interval and the "ended early" marker reach the file before it closes.
+                self.driver.finish(acq.clock.now_s())
 
     def _stop_now(self) -> None:
         if self.driver is not None and self.acq is not None and self.state == WorkerState.RUNNING:

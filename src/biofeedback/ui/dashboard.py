@@ -19,9 +19,10 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from biofeedback.dsp import apdf_levels
+from biofeedback.dsp import KUBIOS_SI, apdf_levels
+from biofeedback.dsp.hrv import LIVE_WINDOW_S
 from biofeedback.session.protocol import Protocol
-from biofeedback.stream import NS_PER_S, RingBuffer, StreamKind
+from biofeedback.stream import RingBuffer, StreamKind
 from biofeedback.session.live import TENSION_TRACE_HZ, quality_text
 from biofeedback.ui.raster import RasterCurve
 from biofeedback.ui.theme import AXIS_PT, LIGHT, THEMES, Theme, stylesheet
@@ -256,7 +257,7 @@ class Dashboard(QtWidgets.QMainWindow):
         self.numbers: dict[str, QtWidgets.QLabel] = {}
         self.captions: dict[str, QtWidgets.QLabel] = {}
         tiles = [("tension_l", "Tension left"), ("tension_r", "Tension right"), ("symmetry", "Symmetry L−R %"),
-                 ("hr", "HR bpm"), ("rmssd", "RMSSD ms"), ("stress", "Stress index")]
+                 ("hr", "HR bpm"), ("rmssd", "RMSSD ms"), ("stress", f"{KUBIOS_SI.label}, {LIVE_WINDOW_S:.0f} s")]
         for i, (key, caption) in enumerate(tiles):
             cell = QtWidgets.QVBoxLayout()
             cap, num = _label(caption, "caption"), _label("--", "number")
@@ -351,7 +352,7 @@ class Dashboard(QtWidgets.QMainWindow):
             "ecg": self._plot(0, 1, "ECG", "µV"),
             "hr": self._plot(1, 1, "Heart rate", "bpm"),
             "rr": self._plot(2, 1, "RR tachogram", "ms"),
-            "hrv": self._plot(3, 1, "RMSSD (ms) and stress index", "", bottom=True),
+            "hrv": self._plot(3, 1, f"RMSSD (ms) and {KUBIOS_SI.label} over {LIVE_WINDOW_S:.0f} s", "", bottom=True),
         }
         for key in ("emg_r", "tension", "ecg"):
             self.plots[key].setXLink(self.plots["emg_l"])
@@ -381,7 +382,7 @@ class Dashboard(QtWidgets.QMainWindow):
             "hr": Trace(self._raster(self.plots["hr"], th.hr, 3), hub_stream(StreamKind.HR), 0, heart=True),
             "rr": Trace(self._raster(self.plots["rr"], th.rr, 3, symbol_size=7), hub_stream(StreamKind.RR), 0, heart=True),
             "rmssd": Trace(self._raster(self.plots["hrv"], th.rmssd, 3, name="RMSSD ms"), hrv, 1, heart=True),
-            "stress": Trace(self._raster(self.plots["hrv"], th.stress, 3, name="stress index"), hrv, 2, heart=True),
+            "stress": Trace(self._raster(self.plots["hrv"], th.stress, 3, name=KUBIOS_SI.label), hrv, 2, heart=True),
         }
         self.target_line = pg.InfiniteLine(angle=0, movable=True, label="target {value:.0f}",
                                            labelOpts={"position": 0.97, "color": th.target, "anchors": [(1, 1), (1, 1)]})

@@ -109,6 +109,8 @@ class SessionWorker:
     async def _choose(self, run: SessionRun) -> list[str] | None | bool:
         """After each scan: the sensors to connect, once the user says so (False if the window closed first)."""
         while True:
+            if self._gave_up.is_set():
+                return False  # stopped while scanning
             if self.connect_at_once:
                 return None
             waits = [asyncio.ensure_future(e.wait()) for e in (self._gave_up, self._connect, self._rescan)]

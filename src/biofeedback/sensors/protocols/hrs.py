@@ -117,8 +117,9 @@ class HrsDriver(Driver):
     left out of the data and counted as a decode error, and the notification's other values are
     kept. Beat times run on the strap's whole RR sum, the left-out value included (the strap's time
     account: that interval did pass), so the beats after it keep their true times. ``stream.Block``
-    has no per-row flag, so a left-out value is not a row: the HR block keeps the notification's raw
-    bytes, which hold it, and no gap is declared (no time is missing).
+    has no per-row flag, so a left-out value is not a row: the HR block (when its heart rate is
+    plausible) keeps the notification's raw bytes, which hold it, and no gap is declared (no time is
+    missing).
     """
 
     def __init__(self, source: BleSource) -> None:

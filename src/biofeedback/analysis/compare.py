@@ -43,7 +43,19 @@ from biofeedback.analysis.stats import (
     pooled_within_sd,
     smallest_detectable_change,
 )
-from biofeedback.dsp import Calibration, TensionIndex, baevsky_stress_index, emg_gaps, pns_index, sns_index
+from biofeedback.dsp import (
+    BAEVSKY_SI,
+    FREQUENCY_DEFAULTS,
+    PNS,
+    SNS,
+    Calibration,
+    TensionIndex,
+    baevsky_stress_index,
+    emg_gaps,
+    frequency_hrv,
+    pns_index,
+    sns_index,
+)
 from biofeedback.errors import BiofeedbackError, Reason
 from biofeedback.vocab import Verdict
 
@@ -63,7 +75,14 @@ NK_FREQUENCY_MIN_S = 120.0
 PRIMARY = "emg.both.tension_index"
 BASELINE_NAMES = ("baseline", "pre", "rest")
 POST_NAMES = ("post", "post-rest", "after")
-NK_COLUMNS = ("HRV_MeanNN", "HRV_SDNN", "HRV_RMSSD", "HRV_pNN50", "HRV_LF", "HRV_HF", "HRV_LFHF")
+NK_COLUMNS = {"HRV_MeanNN": "ms", "HRV_SDNN": "ms", "HRV_RMSSD": "ms", "HRV_pNN50": "%"}
+"""neurokit2 time-domain columns shown in the report, with their units."""
+NK_FREQUENCY = {"psd_method": "welch", "interpolation_rate": 4, "normalize": False}
+"""neurokit2 ``hrv_frequency`` arguments: Welch, 4 Hz as ours, powers in ms² (not scaled to the spectrum's maximum).
+Its segment length cannot be set (its keyword arguments reach both its interpolator and its PSD)."""
+NK_FREQUENCY_SETTINGS = ("neurokit2 hrv_frequency: quadratic spline at 4 Hz, no detrend, Welch with Hann segments of "
+                         "half the series (two segments' worth, 50 % overlap), zero-padded to twice; trapezoid over "
+                         "[lo, hi); LF n.u. over its total power 0-0.5 Hz")
 
 
 class AnalysisError(BiofeedbackError):
@@ -229,7 +248,7 @@ def _heart(rr: np.ndarray, d: np.ndarray) -> dict[str, np.ndarray]:
         sd2 = np.sqrt(np.maximum(2 * sdnn**2 - sd1**2, 0.0))
         si = np.array([baevsky_stress_index(row) for row in rr])
         return {
-            "hr_bpm": hr, "rmssd_ms": r, "ln_rmssd": np.log(r), "sdnn_ms": sdnn, "stress_index": si,
+            "hr_bpm": hr, "rmssd_ms": r, "ln_rmssd": np.log(r), "sdnn_ms": sdnn, BAEVSKY_SI.key: si,
             "pns_index": pns_index(mean_rr, r, 100.0 * sd1 / mean_rr),
             "sns_index": sns_index(hr, np.sqrt(si), 100.0 * sd2 / mean_rr),
         }
@@ -241,9 +260,9 @@ HEART_METRICS = (
     ("rmssd_ms", "RMSSD", "ms", "ratio", "up"),
     ("ln_rmssd", "ln RMSSD", "ln(ms)", "difference", "up"),
     ("sdnn_ms", "SDNN", "ms", "ratio", "up"),
-    ("stress_index", "Baevsky stress index", "1/s²", "ratio", "down"),
-    ("pns_index", "PNS index", "SD", "difference", "up"),
-    ("sns_index", "SNS index", "SD", "difference", "down"),
+    (BAEVSKY_SI.key, BAEVSKY_SI.name, BAEVSKY_SI.unit, "ratio", "down"),
+    (PNS.key, PNS.name, PNS.unit, "difference", "up"),
+    (SNS.key, SNS.name, SNS.unit, "difference", "down"),
 )
 
 
@@ -456,7 +475,8 @@ def _exclusions(data: SessionData, span: PhaseSpan) -> dict:
 
 
 def neurokit_hrv(data: SessionData, span: PhaseSpan) -> dict:
-    """neurokit2 time- and frequency-domain HRV over the longest gap-free run of clean beats in a phase."""
+    """HRV over the longest gap-free run of clean beats in a phase: neurokit2's time domain, and the frequency
+    domain twice, ours (``dsp.frequency_hrv``) and neurokit2's, each with its settings, LF and HF in ms²."""
     import warnings
 
     import neurokit2 as nk
@@ -470,24 +490,30 @@ def neurokit_hrv(data: SessionData, span: PhaseSpan) -> dict:
     runs = np.split(np.arange(t.size), np.flatnonzero(~contiguous_with_previous(t, rr)[1:]) + 1)
     run = max(runs, key=lambda r: rr[r].sum())
     seconds = float(rr[run].sum() / 1000.0)
-    out: dict = {"seconds": seconds, "beats": int(run.size), "values": {}, "notes": []}
+    out: dict = {"seconds": seconds, "beats": int(run.size), "values": {}, "units": NK_COLUMNS, "frequency": {},
+                 "notes": []}
     if seconds < NK_TIME_MIN_S:
         out["note"] = f"only {seconds:.0f} s of uninterrupted clean beats; neurokit2 HRV needs ≥ {NK_TIME_MIN_S:.0f} s"
         return out
     peaks = np.round(np.concatenate(([0.0], np.cumsum(rr[run][1:])))).astype(int)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        parts = [nk.hrv_time(peaks, sampling_rate=1000)]
-        if seconds >= NK_FREQUENCY_MIN_S:
-            parts.append(nk.hrv_frequency(peaks, sampling_rate=1000))
-        else:
+        part = nk.hrv_time(peaks, sampling_rate=1000)
+        out["values"] = {col: float(part[col].iloc[0]) for col in NK_COLUMNS if col in part.columns}
+        if peaks[-1] / 1000.0 < NK_FREQUENCY_MIN_S:
             out["notes"].append(f"frequency-domain HRV needs ≥ {NK_FREQUENCY_MIN_S / 60:.0f} minutes of clean beats; "
                                 f"this phase has {seconds:.0f} s")
-    for part in parts:
-        for col in NK_COLUMNS:
-            if col in part.columns:
-                out["values"][col] = float(part[col].iloc[0])
-    if seconds >= NK_FREQUENCY_MIN_S and seconds < 300:
+            return out
+        ours = frequency_hrv(rr[run])
+        theirs = nk.hrv_frequency(peaks, sampling_rate=1000, **NK_FREQUENCY)
+    out["frequency"] = {
+        "biofeedback": {"lf_ms2": ours.lf_ms2, "hf_ms2": ours.hf_ms2, "lf_nu": ours.lf_nu, "hf_nu": ours.hf_nu,
+                        "lf_hf": ours.lf_hf, "settings": f"biofeedback: {FREQUENCY_DEFAULTS.describe()}"},
+        "neurokit2": {"lf_ms2": float(theirs["HRV_LF"].iloc[0]), "hf_ms2": float(theirs["HRV_HF"].iloc[0]),
+                      "lf_nu": 100.0 * float(theirs["HRV_LFn"].iloc[0]), "hf_nu": 100.0 * float(theirs["HRV_HFn"].iloc[0]),
+                      "lf_hf": float(theirs["HRV_LFHF"].iloc[0]), "settings": NK_FREQUENCY_SETTINGS},
+    }
+    if seconds < 300:
         out["notes"].append("LF power from under 5 minutes is unreliable (Task Force 1996); read it with caution")
     return out
 

@@ -13,6 +13,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from biofeedback.analysis.compare import PRIMARY, Comparison  # noqa: E402
 from biofeedback.analysis.data import SessionData, contiguous_with_previous  # noqa: E402
+from biofeedback.dsp import BAEVSKY_SI  # noqa: E402
 from biofeedback.vocab import EventKind  # noqa: E402
 
 PHASE_COLOURS = {"rest": "#d8ecd8", "treatment": "#f6e3c6", "task": "#dfe3f3"}
@@ -20,7 +21,7 @@ HANDS_ON_COLOUR = "#e8a33d"
 ROLLING_RMSSD_S = 30.0
 """Window of the rolling RMSSD curve."""
 BAR_METRICS = (PRIMARY, "emg.left_trapezius.rms_uv", "emg.right_trapezius.rms_uv", "heart.hr_bpm", "heart.rmssd_ms",
-               "heart.stress_index")
+               f"heart.{BAEVSKY_SI.key}")
 
 
 def png_bytes(fig: Figure, dpi: int = 110) -> bytes:

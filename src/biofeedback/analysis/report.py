@@ -15,6 +15,7 @@ import numpy as np
 from biofeedback.analysis.compare import Comparison, MetricChange
 from biofeedback.analysis.data import Progress, SessionData
 from biofeedback.analysis.plots import bars_figure, emg_figure, heart_figure, png_bytes, tachogram_figure
+from biofeedback.dsp import HEART_QUANTITIES
 from biofeedback.store.paths import FILE_MODE, private_dir
 
 FIGURES = (
@@ -67,11 +68,19 @@ def render_html(comparison: Comparison, pngs: dict[str, bytes]) -> str:
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in c.notes) or "<li>none</li>"
     excl = "".join(f"<tr><td>{html.escape(p)}</td><td><code>{html.escape(json.dumps(v))}</code></td></tr>"
                    for p, v in c.exclusions.items())
-    nk_rows = []
+    nk_rows, freq_rows = [], []
     for phase, res in c.neurokit.items():
-        vals = ", ".join(f"{k.removeprefix('HRV_')} {_num(v)}" for k, v in res.get("values", {}).items())
+        units = res.get("units", {})
+        vals = ", ".join(f"{k.removeprefix('HRV_')} {_num(v)} {units.get(k, '')}".rstrip()
+                         for k, v in res.get("values", {}).items())
         remarks = "; ".join(([res["note"]] if "note" in res else []) + res.get("notes", []))
         nk_rows.append(f"<tr><td>{html.escape(phase)}</td><td>{html.escape(vals or '–')}</td><td>{html.escape(remarks)}</td></tr>")
+        for tool, f in res.get("frequency", {}).items():
+            freq_rows.append(
+                f"<tr><td>{html.escape(phase)}</td><td>{html.escape(tool)}</td><td>{_num(f['lf_ms2'])}</td>"
+                f"<td>{_num(f['hf_ms2'])}</td><td>{_num(f['lf_nu'])}</td><td>{_num(f['hf_nu'])}</td>"
+                f"<td>{_num(f['lf_hf'])}</td><td><small>{html.escape(f['settings'])}</small></td></tr>")
+    quantities = "".join(f"<li><b>{html.escape(q.label)}</b>: {html.escape(q.definition)}</li>" for q in HEART_QUANTITIES)
     imgs = "".join(
         f"<figure><img alt='{html.escape(title)}' src='data:image/png;base64,{base64.b64encode(pngs[name]).decode()}'>"
         f"<figcaption>{html.escape(title)}</figcaption></figure>"
@@ -102,7 +111,14 @@ img {{ max-width: 100%; }} figure {{ margin: 1.5em 0; }} small {{ color: #666; }
 SDC: smallest detectable change, 1.96·√2 × the within-phase SD of 30-s segment levels. Effect size: change over that SD.
 A change is reported only when its CI excludes zero and it exceeds the SDC.</small></p>
 <h2>Left out of the statistics</h2><table><tr><th>phase</th><th>seconds / beats by reason</th></tr>{excl}</table>
-<h2>neurokit2 HRV per phase</h2><table><tr><th>phase</th><th>values</th><th>remarks</th></tr>{''.join(nk_rows)}</table>
+<h2>Stress and autonomic indices</h2><ul>{quantities}</ul>
+<h2>Time-domain HRV per phase (neurokit2)</h2><table><tr><th>phase</th><th>values</th><th>remarks</th></tr>{''.join(nk_rows)}</table>
+<h2>Frequency-domain HRV per phase</h2>
+<table><tr><th>phase</th><th>computed by</th><th>LF (ms²)</th><th>HF (ms²)</th><th>LF (n.u.)</th><th>HF (n.u.)</th><th>LF/HF</th>
+<th>settings</th></tr>{''.join(freq_rows) or "<tr><td colspan='8'>not available (see the remarks above)</td></tr>"}</table>
+<p><small>Over the longest uninterrupted run of clean beats in each phase. The two tools differ in their settings
+(above), not in their definitions of LF and HF; n.u. are 100 · LF/(LF + HF) for ours (Task Force 1996) and over
+neurokit2's total power for neurokit2's.</small></p>
 {imgs}
 </body></html>
 """

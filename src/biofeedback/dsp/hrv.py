@@ -477,7 +477,8 @@ BAEVSKY_SI = HeartQuantity(
     "AMo / (2 · Mo · MxDMn), 50 ms bins (Baevsky & Chernikova 2017); normal resting range about 50-150")
 KUBIOS_SI = HeartQuantity(
     "kubios_si", "Kubios stress index √SI", "1/s",
-    "square root of Baevsky's SI, the 'Stress index' Kubios HRV reports; normal resting range about 7-12")
+    "square root of Baevsky's SI, as Kubios HRV reports it (closer to normally distributed); normal resting range "
+    "about 7-12")
 PNS = HeartQuantity(
     "pns_index", "PNS index (this project's norms)", "SD",
     "mean of the z-scores of mean RR, RMSSD and SD1 (%) against NORMS (Nunan et al. 2010, 5-min supine); "

@@ -29,11 +29,11 @@ def test_bad_virtual_arguments_are_one_error_line(argv, expected, capsys):
     assert len(err) == 1 and err[0].startswith("biofeedback: error:") and expected in err[0]
 
 
-def test_non_positive_speed_is_refused_by_the_parser(capsys):
+def test_speed_out_of_range_is_refused_by_the_parser(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["monitor", "--virtual", "--speed", "0"])
     assert exc.value.code == 2
-    assert "positive" in capsys.readouterr().err
+    assert "argument --speed: must be a number from 0.01 to 1000, got '0'" in capsys.readouterr().err
 
 
 def test_broken_profile_names_file_and_field(tmp_path, monkeypatch, capsys):

@@ -72,7 +72,7 @@ def protocol_file(path: str | os.PathLike) -> Origin:
     """A session or calibration protocol TOML the user can edit."""
     from biofeedback.session.protocol import SessionError
 
-    return Origin(str(path), SessionError, Reason.BAD_PROTOCOL, "fix the file (see protocols/README.md)")
+    return Origin(str(path), SessionError, Reason.BAD_PROTOCOL, "fix the file")
 
 
 def data_file(path: str | os.PathLike, fix: str) -> Origin:

@@ -14,8 +14,13 @@ from pathlib import Path
 
 from biofeedback.analysis.compare import AnalysisError
 from biofeedback.store.paths import FILE_MODE, data_home, private_dir, validate_client_id
+from biofeedback.validate import check_number, check_table, check_type, data_file
 
 DIARY_FILE = "headache-diary.json"
+MAX_INTENSITY = 10.0
+"""Pain 0 (none) to 10 (worst imaginable)."""
+MAX_DURATION_H = 24 * 7.0
+"""Longest headache one entry records: a week."""
 
 
 def diary_path(client_id: str, home: Path | None = None) -> Path:
@@ -25,24 +30,36 @@ def diary_path(client_id: str, home: Path | None = None) -> Path:
 
 
 def read_diary(client_id: str, home: Path | None = None) -> list[dict]:
-    """Entries by date: date (YYYY-MM-DD), intensity (0-10), duration_h, medication, added_utc."""
+    """Entries by date: date (YYYY-MM-DD), intensity (0-10), duration_h, medication, added_utc; a damaged diary is one
+    ``StoreError`` line naming the file and the entry."""
     path = diary_path(client_id, home)
     if not path.exists():
         return []
+    at = data_file(path, "restore it from a backup or move it aside")
     try:
-        entries = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise AnalysisError(f"cannot read the headache diary {path} ({exc}); restore it from a backup or move it aside")
+        entries = json.loads(path.read_text(encoding="utf-8"), parse_constant=lambda name: name)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise at.fail("the file", f"cannot be read as JSON ({exc})") from None
+    for i, e in enumerate(check_type(entries, list, "the diary", at)):
+        check_table(e, f"entry {i}", at, ("date", "intensity", "duration_h"))
+        try:
+            dt.date.fromisoformat(check_type(e["date"], str, f"entry {i} date", at))
+        except ValueError:
+            raise at.fail(f"entry {i} date", f"must be YYYY-MM-DD, got {e['date']!r}") from None
+        check_number(e["intensity"], f"entry {i} intensity", at, lo=0, hi=MAX_INTENSITY)
+        check_number(e["duration_h"], f"entry {i} duration_h", at, lo=0, hi=MAX_DURATION_H, unit="hours")
+        check_type(e.get("medication", ""), str, f"entry {i} medication", at)
+        check_number(e.get("added_utc", 0), f"entry {i} added_utc", at, lo=0)
     return sorted(entries, key=lambda e: (e["date"], e.get("added_utc", 0)))
 
 
 def add_entry(client_id: str, intensity: float, duration_h: float, medication: str = "", date: str | None = None,
               home: Path | None = None) -> dict:
     """Add one headache to a client's diary and return it; checks the values first."""
-    if not 0 <= intensity <= 10:
+    if not 0 <= intensity <= MAX_INTENSITY:
         raise AnalysisError(f"--intensity must be 0-10 (0 no pain, 10 worst imaginable), got {intensity:g}")
-    if not 0 <= duration_h <= 24 * 7:
-        raise AnalysisError(f"--duration-h must be hours between 0 and 168, got {duration_h:g}")
+    if not 0 <= duration_h <= MAX_DURATION_H:
+        raise AnalysisError(f"--duration-h must be hours between 0 and {MAX_DURATION_H:g}, got {duration_h:g}")
     day = dt.date.today() if date is None else _date(date)
     entry = {"date": day.isoformat(), "intensity": float(intensity), "duration_h": float(duration_h),
              "medication": medication.strip(), "added_utc": time.time()}

@@ -8,13 +8,14 @@ no bleak, no Qt); what a command needs is imported when the command runs.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import pathlib
 import sys
 from typing import TYPE_CHECKING
 
 from biofeedback.errors import UsageError
+from biofeedback.validate import EMG_RANGE_UV, HR_RANGE_BPM, MAX_DURATION_S, SEED_RANGE, SHIFT_DAYS_RANGE, SPEED_RANGE, \
+    check_number, parser_type
 
 if TYPE_CHECKING:
     from biofeedback.sensors.virtual import Scenario
@@ -31,28 +32,22 @@ DEFAULT_MINUTES = 10.0
 """``biofeedback.relax.engine.DEFAULT_MINUTES``: length of a home relaxation with the default protocol."""
 
 
-def floats(text: str, what: str) -> list[float]:
-    """Comma-separated numbers; ``what`` names the option in the error."""
+def floats(text: str, what: str, lo: float | None = None, hi: float | None = None) -> list[float]:
+    """Comma-separated finite numbers, each within [lo, hi]; ``what`` names the option in the error."""
+    values = [v for v in text.split(",") if v.strip()]
     try:
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise UsageError(f"{what}: expected comma-separated numbers, got {text!r}") from None
+        return [check_number(v.strip(), what, lo=lo, hi=hi) for v in values]
+    except UsageError:
+        limits = f", each from {lo:g} to {hi:g}" if lo is not None and hi is not None else ""
+        raise UsageError(f"{what}: expected comma-separated numbers{limits}, got {text!r}") from None
 
 
 def number(text: str) -> float:
-    """An argparse type: any number."""
+    """An argparse type: any number (NaN and infinity included; the command checks the range)."""
     try:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-
-
-def positive(text: str) -> float:
-    """An argparse type: a finite number > 0."""
-    value = number(text)
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
 
 
 def whole_number(text: str) -> int:
@@ -63,36 +58,49 @@ def whole_number(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
 
 
+speed = parser_type(check_number, lo=SPEED_RANGE[0], hi=SPEED_RANGE[1])
+"""An argparse type: ``--speed``, times real time, within ``validate.SPEED_RANGE``."""
+seed = parser_type(check_number, lo=SEED_RANGE[0], hi=SEED_RANGE[1], integer=True)
+"""An argparse type: ``--seed``, within ``validate.SEED_RANGE``."""
+shift_days = parser_type(check_number, lo=SHIFT_DAYS_RANGE[0], hi=SHIFT_DAYS_RANGE[1], integer=True, unit="days")
+"""An argparse type: ``--shift-days``, within ``validate.SHIFT_DAYS_RANGE`` (100 years either way)."""
+seconds = parser_type(check_number, lo=0, lo_open=True, hi=MAX_DURATION_S, unit="seconds")
+"""An argparse type: a duration above 0 and at most ``validate.MAX_DURATION_S``."""
+heart_rate = parser_type(check_number, lo=HR_RANGE_BPM[0], hi=HR_RANGE_BPM[1], unit="beats per minute")
+"""An argparse type: a scripted heart rate within ``validate.HR_RANGE_BPM``."""
+
+
 def add_virtual_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("virtual sensors (used with --virtual, or when no Bluetooth adapter is present)")
     g.add_argument("--virtual", action="store_true", help="use the built-in virtual sensors")
-    g.add_argument("--speed", type=positive, default=1.0, help="run virtual sensors N times faster than real time")
+    g.add_argument("--speed", type=speed, default=1.0,
+                   help=f"run virtual sensors N times faster than real time ({SPEED_RANGE[0]:g}-{SPEED_RANGE[1]:g})")
     g.add_argument("--virtual-devices", default="open-emg,polar-h10",
                    help="virtual sensors to power on (profiles: open-emg, polar-h10, hrs-strap)")
     g.add_argument("--virtual-emg-uv", default="40,30", help="scripted EMG RMS left,right in µV")
-    g.add_argument("--virtual-hr", type=positive, default=70.0, help="scripted mean heart rate in bpm")
+    g.add_argument("--virtual-hr", type=heart_rate, default=70.0, help="scripted mean heart rate in bpm")
     g.add_argument("--virtual-disconnect-at", default="", help="device seconds at which sensors drop the link, e.g. 10,25")
-    g.add_argument("--virtual-drop-rate", type=float, default=0.0, help="probability a data packet is lost")
-    g.add_argument("--virtual-corrupt-rate", type=float, default=0.0, help="probability a data packet is garbage")
+    g.add_argument("--virtual-drop-rate", type=number, default=0.0, help="probability a data packet is lost")
+    g.add_argument("--virtual-corrupt-rate", type=number, default=0.0, help="probability a data packet is garbage")
     g.add_argument("--virtual-electrode-off", default="", help="start,end device seconds with the left electrode off")
-    g.add_argument("--seed", type=int, default=1, help="random seed of the virtual sensors")
+    g.add_argument("--seed", type=seed, default=1, help=f"random seed of the virtual sensors (0-{SEED_RANGE[1]})")
 
 
 def scenario_from_args(args: argparse.Namespace) -> Scenario:
     """The virtual sensors' script and faults from the ``--virtual-*`` options."""
     from biofeedback.sensors.virtual import Faults, HeartScript, Scenario, TensionScript
 
-    emg = floats(args.virtual_emg_uv, "--virtual-emg-uv")
-    if len(emg) != 2 or min(emg) < 0:
+    emg = floats(args.virtual_emg_uv, "--virtual-emg-uv", *EMG_RANGE_UV)
+    if len(emg) != 2:
         raise UsageError("--virtual-emg-uv: give two non-negative amplitudes, left,right (e.g. 40,30)")
     for name in ("virtual_drop_rate", "virtual_corrupt_rate"):
         if not 0.0 <= getattr(args, name) < 1.0:
             raise UsageError(f"--{name.replace('_', '-')}: give a probability between 0 and 1")
-    off = floats(args.virtual_electrode_off, "--virtual-electrode-off")
+    off = floats(args.virtual_electrode_off, "--virtual-electrode-off", 0.0, MAX_DURATION_S)
     if off and (len(off) != 2 or off[1] <= off[0]):
         raise UsageError("--virtual-electrode-off: give start,end with end > start")
     faults = Faults(
-        disconnect_at_s=floats(args.virtual_disconnect_at, "--virtual-disconnect-at"),
+        disconnect_at_s=floats(args.virtual_disconnect_at, "--virtual-disconnect-at", 0.0, MAX_DURATION_S),
         drop_rate=args.virtual_drop_rate,
         corrupt_rate=args.virtual_corrupt_rate,
         electrode_off=[(off[0], off[1], 0)] if off else [],

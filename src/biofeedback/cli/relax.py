@@ -8,8 +8,10 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from biofeedback.cli.common import ALL_CLEAR, DEFAULT_MINUTES, HOME_PROTOCOL, add_virtual_options, ask_window, \
-    scenario_from_args, use_virtual, use_window
+    number, scenario_from_args, use_virtual, use_window
 from biofeedback.errors import UsageError
+from biofeedback.relax.pacer import MAX_RATE_BPM, MIN_RATE_BPM
+from biofeedback.validate import EMG_RANGE_UV, MAX_DURATION_S, check_number, parser_type
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -25,11 +27,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("relax", help="guided relaxation at home: breathing pacer and a tension tone to follow with eyes closed")
     p.add_argument("--client", required=True, help="your client ID from your therapist, e.g. C001")
     p.add_argument("--protocol", help=f"protocol TOML file, or a name in protocols/ (default: {HOME_PROTOCOL})")
-    p.add_argument("--minutes", type=float, help=f"session length (default: the protocol's [relax] minutes, else "
+    p.add_argument("--minutes", type=number, help=f"session length (default: the protocol's [relax] minutes, else "
                                                  f"{DEFAULT_MINUTES:g} with the default protocol)")
-    p.add_argument("--rate", type=float, help="breaths per minute of the pacer (default 6)")
+    p.add_argument("--rate", type=number, help="breaths per minute of the pacer (default 6)")
     p.add_argument("--ratio", help="inhale:exhale, e.g. 40:60 (default)")
-    p.add_argument("--target", type=float, help="tension target (tension-index units); default 80 %% of today's baseline")
+    p.add_argument("--target", type=number, help="tension target (tension-index units); default 80 %% of today's baseline")
     p.add_argument("--find-resonance", action="store_true",
                    help="start the relaxation by stepping the breathing rate 7 → 4.5 per minute and keep the rate "
                         "with the largest heart-rate swing")
@@ -39,37 +41,50 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--headless", action="store_true", help="terminal only: print the pacer and feedback state")
     p.add_argument("--audio-wav", metavar="FILE", help="also write the feedback sound of the session to a WAV file")
     p.add_argument("--answers", help=f"screening answers: {ALL_CLEAR} or key=yes|no,... (needed without a terminal)")
-    p.add_argument("--headache", type=float, metavar="0-10", help="add today's headache (intensity 0-10) to the diary")
-    p.add_argument("--headache-hours", type=float, default=0.0, help="how long today's headache lasted (hours)")
+    p.add_argument("--headache", type=number, metavar="0-10", help="add today's headache (intensity 0-10) to the diary")
+    p.add_argument("--headache-hours", type=number, default=0.0, help="how long today's headache lasted (hours)")
     add_virtual_options(p)
-    p.add_argument("--virtual-resonance-bpm", type=float, default=5.5,
+    p.add_argument("--virtual-resonance-bpm", default=5.5,
+                   type=parser_type(check_number, lo=MIN_RATE_BPM, hi=MAX_RATE_BPM, unit="breaths per minute"),
                    help="virtual sensors: breathing rate at which the virtual heart's swing is largest")
     p.set_defaults(func=cmd_relax)
 
 
 def settings_from(protocol: Protocol, args: argparse.Namespace) -> tuple[Protocol, RelaxSettings]:
-    """The protocol resized and the settings: the protocol's ``[relax]`` table, then the command line."""
+    """The protocol resized and the settings: the protocol's ``[relax]`` table, then the command line; each value
+    checked where it was read (the file and field, or the argument)."""
     from biofeedback.relax.engine import RelaxSettings, fit_minutes
     from biofeedback.relax.pacer import parse_ratio
+    from biofeedback.validate import ARGUMENT, check_table, check_type, protocol_file
 
-    table = protocol.raw.get("relax", {}) if isinstance(protocol.raw.get("relax", {}), dict) else {}
-    minutes = args.minutes if args.minutes is not None else table.get("minutes")
-    if minutes is None and args.protocol is None:
-        minutes = DEFAULT_MINUTES
+    at = protocol_file(protocol.path)
+    table = check_table(protocol.raw.get("relax", {}), "[relax]", at)
+
+    def setting(arg: str, key: str, default=None, **limits):
+        """``--arg`` if given, else the table's ``key`` (checked with ``limits``), else ``default``."""
+        value = getattr(args, arg)
+        if value is not None:
+            return check_number(value, f"--{arg.replace('_', '-')}", ARGUMENT, **limits)
+        if key in table:
+            return check_number(table[key], f"[relax] {key}", at, **limits)
+        return default
+
+    minutes = setting("minutes", "minutes", DEFAULT_MINUTES if args.protocol is None else None, lo=0, lo_open=True,
+                      hi=MAX_DURATION_S / 60, unit="minutes")
     if minutes is not None:
-        protocol = fit_minutes(protocol, float(minutes))
+        protocol = fit_minutes(protocol, minutes)
+    ratio = args.ratio if args.ratio is not None else table.get("inhale_exhale")
     try:
-        ratio = args.ratio or table.get("inhale_exhale")
-        settings = RelaxSettings(
-            rate_bpm=float(args.rate or table.get("rate_bpm", 6.0)),
-            inhale_fraction=parse_ratio(str(ratio)) if ratio else 0.4,
-            target=args.target if args.target is not None else table.get("target"),
-            find_resonance=bool(args.find_resonance or table.get("find_resonance", False)),
-            sham=args.sham, chimes=not args.no_chimes, virtual_resonance_bpm=args.virtual_resonance_bpm)
+        fraction = parse_ratio(str(ratio)) if ratio is not None else 0.4
     except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    if not 2.0 <= settings.rate_bpm <= 20.0:
-        raise UsageError(f"--rate must be 2-20 breaths per minute, got {settings.rate_bpm:g}")
+        raise (UsageError(f"--ratio: {exc}") if args.ratio is not None else at.fail("[relax] inhale_exhale", str(exc)))
+    settings = RelaxSettings(
+        rate_bpm=setting("rate", "rate_bpm", 6.0, lo=MIN_RATE_BPM, hi=MAX_RATE_BPM, unit="breaths per minute"),
+        inhale_fraction=fraction,
+        target=setting("target", "target", lo=0, lo_open=True, hi=EMG_RANGE_UV[1]),
+        find_resonance=args.find_resonance or check_type(table.get("find_resonance", False), bool,
+                                                         "[relax] find_resonance", at),
+        sham=args.sham, chimes=not args.no_chimes, virtual_resonance_bpm=args.virtual_resonance_bpm)
     return protocol, settings
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
-from biofeedback.cli.common import add_virtual_options, dashboard, positive, resolve_session, scenario_from_args, \
+from biofeedback.cli.common import add_virtual_options, dashboard, resolve_session, scenario_from_args, seconds, speed, \
     use_virtual, use_window
 
 
@@ -13,12 +14,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     sub.add_parser("devices", help="list the supported sensor profiles (devices/*.toml)").set_defaults(func=cmd_devices)
 
     p = sub.add_parser("scan", help="scan for supported sensors")
-    p.add_argument("--timeout", type=positive, default=5.0, help="seconds to scan")
+    p.add_argument("--timeout", type=seconds, default=5.0, help="seconds to scan")
     add_virtual_options(p)
     p.set_defaults(func=cmd_scan)
 
     p = sub.add_parser("monitor", help="connect to the sensors and print live numbers once a second")
-    p.add_argument("--seconds", type=positive, default=None, help="stop after N session seconds (default: Ctrl-C)")
+    p.add_argument("--seconds", type=seconds, default=None, help="stop after N session seconds (default: Ctrl-C)")
     p.add_argument("--json", action="store_true", help="print one JSON object per line")
     p.add_argument("--replay", metavar="FILE", default=None,
                    help="play a recorded session (.bfsession) instead of sensors, at its original pace times --speed; "
@@ -29,10 +30,21 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("replay", help="play a recorded session in the therapist dashboard, view only")
     p.add_argument("session", help="session file, or 'latest' (of --client if given)")
     p.add_argument("--client", help="with 'latest': that client's newest session")
-    p.add_argument("--speed", type=positive, default=1.0, help="play N times faster than it was recorded")
+    p.add_argument("--speed", type=speed, default=1.0, help="play N times faster than it was recorded")
     p.add_argument("--theme", choices=("light", "dark"), default="light", help="dashboard colours")
     p.add_argument("--headless", action="store_true", help="live numbers in the terminal, no dashboard window")
     p.set_defaults(func=cmd_replay)
+
+
+def say_damage(path) -> None:
+    """Read the recorded session at ``path`` through once: a damaged file fails here with one line, before anything
+    plays; damaged rows that will be left out are said on stderr."""
+    from biofeedback.store import SessionReader
+
+    with SessionReader(path) as reader:
+        reader.meta
+        for problem in reader.check():
+            print(f"biofeedback: warning: {problem}", file=sys.stderr)
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
@@ -87,6 +99,8 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     virtual = use_virtual(args) if args.replay is None else args.virtual
     scenario = scenario_from_args(args) if virtual else None
     replay = None if args.replay is None else Path(args.replay)
+    if replay is not None:
+        say_damage(replay)
     plan = SessionPlan("", None, virtual, args.speed, False, scenario, {}, None, replay=replay)
     return asyncio.run(monitor(plan, load_profiles(), args.seconds, args.json))
 
@@ -101,6 +115,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from biofeedback.session.runner import replay_plan
 
     path = resolve_session(args.session, args.client)
+    say_damage(path)
     plan = replay_plan(path, args.speed)
     if use_window(args.headless, instead="replaying"):
         outcome = dashboard(plan, load_profiles(), args.theme)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 from functools import partial
 
-from biofeedback.cli.common import ALL_CLEAR, add_virtual_options, ask_window, dashboard, scenario_from_args, \
+from biofeedback.cli.common import ALL_CLEAR, add_virtual_options, ask_window, dashboard, floats, scenario_from_args, \
     use_virtual, use_window
 from biofeedback.errors import UsageError
+from biofeedback.validate import EMG_RANGE_UV
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -73,12 +74,9 @@ def _contractions(text: str, count: int, rest_uv: float) -> list[list[float]]:
         return [[3.0 * rest_uv] * count]
     tries = []
     for part in text.split(";"):
-        try:
-            values = [float(v) for v in part.split(",") if v.strip()]
-        except ValueError:
-            raise UsageError(f"--virtual-contractions: expected numbers, got {part!r}") from None
-        if not values or min(values) < 0:
-            raise UsageError("--virtual-contractions: give non-negative µV values, e.g. 90,90,90")
+        values = floats(part, "--virtual-contractions", *EMG_RANGE_UV)
+        if not values:
+            raise UsageError("--virtual-contractions: give µV values, e.g. 90,90,90")
         tries.append(values)
     return tries
 

@@ -9,6 +9,10 @@ DEFAULT_RATE_BPM = 6.0
 """Slow paced breathing: 6 breaths per minute (0.1 Hz), near most adults' resonance frequency (Lehrer 2000)."""
 DEFAULT_INHALE_FRACTION = 0.4
 """Inhale 40 %, exhale 60 % of each breath: a longer exhale is the calmer pattern."""
+MIN_RATE_BPM, MAX_RATE_BPM = 2.0, 20.0
+"""The breathing rates the pacer paces."""
+INHALE_FRACTION_RANGE = (0.2, 0.6)
+"""The inhale shares of a breath the pacer accepts."""
 INHALE, EXHALE = "inhale", "exhale"
 
 
@@ -34,13 +38,16 @@ def parse_ratio(text: str) -> float:
     try:
         if ":" in text:
             a, b = (float(v) for v in text.split(":"))
+            if not (math.isfinite(a) and math.isfinite(b) and a >= 0 and b >= 0):
+                raise ValueError
             fraction = a / (a + b)
         else:
             fraction = float(text)
     except (ValueError, ZeroDivisionError):
         raise ValueError(f"inhale:exhale ratio must look like 40:60 or 0.4, got {text!r}") from None
-    if not 0.2 <= fraction <= 0.6:
-        raise ValueError(f"inhale share must be 20-60 % of a breath (e.g. 40:60), got {100 * fraction:.0f} %")
+    lo, hi = INHALE_FRACTION_RANGE
+    if not lo <= fraction <= hi:  # also refuses NaN
+        raise ValueError(f"inhale share must be {100 * lo:.0f}-{100 * hi:.0f} % of a breath (e.g. 40:60), got {text!r}")
     return fraction
 
 
@@ -49,8 +56,8 @@ class Pacer:
 
     def __init__(self, rate_bpm: float = DEFAULT_RATE_BPM, inhale_fraction: float = DEFAULT_INHALE_FRACTION,
                  start_s: float = 0.0) -> None:
-        if not 2.0 <= rate_bpm <= 20.0:
-            raise ValueError(f"breathing rate must be 2-20 breaths per minute, got {rate_bpm:g}")
+        if not MIN_RATE_BPM <= rate_bpm <= MAX_RATE_BPM:
+            raise ValueError(f"breathing rate must be {MIN_RATE_BPM:g}-{MAX_RATE_BPM:g} breaths per minute, got {rate_bpm:g}")
         self.inhale_fraction = inhale_fraction
         self._segments: list[tuple[float, int, float]] = [(start_s, 0, rate_bpm)]
         """(start s, breaths before it, rate) per rate; each starts on a breath boundary."""

@@ -20,9 +20,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from biofeedback.session.live import TENSION_TRACE_HZ
+from biofeedback.errors import Reason
 from biofeedback.session.protocol import SessionError, read_toml, resolve_toml
 from biofeedback.store.paths import FILE_MODE, data_home, private_dir, validate_client_id
+from biofeedback.validate import EMG_RANGE_UV, MAX_CALIBRATION_COUNT, MAX_DURATION_S, check_number, check_numbers, \
+    check_table, check_type, data_file, protocol_file
 
 DEFAULT_CALIBRATION = "trapezius-reference"
 CALIBRATION_DIR_ENV = "BIOFEEDBACK_CALIBRATION"
@@ -85,32 +87,38 @@ class CalibrationProtocol:
 
 
 def load_calibration_protocol(spec: str | os.PathLike | None = None) -> CalibrationProtocol:
+    """Load and check a calibration protocol TOML (a path, or a name in ``calibration/``): every field is checked
+    before a sensor connects, and a wrong one is one ``SessionError`` line naming the file and the field."""
     path = resolve_toml(spec, default_calibration_dir(), DEFAULT_CALIBRATION)
+    at = protocol_file(path)
     doc = read_toml(path)
-    rest, ref, mvc, quality = (doc.get(k, {}) for k in ("rest", "reference", "mvc", "quality"))
+    rest, ref, mvc, quality = (check_table(doc.get(k, {}), f"[{k}]", at) for k in ("rest", "reference", "mvc", "quality"))
 
-    def num(table: dict, key: str, default: float, where: str) -> float:
-        v = table.get(key, default)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
-            raise SessionError(f"{path.name}: [{where}] {key} must be a non-negative number, got {v!r}")
-        return float(v)
+    def num(table: dict, key: str, default: float, where: str, hi: float = MAX_DURATION_S, **kw) -> float:
+        return check_number(table.get(key, default), f"[{where}] {key}", at, lo=0, hi=hi, **kw)
+
+    def text(table: dict, key: str, default: str, where: str) -> str:
+        return check_type(table.get(key, default), str, f"[{where}] {key}", at)
 
     proto = CalibrationProtocol(
-        name=str(doc.get("name", path.stem)), path=path,
-        rest_s=num(rest, "duration_s", 60, "rest"), settle_s=num(rest, "settle_s", 5, "rest"),
-        rest_prompt=str(rest.get("prompt", "Sit upright, shoulders relaxed, hands resting on the thighs.")),
-        count=int(num(ref, "count", 3, "reference")), hold_s=num(ref, "hold_s", 5, "reference"),
-        relax_s=num(ref, "relax_s", 10, "reference"), trim_s=num(ref, "trim_s", 1, "reference"),
-        lead_in_s=num(ref, "lead_in_s", 3, "reference"),
-        contraction_prompt=str(ref.get("prompt", "Lift both shoulders towards the ears and hold.")),
-        tolerance=num(ref, "tolerance", 0.15, "reference"),
-        mvc=bool(mvc.get("enabled", False)), mvc_prompt=str(mvc.get("prompt", "Lift the shoulders as hard as you can.")),
-        max_tries=max(1, int(num(quality, "max_tries", 3, "quality"))),
-        min_coverage=num(quality, "min_coverage", 0.9, "quality"),
-        min_contraction_over_rest=num(quality, "min_contraction_over_rest", 1.5, "quality"),
+        name=check_type(doc.get("name", path.stem), str, "name", at), path=path,
+        rest_s=num(rest, "duration_s", 60, "rest", unit="seconds"), settle_s=num(rest, "settle_s", 5, "rest", unit="seconds"),
+        rest_prompt=text(rest, "prompt", "Sit upright, shoulders relaxed, hands resting on the thighs.", "rest"),
+        count=num(ref, "count", 3, "reference", hi=MAX_CALIBRATION_COUNT, integer=True),
+        hold_s=num(ref, "hold_s", 5, "reference", unit="seconds"),
+        relax_s=num(ref, "relax_s", 10, "reference", unit="seconds"), trim_s=num(ref, "trim_s", 1, "reference", unit="seconds"),
+        lead_in_s=num(ref, "lead_in_s", 3, "reference", hi=60, unit="seconds"),
+        contraction_prompt=text(ref, "prompt", "Lift both shoulders towards the ears and hold.", "reference"),
+        tolerance=num(ref, "tolerance", 0.15, "reference", hi=10),
+        mvc=check_type(mvc.get("enabled", False), bool, "[mvc] enabled", at),
+        mvc_prompt=text(mvc, "prompt", "Lift the shoulders as hard as you can.", "mvc"),
+        max_tries=max(1, num(quality, "max_tries", 3, "quality", hi=MAX_CALIBRATION_COUNT, integer=True)),
+        min_coverage=num(quality, "min_coverage", 0.9, "quality", hi=1),
+        min_contraction_over_rest=num(quality, "min_contraction_over_rest", 1.5, "quality", hi=1000),
     )
     if proto.count < 1 or proto.hold_s <= 2 * proto.trim_s or proto.rest_s <= proto.settle_s:
-        raise SessionError(f"{path.name}: need count >= 1, hold_s > 2 * trim_s and rest duration_s > settle_s")
+        raise SessionError(f"{path}: need [reference] count >= 1, hold_s > 2 * trim_s and [rest] duration_s > "
+                           "settle_s; fix the file", Reason.BAD_PROTOCOL)
     return proto
 
 
@@ -208,18 +216,30 @@ def save_calibration(client_id: str, proto: CalibrationProtocol, result: Calibra
 
 
 def latest_calibration(client_id: str) -> tuple[pathlib.Path, dict] | None:
-    """The client's newest saved calibration, or None if there is none."""
+    """The client's newest saved calibration, or None if there is none; a damaged one is one ``StoreError`` line
+    naming the file and the field."""
     files = sorted(calibration_dir(client_id).glob("*.json"), key=lambda p: (p.stat().st_mtime, p.name))
     if not files:
         return None
     path = files[-1]
+    return path, check_calibration(path)
+
+
+def check_calibration(path: pathlib.Path) -> dict:
+    """A saved calibration JSON, checked: the reference levels are finite µV (rest >= 0; RVC and MVC > 0), one per
+    channel."""
+    at = data_file(path, "run `biofeedback calibrate` again, or move the file aside")
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-        if not all(len(doc[k]) > 0 for k in ("rest_rms_uv", "rvc_rms_uv")):
-            raise ValueError("empty reference")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise SessionError(f"calibration file {path} cannot be read ({exc}); run `biofeedback calibrate` again")
-    return path, doc
+        doc = json.loads(path.read_text(encoding="utf-8"), parse_constant=lambda name: name)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise at.fail("the file", f"cannot be read as JSON ({exc})") from None
+    check_table(doc, "the file", at, ("rest_rms_uv", "rvc_rms_uv"))
+    rest = check_numbers(doc["rest_rms_uv"], "rest_rms_uv", at, lo=EMG_RANGE_UV[0], hi=EMG_RANGE_UV[1], unit="µV")
+    for key in ("rvc_rms_uv", "mvc_rms_uv"):
+        if key in doc and (doc[key] is not None or key == "rvc_rms_uv"):
+            check_numbers(doc[key], key, at, lo=EMG_RANGE_UV[0], hi=EMG_RANGE_UV[1], lo_open=True, unit="µV",
+                          min_len=len(rest), max_len=len(rest))
+    return doc
 
 
 async def run_calibration(proto: CalibrationProtocol, plan, profiles: dict, *, contractions_uv: list[list[float]],
@@ -256,8 +276,8 @@ async def run_calibration(proto: CalibrationProtocol, plan, profiles: dict, *, c
                 await asyncio.sleep(run.acq.clock.wall_seconds(0.5))
             if live.tension is None:
                 raise SessionError("no EMG arrived during calibration; check that the EMG sensor is on and connected")
-            t, x = live.tension.snapshot()
-            result = analyse(proto, t0, t, x[:, :-1], TENSION_TRACE_HZ, tuple(live.emg_channels))
+            t, x = live.tension.snapshot()  # uncalibrated, the tension index is the RMS in µV
+            result = analyse(proto, t0, t, x[:, :-1], live.trace_rate_hz, tuple(live.emg_channels))
             out("  rest RMS " + ", ".join(f"{c} {v:.1f} µV" for c, v in zip(live.emg_channels, result.rest_rms_uv))
                 + "; contractions " + "; ".join(", ".join(f"{v:.1f}" for v in row) for row in result.contractions_rms_uv)
                 + " µV; spread " + ", ".join(f"{100 * s:.0f}%" for s in result.spread))
@@ -271,5 +291,7 @@ async def run_calibration(proto: CalibrationProtocol, plan, profiles: dict, *, c
             if attempt < proto.max_tries:
                 out("  retrying: relax for a moment, then repeat the same steps")
 
+    if plan.calibration is not None:
+        raise SessionError("a calibration measures µV: run it without an earlier calibration applied")
     await SessionRun(plan, profiles, record=False, phases=False, say=out).run(guide)
     return outcome[0]

@@ -7,12 +7,13 @@ Protocol files live in the top-level ``protocols/`` (``default.toml``, ``home-re
 
 from __future__ import annotations
 
-from biofeedback.errors import BiofeedbackError
-
 import os
 import pathlib
 import tomllib
 from dataclasses import dataclass, field
+
+from biofeedback.errors import BiofeedbackError
+from biofeedback.validate import MAX_DURATION_S, check_number, check_option, check_table, check_type, protocol_file
 
 PROTOCOLS_ENV = "BIOFEEDBACK_PROTOCOLS"
 DEFAULT_PROTOCOL = "default"
@@ -117,14 +118,6 @@ def read_toml(path: pathlib.Path) -> dict:
         raise SessionError(f"{path} is not valid TOML ({exc}); fix the file")
 
 
-def _number(path: pathlib.Path, where: str, value, allow_none: bool = False) -> float | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise SessionError(f"{path.name}: {where} must be a non-negative number of seconds, got {value!r}")
-    return float(value)
-
-
 def load_protocol(spec: str | os.PathLike | None = None) -> Protocol:
     """Load and check a session protocol TOML (a path, or a name in ``protocols/``)."""
     path = resolve_toml(spec, default_protocols_dir(), DEFAULT_PROTOCOL)
@@ -132,34 +125,47 @@ def load_protocol(spec: str | os.PathLike | None = None) -> Protocol:
 
 
 def protocol_from_doc(doc: dict, path: pathlib.Path) -> Protocol:
-    """Check a parsed protocol TOML ``doc`` (read from ``path``, or kept in a recording's meta) and build it."""
-    techniques = tuple(Technique(str(t["key"]), str(t.get("label", t["key"]))) for t in doc.get("techniques", [])
-                       if isinstance(t, dict) and "key" in t)
+    """Check a parsed protocol TOML ``doc`` (read from ``path``, or kept in a recording's meta) and build it.
+
+    Every field is checked here, before any sensor connects: one ``SessionError`` line names the file and the field
+    (``phases[1].duration_s``) and what it must hold; durations are finite and at most ``MAX_DURATION_S``."""
+    at = protocol_file(path)
+    check_table(doc, "the protocol", at)
+    techniques = []
+    for i, t in enumerate(check_type(doc.get("techniques", []), list, "techniques", at)):
+        check_table(t, f"techniques[{i}]", at, ("key",))
+        key = check_type(t["key"], str, f"techniques[{i}].key", at)
+        techniques.append(Technique(key, check_type(t.get("label", key), str, f"techniques[{i}].label", at)))
     phases = []
-    for i, p in enumerate(doc.get("phases", [])):
+    for i, p in enumerate(check_type(doc.get("phases", []), list, "phases", at)):
         where = f"phases[{i}]"
-        if not isinstance(p, dict) or not isinstance(p.get("name"), str):
-            raise SessionError(f"{path.name}: {where} needs a name")
-        kind = p.get("kind", "rest")
-        if kind not in PHASE_KINDS:
-            raise SessionError(f"{path.name}: {where}.kind must be one of {', '.join(PHASE_KINDS)}, got {kind!r}")
-        duration = _number(path, f"{where}.duration_s", p.get("duration_s"), allow_none=kind == "treatment")
+        check_table(p, where, at, ("name",))
+        name = check_type(p["name"], str, f"{where}.name", at)
+        kind = check_option(p.get("kind", "rest"), PHASE_KINDS, f"{where}.kind", at)
+        duration = check_number(p.get("duration_s"), f"{where}.duration_s", at, lo=0, hi=MAX_DURATION_S,
+                                unit="seconds", allow_none=kind == "treatment")
         script = []
-        for j, m in enumerate(p.get("script", [])):
-            action = m.get("action")
-            if action not in ACTIONS:
-                raise SessionError(f"{path.name}: {where}.script[{j}].action must be one of {', '.join(ACTIONS)}")
-            script.append(ScriptedMarker(_number(path, f"{where}.script[{j}].at_s", m.get("at_s")), action,
-                                         m.get("technique"), str(m.get("text", ""))))
-        phases.append(Phase(p["name"], kind, duration, str(p.get("prompt", "")),
+        for j, m in enumerate(check_type(p.get("script", []), list, f"{where}.script", at)):
+            check_table(m, f"{where}.script[{j}]", at, ("action", "at_s"))
+            script.append(ScriptedMarker(
+                check_number(m["at_s"], f"{where}.script[{j}].at_s", at, lo=0, hi=MAX_DURATION_S, unit="seconds"),
+                check_option(m["action"], ACTIONS, f"{where}.script[{j}].action", at),
+                None if m.get("technique") is None else check_type(m["technique"], str, f"{where}.script[{j}].technique", at),
+                check_type(m.get("text", ""), str, f"{where}.script[{j}].text", at)))
+        phases.append(Phase(name, kind, duration, check_type(p.get("prompt", ""), str, f"{where}.prompt", at),
                             tuple(sorted(script, key=lambda m: m.at_s))))
     if not phases:
         raise SessionError(f"{path.name}: no [[phases]]; a protocol needs at least one phase")
-    questions = tuple(
-        Question(str(q["key"]), str(q["text"]), bool(q.get("stop_if", True)), str(q.get("reason", q["text"])))
-        for q in doc.get("screening", []) if isinstance(q, dict) and "key" in q and "text" in q
-    )
-    proto = Protocol(str(doc.get("name", path.stem)), path, tuple(phases), techniques, questions, doc)
+    questions = []
+    for i, q in enumerate(check_type(doc.get("screening", []), list, "screening", at)):
+        check_table(q, f"screening[{i}]", at, ("key", "text"))
+        text = check_type(q["text"], str, f"screening[{i}].text", at)
+        questions.append(Question(check_type(q["key"], str, f"screening[{i}].key", at), text,
+                                  check_type(q.get("stop_if", True), bool, f"screening[{i}].stop_if", at),
+                                  check_type(q.get("reason", text), str, f"screening[{i}].reason", at)))
+    techniques, questions = tuple(techniques), tuple(questions)
+    name = check_type(doc.get("name", path.stem), str, "name", at)
+    proto = Protocol(name, path, tuple(phases), techniques, questions, doc)
     for ph in proto.phases:
         for m in ph.script:
             if m.action == "technique":

@@ -517,7 +517,7 @@ class SessionReader:
             try:
                 meta[key] = _loads(value)
             except (TypeError, ValueError):
-                raise self._origin.fail(f"metadata field {key!r}", "is not valid JSON") from None
+                raise self._origin.fail(f"meta.{key}", "is not valid JSON") from None
         return _checked_meta(meta, self._origin)
 
     @property
@@ -717,6 +717,13 @@ class SessionReader:
                 "raw": bytes(raw) if isinstance(raw, (bytes, memoryview)) else b"",
             }
 
+    def check(self) -> list[str]:
+        """Read every row once and return ``problems``: what is damaged and left out (empty for an intact file)."""
+        for _ in self.raw_blocks():
+            pass
+        self.beats(), self.gaps(), self.events()
+        return self.problems
+
     def duration_s(self) -> float:
         """Session time of the end of the last undamaged data or event (0 for an empty session)."""
         lo, hi = SESSION_TIME_RANGE_S
@@ -819,17 +826,17 @@ def _checked_meta(meta: dict, origin: Origin) -> dict:
     """``meta`` if every field the commands rely on holds what the writer writes, else ``origin``'s error."""
     for key in ("client_id", "utc_anchor"):
         if key not in meta:
-            raise origin.fail(f"metadata field {key!r}", "is missing")
+            raise origin.fail(f"meta.{key}", "is missing")
     try:
         validate_client_id(meta["client_id"])
     except StoreError:
-        raise origin.fail("metadata field 'client_id'",
+        raise origin.fail("meta.client_id",
                           f"{shown(meta['client_id'])} is not a pseudonymous client code") from None
-    check_number(meta["utc_anchor"], "metadata field 'utc_anchor'", origin, lo=UTC_RANGE_S[0], hi=UTC_RANGE_S[1],
+    check_number(meta["utc_anchor"], "meta.utc_anchor", origin, lo=UTC_RANGE_S[0], hi=UTC_RANGE_S[1],
                  unit="UTC seconds (2000 to 2100)")
-    check_number(meta.get("speed", 1.0), "metadata field 'speed'", origin, lo=SPEED_RANGE[0], hi=SPEED_RANGE[1])
-    check_type(meta.get("complete", False), bool, "metadata field 'complete'", origin)
-    version = check_number(meta.get("format_version", SCHEMA_VERSION), "metadata field 'format_version'", origin,
+    check_number(meta.get("speed", 1.0), "meta.speed", origin, lo=SPEED_RANGE[0], hi=SPEED_RANGE[1])
+    check_type(meta.get("complete", False), bool, "meta.complete", origin)
+    version = check_number(meta.get("format_version", SCHEMA_VERSION), "meta.format_version", origin,
                            lo=1, integer=True)
     if version > SCHEMA_VERSION:
         raise StoreError(f"{origin.file} was written by a newer biofeedback (format {version}); upgrade biofeedback "
@@ -837,15 +844,15 @@ def _checked_meta(meta: dict, origin: Origin) -> dict:
     for key, types in (("protocol", str), ("protocol_file", str), ("protocol_toml", dict), ("screening", dict),
                        ("devices", list), ("calibration", dict)):
         if meta.get(key) is not None:
-            check_type(meta[key], types, f"metadata field {key!r}", origin)
+            check_type(meta[key], types, f"meta.{key}", origin)
     cal = meta.get("calibration")
     if cal is not None:
         for key in ("rest_rms_uv", "rvc_rms_uv", "mvc_rms_uv"):
             if cal.get(key) is not None:
-                check_numbers(cal[key], f"metadata field 'calibration.{key}'", origin, lo=EMG_RANGE_UV[0],
+                check_numbers(cal[key], f"meta.calibration.{key}", origin, lo=EMG_RANGE_UV[0],
                               hi=EMG_RANGE_UV[1], lo_open=key != "rest_rms_uv", unit="µV")
         if cal.get("file") is not None:
-            check_type(cal["file"], str, "metadata field 'calibration.file'", origin)
+            check_type(cal["file"], str, "meta.calibration.file", origin)
     return meta
 
 

@@ -1,5 +1,6 @@
 """Decoders against their specifications: packets are built by hand here, never by our encoders."""
 
+import binascii
 import itertools
 import random
 import struct
@@ -223,7 +224,8 @@ def test_open_emg_info_envelope_and_longer_value():
     "raw, message",
     [
         (bytes(11), "11 bytes, need at least 12"),
-        (bytes([2, 2, 0xE8, 3, 12, 0, 20, 0, 1, 0, 0, 0]), "protocol version 2"),
+        (bytes([3, 2, 0xE8, 3, 12, 0, 20, 0, 1, 0, 0, 0]), "protocol version 3, this program speaks 1 and 2"),
+        (bytes([0, 2, 0xE8, 3, 12, 0, 20, 0, 1, 0, 0, 0]), "protocol version 0"),
         (bytes([1, 2, 0xE8, 3, 12, 2, 20, 0, 1, 0, 0, 0]), "kind 2 unknown"),
         (bytes([1, 0, 0xE8, 3, 12, 0, 20, 0, 1, 0, 0, 0]), "channel count is 0"),
         (bytes([1, 2, 0, 0, 12, 0, 20, 0, 1, 0, 0, 0]), "sample rate is 0"),
@@ -274,9 +276,35 @@ def test_open_emg_control_response_malformed(raw, message):
         open_emg.decode_open_emg_control_response(raw)
 
 
-def _emg_frame(seq: int, index: int, time_us: int, flags: int, rows: list[list[int]]) -> bytes:
+def _emg_frame(seq: int, index: int, time_us: int, flags: int, rows: list[list[int]], version: int = 2) -> bytes:
+    """A Data frame field by field (devices/open-emg.md section 6); version 2 appends the CRC-16/CCITT-FALSE,
+    computed by the standard library's ``binascii.crc_hqx`` (CRC-CCITT, polynomial 0x1021) from 0xFFFF."""
     header = seq.to_bytes(2, "little") + index.to_bytes(4, "little") + time_us.to_bytes(8, "little") + bytes([flags])
-    return header + b"".join(v.to_bytes(2, "little", signed=True) for row in rows for v in row)
+    frame = header + b"".join(v.to_bytes(2, "little", signed=True) for row in rows for v in row)
+    return frame + binascii.crc_hqx(frame, 0xFFFF).to_bytes(2, "little") if version >= 2 else frame
+
+
+def test_the_crc_is_crc16_ccitt_false():
+    """binascii.crc_hqx from 0xFFFF is CRC-16/CCITT-FALSE: its standard check value, and the profile's worked example."""
+    assert binascii.crc_hqx(b"123456789", 0xFFFF) == 0x29B1
+    example = bytes.fromhex("0500 64000000 40420f0000000000 00 0a00 f6ff 2c01 ffff 7c38")  # open-emg.md section 6
+    f = open_emg.decode_open_emg_frame(example, 2, 2)
+    assert (f.seq, f.first_sample_index, f.device_time_us, f.flags) == (5, 100, 1_000_000, 0)
+    assert f.samples.tolist() == [[10, -10], [300, -1]]
+    assert open_emg.decode_open_emg_frame(example[:-2], 2, 1).samples.tolist() == [[10, -10], [300, -1]]
+
+
+@pytest.mark.parametrize("byte", [0, 6, 14, 15, 22, 23])
+def test_open_emg_v2_frame_with_any_byte_changed_is_a_crc_error(byte):
+    example = bytearray.fromhex("0500 64000000 40420f0000000000 00 0a00 f6ff 2c01 ffff 7c38")
+    example[byte] ^= 0x10
+    with pytest.raises(DecodeError, match="CRC 0x"):
+        open_emg.decode_open_emg_frame(bytes(example), 2, 2)
+
+
+def test_open_emg_frame_of_an_unknown_version_is_a_programming_error():
+    with pytest.raises(ValueError, match="protocol version 3 unknown"):
+        open_emg.decode_open_emg_frame(bytes(21), 2, 3)
 
 
 @pytest.mark.parametrize("channels", [1, 2, 3, 8])
@@ -295,7 +323,7 @@ def test_open_emg_frame_interleaving_and_wrapped_counters():
     raw = bytes.fromhex(
         "ffff" "ffffffff" "0100000000000080" "00" "0100" "feff" "ff7f" "0080" "0000" "3412"
     )
-    f = open_emg.decode_open_emg_frame(raw, 2)
+    f = open_emg.decode_open_emg_frame(raw, 2, 1)
     assert (f.seq, f.first_sample_index, f.device_time_us) == (65535, 2**32 - 1, 2**63 + 1)
     assert f.samples.tolist() == [[1, -2], [32767, -32768], [0, 0x1234]]
     assert f.samples[:, 0].tolist() == [1, 32767, 0]  # left channel
@@ -314,17 +342,20 @@ def test_open_emg_frame_flags(flags, overrun, lead_off, saturated):
 
 
 @pytest.mark.parametrize(
-    "raw, channels, message",
+    "raw, channels, version, message",
     [
-        (bytes(15), 2, "15 bytes, 2 channels need at least 19"),
-        (bytes(16), 1, "16 bytes, 1 channels need at least 17"),
-        (bytes(15 + 6), 2, "6 sample bytes, not a whole number of 2-channel sample sets"),
-        (bytes(15 + 3), 1, "3 sample bytes"),
+        (bytes(15), 2, 1, "15 bytes, 2 channels need at least 19"),
+        (bytes(16), 1, 1, "16 bytes, 1 channels need at least 17"),
+        (bytes(15 + 6), 2, 1, "6 sample bytes, not a whole number of 2-channel sample sets"),
+        (bytes(15 + 3), 1, 1, "3 sample bytes"),
+        (bytes(20), 2, 2, "20 bytes, 2 channels need at least 21"),
+        (_emg_frame(1, 0, 0, 0, [[1, 2], [3, 4]])[:-2], 2, 2, "CRC 0x"),  # a version 1 frame read as version 2
+        (_emg_frame(1, 0, 0, 0, [[1, 2, 3]]), 2, 2, "6 sample bytes"),  # the CRC is right, the layout is not
     ],
 )
-def test_open_emg_frame_malformed(raw, channels, message):
+def test_open_emg_frame_malformed(raw, channels, version, message):
     with pytest.raises(DecodeError, match=message):
-        open_emg.decode_open_emg_frame(raw, channels)
+        open_emg.decode_open_emg_frame(raw, channels, version)
 
 
 def test_open_emg_frame_channels_argument_must_be_positive():
@@ -369,13 +400,14 @@ DECODERS = [
     open_emg.decode_open_emg_info,
     open_emg.decode_open_emg_control_response,
     open_emg.decode_open_emg_status,
-    *(lambda raw, c=c: open_emg.decode_open_emg_frame(raw, c) for c in (1, 2, 3)),
+    *(lambda raw, c=c, v=v: open_emg.decode_open_emg_frame(raw, c, v) for c in (1, 2, 3) for v in (1, 2)),
 ]
 
 ECG_FRAME = (
     bytes([0x00]) + ECG_TIMESTAMP_NS.to_bytes(8, "little") + bytes([0x00]) + b"".join(_int24(v) for v in ECG_VALUES)
 )
-EMG_FRAME_2CH = _emg_frame(65535, 2**32 - 20, 123, 1, [[i, -i] for i in range(20)])
+EMG_FRAME_2CH = _emg_frame(65535, 2**32 - 20, 123, 1, [[i, -i] for i in range(20)], version=1)
+EMG_FRAME_2CH_V2 = _emg_frame(65535, 2**32 - 20, 123, 1, [[i, -i] for i in range(20)])
 VALID_PACKETS = [
     *(_hrm_packet(f, 200, 7, (1000, 900, 800)) for f in range(32)),
     bytes([0xF0, 0x01, 0x00, 0x00, 0x00, 0x00, 0x01, 0x82, 0x00, 0x01, 0x01, 0x0E, 0x00]),
@@ -384,6 +416,7 @@ VALID_PACKETS = [
     bytes([0x03, 0x00]) + bytes(8),
     bytes([87, 3, 0, 0, 1]),
     EMG_FRAME_2CH,
+    EMG_FRAME_2CH_V2,
     _emg_frame(3, 60, 9, 0, [[i, i, i] for i in range(6)]),
 ]
 
@@ -415,8 +448,20 @@ def test_fuzz_truncations_are_rejected_where_the_layout_requires():
     for cut in range(len(ECG_FRAME)):
         assert _check(pmd.decode_pmd_ecg_frame, ECG_FRAME[:cut]) == (cut >= 13 and (cut - 10) % 3 == 0)
     for cut in range(len(EMG_FRAME_2CH)):
-        accepted = _check(lambda r: open_emg.decode_open_emg_frame(r, 2), EMG_FRAME_2CH[:cut])
+        accepted = _check(lambda r: open_emg.decode_open_emg_frame(r, 2, 1), EMG_FRAME_2CH[:cut])
         assert accepted == (cut >= 19 and (cut - 15) % 4 == 0)
+    for cut in range(len(EMG_FRAME_2CH_V2)):
+        assert not _check(lambda r: open_emg.decode_open_emg_frame(r, 2, 2), EMG_FRAME_2CH_V2[:cut])
+
+
+def test_fuzz_random_bytes_rarely_pass_the_v2_crc():
+    """About a fifth of random 2-channel frames of a plausible length pass the version 1 layout; the CRC lets
+    about 1 in 65,536 of those through."""
+    rng = random.Random(13)
+    packets = [bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 100))) for _ in range(20_000)]
+    v1 = sum(_check(lambda r: open_emg.decode_open_emg_frame(r, 2, 1), p) for p in packets)
+    v2 = sum(_check(lambda r: open_emg.decode_open_emg_frame(r, 2, 2), p) for p in packets)
+    assert v1 > 3000 and v2 == 0
 
 
 def test_fuzz_random_bytes():

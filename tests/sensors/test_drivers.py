@@ -8,7 +8,10 @@ client at the PMD control point.
 from __future__ import annotations
 
 import asyncio
+import binascii
+import random
 import struct
+import time
 
 import numpy as np
 import pytest
@@ -17,8 +20,10 @@ from bleak.backends.device import BLEDevice
 from biofeedback.sensors.ble import BleBackend, BleSource
 from biofeedback.sensors.profiles import load_profiles
 from biofeedback.sensors.protocols.hrs import HrsDriver
+from biofeedback.sensors.protocols.open_emg import OpenEmgDriver, decode_open_emg_info
 from biofeedback.sensors.protocols.pmd import PmdEcgDriver
 from biofeedback.sensors.source import SensorError
+from biofeedback.sensors.timing import SLEW_FRACTION
 from biofeedback.stream import Block, SessionClock, StreamHub
 
 
@@ -137,3 +142,72 @@ def test_already_streaming_is_not_an_error():
     source, _, _ = _source("polar-h10")
     driver = _driver(source, PmdEcgDriver)
     asyncio.run(driver._start(ControlPoint(driver, bytes([0xF0, 0x02, 0x00, 0x06, 0x00]))))
+
+
+# --- Open EMG Data frames (devices/open-emg.md, section 6, version 2 with its CRC) ------------------------------
+
+EMG_INFO_V2 = bytes([2, 2, 0xE8, 0x03, 16, 0, 20, 0]) + (50).to_bytes(4, "little")
+"""Info: version 2, 2 channels, 1000 Hz, 16 bits, raw, 20 sample sets a frame, 50 nV per LSB."""
+
+
+def _emg_frame(seq: int, index: int, time_us: int, rows: np.ndarray) -> bytes:
+    """Header (u16 seq, u32 first sample index, u64 device µs, u8 flags), interleaved int16, CRC-16/CCITT-FALSE."""
+    frame = struct.pack("<HIQB", seq, index, time_us, 0) + b"".join(struct.pack("<hh", *row) for row in rows)
+    return frame + struct.pack("<H", binascii.crc_hqx(frame, 0xFFFF))
+
+
+def _emg_source():
+    source, hub, blocks = _source("open-emg")
+    driver = _driver(source, OpenEmgDriver)
+    driver.info = decode_open_emg_info(EMG_INFO_V2)  # what setup() reads from the Info characteristic
+    return source, hub, blocks, driver
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_a_decodable_garbage_frame_first_after_start_is_dropped_and_the_stream_kept_in_full(seed):
+    """A frame with a valid CRC but a random index and device time (firmware that sent a damaged buffer) arrives
+    first after START: it is counted and dropped, and every real frame after it is taken, with no gap."""
+    rng = np.random.default_rng(seed)
+    source, hub, blocks, driver = _emg_source()
+    r = random.Random(seed)
+    garbage = _emg_frame(r.getrandbits(16), r.getrandbits(32), r.getrandbits(64), rng.integers(-999, 999, (20, 2)))
+    sent = [rng.integers(-30000, 30000, (20, 2)) for _ in range(25)]
+    driver._on_data(None, bytearray(garbage))
+    for k, rows in enumerate(sent):
+        driver._on_data(None, bytearray(_emg_frame(k, 20 * k, 5_000_000 + 20_000 * k, rows)))
+    assert [b.first_index for b in blocks] == [20 * k for k in range(25)]
+    for b, rows in zip(blocks, sent):
+        assert np.array_equal(b.data, rows * 0.05)
+    assert source.status.decode_errors == 1 and hub.gaps == []
+    times = np.concatenate([b.times_s for b in blocks])  # the device's clock, slewed toward the arrivals (here all at once)
+    assert np.all(np.abs(np.diff(times) - 0.001) <= SLEW_FRACTION * 0.001 + 1e-12)
+
+
+def test_a_garbage_frame_between_real_ones_is_dropped_and_counted():
+    source, hub, blocks, driver = _emg_source()
+    rows = np.arange(40).reshape(20, 2)
+    for k in range(3):
+        driver._on_data(None, bytearray(_emg_frame(k, 20 * k, 1_000_000 + 20_000 * k, rows)))
+    driver._on_data(None, bytearray(_emg_frame(3, 123_456, 99_000_000_000, rows)))  # valid CRC, wrong index and time
+    for k in range(3, 6):
+        driver._on_data(None, bytearray(_emg_frame(k + 1, 20 * k, 1_000_000 + 20_000 * k, rows)))
+    assert [b.first_index for b in blocks] == [0, 20, 40, 60, 80, 100]
+    assert source.status.decode_errors == 1 and hub.gaps == []
+
+
+def test_a_device_that_restarts_is_re_anchored_with_a_gap():
+    """Firmware that rebooted without the link dropping: index and clock start over. The stream is not captured by
+    its old anchor: two agreeing frames of the new run re-anchor it, the time between is a gap."""
+    source, hub, blocks, driver = _emg_source()
+    rows = np.zeros((20, 2), dtype=int)
+    for k in range(5):
+        driver._on_data(None, bytearray(_emg_frame(k, 20 * k, 600_000_000 + 20_000 * k, rows)))
+    time.sleep(0.3)  # the reboot takes a while
+    for k in range(5):
+        driver._on_data(None, bytearray(_emg_frame(k, 20 * k, 1_000 + 20_000 * k, rows)))
+    assert len(blocks) == 10 and source.status.decode_errors == 0
+    (gap,) = hub.gaps
+    assert gap.stream == "emg" and gap.reason == "device-restart"
+    times = np.concatenate([b.times_s for b in blocks])
+    assert np.all(np.diff(times) > 0)
+    assert not np.any((times > gap.start_s) & (times < gap.end_s))

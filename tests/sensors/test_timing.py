@@ -7,14 +7,17 @@ exact; where a constant enters (``SLEW_FRACTION``), the expected value is writte
 import numpy as np
 import pytest
 
-from biofeedback.sensors.protocols.open_emg import index_and_time_disagree, unwrap_sample_index
+from biofeedback.sensors.protocols.open_emg import unwrap_sample_index
 from biofeedback.sensors.protocols.pmd import RateAnchor, measure_rate
 from biofeedback.sensors.timing import (
     CLOCK_CONSISTENCY_S,
     SLEW_FRACTION,
     FrameEnd,
+    FrameMark,
     clock_jump_s,
     device_time_impossible,
+    frames_agree,
+    index_and_time_disagree,
     place_frame,
 )
 
@@ -122,6 +125,27 @@ def test_unwrap_sample_index(index, next_index, full):
 def test_index_and_time_disagree(first_index, first_device_s, disagree):
     """At 4 Hz, after a frame whose last sample was index 7 at device time 1.75 s."""
     assert index_and_time_disagree(first_index, 8, first_device_s, 1.75, 4.0) is disagree
+
+
+# --- Frames that agree with their neighbours ---------------------------------------------------
+
+EARLIER = FrameMark(first_device_s=1.0, last_device_s=1.75, arrival_s=10.0, n=4, first_index=4)
+"""Four samples at 4 Hz, indices 4-7, device time 1.0-1.75 s, arrived at session time 10 s."""
+
+
+@pytest.mark.parametrize("later, agree", [
+    (FrameMark(2.0, 2.75, 11.0, 4, 8), True),  # the next frame
+    (FrameMark(3.0, 3.75, 12.0, 4, 12), True),  # a frame lost between them, by index, time and arrival
+    (FrameMark(3.0, 3.75, 10.5, 4, 12), True),  # arrived early by half a second (a late earlier frame): within tolerance
+    (FrameMark(3.0, 3.75, 7.0, 4, 12), False),  # device time and arrival advance 3 s apart: beyond the tolerance of 2 s
+    (FrameMark(1.5, 2.25, 10.5, 4, 6), False),  # overlaps the earlier frame in device time
+    (FrameMark(2.0, 2.75, 11.0, 4, 12), False),  # index says a frame lost, time says none
+    (FrameMark(2.0, 2.75, 11.0, 4, 4), False),  # index repeats samples
+    (FrameMark(2.0, 2.75, 11.0, 4), True),  # no index (PMD): time and arrival agree
+    (FrameMark(9.0e12, 9.0e12 + 0.75, 11.0, 4, 2_000_000_000), False),  # garbage: a random clock and index
+])
+def test_frames_agree(later, agree):
+    assert frames_agree(EARLIER, later, 4.0, arrival_tolerance_s=2.0) is agree
 
 
 # --- PMD: the true ECG rate from device timestamps --------------------------------------------

@@ -200,3 +200,19 @@ def test_a_cancelled_read_answered_late_prints_no_traceback(caplog):
     with caplog.at_level("ERROR", logger="asyncio"):
         logged = asyncio.run(run())
     assert logged == ["elsewhere"]  # bumble's late answers dropped; anything else still reported
+
+
+def test_the_virtual_sensors_crc_is_crc16_ccitt_false():
+    """The virtual open-EMG firmware's CRC, written from the CRC's definition: the standard check value, and the same
+    CRC as the standard library's CRC-CCITT (``binascii.crc_hqx`` from 0xFFFF) on random frames."""
+    import binascii
+    import random
+
+    from biofeedback.sensors.virtual.open_emg import crc16_ccitt_false
+
+    assert crc16_ccitt_false(b"123456789") == 0x29B1
+    assert crc16_ccitt_false(b"") == 0xFFFF
+    rng = random.Random(5)
+    for _ in range(200):
+        frame = bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 244)))
+        assert crc16_ccitt_false(frame) == binascii.crc_hqx(frame, 0xFFFF)

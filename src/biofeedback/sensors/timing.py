@@ -25,9 +25,13 @@ GAP_TOLERANCE_SAMPLES = 1.5
 SLEW_FRACTION = 0.01
 """Sample times follow the device clock and drift toward the fit by at most 1 % of elapsed device time."""
 CLOCK_CONSISTENCY_S = 5.0
-"""A frame whose device time maps to more than this after its arrival is corrupt."""
+"""A frame whose device time maps to more than this after its arrival is corrupt; two frames of one run
+of a device advance in device time and in arrival time by amounts within this of each other."""
 INDEX_CONSISTENCY_S = 0.05
 """Open EMG: device time and sample index of a frame must agree within this (else the frame is corrupt)."""
+ANCHOR_HELD_FRAMES = 8
+"""Frames held while none agrees with the stream or with another held frame (after START, a reconnect,
+a garbage frame or a device restart); beyond this the oldest held frame is discarded and counted."""
 RATE_MIN_SPAN_S = 2.0
 """Device seconds of contiguous frames before a sample rate measured from device timestamps is used."""
 
@@ -52,6 +56,51 @@ class Placement:
     """(start, end) session seconds of the samples missing before this frame; None when none are."""
     lost_samples: int | None
     """How many samples the gap holds; None when there is no gap."""
+
+
+@dataclass(frozen=True)
+class FrameMark:
+    """What deciding whether two frames belong to one run needs: device times (s), arrival (session s), sample count."""
+
+    first_device_s: float
+    last_device_s: float
+    arrival_s: float
+    n: int
+    first_index: int | None = None
+    """Full index of the first sample where the device counts samples (open EMG), else None."""
+
+
+def index_and_time_disagree(first_index: int, next_index: int, first_device_s: float, prev_end_device_s: float,
+                            rate_hz: float) -> bool:
+    """True when the samples a frame skips by index and by device time differ by more than ``INDEX_CONSISTENCY_S``.
+
+    ``first_index`` and ``first_device_s`` are the frame's first sample; ``next_index`` and
+    ``prev_end_device_s`` the index expected next and the device time of the previous frame's last sample.
+    """
+    skipped_by_index_s = (first_index - next_index) / rate_hz
+    skipped_by_time_s = first_device_s - prev_end_device_s - 1 / rate_hz
+    return abs(skipped_by_index_s - skipped_by_time_s) > INDEX_CONSISTENCY_S
+
+
+def frames_agree(earlier: FrameMark, later: FrameMark, rate_hz: float, arrival_tolerance_s: float) -> bool:
+    """True when ``later`` can follow ``earlier`` in one run of a device, frames lost between them or not.
+
+    Its device time starts after ``earlier`` ends; device time and arrival advance by amounts within
+    ``arrival_tolerance_s`` of each other; where the device counts samples, the index moves on past
+    ``earlier`` by as many samples as the device time (``index_and_time_disagree``). A frame that does
+    not agree with its neighbours (garbage that decoded, or a device that restarted) is never the
+    one the stream's time base and index are taken from.
+    """
+    if later.first_device_s <= earlier.last_device_s:
+        return False
+    device_step_s = later.last_device_s - earlier.last_device_s
+    if abs(device_step_s - (later.arrival_s - earlier.arrival_s)) > arrival_tolerance_s:
+        return False
+    if earlier.first_index is None or later.first_index is None:
+        return True
+    next_index = earlier.first_index + earlier.n
+    return later.first_index >= next_index and not index_and_time_disagree(
+        later.first_index, next_index, later.first_device_s, earlier.last_device_s, rate_hz)
 
 
 def place_frame(first_device_s: float, n: int, period_s: float, mapped_s: float, rate: float,

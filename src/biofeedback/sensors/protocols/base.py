@@ -16,7 +16,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from biofeedback.errors import BiofeedbackError
-from biofeedback.sensors.timing import FrameEnd, device_time_impossible, place_frame
+from biofeedback.sensors.timing import (
+    ANCHOR_HELD_FRAMES,
+    CLOCK_CONSISTENCY_S,
+    FrameEnd,
+    FrameMark,
+    device_time_impossible,
+    frames_agree,
+    place_frame,
+)
 from biofeedback.stream import DriftFit, Gap
 
 if TYPE_CHECKING:
@@ -71,7 +79,15 @@ class Driver:
 
 
 class SampledDriver(Driver):
-    """Common part of streams whose device stamps its samples: drift fit, frame placement, gap check."""
+    """Common part of streams whose device stamps its samples: admission, drift fit, frame placement, gap check.
+
+    A decoded frame is taken as data only when it agrees with the stream's newest frame
+    (``follows``); the first frames after START or a reconnect, and any frame that disagrees, are
+    held until two of them agree with each other (``admit``). So one frame of garbage that happens to
+    decode is dropped and counted, and never becomes the time base or index the frames after it are
+    judged by; a device that really restarted (its clock or index starting over) is re-anchored on
+    its new frames, with a gap.
+    """
 
     stream = ""
 
@@ -79,11 +95,76 @@ class SampledDriver(Driver):
         super().__init__(source)
         self.fit = DriftFit()
         self.nominal_rate_hz = nominal_rate_hz
+        self.rate_hz = nominal_rate_hz
+        """The sample rate frames are judged and placed at (a driver may measure the true one)."""
         self.link_lost = False
         self.prev_end: FrameEnd | None = None
+        self.anchor: FrameMark | None = None
+        """The newest frame taken as data in the current run of the device; None until two frames agree."""
+        self._held: list[tuple[FrameMark, Any]] = []
+        self._restarted_after: FrameEnd | None = None
 
     def on_link_lost(self) -> None:
         self.link_lost = True
+        self.anchor = None
+        self._discard_held()
+
+    def follows(self, mark: FrameMark) -> bool:
+        """True when a frame can follow the stream's newest frame (``timing.frames_agree``, not from the future)."""
+        return (self.anchor is not None
+                and frames_agree(self.anchor, mark, self.rate_hz, CLOCK_CONSISTENCY_S + self.clock.jitter_s())
+                and not self.impossible(mark.first_device_s, mark.arrival_s))
+
+    def admit(self, mark: FrameMark, frame: Any) -> list[tuple[FrameMark, Any]]:
+        """The frames to take as data now, oldest first.
+
+        ``frame`` when it follows the stream; else, when it agrees with a held frame, that frame and
+        it (``rejoin`` decides how the run they start joins the stream); else none, and ``frame`` is
+        held. Held frames passed over are discarded and counted as decode errors.
+        """
+        if self.follows(mark):
+            self._discard_held()
+            return [(mark, frame)]
+        tolerance_s = CLOCK_CONSISTENCY_S + self.clock.jitter_s()
+        for i in range(len(self._held) - 1, -1, -1):
+            held_mark, held_frame = self._held[i]
+            if frames_agree(held_mark, mark, self.rate_hz, tolerance_s):
+                del self._held[i]
+                self._discard_held()
+                self.rejoin(held_mark)
+                return [(held_mark, held_frame), (mark, frame)]
+        self._held.append((mark, frame))
+        if len(self._held) > ANCHOR_HELD_FRAMES:
+            del self._held[0]
+            self._discarded(1)
+        return []
+
+    def rejoin(self, first: FrameMark) -> None:
+        """Two agreeing frames from ``first`` on start a run that does not follow the stream's newest frame.
+
+        After START or a reconnect (no anchor) the run goes on from the stream's last sample when its
+        device time can (the time between is a gap, as ``place`` finds); otherwise the device restarted.
+        """
+        if self.prev_end is None:
+            return
+        if self.anchor is None and not self.impossible(first.first_device_s, first.arrival_s):
+            return
+        self.restart()
+
+    def restart(self) -> None:
+        """The device's clock or index started over: its timing starts afresh, and the time since the last sample is a gap."""
+        self._restarted_after = self.prev_end
+        self.prev_end = None
+        self.anchor = None
+        self.fit.reset()
+
+    def _discard_held(self) -> None:
+        self._discarded(len(self._held))
+        self._held.clear()
+
+    def _discarded(self, frames: int) -> None:
+        for _ in range(frames):
+            self.source.decode_error(DecodeError(f"{self.stream} frame that agrees with no other frame: discarded"))
 
     def impossible(self, device_s: float, arrival_s: float) -> bool:
         """True when a frame's device time cannot be right (``timing.device_time_impossible``)."""
@@ -95,9 +176,15 @@ class SampledDriver(Driver):
         """Session times of a frame's samples (``timing.place_frame``); reports the gap before it."""
         p = place_frame(first_device_s, n, period_s, float(self.fit.to_host(first_device_s)), self.fit.b,
                         self.prev_end, lost_samples)
+        reason = "disconnect" if self.link_lost else "dropped-packets"
         if p.gap_s is not None:
-            reason = "disconnect" if self.link_lost else "dropped-packets"
             self.source.gap(Gap(self.stream, self.source.name, *p.gap_s, reason, p.lost_samples))
+        elif (before := self._restarted_after) is not None and p.times_s[0] > before.session_s + period_s:
+            lost = max(1, int(round((p.times_s[0] - before.session_s) / period_s)) - 1)
+            gap_reason = reason if self.link_lost else "device-restart"
+            self.source.gap(Gap(self.stream, self.source.name, before.session_s + period_s, float(p.times_s[0]),
+                                gap_reason, lost))
+        self._restarted_after = None
         self.link_lost = False
         self.prev_end = p.end
         return p.times_s

@@ -3,9 +3,12 @@
 Written from ``devices/open-emg.md``: an Info characteristic (read), a Control characteristic
 (write + indicate: START with rate and channel mask, STOP, TIME_SYNC), a Data characteristic
 (notify: sequence number, index of the first sample, device time in µs, flags, interleaved int16
-samples) and a Status characteristic (battery, electrode contact, overrun count). The sample index
-counts every sample the firmware took, sent or not, so the driver sees every lost sample
-(``unwrap_sample_index``, ``index_and_time_disagree``). UUIDs live in the device profiles. The device
+samples, and from protocol version 2 a CRC-16/CCITT-FALSE of the frame) and a Status characteristic
+(battery, electrode contact, overrun count). Both versions are read; the Info characteristic says
+which one a device speaks. The sample index counts every sample the firmware took, sent or not, so
+the driver sees every lost sample (``unwrap_sample_index``, ``timing.index_and_time_disagree``), and
+a frame is taken as data only when it agrees with its neighbours (``SampledDriver.admit``).
+UUIDs live in the device profiles. The device
 side, built from the same document without this code, is ``VirtualOpenEmg`` in
 ``sensors/virtual/open_emg.py``.
 """
@@ -13,6 +16,7 @@ side, built from the same document without this code, is ``VirtualOpenEmg`` in
 from __future__ import annotations
 
 import asyncio
+import binascii
 import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -21,7 +25,7 @@ import numpy as np
 
 from biofeedback.sensors.protocols.base import DecodeError, ProtocolSpec, SampledDriver, u8, u16
 from biofeedback.sensors.source import SensorError
-from biofeedback.sensors.timing import CONTROL_RESPONSE_TIMEOUT_S, INDEX_CONSISTENCY_S
+from biofeedback.sensors.timing import CONTROL_RESPONSE_TIMEOUT_S, FrameMark
 from biofeedback.stream import NS_PER_S, Block, BlockFlag, StreamKind
 
 if TYPE_CHECKING:
@@ -29,7 +33,13 @@ if TYPE_CHECKING:
 
     from biofeedback.sensors.ble import BleSource
 
-OPEN_EMG_PROTOCOL_VERSION = 1
+OPEN_EMG_PROTOCOL_VERSION = 2
+"""The newest version of ``devices/open-emg.md``: version 2 ends every Data frame with a CRC."""
+OPEN_EMG_PROTOCOL_VERSIONS = (1, 2)
+"""Versions this program reads."""
+OPEN_EMG_CRC_BYTES = 2
+"""Version 2: u16 CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF, not reflected, no final XOR) of
+every byte before it, the last two bytes of a Data frame."""
 OPEN_EMG_OP_START = 0x01
 OPEN_EMG_OP_STOP = 0x02
 OPEN_EMG_OP_TIME_SYNC = 0x03
@@ -79,6 +89,15 @@ class OpenEmgInfo:
         """Microvolts at the electrode per ADC count: multiply samples by this."""
         return self.nv_per_lsb / 1000.0
 
+    def frame_bytes(self, channels: int) -> int:
+        """Length of a full Data frame with ``channels`` enabled channels."""
+        return open_emg_frame_overhead(self.protocol_version) + 2 * channels * self.samples_per_frame
+
+
+def open_emg_frame_overhead(protocol_version: int) -> int:
+    """Bytes of a Data frame besides its samples: the header, and from version 2 the CRC."""
+    return OPEN_EMG_FRAME_HEADER_BYTES + (OPEN_EMG_CRC_BYTES if protocol_version >= 2 else 0)
+
 
 def decode_open_emg_info(data: bytes | bytearray | memoryview) -> OpenEmgInfo:
     """Decode the Info characteristic (12 bytes; bytes a newer minor version appends are ignored)."""
@@ -86,10 +105,10 @@ def decode_open_emg_info(data: bytes | bytearray | memoryview) -> OpenEmgInfo:
     if len(raw) < OPEN_EMG_INFO_BYTES:
         raise DecodeError(f"Open EMG info: {len(raw)} bytes, need at least {OPEN_EMG_INFO_BYTES}")
     version, channels, rate, adc_bits, kind, per_frame, _reserved, nv_per_lsb = _INFO.unpack_from(raw)
-    if version != OPEN_EMG_PROTOCOL_VERSION:
+    if version not in OPEN_EMG_PROTOCOL_VERSIONS:
         raise DecodeError(
             f"Open EMG info: protocol version {version}, this program speaks "
-            f"{OPEN_EMG_PROTOCOL_VERSION} (update biofeedback or the sensor's firmware)"
+            f"{' and '.join(map(str, OPEN_EMG_PROTOCOL_VERSIONS))} (update biofeedback or the sensor's firmware)"
         )
     if kind not in OPEN_EMG_KINDS:
         raise DecodeError(f"Open EMG info: kind {kind} unknown (0 raw, 1 envelope)")
@@ -202,15 +221,28 @@ class OpenEmgFrame:
         return bool(self.flags & OPEN_EMG_FLAG_SATURATED)
 
 
-def decode_open_emg_frame(data: bytes | bytearray | memoryview, channels: int) -> OpenEmgFrame:
-    """Decode a Data notification holding ``channels`` enabled channels."""
+def decode_open_emg_frame(data: bytes | bytearray | memoryview, channels: int,
+                          protocol_version: int = OPEN_EMG_PROTOCOL_VERSION) -> OpenEmgFrame:
+    """Decode a Data notification holding ``channels`` enabled channels, in the layout of ``protocol_version``.
+
+    Version 2 frames end with a CRC-16/CCITT-FALSE of the bytes before it (the standard library's
+    ``binascii.crc_hqx`` with initial value 0xFFFF); a frame whose CRC does not match is a ``DecodeError``.
+    """
     if channels < 1:
         raise ValueError(f"channels must be at least 1, got {channels}")
+    if protocol_version not in OPEN_EMG_PROTOCOL_VERSIONS:
+        raise ValueError(f"protocol version {protocol_version} unknown; this program reads {OPEN_EMG_PROTOCOL_VERSIONS}")
     raw = bytes(data)
     set_bytes = 2 * channels
-    need = OPEN_EMG_FRAME_HEADER_BYTES + set_bytes
+    need = open_emg_frame_overhead(protocol_version) + set_bytes
     if len(raw) < need:
         raise DecodeError(f"Open EMG frame: {len(raw)} bytes, {channels} channels need at least {need}")
+    if protocol_version >= 2:
+        (sent_crc,) = struct.unpack_from("<H", raw, len(raw) - OPEN_EMG_CRC_BYTES)
+        raw = raw[:-OPEN_EMG_CRC_BYTES]
+        crc = binascii.crc_hqx(raw, 0xFFFF)
+        if crc != sent_crc:
+            raise DecodeError(f"Open EMG frame: CRC 0x{sent_crc:04x}, the frame's bytes give 0x{crc:04x}")
     seq, first_index, device_time_us, flags = _FRAME_HEADER.unpack_from(raw)
     payload = raw[OPEN_EMG_FRAME_HEADER_BYTES:]
     if len(payload) % set_bytes:
@@ -275,18 +307,6 @@ def unwrap_sample_index(index: int, next_index: int | None) -> int:
     return full
 
 
-def index_and_time_disagree(first_index: int, next_index: int, first_device_s: float, prev_end_device_s: float,
-                            rate_hz: float) -> bool:
-    """True when the samples a frame skips by index and by device time differ by more than ``INDEX_CONSISTENCY_S``.
-
-    ``first_index`` and ``first_device_s`` are the frame's first sample; ``next_index`` and
-    ``prev_end_device_s`` the index expected next and the device time of the previous frame's last sample.
-    """
-    skipped_by_index_s = (first_index - next_index) / rate_hz
-    skipped_by_time_s = first_device_s - prev_end_device_s - 1 / rate_hz
-    return abs(skipped_by_index_s - skipped_by_time_s) > INDEX_CONSISTENCY_S
-
-
 class OpenEmgDriver(SampledDriver):
     """Open-EMG profile: read Info, start streaming, decode frames, account for every sample index."""
 
@@ -298,11 +318,6 @@ class OpenEmgDriver(SampledDriver):
         self.channel_mask = int(source.profile.settings.get("channel_mask", 3))
         self.channels = source.profile.stream(StreamKind.EMG).channels
         self._responses: asyncio.Queue[OpenEmgControlResponse] = asyncio.Queue()
-        self._next_index: int | None = None
-
-    def on_link_lost(self) -> None:
-        super().on_link_lost()
-        self._next_index = None  # START after reconnecting restarts the sample index at 0
 
     async def setup(self, client: BleakClient) -> None:
         p = self.profile
@@ -310,7 +325,7 @@ class OpenEmgDriver(SampledDriver):
         if self.channel_mask >> self.info.channel_count:
             raise SensorError(f"{self.source.name}: channel_mask {self.channel_mask:#x} in {p.path.name} enables channels "
                               f"the sensor does not have (it has {self.info.channel_count}); fix settings.channel_mask")
-        frame_bytes = OPEN_EMG_FRAME_HEADER_BYTES + 2 * len(self.channels) * self.info.samples_per_frame
+        frame_bytes = self.info.frame_bytes(len(self.channels))
         if client.mtu_size - 3 < frame_bytes:
             raise SensorError(f"{self.source.name}: ATT MTU {client.mtu_size} is too small for {frame_bytes}-byte frames")
         self.source.status.rate_hz[StreamKind.EMG] = self.nominal_rate_hz
@@ -345,25 +360,25 @@ class OpenEmgDriver(SampledDriver):
         if info is None:
             return
         # Frames carry the enabled channels only (devices/open-emg.md), at the rate we started.
-        if (frame := self.decode(decode_open_emg_frame, raw, len(self.channels))) is None:
+        if (frame := self.decode(decode_open_emg_frame, raw, len(self.channels), info.protocol_version)) is None:
             return
         fs = self.nominal_rate_hz
-        first = unwrap_sample_index(frame.first_sample_index, self._next_index)
+        next_index = None if self.anchor is None else self.anchor.first_index + self.anchor.n
         n = frame.samples.shape[0]
         first_dev_s = frame.device_time_us / 1e6
-        if self._next_index is not None and first < self._next_index:
-            self.source.decode_error(DecodeError(f"open-EMG frame repeats samples from index {first}: discarded"))
-            return
-        if self.impossible(first_dev_s, host_ns / NS_PER_S) or (
-            self._next_index is not None
-            and index_and_time_disagree(first, self._next_index, first_dev_s, self.prev_end.device_s, fs)
-        ):
-            self.source.decode_error(DecodeError("open-EMG frame whose index and device time disagree: discarded"))
-            return
-        self.fit.add(first_dev_s, host_ns / NS_PER_S - (n - 1) / fs)
-        lost = None if self._next_index is None else first - self._next_index
-        times = self.place(first_dev_s, n, 1.0 / fs, lost)
-        self._next_index = first + n
+        mark = FrameMark(first_dev_s, first_dev_s + (n - 1) / fs, host_ns / NS_PER_S, n,
+                         unwrap_sample_index(frame.first_sample_index, next_index))
+        for taken, (f, r, h) in self.admit(mark, (frame, raw, host_ns)):
+            self._take(taken, f, r, h)
+
+    def _take(self, mark: FrameMark, frame: OpenEmgFrame, raw: bytes, host_ns: int) -> None:
+        """Place an admitted frame in session time (the gap before it included) and hand it on."""
+        info = self.info
+        fs, n, first = self.nominal_rate_hz, mark.n, mark.first_index
+        self.fit.add(mark.first_device_s, mark.arrival_s - (n - 1) / fs)
+        lost = None if self.anchor is None else first - (self.anchor.first_index + self.anchor.n)
+        times = self.place(mark.first_device_s, n, 1.0 / fs, lost)
+        self.anchor = mark
         flags = (BlockFlag.SENSOR_CONTACT_LOST if frame.lead_off else 0) | (BlockFlag.SATURATED if frame.saturated else 0)
         if lost:
             flags |= BlockFlag.AFTER_GAP

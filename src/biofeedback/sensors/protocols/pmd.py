@@ -27,6 +27,7 @@ from biofeedback.sensors.timing import (
     CONTROL_RESPONSE_TIMEOUT_S,
     GAP_TOLERANCE_SAMPLES,
     RATE_MIN_SPAN_S,
+    FrameMark,
     clock_jump_s,
 )
 from biofeedback.stream import NS_PER_S, Block, StreamKind
@@ -235,7 +236,6 @@ class PmdEcgDriver(SampledDriver):
         lo, hi = settings.get("ecg_true_rate_hz", [128.0, 131.0])
         self.true_rate_range = (float(lo), float(hi))
         self.start_timeout_s = float(settings.get("ecg_start_timeout_s", 3.0))
-        self.rate_hz = self.nominal_rate_hz
         self._responses: asyncio.Queue[PmdControlResponse] = asyncio.Queue()
         self._rate_anchor: RateAnchor | None = None
         self._frames_since_start = 0
@@ -312,28 +312,48 @@ class PmdEcgDriver(SampledDriver):
         if (reply := self.decode(decode_pmd_control_response, bytes(data))) is not None:
             self._responses.put_nowait(reply)
 
+    def _mark(self, frame: PmdEcgFrame, arrival_s: float) -> FrameMark:
+        """The frame's device times, its timestamps read back by the clock jumps seen so far."""
+        n = len(frame.samples_uv)
+        last_dev_s = frame.timestamp_ns / NS_PER_S - self._clock_offset_s
+        return FrameMark(last_dev_s - (n - 1) / self.rate_hz, last_dev_s, arrival_s, n)
+
+    def _jump_s(self, mark: FrameMark) -> float | None:
+        """How far the device clock jumped before ``mark`` with no sample missing (``timing.clock_jump_s``), or None."""
+        if self.prev_end is None:
+            return None
+        step = mark.first_device_s - self.prev_end.device_s
+        return clock_jump_s(step, 1.0 / self.rate_hz, float(self.fit.to_host(mark.last_device_s)) - mark.arrival_s)
+
+    def follows(self, mark: FrameMark) -> bool:
+        """A frame whose timestamp jumped does not follow: it is held until the next frame confirms the jump."""
+        return super().follows(mark) and self._jump_s(mark) is None
+
+    def rejoin(self, first: FrameMark) -> None:
+        """Two agreeing frames that do not follow: the strap's clock jumped (read on from the last frame) or it restarted."""
+        jump = self._jump_s(first)
+        if jump is None:
+            super().rejoin(first)
+            return
+        self._clock_offset_s += jump
+        self.clock_jumps.append((first.arrival_s, jump))
+        log.warning("%s: ECG frame timestamps jumped by %+.3f s with no sample missing; read on from "
+                    "the previous frame", self.source.name, jump)
+
     def _on_data(self, _char: Any, data: bytearray) -> None:
         host_ns = self.clock.now_ns()
         raw = bytes(data)
         if (frame := self.decode(decode_pmd_ecg_frame, raw)) is None:
             return
+        for _mark, (f, r, h) in self.admit(self._mark(frame, host_ns / NS_PER_S), (frame, raw, host_ns)):
+            self._take(f, r, h)
+
+    def _take(self, frame: PmdEcgFrame, raw: bytes, host_ns: int) -> None:
+        """Measure the rate on an admitted frame, place it in session time (the gap before it included), hand it on."""
         self._frames_since_start += 1
         n = len(frame.samples_uv)
         arrival_s = host_ns / NS_PER_S
-        last_dev_s = frame.timestamp_ns / NS_PER_S - self._clock_offset_s
-        if self.prev_end is not None:
-            period = 1.0 / self.rate_hz
-            step = last_dev_s - (n - 1) * period - self.prev_end.device_s
-            jump = clock_jump_s(step, period, float(self.fit.to_host(last_dev_s)) - arrival_s)
-            if jump is not None:
-                self._clock_offset_s += jump
-                last_dev_s -= jump
-                self.clock_jumps.append((arrival_s, jump))
-                log.warning("%s: ECG frame timestamps jumped by %+.3f s with no sample missing; read on from "
-                            "the previous frame", self.source.name, jump)
-        if self.impossible(last_dev_s, arrival_s):
-            self.source.decode_error(DecodeError("PMD ECG frame with an impossible timestamp: discarded"))
-            return
+        last_dev_s = self._mark(frame, arrival_s).last_device_s
         prev_end_s = None if self.prev_end is None else self.prev_end.device_s
         self._rate_anchor, measured = measure_rate(self._rate_anchor, last_dev_s, n, prev_end_s, self.rate_hz,
                                                    self.true_rate_range)
@@ -344,6 +364,7 @@ class PmdEcgDriver(SampledDriver):
         first_dev_s = last_dev_s - (n - 1) * period
         self.fit.add(last_dev_s, arrival_s)
         times = self.place(first_dev_s, n, period)
+        self.anchor = FrameMark(first_dev_s, last_dev_s, arrival_s, n)
         self.source.emit(Block(StreamKind.ECG, self.source.name, host_ns, np.asarray(frame.samples_uv, float).reshape(-1, 1),
                                rate_hz=self.rate_hz, device_time_ns=frame.timestamp_ns, channels=("ecg",), raw=raw,
                                times_s=times))

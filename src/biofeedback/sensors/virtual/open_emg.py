@@ -1,4 +1,8 @@
-"""A virtual open-EMG sensor, from ``devices/open-emg.md`` (not from our decoders)."""
+"""A virtual open-EMG sensor, from ``devices/open-emg.md`` (not from our decoders).
+
+It speaks protocol version 2 (Data frames end with a CRC-16/CCITT-FALSE, written here from the
+CRC's standard definition) or, as older firmware does, version 1 (no CRC).
+"""
 
 from __future__ import annotations
 
@@ -13,11 +17,36 @@ from biofeedback.sensors.virtual.peripherals import VirtualPeripheral, gatt_char
 from biofeedback.sensors.virtual.signals import EmgSynth, TensionScript
 
 
+CRC16_CCITT_POLY = 0x1021
+CRC16_CCITT_INIT = 0xFFFF
+
+
+def _crc16_ccitt_table() -> tuple[int, ...]:
+    """CRC of each byte value shifted through the 16-bit register, most significant bit first."""
+    table = []
+    for byte in range(256):
+        reg = byte << 8
+        for _ in range(8):
+            reg = ((reg << 1) ^ CRC16_CCITT_POLY if reg & 0x8000 else reg << 1) & 0xFFFF
+        table.append(reg)
+    return tuple(table)
+
+
+_CRC16_TABLE = _crc16_ccitt_table()
+
+
+def crc16_ccitt_false(data: bytes) -> int:
+    """CRC-16/CCITT-FALSE: polynomial 0x1021, initial value 0xFFFF, not reflected, no final XOR (check value 0x29B1)."""
+    reg = CRC16_CCITT_INIT
+    for byte in data:
+        reg = ((reg << 8) & 0xFFFF) ^ _CRC16_TABLE[(reg >> 8) ^ byte]
+    return reg
+
+
 class VirtualOpenEmg(VirtualPeripheral):
     """Open-EMG sensor (``devices/open-emg.md``): two channels, int16 samples, 20 samples a frame."""
 
     model = "OpenEMG virtual (MyoWare 2.0 front end)"
-    PROTOCOL_VERSION = 1
     ADC_BITS = 16
     NV_PER_LSB = 50  # 0.05 µV per LSB: ±1.6 mV range at the electrode
     SUPPORTED_RATES_HZ = (500, 1000, 2000)
@@ -29,9 +58,11 @@ class VirtualOpenEmg(VirtualPeripheral):
         sample_rate_hz: int = 1000,
         samples_per_frame: int = 20,
         keep_truth: bool = False,
+        protocol_version: int = 2,
         **kwargs,
     ) -> None:
         super().__init__(*args, **kwargs)
+        self.protocol_version = protocol_version
         self.script = tension or TensionScript.constant(40.0, 30.0)
         self.sample_rate_hz = sample_rate_hz
         self.samples_per_frame = samples_per_frame
@@ -61,7 +92,7 @@ class VirtualOpenEmg(VirtualPeripheral):
 
     def encode_info(self) -> bytes:
         return struct.pack(
-            "<BBHBBBBI", self.PROTOCOL_VERSION, 2, self.sample_rate_hz, self.ADC_BITS, 0, self.samples_per_frame, 0, self.NV_PER_LSB
+            "<BBHBBBBI", self.protocol_version, 2, self.sample_rate_hz, self.ADC_BITS, 0, self.samples_per_frame, 0, self.NV_PER_LSB
         )
 
     def contact_bits(self, t_s: float) -> int:
@@ -102,9 +133,12 @@ class VirtualOpenEmg(VirtualPeripheral):
         self.streaming = False
 
     def encode_frame(self, seq: int, first_index: int, device_time_us: int, flags: int, samples: np.ndarray) -> bytes:
-        """Data frame: u16 seq, u32 first sample index, u64 device µs, u8 flags, interleaved int16."""
+        """Data frame: u16 seq, u32 first sample index, u64 device µs, u8 flags, interleaved int16; version 2: u16 CRC."""
         header = struct.pack("<HIQB", seq & 0xFFFF, first_index & 0xFFFFFFFF, device_time_us, flags)
-        return header + samples.astype("<i2").tobytes()
+        frame = header + samples.astype("<i2").tobytes()
+        if self.protocol_version >= 2:
+            frame += struct.pack("<H", crc16_ccitt_false(frame))
+        return frame
 
     async def produce(self, now_s: float) -> None:
         spf, fs = self.samples_per_frame, self.sample_rate_hz

@@ -13,7 +13,7 @@ import pytest
 
 from biofeedback.dsp import EmgProcessor, LiveHrv
 from biofeedback.session.acquisition import acquire
-from biofeedback.session.live import LiveProcessor
+from biofeedback.session.live import MIN_LIVE_RMSSD_BEATS, LiveProcessor
 from biofeedback.cli import main
 from biofeedback.sensors.replay import MIN_SLEEP_WALL_S, recorded_timeline
 from biofeedback.sensors.profiles import load_profiles
@@ -171,7 +171,8 @@ def test_replay_follows_the_recorded_times_scaled_by_speed(recording):
 def test_monitor_replay_prints_the_numbers_of_the_recording(capsys):
     """Each line's numbers recomputed from the blocks the replay had handed on by then (its packet counts): EMG as the
     band-passed 250 ms RMS of ``dsp.EmgProcessor`` over the samples since the last EMG gap, RMSSD as ``dsp.LiveHrv``'s
-    over the beats since the last RR gap, HR as the strap's own newest value."""
+    over the beats since the last RR gap once ``MIN_LIVE_RMSSD_BEATS`` are decided (none before), HR as the strap's
+    own newest value."""
     before = (EXAMPLE.read_bytes(), EXAMPLE.stat().st_mtime_ns)
     assert main(["monitor", "--replay", str(EXAMPLE), "--speed", "100", "--json"]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
@@ -200,7 +201,7 @@ def test_monitor_replay_prints_the_numbers_of_the_recording(capsys):
         assert n["rr_count"] == sum(b.n for b in rr)
         decided = LiveHrv().add_beats(np.concatenate([b.times_s for b in since_last_gap(rr, StreamKind.RR)]),
                                       np.concatenate([b.data[:, 0] for b in since_last_gap(rr, StreamKind.RR)]))
-        if decided and np.isfinite(decided[-1].rmssd_ms):
+        if len(decided) >= MIN_LIVE_RMSSD_BEATS and np.isfinite(decided[-1].rmssd_ms):
             assert n["rmssd_ms"] == pytest.approx(decided[-1].rmssd_ms, abs=0.05)
         else:
             assert n["rmssd_ms"] is None

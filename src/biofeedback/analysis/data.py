@@ -359,6 +359,8 @@ def load_session(path: str | Path, progress: Progress | None = None) -> SessionD
         events += [Annotation(g.start_s, g.end_s - g.start_s, BAD_ACQ_SKIP, g.stream) for g in gaps]
         processed = _process_emg(reader, progress)
         beats = reader.beats()
+        recording_problems = [f"while recording: {e['label']}" for e in reader.events(EventKind.RECORDING_PROBLEM)]
+        skipped = [f"damaged in the file: {p}" for p in reader.problems]
     stretches = events + (processed.contact if processed is not None else [])
     annotations = Annotations(tuple(sorted(stretches, key=lambda a: (a.onset_s, a.description))))
     emg = None if processed is None else EmgTrack(processed.channels, processed.rate_hz, processed.t_s, processed.rms_uv,
@@ -388,6 +390,7 @@ def load_session(path: str | Path, progress: Progress | None = None) -> SessionD
         problems.append("no EMG sensor in this recording: trapezius tension cannot be analysed")
     if beat_track is None:
         problems.append("no heartbeats in this recording: heart rate and HRV cannot be analysed")
+    problems += recording_problems + skipped
     return SessionData(path, meta, duration, sorted(phases, key=lambda p: p.start_s), markers, annotations, gaps, emg,
                        beat_track, calibration, problems)
 

@@ -50,14 +50,6 @@ def number(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
 
 
-def whole_number(text: str) -> int:
-    """An argparse type: an integer."""
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-
-
 speed = parser_type(check_number, lo=SPEED_RANGE[0], hi=SPEED_RANGE[1])
 """An argparse type: ``--speed``, times real time, within ``validate.SPEED_RANGE``."""
 seed = parser_type(check_number, lo=SEED_RANGE[0], hi=SEED_RANGE[1], integer=True)

@@ -7,7 +7,7 @@ import json
 import pathlib
 import sys
 
-from biofeedback.cli.common import FORMATS, number, resolve_session, whole_number
+from biofeedback.cli.common import FORMATS, number, resolve_session, shift_days
 from biofeedback.errors import UsageError
 
 
@@ -22,7 +22,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--client", help="with 'latest': that client's newest session")
     p.add_argument("--format", required=True, help=f"one of {', '.join(FORMATS)}")
     p.add_argument("--out", type=pathlib.Path, help="output folder (default: ./<session name>-<format>)")
-    p.add_argument("--shift-days", type=whole_number, default=0, help="shift every date by N days (anonymity)")
+    p.add_argument("--shift-days", type=shift_days, default=0, help="shift every date by N days (anonymity)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("sessions", help="list recorded sessions")
@@ -117,7 +117,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     path = resolve_session(args.session, args.client)
     out = args.out or pathlib.Path.cwd() / f"{path.stem}-{fmt}"
-    written = export_session(path, fmt, out, shift_days=args.shift_days)
+    written = export_session(path, fmt, out, shift_days=args.shift_days,
+                             warn=lambda line: print(f"biofeedback: warning: {line}", file=sys.stderr))
     print(f"exported {path.name} as {fmt} to {out}:")
     for w in written:
         print(f"  {w}")

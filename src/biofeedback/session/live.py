@@ -196,7 +196,7 @@ class LiveProcessor:
         before = self._run_beats.get(source, 0)
         self._run_beats[source] = before + len(decided)
         rmssd = np.array([m.rmssd_ms for m in decided])
-        rmssd[: max(0, MIN_LIVE_RMSSD_BEATS - before)] = np.nan
+        rmssd[: max(0, MIN_LIVE_RMSSD_BEATS - 1 - before)] = np.nan  # shown from the MIN_LIVE_RMSSD_BEATS-th beat
         self.hrv.append(np.array([m.time_s for m in decided]),
                         np.column_stack(([m.hr_bpm for m in decided], rmssd, [m.stress_index for m in decided])))
         last = decided[-1]

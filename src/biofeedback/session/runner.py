@@ -95,7 +95,8 @@ def replay_plan(path: pathlib.Path | str, speed: float) -> SessionPlan:
     doc = meta.get("protocol_toml")
     protocol = protocol_from_doc(doc, pathlib.Path(meta.get("protocol_file", path.name))) if doc else load_protocol()
     cal = meta.get("calibration")
-    calibration = (pathlib.Path(cal["file"]), cal) if cal else None
+    usable = isinstance(cal, dict) and cal.get("rest_rms_uv") is not None and cal.get("rvc_rms_uv") is not None
+    calibration = (pathlib.Path(str(cal.get("file") or "calibration")), cal) if usable else None
     return SessionPlan(str(meta.get("client_id", "")), protocol, False, speed, False, None, meta.get("screening") or {},
                        calibration, replay=path, replay_sources=sources)
 

@@ -154,13 +154,17 @@ class _Session:
         return sum(s.stream == stream for s in self.streams) > 1
 
 
-def export_session(path: Path, fmt: str, out_dir: Path, shift_days: int = 0) -> list[Path]:
-    """Export the session at ``path`` as ``fmt`` (edf, csv, bids, hdf5) into ``out_dir``; returns the files written."""
+def export_session(path: Path, fmt: str, out_dir: Path, shift_days: int = 0,
+                   warn: Callable[[str], None] | None = None) -> list[Path]:
+    """Export the session at ``path`` as ``fmt`` (edf, csv, bids, hdf5) into ``out_dir``; returns the files written.
+    ``warn`` hears each damaged part of the file that was left out (the rest is exported)."""
     writer = _WRITERS.get(str(fmt).lower())
     if writer is None:
         raise StoreError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
     with SessionReader(Path(path)) as reader:
         session = _load(reader, int(shift_days))
+        for problem in reader.problems if warn is not None else ():
+            warn(f"{Path(path).name}: left out of the export, damaged: {problem}")
     out_dir = private_dir(Path(out_dir))
     files = writer(session, out_dir)
     for f in files:

@@ -3,7 +3,14 @@
 import numpy as np
 import pytest
 
-from biofeedback.stream import DriftFit, RingBuffer, RRTimeline, SessionClock, beat_times_from_rr
+from biofeedback.stream import (
+    DriftFit,
+    RingBuffer,
+    RRTimeline,
+    SessionClock,
+    beat_times_from_rr,
+    notifications_missing,
+)
 
 
 def test_drift_fit_recovers_offset_and_rate_despite_positive_jitter():
@@ -58,8 +65,9 @@ def test_rr_timeline_rebuilds_beats_and_declares_gap_when_notifications_are_lost
             continue
         got.append(tl.add(second + 0.02, rr[sel]))
     times = np.concatenate(got)
-    assert len(tl.gaps) == 1
-    gap = tl.gaps[0]
+    (gap,) = [g for g in tl.gaps if g.stream == "rr"]
+    (hr_gap,) = [g for g in tl.gaps if g.stream == "hr"]
+    assert (hr_gap.start_s, hr_gap.end_s, hr_gap.lost_samples) == (9.02, 15.02, 5)  # between the arrivals around it
     assert 8.5 < gap.start_s < 9.5 and 13.5 < gap.end_s < 14.5
     # Beats after the gap are re-anchored to arrival time: within one notification period of the truth.
     after = times[times > gap.end_s]
@@ -114,3 +122,61 @@ def test_session_clock_speed():
         SessionClock(0)
     clock = SessionClock(20)
     assert clock.wall_seconds(10) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("spacing_s, period_s, missing", [
+    (1.0, 1.0, 0), (1.5, 1.0, 0), (1.51, 1.0, 1), (2.0, 1.0, 1), (3.1, 1.0, 2), (6.0, 1.0, 5),
+    (0.5, 0.5, 0), (1.0, 0.5, 1),  # a strap that notifies twice a second
+])
+def test_notifications_missing(spacing_s, period_s, missing):
+    assert notifications_missing(spacing_s, period_s) == missing
+
+
+def _strap(rr_ms: np.ndarray, lost: set[int], period_s: float = 1.0, delay_s: float = 0.02, tolerance_s: float = 1.6):
+    """A 1 Hz strap's notifications (each the beats of the last period) into a timeline; notifications in ``lost`` are
+    lost. Returns the timeline, the true beat times, and the beat times and true times of the beats received."""
+    beats = np.cumsum(rr_ms) / 1000.0
+    tl = RRTimeline("strap", tolerance_s=tolerance_s)
+    got, truth = [], []
+    for k in range(1, int(beats[-1] / period_s)):
+        sel = (beats > (k - 1) * period_s) & (beats <= k * period_s)
+        if k in lost:
+            continue
+        got.append(tl.add(k * period_s + delay_s, rr_ms[sel]))
+        truth.append(beats[sel])
+    return tl, beats, np.concatenate(got), np.concatenate(truth)
+
+
+@pytest.mark.parametrize("rr", [600.0, 800.0, 1000.0, 1200.0])
+@pytest.mark.parametrize("tolerance_s", [1.6, 1.6 + 0.25 * 20])  # the RR-sum tolerance at --speed 1 and at --speed 20
+def test_one_lost_notification_is_a_gap_in_rr_and_hr_whatever_the_speed(rr, tolerance_s):
+    """The RR-sum rule alone misses one lost notification (the arrival is only about a second ahead of the sum); the
+    arrival cadence finds it, and every lost beat lies in the RR gap."""
+    tl, beats, times, truth = _strap(np.full(60, rr), lost={20}, tolerance_s=tolerance_s)
+    lost_beats = np.setdiff1d(beats[beats <= times.max() - 1e-9], truth)
+    (rr_gap,) = [g for g in tl.gaps if g.stream == "rr"]
+    (hr_gap,) = [g for g in tl.gaps if g.stream == "hr"]
+    assert (hr_gap.start_s, hr_gap.end_s, hr_gap.lost_samples) == (19.02, 21.02, 1)
+    if len(lost_beats):  # between the received beats around the lost ones lies the gap
+        before = times[np.searchsorted(truth, lost_beats[0]) - 1]
+        after = times[np.searchsorted(truth, lost_beats[-1])]
+        assert before <= rr_gap.start_s and rr_gap.end_s <= after
+    assert np.all(np.diff(times) > 0)
+
+
+def test_a_strap_that_notifies_on_each_beat_has_no_gap_at_a_long_beat():
+    """A per-beat strap: arrival spacing is the RR, and a long beat (twice the usual) is accounted for by its RR."""
+    rr = np.array([800.0] * 20 + [1700.0] + [800.0] * 10)
+    tl = RRTimeline("strap")
+    for t, r in zip(np.cumsum(rr) / 1000 + 0.02, rr):
+        tl.add(t, np.array([r]))
+    assert tl.gaps == []
+
+
+def test_a_notification_that_arrived_unusable_is_lost():
+    tl = RRTimeline("strap")
+    tl.add(1.02, np.array([800.0]))
+    tl.add(2.02, np.array([800.0]))
+    tl.missed()  # arrived at 3.02, garbage
+    tl.add(4.02, np.array([800.0, 800.0]))
+    assert [(g.stream, g.start_s, g.lost_samples) for g in tl.gaps] == [("hr", 2.02, 1), ("rr", 1.82, None)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -24,6 +25,16 @@ DRIFT_FIT_MAX_PPM = 1000.0
 """Largest believable clock-rate error; a fitted slope beyond it is jitter, not drift."""
 RR_GAP_TOLERANCE_S = 1.6
 """An HR strap reports beats up to ~1 s late (1 Hz notifications); more lag than this is a gap."""
+HRS_NOTIFY_PERIOD_S = 1.0
+"""A heart-rate strap notifies about once a second: the notification period the cadence rule uses until it has
+measured the strap's own (the median of its recent arrival spacings)."""
+NOTIFY_PERIOD_WINDOW = 16
+"""Recent arrival spacings the notification period is measured over."""
+NOTIFY_MISSING_FACTOR = 1.5
+"""Two notifications that arrive more than this many notification periods apart had notifications lost between them."""
+LOST_BEAT_MIN_LAG_S = 0.25
+"""A lost notification held beats only if the arrival runs ahead of the RR sum by at least the shortest plausible
+RR interval; a longer spacing with the beats accounted for is a strap that notifies on each beat (a long beat)."""
 HOST_JITTER_WALL_S = 0.25
 """Scheduling delay the host may add to an arrival, in real seconds. At ``--speed N`` it is N times
 longer in session time, so the RR gap tolerance grows with the speed (a late packet is not a gap)."""
@@ -192,34 +203,90 @@ def beat_times_from_rr(last_beat_s: float | None, arrival_s: float, rr_s: np.nda
     return last_beat_s + np.cumsum(rr_s), gap_s
 
 
+def notifications_missing(spacing_s: float, period_s: float) -> int:
+    """How many notifications were lost between two that arrived ``spacing_s`` apart at a notification period of ``period_s``.
+
+    None when the spacing is within ``NOTIFY_MISSING_FACTOR`` periods, else the whole periods between
+    them (at least one). Both in session seconds: the rule does not loosen with the replay speed.
+    """
+    if spacing_s <= NOTIFY_MISSING_FACTOR * period_s:
+        return 0
+    return max(1, int(round(spacing_s / period_s)) - 1)
+
+
 @dataclass
 class RRTimeline:
-    """Rebuilds beat times of an HR strap, which sends RR intervals without timestamps.
+    """Rebuilds beat times of an HR strap, which sends RR intervals without timestamps, and finds its lost notifications.
 
     Beat times are the running sum of RR intervals, anchored to the arrival time of the first
-    notification. When arrival time runs ahead of the RR sum by more than ``tolerance_s``, beats
-    were lost: a gap is declared and the sum is re-anchored to the arrival time.
+    notification. Beats were lost, and the sum is re-anchored to the arrival time with a gap, when
+    the arrival runs ahead of the RR sum by more than ``tolerance_s``, or when notifications are known
+    lost: by the arrival cadence (``notifications_missing`` against the strap's measured period) or
+    because one arrived unusable (``missed``), and the arrival runs ahead of the RR sum at all (by
+    ``LOST_BEAT_MIN_LAG_S`` for a cadence loss). Lost notifications are gaps of the HR stream too,
+    between the arrivals of the notifications around them. ``gaps`` collects both streams' gaps.
     """
 
     source: str
     tolerance_s: float = RR_GAP_TOLERANCE_S
     last_beat_s: float | None = None
     gaps: list[Gap] = field(default_factory=list)
+    last_arrival_s: float | None = None
+    """Arrival of the newest notification taken (session s)."""
+    spacings_s: deque = field(default_factory=lambda: deque(maxlen=NOTIFY_PERIOD_WINDOW))
+    missed_count: int = 0
+    """Notifications that arrived unusable since the newest one taken."""
+    beats_lost: bool = False
+    """Notifications were lost since the newest RR value: the next RR values are re-anchored with a gap."""
+
+    @property
+    def period_s(self) -> float:
+        """The strap's notification period: the median of its recent arrival spacings (``HRS_NOTIFY_PERIOD_S`` at first)."""
+        return float(np.median(self.spacings_s)) if len(self.spacings_s) >= 3 else HRS_NOTIFY_PERIOD_S
+
+    def missed(self) -> None:
+        """A notification arrived but could not be used (garbage, implausible): it counts as lost."""
+        self.missed_count += 1
+
+    def runs_ahead(self, arrival_s: float, rr_ms: np.ndarray) -> bool:
+        """True when these RR values would put beats more than ``tolerance_s`` after their own arrival: not the strap's."""
+        if self.last_beat_s is None:
+            return False
+        return self.last_beat_s + float(np.sum(rr_ms)) / 1000.0 - arrival_s > self.tolerance_s
 
     def add(self, arrival_s: float, rr_ms: np.ndarray) -> np.ndarray:
-        """Beat times (session seconds) of the beats closed by ``rr_ms``, one per RR value."""
+        """Take one notification: beat times (session seconds) of the beats closed by ``rr_ms``, one per RR value."""
         rr_s = np.asarray(rr_ms, dtype=float) / 1000.0
+        lost = self.missed_count
+        if self.last_arrival_s is not None:
+            spacing = arrival_s - self.last_arrival_s
+            by_cadence = notifications_missing(spacing, self.period_s)
+            self.spacings_s.append(spacing)
+            lag = None if rr_s.size == 0 or self.last_beat_s is None else arrival_s - self.last_beat_s - rr_s.sum()
+            if by_cadence and (lag is None or lag > LOST_BEAT_MIN_LAG_S):
+                lost = max(lost, by_cadence)
+            if lost:
+                self.gaps.append(Gap(StreamKind.HR, self.source, self.last_arrival_s, arrival_s, "missed-notifications", lost))
+        self.last_arrival_s = arrival_s
+        self.missed_count = 0
+        self.beats_lost = self.beats_lost or (bool(lost) and self.last_beat_s is not None)
         if rr_s.size == 0:
             return np.empty(0)
-        times, gap_s = beat_times_from_rr(self.last_beat_s, arrival_s, rr_s, self.tolerance_s)
+        tolerance_s = 0.0 if self.beats_lost else self.tolerance_s
+        times, gap_s = beat_times_from_rr(self.last_beat_s, arrival_s, rr_s, tolerance_s)
         if gap_s is not None:
-            self.gaps.append(Gap(StreamKind.RR, self.source, *gap_s, "rr-sum-behind-arrival"))
+            reason = "missed-notifications" if self.beats_lost else "rr-sum-behind-arrival"
+            self.gaps.append(Gap(StreamKind.RR, self.source, *gap_s, reason))
+        self.beats_lost = False
         self.last_beat_s = float(times[-1])
         return times
 
     def restart(self) -> None:
-        """Forget the anchor (after a reconnect; the disconnect gap is recorded by the source)."""
+        """Forget the anchors (after a reconnect; the disconnect gaps are recorded by the source)."""
         self.last_beat_s = None
+        self.last_arrival_s = None
+        self.missed_count = 0
+        self.beats_lost = False
 
 
 class RingBuffer:

@@ -69,11 +69,34 @@ def test_an_implausible_rr_is_left_out_and_counted_and_its_neighbours_keep_their
     assert hub.gaps == [] and source.status.gaps == 0  # no time is missing: not a gap
 
 
-def test_an_implausible_heart_rate_is_left_out_and_the_rr_values_kept():
+@pytest.mark.parametrize("bad", [
+    _hrm(0, (1024, 1024)),  # implausible heart rate
+    _hrm(200, (1024,)),  # a heart rate far from the strap's 60 bpm
+    _hrm(60, (60000,)),  # an RR value that puts its beat a minute after its arrival
+    bytes([0x11, 60, 0]) + struct.pack("<H", 1024),  # another layout (uint16 heart rate) than the strap's
+])
+def test_a_notification_that_is_not_the_straps_is_dropped_whole_and_its_loss_is_a_gap(bad):
     source, hub, blocks = _source("hrs-strap")
-    _driver(source, HrsDriver)._on_measurement(None, bytearray(_hrm(0, (1024, 1024))))
-    assert [b.stream for b in blocks] == ["rr"]
-    assert blocks[0].data[:, 0].tolist() == [1000.0, 1000.0]
+    driver = _driver(source, HrsDriver)
+    driver._on_measurement(None, bytearray(_hrm(60, (1024,))))
+    driver._on_measurement(None, bytearray(bad))
+    driver._on_measurement(None, bytearray(_hrm(61, (1000,))))
+    assert [b.data[0, 0] for b in blocks if b.stream == "hr"] == [60.0, 61.0]
+    assert [b.data[0, 0] for b in blocks if b.stream == "rr"] == [1000.0, 1000 * 1000 / 1024]
+    assert source.status.decode_errors == 1
+    (hr_gap,) = [g for g in hub.gaps if g.stream == "hr"]  # the dropped notification's heart rate is missing
+    hr_times = [b.times_s[0] for b in blocks if b.stream == "hr"]
+    assert (hr_gap.start_s, hr_gap.end_s, hr_gap.reason, hr_gap.lost_samples) == (*hr_times, "missed-notifications", 1)
+
+
+def test_two_agreeing_notifications_after_a_real_change_are_taken():
+    source, hub, blocks = _source("hrs-strap")
+    driver = _driver(source, HrsDriver)
+    for _ in range(3):
+        driver._on_measurement(None, bytearray([0x00, 60]))  # heart rate only, no RR
+    for _ in range(3):
+        driver._on_measurement(None, bytearray([0x00, 110]))
+    assert [b.data[0, 0] for b in blocks] == [60.0] * 3 + [110.0] * 2
     assert source.status.decode_errors == 1
 
 

@@ -11,6 +11,7 @@ this code, is ``HeartRateServer`` in ``sensors/virtual/hrs.py``.
 from __future__ import annotations
 
 import struct
+from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,11 @@ if TYPE_CHECKING:
 HR_PLAUSIBLE_BPM = (25, 250)
 RR_PLAUSIBLE_MS = (250.0, 2500.0)
 """A heart rate or an RR value outside these ranges is an artefact: it is counted, never stored as data."""
+HR_AGREE_FRACTION = 0.25
+"""A notification's heart rate agrees with the strap's recent rate (from its recent RR values and its own, else the
+last heart rate taken) within this fraction; one that does not is not the strap's and is dropped whole."""
+HR_REFERENCE_BEATS = 8
+"""Recent RR values the strap's rate is taken from."""
 
 HRM_FLAG_HR_UINT16 = 0x01
 """Heart rate value is uint16 (else uint8)."""
@@ -113,20 +119,31 @@ def rr_plausible(rr_ms: np.ndarray) -> np.ndarray:
 class HrsDriver(Driver):
     """Heart Rate Service: HR per notification, RR intervals rebuilt into beat times.
 
-    Each value of a notification is judged on its own: an implausible heart rate or RR value is
-    left out of the data and counted as a decode error, and the notification's other values are
-    kept. Beat times run on the strap's whole RR sum, the left-out value included (the strap's time
-    account: that interval did pass), so the beats after it keep their true times. ``stream.Block``
-    has no per-row flag, so a left-out value is not a row: the HR block (when its heart rate is
-    plausible) keeps the notification's raw bytes, which hold it, and no gap is declared (no time is
-    missing).
+    The Heart Rate Measurement has no integrity check, so a notification is first judged as a
+    whole: its heart rate must be plausible and agree with the strap's recent rate
+    (``HR_AGREE_FRACTION``), its layout (heart-rate format, contact support) must be the strap's,
+    and its RR values must not put beats after their own arrival (``RRTimeline.runs_ahead``). One
+    that fails is garbage: dropped whole, counted as a decode error, and a lost notification for
+    the timeline (its beats lie in a gap). Two notifications in a row that agree with each other
+    and not with the strap's past are a real change and taken. In a notification taken, an
+    implausible RR value is left out and counted, and the others kept; beat times run on the
+    strap's whole RR sum, the left-out value included (the strap's time account: that interval did
+    pass), so the beats after it keep their true times. ``stream.Block`` has no per-row flag, so a
+    left-out value is not a row: the HR block keeps the notification's raw bytes, which hold it,
+    and no gap is declared (no time is missing). Lost notifications (by arrival cadence, or dropped
+    as above) are gaps of both the HR and the RR stream (``stream.RRTimeline``).
     """
 
     def __init__(self, source: BleSource) -> None:
         super().__init__(source)
         self.timeline = RRTimeline(source.name, tolerance_s=RR_GAP_TOLERANCE_S + source.clock.jitter_s())
         self._last_beat_before_drop: float | None = None
+        self._last_hr_before_drop: float | None = None
         self._seen_gaps = 0
+        self._recent_rr_ms: deque[float] = deque(maxlen=HR_REFERENCE_BEATS)
+        self._last_hr: int | None = None
+        self._layout: int | None = None
+        self._refused_hr: int | None = None
 
     async def setup(self, client: BleakClient) -> None:
         await client.start_notify(self.profile.uuid("hrs", "measurement"), self._on_measurement)
@@ -134,33 +151,60 @@ class HrsDriver(Driver):
     def on_link_lost(self) -> None:
         if self.timeline.last_beat_s is not None:
             self._last_beat_before_drop = self.timeline.last_beat_s
+        if self.timeline.last_arrival_s is not None:
+            self._last_hr_before_drop = self.timeline.last_arrival_s
         self.timeline.restart()
+
+    def _refusal(self, m: HeartRateMeasurement, layout: int, arrival_s: float) -> str | None:
+        """Why the notification is not the strap's (see the class docstring), or None when it is taken."""
+        if not HR_PLAUSIBLE_BPM[0] <= m.hr_bpm <= HR_PLAUSIBLE_BPM[1]:
+            return f"implausible heart rate {m.hr_bpm} bpm"
+        if self.timeline.runs_ahead(arrival_s, m.rr_ms):
+            return f"RR values summing to {m.rr_ms.sum():.0f} ms, beyond the time since the last beat"
+        rr = [*self._recent_rr_ms, *m.rr_ms[rr_plausible(m.rr_ms)]]
+        reference = 60000.0 / float(np.median(rr)) if rr else self._last_hr
+        again = self._refused_hr is not None and abs(m.hr_bpm - self._refused_hr) <= HR_AGREE_FRACTION * m.hr_bpm
+        if reference is not None and abs(m.hr_bpm - reference) > HR_AGREE_FRACTION * reference and not again:
+            return f"heart rate {m.hr_bpm} bpm against the strap's {reference:.0f} bpm"
+        if self._layout is not None and layout != self._layout and not again:
+            return f"flags 0x{layout:02x} describe another layout than the strap's 0x{self._layout:02x}"
+        return None
 
     def _on_measurement(self, _char: Any, data: bytearray) -> None:
         host_ns = self.clock.now_ns()
         raw = bytes(data)
         if (m := self.decode(decode_heart_rate_measurement, raw)) is None:
+            self.timeline.missed()
             return
         src, t = self.source.name, host_ns / NS_PER_S
-        flags = BlockFlag.SENSOR_CONTACT_LOST if m.contact_detected is False else 0
-        if HR_PLAUSIBLE_BPM[0] <= m.hr_bpm <= HR_PLAUSIBLE_BPM[1]:
-            self.source.emit(Block(StreamKind.HR, src, host_ns, np.array([[float(m.hr_bpm)]]), flags=flags,
-                                   channels=("hr",), raw=raw, times_s=np.array([t])))
-        else:
-            self.source.decode_error(DecodeError(f"implausible heart rate {m.hr_bpm} bpm: left out"))
-        if m.contact_supported:
-            self.source.status.contact = (bool(m.contact_detected),)
-        if len(m.rr_ms) == 0:
+        layout = raw[0] & (HRM_FLAG_HR_UINT16 | HRM_FLAG_CONTACT_SUPPORTED)
+        if (why := self._refusal(m, layout, t)) is not None:
+            self.source.decode_error(DecodeError(f"heart rate notification dropped: {why}"))
+            self._refused_hr = m.hr_bpm
+            self.timeline.missed()
             return
+        self._refused_hr = None
+        self._last_hr, self._layout = m.hr_bpm, layout
+        flags = BlockFlag.SENSOR_CONTACT_LOST if m.contact_detected is False else 0
         beat_times = self.timeline.add(t, m.rr_ms)
-        if self._last_beat_before_drop is not None:
+        if self._last_hr_before_drop is not None:
+            self.source.gap(Gap(StreamKind.HR, src, self._last_hr_before_drop, t, "disconnect"))
+            self._last_hr_before_drop = None
+        if self._last_beat_before_drop is not None and len(m.rr_ms):
             first = float(beat_times[0] - m.rr_ms[0] / 1000.0)
             self.source.gap(Gap(StreamKind.RR, src, self._last_beat_before_drop, first, "disconnect"))
             self._last_beat_before_drop = None
         for gap in self.timeline.gaps[self._seen_gaps :]:
             self.source.gap(gap)
         self._seen_gaps = len(self.timeline.gaps)
+        self.source.emit(Block(StreamKind.HR, src, host_ns, np.array([[float(m.hr_bpm)]]), flags=flags,
+                               channels=("hr",), raw=raw, times_s=np.array([t])))
+        if m.contact_supported:
+            self.source.status.contact = (bool(m.contact_detected),)
+        if len(m.rr_ms) == 0:
+            return
         keep = rr_plausible(m.rr_ms)
+        self._recent_rr_ms.extend(m.rr_ms[keep])
         for rr in m.rr_ms[~keep]:
             self.source.decode_error(DecodeError(f"implausible RR {rr:.1f} ms: left out, its neighbours kept"))
         if keep.any():

@@ -138,11 +138,17 @@ def use_window(headless: bool, instead: str = "running headless") -> bool:
     return True
 
 
-def dashboard(plan, profiles, theme: str) -> str:
-    """Run a session (or a replay) in the therapist dashboard; returns the recording's path."""
+def dashboard(plan, profiles, theme: str, lsl: bool = False):
+    """Run a session (or a replay) in the therapist dashboard; returns its outcome."""
     from biofeedback.ui.app import run_dashboard_session
 
-    return run_dashboard_session(plan, profiles, theme=theme)
+    return run_dashboard_session(plan, profiles, theme=theme, lsl=lsl)
+
+
+def add_lsl_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--lsl", action="store_true",
+                   help="stream live over Lab Streaming Layer (raw EMG, ECG, RR, tension, HRV and the session's events) "
+                        "for LabRecorder and other lab tools; a network listener, so off unless asked")
 
 
 def ask_window(questions, activity: str, theme: str = "light") -> dict[str, bool] | None:

@@ -7,7 +7,7 @@ import sys
 from functools import partial
 from typing import TYPE_CHECKING
 
-from biofeedback.cli.common import ALL_CLEAR, DEFAULT_MINUTES, HOME_PROTOCOL, add_virtual_options, ask_window, \
+from biofeedback.cli.common import ALL_CLEAR, DEFAULT_MINUTES, HOME_PROTOCOL, add_lsl_option, add_virtual_options, ask_window, \
     number, scenario_from_args, use_virtual, use_window
 from biofeedback.errors import UsageError
 from biofeedback.relax.pacer import MAX_RATE_BPM, MIN_RATE_BPM
@@ -43,6 +43,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--answers", help=f"screening answers: {ALL_CLEAR} or key=yes|no,... (needed without a terminal)")
     p.add_argument("--headache", type=number, metavar="0-10", help="add today's headache (intensity 0-10) to the diary")
     p.add_argument("--headache-hours", type=number, default=0.0, help="how long today's headache lasted (hours)")
+    add_lsl_option(p)
     add_virtual_options(p)
     p.add_argument("--virtual-resonance-bpm", default=5.5,
                    type=parser_type(check_number, lo=MIN_RATE_BPM, hi=MAX_RATE_BPM, unit="breaths per minute"),
@@ -126,9 +127,9 @@ def cmd_relax(args: argparse.Namespace) -> int:
     if windowed:
         from biofeedback.ui.relax_window import run_relax_window
 
-        outcome, timeline = run_relax_window(plan, settings, load_profiles(), sham)
+        outcome, timeline = run_relax_window(plan, settings, load_profiles(), sham, lsl=args.lsl)
     else:
-        outcome, session = asyncio.run(run_relax(plan, settings, load_profiles(), sham))
+        outcome, session = asyncio.run(run_relax(plan, settings, load_profiles(), sham, lsl=args.lsl))
         timeline = session.timeline
     if args.audio_wav:
         shifted = [(t - timeline[0][0], fb, ph) for t, fb, ph in timeline] if timeline else []

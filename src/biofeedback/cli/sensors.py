@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from biofeedback.cli.common import add_virtual_options, dashboard, resolve_session, scenario_from_args, seconds, speed, \
+from biofeedback.cli.common import add_lsl_option, add_virtual_options, dashboard, resolve_session, scenario_from_args, seconds, speed, \
     use_virtual, use_window
 
 
@@ -24,6 +24,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--replay", metavar="FILE", default=None,
                    help="play a recorded session (.bfsession) instead of sensors, at its original pace times --speed; "
                         "stops at its end")
+    add_lsl_option(p)
     add_virtual_options(p)
     p.set_defaults(func=cmd_monitor)
 
@@ -102,7 +103,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     if replay is not None:
         say_damage(replay)
     plan = SessionPlan("", None, virtual, args.speed, False, scenario, {}, None, replay=replay)
-    return asyncio.run(monitor(plan, load_profiles(), args.seconds, args.json))
+    return asyncio.run(monitor(plan, load_profiles(), args.seconds, args.json, lsl=args.lsl))
 
 
 def cmd_replay(args: argparse.Namespace) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from functools import partial
 
-from biofeedback.cli.common import ALL_CLEAR, add_virtual_options, ask_window, dashboard, floats, scenario_from_args, \
+from biofeedback.cli.common import ALL_CLEAR, add_lsl_option, add_virtual_options, ask_window, dashboard, floats, scenario_from_args, \
     use_virtual, use_window
 from biofeedback.errors import UsageError
 from biofeedback.validate import EMG_RANGE_UV
@@ -22,6 +22,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="unattended: phases follow the protocol's durations and scripted markers (also without a terminal)")
     p.add_argument("--answers", help=f"screening answers: {ALL_CLEAR} (consent given, no contraindication) or "
                                      "key=yes|no,... (needed for unattended sessions)")
+    add_lsl_option(p)
     add_virtual_options(p)
     p.set_defaults(func=cmd_session)
 
@@ -60,9 +61,9 @@ def cmd_session(args: argparse.Namespace) -> int:
     scenario = session_scenario(scenario_from_args(args), protocol) if virtual else None
     plan = SessionPlan(client, protocol, virtual, args.speed, auto, scenario, screening, calibration)
     if windowed:
-        outcome = dashboard(plan, load_profiles(), args.theme)
+        outcome = dashboard(plan, load_profiles(), args.theme, lsl=args.lsl)
     else:
-        outcome = asyncio.run(run_session(plan, load_profiles()))
+        outcome = asyncio.run(run_session(plan, load_profiles(), lsl=args.lsl))
     print(f"recording: {outcome.path}")
     print(outcome.text())
     return 0

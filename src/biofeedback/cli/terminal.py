@@ -115,9 +115,9 @@ def _key(run: SessionRun, key) -> None:
         machine.technique(key.t_s, int(key.key))
 
 
-async def run_session(plan: SessionPlan, profiles: dict[str, DeviceProfile], out: Out = print):
+async def run_session(plan: SessionPlan, profiles: dict[str, DeviceProfile], out: Out = print, lsl: bool = False):
     """A whole session in the terminal; returns its ``SessionOutcome`` (recording, summary, verdict)."""
-    run = SessionRun(plan, profiles, mode="auto" if plan.auto else "interactive", chain=True, say=out)
+    run = SessionRun(plan, profiles, mode="auto" if plan.auto else "interactive", chain=True, say=out, lsl=lsl)
     return await run.run(lambda r: _session_body(r, out))
 
 
@@ -153,10 +153,10 @@ async def _relax_body(run: SessionRun, out: Out) -> None:
 
 async def run_relax(plan: SessionPlan, settings: RelaxSettings, profiles: dict[str, DeviceProfile],
                     sham: ShamSignal | None = None, out: Out = print,
-                    stop: asyncio.Event | None = None) -> tuple[object, RelaxSession]:
+                    stop: asyncio.Event | None = None, lsl: bool = False) -> tuple[object, RelaxSession]:
     """A whole home session in the terminal; returns its ``SessionOutcome`` and the finished ``RelaxSession``."""
     run = SessionRun(plan, profiles, mode="relax-headless", extra_meta={"relax": relax_meta(settings, sham)},
-                     chain=True, driver=lambda r: relax_session(r, settings, sham), say=out)
+                     chain=True, driver=lambda r: relax_session(r, settings, sham), say=out, lsl=lsl)
 
     async def body(r: SessionRun) -> None:
         printing = asyncio.ensure_future(_relax_body(r, out))
@@ -207,7 +207,7 @@ def monitor_line(n: dict) -> str:
 
 
 async def monitor(plan: SessionPlan, profiles: dict[str, DeviceProfile], seconds: float | None, as_json: bool,
-                  out: Out = print) -> int:
+                  out: Out = print, lsl: bool = False) -> int:
     """Live numbers once a session second until ``seconds`` (None: Ctrl-C or a replay's end), then the gaps seen."""
     all_gaps: list[dict] = []
     gaps = NewGaps()
@@ -225,7 +225,7 @@ async def monitor(plan: SessionPlan, profiles: dict[str, DeviceProfile], seconds
                 return
             tick += 1
 
-    run = SessionRun(plan, profiles, record=False, phases=False, say=out)
+    run = SessionRun(plan, profiles, record=False, phases=False, say=print if as_json else out, lsl=lsl)
     await run.run(body)
     all_gaps.extend(monitor_numbers(run, gaps)["gaps"])
     for err in run.acq.failed():

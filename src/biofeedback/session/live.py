@@ -111,6 +111,9 @@ class LiveProcessor:
         self.values = LiveValues()
         self.beat_listeners: list[Callable[[str, list[BeatMetrics]], None]] = []
         """Called with (source, decided beats) as beats are decided (the recorder)."""
+        self.trace_listeners: list[Callable[[str, np.ndarray, np.ndarray], None]] = []
+        """Called with ('tension' or 'hrv', times s, rows) as rows join the tension trace or the HRV ring (an LSL
+        outlet)."""
         self.emg_blocks = 0
         """EMG blocks that went through the chain (each exactly once)."""
         self.beats_in = 0
@@ -174,6 +177,8 @@ class LiveProcessor:
         if pick.size:
             trace = self._tension(out.rms_uv[pick])
             self.tension.append(block.times_s[pick], np.column_stack((trace, np.full(pick.size, clean))))
+            for listener in self.trace_listeners:
+                listener("tension", block.times_s[pick], trace)
         rms = out.rms_uv[-1]
         tension = self._tension(rms[None, :])[0]
         self.values = replace(
@@ -197,8 +202,11 @@ class LiveProcessor:
         self._run_beats[source] = before + len(decided)
         rmssd = np.array([m.rmssd_ms for m in decided])
         rmssd[: max(0, MIN_LIVE_RMSSD_BEATS - 1 - before)] = np.nan  # shown from the MIN_LIVE_RMSSD_BEATS-th beat
-        self.hrv.append(np.array([m.time_s for m in decided]),
-                        np.column_stack(([m.hr_bpm for m in decided], rmssd, [m.stress_index for m in decided])))
+        times = np.array([m.time_s for m in decided])
+        rows = np.column_stack(([m.hr_bpm for m in decided], rmssd, [m.stress_index for m in decided]))
+        self.hrv.append(times, rows)
+        for listener in self.trace_listeners:
+            listener("hrv", times, rows)
         last = decided[-1]
         self.values = replace(self.values, hr_bpm=last.mean_hr_bpm, rmssd_ms=float(rmssd[-1]),
                               stress_index=last.stress_index)

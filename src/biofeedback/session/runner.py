@@ -189,7 +189,7 @@ class SessionRun:
     def __init__(self, plan: SessionPlan, profiles: dict[str, DeviceProfile], *, record: bool = True,
                  mode: str = "auto", extra_meta: dict | None = None, chain: bool | None = None,
                  phases: bool = True, driver: Callable[[SessionRun], Driver] | None = None,
-                 say: Callable[[str], None] = print) -> None:
+                 say: Callable[[str], None] = print, lsl: bool = False) -> None:
         self.plan = plan
         self.profiles = profiles
         self.record = record and plan.replay is None
@@ -210,6 +210,11 @@ class SessionRun:
         self.driver: Driver | None = None
         self.outcome = None
         """``analysis.summary.SessionOutcome`` of the recording, once it is closed."""
+        self.event_listeners: list[Callable[[str, float, str, float], None]] = []
+        """Called with (kind, session s, label, duration s) of every session event (an LSL outlet's markers)."""
+        self.lsl_wanted = lsl
+        """Stream live over Lab Streaming Layer (``session.lsl``): a network listener, so only when asked."""
+        self.lsl = None
         self._make_driver = driver
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -260,6 +265,11 @@ class SessionRun:
                 if self.record:
                     self.path, self.recorder = open_recording(plan, acq, self.live, self.mode, self.extra_meta)
                     self.say(f"recording to {self.path}")
+                if self.lsl_wanted:
+                    from biofeedback.session.lsl import LslOutlet
+
+                    self.lsl = LslOutlet(self)
+                    self.say("streaming on Lab Streaming Layer (biofeedback EMG, ECG, RR, tension, HRV, markers)")
                 self._build_driver()
                 self.state = WorkerState.RUNNING
                 await self._supervise(body)
@@ -294,9 +304,12 @@ class SessionRun:
         return list(writer.problems) + ([writer.error] if writer.error else [])
 
     def event(self, kind: str, t_s: float, label: str, duration_s: float = 0.0, data: dict | None = None) -> None:
-        """Record a session event (nothing when not recording: a replay, a monitor, after the end)."""
+        """Record a session event (nothing when not recording: a replay, a monitor, after the end) and hand it to the
+        event listeners."""
         if self.recorder is not None:
             self.recorder.event(kind, t_s, label, duration_s, data)
+        for listener in self.event_listeners:
+            listener(str(kind), t_s, label, duration_s)
 
     def _build_driver(self) -> None:
         if self._make_driver is not None:
@@ -362,6 +375,8 @@ class SessionRun:
             raise failed[0]
 
     def _close(self) -> None:
+        if self.lsl is not None:
+            self.lsl.close()
         recorder, self.recorder = self.recorder, None
         if recorder is not None:
             try:

@@ -16,14 +16,16 @@ WORKER_JOIN_S = 30.0
 """Wall seconds to wait for the worker to close the recording after the window closes."""
 
 
-def run_dashboard_session(plan: SessionPlan, profiles: dict[str, DeviceProfile], theme: str = "light"):
+def run_dashboard_session(plan: SessionPlan, profiles: dict[str, DeviceProfile], theme: str = "light",
+                          lsl: bool = False):
     """Run a whole session (or a replay) in the dashboard; returns its ``analysis.summary.SessionOutcome``.
 
     Unattended plans (``plan.auto``) connect the default sensors, follow the protocol's durations and scripted
     markers and leave the window open on the summary; interactive ones wait for the therapist.
     """
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
-    worker = start_worker(plan, profiles, connect_at_once=plan.auto, mode="dashboard-auto" if plan.auto else "dashboard")
+    worker = start_worker(plan, profiles, connect_at_once=plan.auto, mode="dashboard-auto" if plan.auto else "dashboard",
+                          lsl=lsl)
     window = Dashboard(worker, plan.protocol, theme=theme)
     window.show()
     app.exec()

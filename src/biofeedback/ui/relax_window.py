@@ -277,18 +277,18 @@ class RelaxWindow(QtWidgets.QWidget):
 
 
 def start_relax_worker(plan: SessionPlan, settings: RelaxSettings, profiles: dict[str, DeviceProfile],
-                       sham: ShamSignal | None = None) -> SessionWorker:
+                       sham: ShamSignal | None = None, lsl: bool = False) -> SessionWorker:
     """The session worker of a home session: connects at once, records the relax settings in its meta."""
     return start_worker(plan, profiles, connect_at_once=True, mode="relax-window",
                         extra_meta={"relax": relax_meta(settings, sham)}, chain=True,
-                        driver=lambda run: relax_session(run, settings, sham))
+                        driver=lambda run: relax_session(run, settings, sham), lsl=lsl)
 
 
 def run_relax_window(plan: SessionPlan, settings: RelaxSettings, profiles: dict[str, DeviceProfile],
-                     sham: ShamSignal | None = None) -> tuple[object, list]:
+                     sham: ShamSignal | None = None, lsl: bool = False) -> tuple[object, list]:
     """Run a home session in the window; returns its ``SessionOutcome`` and the feedback timeline."""
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
-    worker = start_relax_worker(plan, settings, profiles, sham)
+    worker = start_relax_worker(plan, settings, profiles, sham, lsl=lsl)
     window = RelaxWindow(worker, settings, sham)
     window.show()
     app.exec()

@@ -225,7 +225,8 @@ async def monitor(plan: SessionPlan, profiles: dict[str, DeviceProfile], seconds
                 return
             tick += 1
 
-    run = SessionRun(plan, profiles, record=False, phases=False, say=print if as_json else out, lsl=lsl)
+    run = SessionRun(plan, profiles, record=False, phases=False, lsl=lsl,
+                     say=lambda line: print(line, file=sys.stderr))  # stdout holds only the numbers (--json)
     await run.run(body)
     all_gaps.extend(monitor_numbers(run, gaps)["gaps"])
     for err in run.acq.failed():

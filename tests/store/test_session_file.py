@@ -16,6 +16,7 @@ from biofeedback.store import (
     COMMIT_INTERVAL_S, SessionReader, SessionWriter, StoreError, data_home, device_alias, list_clients, list_sessions,
     new_session_path, validate_client_id,
 )
+from biofeedback.store.paths import session_dir
 from biofeedback.stream import NS_PER_S, Block, Gap
 
 from .conftest import DEVICE_MAC, UTC_ANCHOR, write_session
@@ -82,10 +83,19 @@ def test_files_and_folders_are_private(recorded, home):
 
 
 def test_data_home_follows_env_and_is_private(tmp_path, monkeypatch):
+    """A home we create is 0700 (its missing parents too); one the user made keeps its mode, and the clients folder
+    we create inside it is 0700."""
+    monkeypatch.setenv("BIOFEEDBACK_HOME", str(tmp_path / "new" / "home"))
+    assert data_home() == tmp_path / "new" / "home"
+    for folder in (tmp_path / "new", tmp_path / "new" / "home"):
+        assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700
     monkeypatch.setenv("BIOFEEDBACK_HOME", str(tmp_path / "elsewhere"))
     os.makedirs(tmp_path / "elsewhere", mode=0o755)
+    os.chmod(tmp_path / "elsewhere", 0o755)
     assert data_home() == tmp_path / "elsewhere"
-    assert stat.S_IMODE(os.stat(tmp_path / "elsewhere").st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(tmp_path / "elsewhere").st_mode) == 0o755  # not ours to change
+    folder = session_dir("C001")
+    assert stat.S_IMODE(os.stat(folder).st_mode) == stat.S_IMODE(os.stat(folder.parent).st_mode) == 0o700
 
 
 def _emg_block(k: int) -> Block:

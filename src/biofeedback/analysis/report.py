@@ -1,14 +1,22 @@
-"""Session reports: self-contained HTML (plots as base64 PNG), PDF (matplotlib) and a JSON summary."""
+"""Session reports: self-contained HTML (plots as base64 PNG), PDF (matplotlib) and a JSON summary.
+
+Each file is 0600 whatever the umask (an earlier report of the same name included); a folder the report creates is
+0700. With ``shift_days`` every date in every report moves that many days back (``store.paths.shift_dates``): the
+session's start, its file name (which is its UTC start), the report files' names, dates in notes; the PDF carries
+no creation date, and the JSON names the session file only by its (shifted) name.
+"""
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import json
 import os
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -16,7 +24,8 @@ from biofeedback.analysis.compare import Comparison, MetricChange
 from biofeedback.analysis.data import Progress, SessionData
 from biofeedback.analysis.plots import bars_figure, emg_figure, heart_figure, png_bytes, tachogram_figure
 from biofeedback.dsp import HEART_QUANTITIES
-from biofeedback.store.paths import FILE_MODE, private_dir
+from biofeedback.store.paths import FILE_MODE, SECONDS_PER_DAY, private_dir, private_file, shift_dates, \
+    write_private
 
 FIGURES = (
     ("emg", "Trapezius EMG over the session", emg_figure, "data"),
@@ -130,7 +139,7 @@ def render_pdf(comparison: Comparison, data: SessionData, path: Path) -> None:
     from matplotlib.backends.backend_pdf import PdfPages
 
     c = comparison
-    with PdfPages(path) as pdf:
+    with PdfPages(path, metadata={"CreationDate": None, "ModDate": None}) as pdf:  # no date but the session's
         fig = plt.figure(figsize=(8.27, 11.69))
         lines = [f"Session report — client {c.client_id}, {_started(c)}",
                  f"{c.phase_a.name if c.phase_a else '–'} vs {c.phase_b.name if c.phase_b else '–'}; "
@@ -151,17 +160,35 @@ def render_pdf(comparison: Comparison, data: SessionData, path: Path) -> None:
 
 
 def _write(path: Path, content: bytes | str) -> Path:
-    data = content.encode() if isinstance(content, str) else content
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    return path
+    """Write a report file, 0600 whatever the umask and whatever mode an earlier file of that name had."""
+    return write_private(path, content)
+
+
+def _shifted(value: Any, days: int) -> Any:
+    """``value`` (a comparison, its parts) with every date in its text moved ``days`` back (numbers untouched)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.replace(value, **{f.name: _shifted(getattr(value, f.name), days)
+                                             for f in dataclasses.fields(value) if f.init})
+    return shift_dates(value, days)
+
+
+def shift_comparison(comparison: Comparison, days: int) -> Comparison:
+    """``comparison`` as a report with ``days`` of date shift shows it: its start ``days`` earlier, its session named
+    by its shifted file name only, and every date in its text shifted."""
+    if not days:
+        return comparison
+    started = comparison.started_utc
+    return dataclasses.replace(
+        _shifted(comparison, days), session=shift_dates(Path(comparison.session).name, days),
+        started_utc=started - days * SECONDS_PER_DAY if isinstance(started, (int, float)) else started)
 
 
 def write_report(data: SessionData, comparison: Comparison, out_dir: Path, html_out: bool = True, pdf_out: bool = False,
-                 json_out: bool = True, progress: Progress | None = None) -> list[Path]:
-    """Write the chosen report files (0600, they hold health data) into ``out_dir``; returns their paths."""
+                 json_out: bool = True, progress: Progress | None = None, shift_days: int = 0) -> list[Path]:
+    """Write the chosen report files (0600, they hold health data) into ``out_dir``; returns their paths. With
+    ``shift_days`` every date in them moves that many days back (``shift_comparison``), file names included."""
     out_dir = private_dir(Path(out_dir))
+    comparison = shift_comparison(comparison, int(shift_days))
     stem = Path(comparison.session).stem
     written = []
     if json_out:
@@ -172,7 +199,7 @@ def write_report(data: SessionData, comparison: Comparison, out_dir: Path, html_
     if pdf_out:
         if progress:
             progress("writing PDF")
-        path = out_dir / f"{stem}-report.pdf"
+        path = private_file(out_dir / f"{stem}-report.pdf")
         render_pdf(comparison, data, path)
         os.chmod(path, FILE_MODE)
         written.append(path)

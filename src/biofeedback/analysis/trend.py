@@ -3,6 +3,10 @@
 Each session is read through the loaded-session container (``analysis.data.load_session``) and compared
 by ``analysis.compare``, so a trend's levels use the same exclusions and least-clean-data rule as that
 session's own summary and verdict.
+
+The written trend (HTML, JSON) is 0600 and a folder it creates 0700; with ``shift_days`` every date in it (each
+session's start and file name, each diary entry's date and time of entry, the date it was written) moves that many
+days back.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from biofeedback.analysis.diary import read_diary
 from biofeedback.analysis.plots import png_bytes
 from biofeedback.analysis.report import _write
 from biofeedback.store import StoreError, list_sessions
-from biofeedback.store.paths import private_dir
+from biofeedback.store.paths import SECONDS_PER_DAY, private_dir, shift_dates
 
 TREND_BOOT = 500
 """Bootstrap resamples per session in a trend (fewer than a single report: many sessions)."""
@@ -119,9 +123,13 @@ def trend_figure(rows: list[dict], diary: list[dict]):
     return fig
 
 
-def write_trend(client_id: str, rows: list[dict], diary: list[dict], out_dir: Path, html_out: bool, json_out: bool) -> list[Path]:
-    """Write the trend as self-contained HTML and/or JSON (0600) into ``out_dir``."""
+def write_trend(client_id: str, rows: list[dict], diary: list[dict], out_dir: Path, html_out: bool, json_out: bool,
+                shift_days: int = 0) -> list[Path]:
+    """Write the trend as self-contained HTML and/or JSON (0600) into ``out_dir``; with ``shift_days`` every date in
+    them moves that many days back."""
     out_dir = private_dir(Path(out_dir))
+    rows, diary = shift_dates(rows, shift_days), shift_dates(diary, shift_days, numbers=True)
+    today = time.strftime("%Y-%m-%d", time.localtime(time.time() - shift_days * SECONDS_PER_DAY))
     written = []
     if json_out:
         written.append(_write(out_dir / f"{client_id}-trend.json",
@@ -133,7 +141,7 @@ def write_trend(client_id: str, rows: list[dict], diary: list[dict], out_dir: Pa
         doc = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>Trend {html.escape(client_id)}</title>"
                "<style>body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto}img{max-width:100%}</style>"
                f"</head><body><h1>Client {html.escape(client_id)}: sessions and headaches</h1>"
-               f"<p>{time.strftime('%Y-%m-%d')}</p><pre>{table}</pre><img alt='trend' src='data:image/png;base64,{png}'>"
+               f"<p>{today}</p><pre>{table}</pre><img alt='trend' src='data:image/png;base64,{png}'>"
                "</body></html>")
         written.append(_write(out_dir / f"{client_id}-trend.html", doc))
     return written

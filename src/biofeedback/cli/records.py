@@ -38,6 +38,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=pathlib.Path, help="output folder (default: ./reports)")
     p.add_argument("--compare", nargs=2, metavar=("PHASE_A", "PHASE_B"),
                    help="phases to compare (default: baseline rest and post-treatment rest)")
+    p.add_argument("--shift-days", type=shift_days, default=0,
+                   help="shift every date in the written reports by N days, file names included (anonymity)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("trend", help="one client's sessions over time, beside the headache diary")
@@ -45,6 +47,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--html", action="store_true", help="write a self-contained HTML trend report")
     p.add_argument("--json", action="store_true", help="write the trend as JSON")
     p.add_argument("--out", type=pathlib.Path, help="output folder (default: ./reports)")
+    p.add_argument("--shift-days", type=shift_days, default=0,
+                   help="shift every date in the written trend by N days, the diary's included (anonymity)")
     p.set_defaults(func=cmd_trend)
 
     p = sub.add_parser("diary", help="a client's headache diary: add an entry or list them")
@@ -73,7 +77,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"  not compared: {note}")
     if args.html or args.pdf or args.json:
         out = args.out or pathlib.Path.cwd() / "reports"
-        for w in write_report(data, comparison, out, args.html, args.pdf, args.json, progress=_progress):
+        for w in write_report(data, comparison, out, args.html, args.pdf, args.json, progress=_progress,
+                              shift_days=args.shift_days):
             print(f"wrote {w}")
     return 0
 
@@ -91,7 +96,7 @@ def cmd_trend(args: argparse.Namespace) -> int:
     print(format_trend(rows, diary))
     if args.html or args.json:
         out = args.out or pathlib.Path.cwd() / "reports"
-        for w in write_trend(client, rows, diary, out, args.html, args.json):
+        for w in write_trend(client, rows, diary, out, args.html, args.json, shift_days=args.shift_days):
             print(f"wrote {w}")
     return 0
 
@@ -139,6 +144,8 @@ def cmd_sessions(args: argparse.Namespace) -> int:
             print(f"{s['client_id']:<10} CORRUPT  {s['path']}: {s['error']}")
             continue
         dur = "?" if s["duration_s"] is None else f"{s['duration_s']:.0f} s"
-        state = "complete" if s["complete"] else "incomplete"
+        state = s.get("state") or ("complete" if s["complete"] else "cut short")
         print(f"{s['client_id']:<10} {s['started'] or '?':<20} {dur:>7}  {s['protocol'] or '-':<16} {state:<10} {s['path']}")
+        if state == "cut short":
+            print(f"{'':<10} cut short: not closed properly (killed, crashed or power lost); what was saved is kept")
     return 0

@@ -136,11 +136,19 @@ def to_pcm16(samples: np.ndarray) -> bytes:
 
 
 def write_wav(path: str | Path, samples: np.ndarray, rate_hz: int = SAMPLE_RATE_HZ) -> Path:
-    """16-bit mono PCM WAV."""
+    """16-bit mono PCM WAV, 0600 whatever the umask or an earlier file's mode (the sound follows a client's tension:
+    health data); a missing folder is created 0700."""
+    from biofeedback.store.errors import StoreError
+    from biofeedback.store.paths import private_dir, private_file
+
     path = Path(path)
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate_hz)
-        w.writeframes(to_pcm16(samples))
+    private_dir(path.parent)
+    try:
+        with open(private_file(path), "r+b") as f, wave.open(f, "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(rate_hz)
+            w.writeframes(to_pcm16(samples))
+    except OSError as exc:
+        raise StoreError(f"cannot write the feedback sound to {path} ({exc.strerror or exc}); choose another file")
     return path

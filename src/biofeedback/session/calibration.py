@@ -208,6 +208,8 @@ def save_calibration(client_id: str, proto: CalibrationProtocol, result: Calibra
            "rvc_rms_uv": result.rvc_rms_uv, "mvc_rms_uv": result.mvc_rms_uv,
            "contractions_rms_uv": result.contractions_rms_uv, "spread": result.spread, **extra}
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    if hasattr(os, "fchmod"):
+        os.fchmod(fd, FILE_MODE)  # 0600 whatever the umask
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump(doc, f, indent=1, sort_keys=True)
         f.flush()

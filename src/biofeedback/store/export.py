@@ -1,9 +1,14 @@
 """Exports of a session file: EDF+, CSV, BIDS-style physio and HDF5.
 
 All exports give times in session seconds (0 = the session's UTC anchor) and shift every absolute
-date by ``shift_days`` for anonymity. Device addresses never appear (the session file holds only
-salted aliases, and metadata are scrubbed again on the way out). Exported files are 0600 and a
-new ``out_dir`` is 0700: they hold health data.
+date by ``shift_days`` for anonymity: the start, and every date in the metadata, event labels and
+data (a calibration's file name and time, the screening's time, ...; ``paths.shift_dates``). Nothing
+else dates a file: the gzip header carries no time, HDF5 objects no creation times. Device addresses
+never appear (the session file holds only salted aliases, and metadata are scrubbed again on the way
+out). Exported files are 0600 whatever the umask (an earlier file of the same name included), and
+the folders the export creates 0700; an existing ``out_dir`` keeps its mode. Every file name built
+from the file's data (client ID, stream and source names) is made safe (``paths.safe_name``) and
+checked to lie inside ``out_dir``.
 
 Sample rates (EDF+ and BIDS, the exports that put samples on a grid): a regular stream is written
 at its measured rate when that differs from its nominal rate by more than ``RATE_TOLERANCE`` (a
@@ -77,7 +82,8 @@ import numpy as np
 
 from biofeedback.sensors.timing import GAP_TOLERANCE_SAMPLES
 from biofeedback.store.errors import StoreError
-from biofeedback.store.paths import FILE_MODE, SESSION_SUFFIX, private_dir, scrub_addresses
+from biofeedback.store.paths import FILE_MODE, SECONDS_PER_DAY, SESSION_SUFFIX, inside, private_dir, private_file, \
+    safe_name, scrub_addresses, shift_dates
 from biofeedback.store.session_file import SessionReader
 
 FORMATS = ("edf", "csv", "bids", "hdf5")
@@ -85,7 +91,6 @@ EDF_RECORD_DURATIONS_S = (1, 2, 4, 5, 8, 10, 20, 25, 40, 50, 100)
 """Candidate EDF data record durations, shortest first."""
 BIDS_VERSION = "1.9.0"
 TSV_CHUNK_ROWS = 100_000
-SECONDS_PER_DAY = 86400
 RATE_TOLERANCE = 1e-3
 """A regular stream whose sample times run within this fraction of its nominal rate is written at the nominal rate
 (a device clock's error stays below 1000 ppm); beyond it, at its measured rate."""
@@ -148,7 +153,7 @@ class _Session:
 
     @property
     def stem(self) -> str:
-        return f"{self.client_id}_{self.start:%Y%m%dT%H%M%SZ}"
+        return f"{safe_name(self.client_id)}_{self.start:%Y%m%dT%H%M%SZ}"
 
     def multi_source(self, stream: str) -> bool:
         return sum(s.stream == stream for s in self.streams) > 1
@@ -168,14 +173,22 @@ def export_session(path: Path, fmt: str, out_dir: Path, shift_days: int = 0,
     out_dir = private_dir(Path(out_dir))
     files = writer(session, out_dir)
     for f in files:
-        os.chmod(f, FILE_MODE)
+        os.chmod(f, FILE_MODE)  # in case a library replaced the file we made
     return files
+
+
+def _file(folder: Path, name: str, out_dir: Path | None = None) -> Path:
+    """``folder / name`` made an empty 0600 file for a writer to fill, once checked to lie inside ``out_dir``."""
+    if not name or any(sep in name for sep in ("/", "\\", os.sep)) or name in (".", ".."):
+        raise StoreError(f"refusing to write a file named {name!r} (a damaged or hostile session file?)")
+    return private_file(inside(out_dir or folder, folder / name))
 
 
 def _load(reader: SessionReader, shift_days: int) -> _Session:
     meta = reader.meta
     start = dt.datetime.fromtimestamp(meta["utc_anchor"] - shift_days * SECONDS_PER_DAY, dt.timezone.utc)
-    public = scrub_addresses({k: v for k, v in meta.items() if k != "utc_anchor"})
+    public = shift_dates(scrub_addresses({k: v for k, v in meta.items() if k != "utc_anchor"}), shift_days,
+                         numbers=True)
     public["start_utc"] = start.isoformat().replace("+00:00", "Z")
     public["date_shift_days"] = shift_days
     device_rates = {(d.get("source"), stream): t.get("measured_rate_hz")
@@ -192,12 +205,14 @@ def _load(reader: SessionReader, shift_days: int) -> _Session:
         keep = all_beats["source"] == source
         beats[source] = {k: v[keep] for k, v in all_beats.items() if k != "source"}
     events = [
-        {"onset_s": e["t_s"], "duration_s": e["duration_s"], "kind": e["kind"], "label": e["label"], "stream": "",
-         "source": "", "data": "" if e["data"] is None else json.dumps(e["data"], sort_keys=True)}
+        {"onset_s": e["t_s"], "duration_s": e["duration_s"], "kind": e["kind"], "label": shift_dates(e["label"], shift_days),
+         "stream": "", "source": "",
+         "data": "" if e["data"] is None else json.dumps(shift_dates(e["data"], shift_days, numbers=True), sort_keys=True)}
         for e in reader.events()
     ] + [
-        {"onset_s": g.start_s, "duration_s": g.length_s, "kind": "gap", "label": g.reason, "stream": g.stream,
-         "source": g.source, "data": "" if g.lost_samples is None else json.dumps({"lost_samples": g.lost_samples})}
+        {"onset_s": g.start_s, "duration_s": g.length_s, "kind": "gap", "label": shift_dates(g.reason, shift_days),
+         "stream": g.stream, "source": g.source,
+         "data": "" if g.lost_samples is None else json.dumps({"lost_samples": g.lost_samples})}
         for g in reader.gaps()
     ]
     events.sort(key=lambda e: (e["onset_s"], e["kind"]))
@@ -356,7 +371,7 @@ def _write_edf(session: _Session, out_dir: Path) -> list[Path]:
             data_record_duration=record_s,
             annotations=sorted(annotations, key=lambda a: a.onset),
         )
-        path = out_dir / f"{session.stem}.edf"
+        path = _file(out_dir, f"{session.stem}.edf")
         edf.write(path)
     except (ValueError, OverflowError) as exc:
         raise StoreError(f"cannot write EDF+ for this session ({exc}); try a smaller shift_days, or export as hdf5")
@@ -367,13 +382,13 @@ def _write_csv(session: _Session, out_dir: Path) -> list[Path]:
     files = []
     for s in session.streams:
         suffix = f"_{_safe(s.source)}" if session.multi_source(s.stream) else ""
-        path = out_dir / f"{session.stem}_{s.stream}{suffix}.csv"
+        path = _file(out_dir, f"{session.stem}_{_safe(s.stream)}{suffix}.csv")
         header = ",".join(["time_s"] + [f"{c}_{s.unit}" if s.unit else c for c in s.channels])
         np.savetxt(path, np.column_stack([s.times, s.data]), fmt=["%.9f"] + ["%.9g"] * len(s.channels),
                    delimiter=",", header=header, comments="")
         files.append(path)
     if session.beats:
-        path = out_dir / f"{session.stem}_beats.csv"
+        path = _file(out_dir, f"{session.stem}_beats.csv")
         with open(path, "w") as f:
             f.write("time_s,rr_raw_ms,rr_corrected_ms,flags,source\n")
             for source, b in session.beats.items():
@@ -382,14 +397,14 @@ def _write_csv(session: _Session, out_dir: Path) -> list[Path]:
         files.append(path)
     for source, b in session.beats.items():
         files += _write_kubios_rr(session, source, b, out_dir)
-    path = out_dir / f"{session.stem}_events.csv"
+    path = _file(out_dir, f"{session.stem}_events.csv")
     with open(path, "w") as f:
         f.write("onset_s,duration_s,kind,label,stream,source,data\n")
         for e in session.events:
             f.write(f"{e['onset_s']!r},{e['duration_s']!r},{_csv(e['kind'])},{_csv(e['label'])},{_csv(e['stream'])},"
                     f"{_csv(e['source'])},{_csv(e['data'])}\n")
     files.append(path)
-    path = out_dir / f"{session.stem}_session.json"
+    path = _file(out_dir, f"{session.stem}_session.json")
     path.write_text(json.dumps(session.meta, indent=2, sort_keys=True))
     return files + [path]
 
@@ -414,11 +429,11 @@ def _write_kubios_rr(session: _Session, source: str, b: dict[str, np.ndarray], o
     parts = rr_parts(b["t_s"], b["rr_raw_ms"], gaps)
     files = []
     for k, beats in enumerate(parts, start=1):
-        path = out_dir / f"{session.stem}_kubios{suffix}_part{k}.txt"
+        path = _file(out_dir, f"{session.stem}_kubios{suffix}_part{k}.txt")
         path.write_text("".join(f"{float(rr)!r}\n" for rr in b["rr_raw_ms"][beats]))
         files.append(path)
     kept = np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
-    path = out_dir / f"{session.stem}_kubios{suffix}_times.txt"
+    path = _file(out_dir, f"{session.stem}_kubios{suffix}_times.txt")
     path.write_text("".join(f"{t:.6f}\t{float(rr)!r}\n" for t, rr in zip(b["t_s"][kept], b["rr_raw_ms"][kept])))
     return files + [path]
 
@@ -429,7 +444,7 @@ def _csv(text: str) -> str:
 
 
 def _safe(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", text)
+    return safe_name(text)
 
 
 def _bids_label(text: str) -> str:
@@ -456,7 +471,7 @@ def _write_bids(session: _Session, out_dir: Path) -> list[Path]:
     files = []
     description = out_dir / "dataset_description.json"
     if not description.exists():
-        description.write_text(json.dumps({"Name": "biofeedback sessions", "BIDSVersion": BIDS_VERSION,
+        _file(out_dir, description.name).write_text(json.dumps({"Name": "biofeedback sessions", "BIDSVersion": BIDS_VERSION,
                                            "DatasetType": "raw", "GeneratedBy": [{"Name": "biofeedback",
                                            "Version": session.meta.get("software_version", "")}]}, indent=2))
         files.append(description)
@@ -481,20 +496,21 @@ def _write_bids(session: _Session, out_dir: Path) -> list[Path]:
                 units[label] = {"Units": s.unit, "Description": f"{s.stream} channel {channel} from {s.source}"
                                 + (f"; {note}" if note else "")}
                 table.append(column)
-        tsv = folder / f"{name}.tsv.gz"
+        tsv = _file(folder, f"{name}.tsv.gz", out_dir)
         rows = np.column_stack(table)
-        with gzip.open(tsv, "wt", compresslevel=6) as f:
+        with open(tsv, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=6, mtime=0) as z, \
+                io.TextIOWrapper(z, encoding="utf-8", newline="\n") as f:  # no name or time in the gzip header
             for chunk in range(0, len(rows), TSV_CHUNK_ROWS):
                 text = io.StringIO()
                 np.savetxt(text, rows[chunk:chunk + TSV_CHUNK_ROWS], fmt="%.9g", delimiter="\t")
                 f.write(text.getvalue().replace("nan", "n/a"))
-        sidecar = folder / f"{name}.json"
+        sidecar = _file(folder, f"{name}.json", out_dir)
         sidecar.write_text(json.dumps({"SamplingFrequency": rate, "StartTime": t0, "Columns": columns, **units,
                                        "StartTimeReference": "session start (events onset 0)",
                                        "SoftwareVersions": session.meta.get("software_version", "")}, indent=2))
         files += [tsv, sidecar]
         acquisitions.append(f"beh/{tsv.name}")
-    events_path = folder / f"{prefix}_events.tsv"
+    events_path = _file(folder, f"{prefix}_events.tsv", out_dir)
     columns = ("onset", "duration", "trial_type", "label", "value", "stream", "source", "rr_corrected_ms", "beat_flags",
                "data")
     rows = [(e["onset_s"], e["duration_s"], e["kind"], e["label"], None, e["stream"], e["source"], None, None, e["data"])
@@ -511,7 +527,7 @@ def _write_bids(session: _Session, out_dir: Path) -> list[Path]:
         f.write("\t".join(columns) + "\n")
         for row in rows:
             f.write("\t".join(_tsv(v) for v in row) + "\n")
-    events_json = folder / f"{prefix}_events.json"
+    events_json = _file(folder, f"{prefix}_events.json", out_dir)
     events_json.write_text(json.dumps({
         "onset": {"Description": "session time", "Units": "s"}, "duration": {"Units": "s"},
         "trial_type": {"Description": "phase, marker, note, calibration, gap, beat, or the stream of a sample of an "
@@ -521,7 +537,7 @@ def _write_bids(session: _Session, out_dir: Path) -> list[Path]:
         "rr_corrected_ms": {"Units": "ms"}, "beat_flags": {"Description": "RR correction flags per beat"},
         "data": {"Description": "JSON data of the event"},
     }, indent=2))
-    scans = out_dir / f"sub-{sub}" / f"ses-{ses}" / f"sub-{sub}_ses-{ses}_scans.tsv"
+    scans = _file(out_dir / f"sub-{sub}" / f"ses-{ses}", f"sub-{sub}_ses-{ses}_scans.tsv", out_dir)
     acq_time = session.start.strftime("%Y-%m-%dT%H:%M:%S.%f")
     scans.write_text("filename\tacq_time\n" + "".join(f"{a}\t{acq_time}\n" for a in acquisitions))
     return files + [events_path, events_json, scans]
@@ -530,7 +546,7 @@ def _write_bids(session: _Session, out_dir: Path) -> list[Path]:
 def _write_hdf5(session: _Session, out_dir: Path) -> list[Path]:
     import h5py
 
-    path = out_dir / f"{session.stem}.h5"
+    path = _file(out_dir, f"{session.stem}.h5")
     text = h5py.string_dtype()
     with h5py.File(path, "w") as f:
         f.attrs["client_id"] = session.client_id

@@ -1,4 +1,9 @@
-"""Lists of clients and sessions, for the ``biofeedback sessions [--client ID]`` command."""
+"""Lists of clients and sessions, for the ``biofeedback sessions [--client ID]`` command.
+
+Listing a client's sessions also tidies what killed sessions left in their folder (``session_file.tidy_leftovers``:
+a ``.part`` is deleted, a dead writer's ``-wal`` folded back into its file), so a session that was cut short is
+listed as such, and nothing of it lingers beside it.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ from pathlib import Path
 
 from biofeedback.store.errors import StoreError
 from biofeedback.store.paths import SESSION_SUFFIX, data_home, validate_client_id
-from biofeedback.store.session_file import SessionReader
+from biofeedback.store.session_file import SessionReader, session_state, tidy_leftovers
 
 
 def utc_iso(utc_s: float) -> str:
@@ -24,17 +29,21 @@ def list_clients(home: Path | None = None) -> list[str]:
 
 
 def list_sessions(client_id: str | None = None, home: Path | None = None) -> list[dict]:
-    """Sessions, oldest first: path, client_id, started (UTC ISO), duration_s, protocol, complete, error.
+    """Sessions, oldest first: path, client_id, started (UTC ISO), duration_s, protocol, complete, state, error.
 
-    A file that cannot be read is listed with ``error`` set (one line) and None for what is unknown.
+    ``state`` is ``complete``, ``recording`` (being written now) or ``cut short`` (its writer stopped without closing
+    it: killed, crashed, power lost; what was committed is kept). A file that cannot be read is listed with
+    ``error`` set (one line) and None for what is unknown.
     """
     home = data_home() if home is None else Path(home)
     clients = [validate_client_id(client_id)] if client_id is not None else list_clients(home)
     sessions = []
     for client in clients:
-        for path in sorted((home / "clients" / client / "sessions").glob(f"*{SESSION_SUFFIX}")):
+        folder = home / "clients" / client / "sessions"
+        tidy_leftovers(folder)
+        for path in sorted(folder.glob(f"*{SESSION_SUFFIX}")):
             entry = {"path": path, "client_id": client, "started": None, "duration_s": None, "protocol": None,
-                     "complete": None, "error": None}
+                     "complete": None, "state": None, "error": None}
             try:
                 with SessionReader(path) as reader:
                     meta = reader.meta
@@ -44,6 +53,7 @@ def list_sessions(client_id: str | None = None, home: Path | None = None) -> lis
                         duration_s=reader.duration_s(), protocol=meta.get("protocol"),
                         complete=bool(meta.get("complete")),
                     )
+                entry["state"] = session_state(path, entry["complete"])
             except StoreError as exc:
                 entry["error"] = str(exc)
             sessions.append(entry)

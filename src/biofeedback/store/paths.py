@@ -2,11 +2,19 @@
 
 Layout: ``<home>/clients/<client_id>/sessions/<YYYYmmddTHHMMSSZ>.bfsession``, where ``<home>`` is
 ``$BIOFEEDBACK_HOME`` or ``platformdirs.user_data_dir("biofeedback")``. Every folder we create is
-0700 and every file 0600: the recordings are health data.
+0700 and every file we write 0600, whatever the umask and whether or not the file existed (``private_dir``,
+``private_file``, ``write_private``): the recordings are health data. A folder that already existed keeps its
+mode: it is not ours to change.
+
+Names and dates that come from a file's data are treated as untrusted: ``safe_name`` makes any of them fit to be
+part of a file name (like a typed client ID), ``inside`` refuses a path that leaves its output folder, and
+``shift_dates`` moves every date in a value (ISO dates, compact stamps such as a calibration file's name, UTC
+seconds) by whole days for anonymity.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import os
 import re
@@ -40,14 +48,79 @@ def data_home() -> Path:
 
 
 def private_dir(path: Path) -> Path:
-    """Create ``path`` (and parents) if needed and make it 0700."""
+    """Create ``path`` and any missing parents, each 0700 whatever the umask; a folder that already exists (or that
+    someone else creates meanwhile) keeps its mode."""
     path = Path(path)
+    missing = []
     try:
-        path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-        os.chmod(path, DIR_MODE)
+        folder = path
+        while not os.path.lexists(folder) and folder != folder.parent:
+            missing.append(folder)
+            folder = folder.parent
+        for folder in reversed(missing):
+            try:
+                os.mkdir(folder, DIR_MODE)
+            except FileExistsError:
+                continue  # made by someone else: not ours to change
+            os.chmod(folder, DIR_MODE)  # the umask may have taken bits
     except OSError as exc:
         raise StoreError(f"cannot create the private folder {path} ({exc.strerror}); check permissions or set {HOME_ENV}")
+    if not path.is_dir():
+        raise StoreError(f"{path} is not a folder; choose another folder or set {HOME_ENV}")
     return path
+
+
+def _open_private(path: Path) -> int:
+    """A file descriptor of ``path`` emptied and made 0600 (an existing file's mode included); never through a link."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), FILE_MODE)
+    try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, FILE_MODE)
+        else:  # Windows
+            os.chmod(path, FILE_MODE)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def private_file(path: Path) -> Path:
+    """Make ``path`` an empty 0600 file, whatever the umask and whatever mode it had, so that a library that then
+    opens it by name (EDF, HDF5, PDF, WAV writers) writes into a private file; returns ``path``."""
+    path = Path(path)
+    try:
+        os.close(_open_private(path))
+    except OSError as exc:
+        raise StoreError(f"cannot write {path} ({exc.strerror}); choose another folder or check its permissions")
+    return path
+
+
+def write_private(path: Path, content: bytes | str) -> Path:
+    """Write ``content`` (text as UTF-8) to ``path`` as a 0600 file, whatever the umask and its earlier mode."""
+    path = Path(path)
+    data = content.encode("utf-8") if isinstance(content, str) else content
+    try:
+        with os.fdopen(_open_private(path), "wb") as f:
+            f.write(data)
+    except OSError as exc:
+        raise StoreError(f"cannot write {path} ({exc.strerror}); choose another folder or check its permissions")
+    return path
+
+
+def safe_name(text: Any) -> str:
+    """``text`` (a stream, source or other name read from a file) fit to be part of a file name, like a typed client
+    ID: letters, digits, '-' and '_' only (anything else becomes '_'), at most 32 characters, never empty."""
+    name = re.sub(r"[^A-Za-z0-9_-]", "_", str(text))[:32]
+    return name or "_"
+
+
+def inside(folder: Path, path: Path) -> Path:
+    """``path`` if it lies inside ``folder`` (links resolved), else StoreError: no data in a file may steer a write
+    out of the folder the user chose."""
+    base, target = Path(folder).resolve(), Path(path).resolve()
+    if target != base and base not in target.parents:
+        raise StoreError(f"refusing to write {path}: it lies outside {folder} (a damaged or hostile session file?)")
+    return Path(path)
 
 
 def validate_client_id(client_id: str) -> str:
@@ -62,6 +135,40 @@ def validate_client_id(client_id: str) -> str:
             "(letters, digits, '-' and '_', at most 32 characters, no spaces, no names or emails)"
         )
     return client_id
+
+
+SECONDS_PER_DAY = 86400
+_ISO_DAY = re.compile(r"(?<![0-9])([12][0-9]{3})-([01][0-9])-([0-3][0-9])(?![0-9])")
+_COMPACT_DAY = re.compile(r"(?<![0-9])([12][0-9]{3})([01][0-9])([0-3][0-9])(?![0-9])")
+_UTC_SECONDS = (946_684_800.0, 4_102_444_800.0)
+"""Numbers read as UTC seconds by ``shift_dates(numbers=True)``: 2000 to 2100 (``validate.UTC_RANGE_S``)."""
+
+
+def _shift_day(match: re.Match, days: int, fmt: str) -> str:
+    try:
+        day = dt.date(int(match.group(1)), int(match.group(2)), int(match.group(3)))
+        return (day - dt.timedelta(days=days)).strftime(fmt)
+    except (ValueError, OverflowError):
+        return match.group(0)  # not a date
+
+
+def shift_dates(value: Any, days: int, numbers: bool = False) -> Any:
+    """A copy of ``value`` (JSON-like) with every date moved ``days`` days back: dates in text as ``YYYY-MM-DD``
+    (ISO, also inside date-times) or ``YYYYMMDD`` (compact, also in stamps such as ``20231114T221320Z`` and file
+    names), and with ``numbers`` every number between 2000 and 2100 in UTC seconds. Times of day are kept."""
+    if not days:
+        return value
+    if isinstance(value, dict):
+        return {shift_dates(k, days): shift_dates(v, days, numbers) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(shift_dates(v, days, numbers) for v in value)
+    if isinstance(value, str):
+        value = _ISO_DAY.sub(lambda m: _shift_day(m, days, "%Y-%m-%d"), value)
+        return _COMPACT_DAY.sub(lambda m: _shift_day(m, days, "%Y%m%d"), value)
+    if numbers and isinstance(value, (int, float)) and not isinstance(value, bool) \
+            and _UTC_SECONDS[0] <= value <= _UTC_SECONDS[1]:
+        return type(value)(value - days * SECONDS_PER_DAY)
+    return value
 
 
 def session_dir(client_id: str, home: Path | None = None) -> Path:

@@ -55,7 +55,7 @@ import numpy as np
 
 import biofeedback
 from biofeedback.store.errors import StoreError
-from biofeedback.store.paths import FILE_MODE, private_dir, scrub_addresses, validate_client_id
+from biofeedback.store.paths import FILE_MODE, SESSION_SUFFIX, private_dir, scrub_addresses, validate_client_id
 from biofeedback.stream import NS_PER_S, Block, Gap, StreamKind
 from biofeedback.validate import EMG_RANGE_UV, MAX_RATE_HZ, SESSION_TIME_RANGE_S, SPEED_RANGE, UTC_RANGE_S, Origin, \
     check_number, check_numbers, check_type, session_file, shown
@@ -393,30 +393,137 @@ class SessionWriter:
 
 
 def _create(path: Path, meta_json: dict[str, str]) -> None:
-    """Write a complete, empty session file at ``path`` atomically (build ``.part``, then rename)."""
+    """Write a complete, empty session file at ``path`` atomically (build ``.part``, then rename); first tidy what
+    killed sessions left in the folder (``tidy_leftovers``)."""
     private_dir(path.parent)
+    tidy_leftovers(path.parent)
     if path.exists():
         raise StoreError(f"{path} already exists; a session file is never overwritten — start a new session")
-    part = path.with_name(path.name + ".part")
+    part = path.with_name(path.name + PART_SUFFIX)
     part.unlink(missing_ok=True)
-    os.close(os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
-    conn = sqlite3.connect(part, isolation_level=None)
+    guard = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
     try:
-        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        conn.executescript(f"BEGIN; {_SCHEMA} COMMIT;")
-        conn.executemany(_INSERTS["meta"], meta_json.items())
-        conn.execute("PRAGMA journal_mode = WAL")
+        _lock(guard)  # tells ``tidy_leftovers`` in another process that this .part is being made, not left over
+        conn = sqlite3.connect(part, isolation_level=None)
+        try:
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.executescript(f"BEGIN; {_SCHEMA} COMMIT;")
+            conn.executemany(_INSERTS["meta"], meta_json.items())
+            conn.execute("PRAGMA journal_mode = WAL")
+        finally:
+            conn.close()
+        _fsync(part)
+        # An empty -wal before the rename: a reader never finds a WAL-mode session without its WAL
+        # while the writer opens it, and a stale -wal of an earlier file can never be replayed into it.
+        wal = path.with_name(path.name + "-wal")
+        os.close(os.open(wal, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE))
+        os.replace(part, path)
     finally:
-        conn.close()
-    _fsync(part)
-    # An empty -wal before the rename: a reader never finds a WAL-mode session without its WAL
-    # while the writer opens it, and a stale -wal of an earlier file can never be replayed into it.
-    wal = path.with_name(path.name + "-wal")
-    os.close(os.open(wal, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE))
-    os.replace(part, path)
+        os.close(guard)
     if os.name == "posix":  # make the rename itself durable; Windows cannot open a folder
         _fsync(path.parent)
+
+
+PART_SUFFIX = ".part"
+PART_STALE_S = 60.0
+"""Without file locks (Windows), a ``.part`` older than this is a leftover: creating one takes milliseconds."""
+
+
+def _lock(fd: int, wait: bool = True) -> bool:
+    """An advisory whole-file lock (``flock``, apart from SQLite's own ``fcntl`` locks) on ``fd``; False if another
+    holds it. Without ``flock`` (Windows) always True."""
+    try:
+        import fcntl
+    except ImportError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except OSError:
+        return False
+    return True
+
+
+def _part_left_over(part: Path) -> bool:
+    """Whether ``part`` is a ``.part`` no one is making (its creator was killed)."""
+    try:
+        fd = os.open(part, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        if not _lock(fd, wait=False):
+            return False
+        try:
+            import fcntl  # noqa: F401
+        except ImportError:
+            return time.time() - os.fstat(fd).st_mtime > PART_STALE_S
+        return True
+    finally:
+        os.close(fd)
+
+
+def fold_back(path: Path) -> bool:
+    """Fold a session file's ``-wal`` and ``-shm`` back into it when no one has it open (its writer was killed):
+    SQLite copies the committed frames into the file and removes both; a torn tail is dropped, as any reader would.
+    Returns True if the file is now on its own, False while a writer or reader has it open (it is left untouched)
+    or if SQLite cannot open it (damaged: left as it is for the reader to describe)."""
+    path = Path(path)
+    wal, shm = (path.with_name(path.name + s) for s in ("-wal", "-shm"))
+    if not (wal.exists() or shm.exists()):
+        return True
+    if not path.exists():
+        return False
+    try:
+        if _header_problem(path):
+            return False
+        conn = sqlite3.connect(path, isolation_level=None, timeout=0)
+    except (OSError, sqlite3.Error):
+        return False
+    try:
+        # Exclusive locking: succeeds only if no other connection, in any process, has the file open.
+        conn.execute("PRAGMA locking_mode = EXCLUSIVE")
+        conn.execute("SELECT count(*) FROM meta").fetchone()
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        shm.unlink(missing_ok=True)  # while the lock is held: no one can be using it
+    except (OSError, sqlite3.Error):
+        return False
+    finally:
+        conn.close()
+    return not wal.exists()
+
+
+def tidy_leftovers(folder: Path) -> list[Path]:
+    """Tidy what killed sessions left in ``folder``: a ``.part`` (a session killed while its file was being made; it
+    holds the screening answers, and no data) and its journal files are deleted, a ``-wal`` or ``-shm`` beside a
+    session file no one has open is folded back into it (``fold_back``), and one whose session file is gone is
+    deleted. Returns the paths tidied. Files in use are left alone."""
+    folder = Path(folder)
+    tidied: list[Path] = []
+    if not folder.is_dir():
+        return tidied
+    for part in sorted(folder.glob(f"*{SESSION_SUFFIX}{PART_SUFFIX}")):
+        if _part_left_over(part):
+            for extra in ("-journal", "-wal", "-shm"):
+                part.with_name(part.name + extra).unlink(missing_ok=True)
+            part.unlink(missing_ok=True)
+            tidied.append(part)
+    for extra in sorted([*folder.glob(f"*{SESSION_SUFFIX}-wal"), *folder.glob(f"*{SESSION_SUFFIX}-shm")]):
+        session = extra.with_name(extra.name[:-4])
+        if session.exists():
+            if fold_back(session):
+                tidied.append(extra)
+        elif not session.with_name(session.name + PART_SUFFIX).exists():
+            extra.unlink(missing_ok=True)  # beside no session: a kill between making the -wal and the rename
+            tidied.append(extra)
+    return list(dict.fromkeys(tidied))
+
+
+def session_state(path: Path, complete: bool) -> str:
+    """``complete`` (closed properly), ``recording`` (its writer has it open now) or ``cut short`` (the writer
+    stopped without closing it: killed, crashed, power lost). Folds a killed writer's ``-wal`` back (``fold_back``)."""
+    if complete:
+        return "complete"
+    return "cut short" if fold_back(path) else "recording"
 
 
 def _fsync(path: Path) -> None:

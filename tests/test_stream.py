@@ -38,6 +38,15 @@ def test_drift_fit_is_not_one_offset():
     assert abs((host[0] - device[0] + 3600.0) - (5.0 + (1 + 100e-6) * 3600)) > 0.3
 
 
+@pytest.mark.parametrize("arrival_s, times, gap", [
+    (12.5, [12.5], (10.0, 11.5)),  # ahead of the sum: up to the arrival less the sum
+    (10.5, [11.001], (10.0, 10.001)),  # behind it (an earlier beat anchored late): a gap of unknown length
+])
+def test_known_lost_beats_are_a_gap_whatever_the_lag(arrival_s, times, gap):
+    got, gap_s = beat_times_from_rr(10.0, arrival_s, np.array([1.0]), tolerance_s=1.5, beats_lost=True)
+    assert got.tolist() == pytest.approx(times) and gap_s == pytest.approx(gap)
+
+
 @pytest.mark.parametrize("last_beat_s, arrival_s, rr_s, times, gap", [
     (None, 10.0, [0.5, 0.25], [9.75, 10.0], None),  # first notification: the last beat at its arrival
     (10.0, 11.0, [1.0], [11.0], None),  # on time

@@ -35,6 +35,9 @@ NOTIFY_MISSING_FACTOR = 1.5
 LOST_BEAT_MIN_LAG_S = 0.25
 """A lost notification held beats only if the arrival runs ahead of the RR sum by at least the shortest plausible
 RR interval; a longer spacing with the beats accounted for is a strap that notifies on each beat (a long beat)."""
+UNKNOWN_GAP_S = 0.001
+"""Length of a gap known to exist (notifications were lost) where the RR sum cannot show how long it was:
+the arrival is not ahead of it, because an earlier beat was anchored late."""
 HOST_JITTER_WALL_S = 0.25
 """Scheduling delay the host may add to an arrival, in real seconds. At ``--speed N`` it is N times
 longer in session time, so the RR gap tolerance grows with the speed (a late packet is not a gap)."""
@@ -180,7 +183,7 @@ class DriftFit:
 
 
 def beat_times_from_rr(last_beat_s: float | None, arrival_s: float, rr_s: np.ndarray,
-                       tolerance_s: float) -> tuple[np.ndarray, tuple[float, float] | None]:
+                       tolerance_s: float, beats_lost: bool = False) -> tuple[np.ndarray, tuple[float, float] | None]:
     """Beat times (session s) of the beats closed by ``rr_s`` (one or more RR intervals, s), and the gap before them.
 
     The beats run on from ``last_beat_s``, the previous beat (None: anchor the last beat at the
@@ -188,16 +191,18 @@ def beat_times_from_rr(last_beat_s: float | None, arrival_s: float, rr_s: np.nda
     beats were lost: the beats are re-anchored to end at the arrival and the gap (start, end) from
     ``last_beat_s`` to the new first interval's start is returned. When the arrival is behind the RR
     sum (a fast strap clock, a late anchor), the beats are pulled back toward it by at most half the
-    first interval, so beat times never step backwards.
+    first interval, so beat times never step backwards. When ``beats_lost`` (notifications are known
+    lost), the gap is declared whatever the lag: up to the arrival less the RR sum, and
+    ``UNKNOWN_GAP_S`` long when the arrival is not ahead of the sum.
     """
     total = float(rr_s.sum())
     if last_beat_s is None:
         last_beat_s = arrival_s - total
     gap_s = None
     lag = arrival_s - (last_beat_s + total)
-    if lag > tolerance_s:
-        gap_s = (last_beat_s, arrival_s - total)
-        last_beat_s = arrival_s - total
+    if lag > tolerance_s or beats_lost:
+        gap_s = (last_beat_s, max(arrival_s - total, last_beat_s + UNKNOWN_GAP_S))
+        last_beat_s = gap_s[1]
     elif lag < 0:
         last_beat_s += max(lag, -0.5 * float(rr_s[0]))
     return last_beat_s + np.cumsum(rr_s), gap_s
@@ -222,8 +227,8 @@ class RRTimeline:
     notification. Beats were lost, and the sum is re-anchored to the arrival time with a gap, when
     the arrival runs ahead of the RR sum by more than ``tolerance_s``, or when notifications are known
     lost: by the arrival cadence (``notifications_missing`` against the strap's measured period) or
-    because one arrived unusable (``missed``), and the arrival runs ahead of the RR sum at all (by
-    ``LOST_BEAT_MIN_LAG_S`` for a cadence loss). Lost notifications are gaps of the HR stream too,
+    because one arrived unusable (``missed``; a cadence loss only when the arrival runs ahead of the
+    RR sum by ``LOST_BEAT_MIN_LAG_S``). Lost notifications are gaps of the HR stream too,
     between the arrivals of the notifications around them. ``gaps`` collects both streams' gaps.
     """
 
@@ -272,8 +277,7 @@ class RRTimeline:
         self.beats_lost = self.beats_lost or (bool(lost) and self.last_beat_s is not None)
         if rr_s.size == 0:
             return np.empty(0)
-        tolerance_s = 0.0 if self.beats_lost else self.tolerance_s
-        times, gap_s = beat_times_from_rr(self.last_beat_s, arrival_s, rr_s, tolerance_s)
+        times, gap_s = beat_times_from_rr(self.last_beat_s, arrival_s, rr_s, self.tolerance_s, self.beats_lost)
         if gap_s is not None:
             reason = "missed-notifications" if self.beats_lost else "rr-sum-behind-arrival"
             self.gaps.append(Gap(StreamKind.RR, self.source, *gap_s, reason))

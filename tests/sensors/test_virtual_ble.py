@@ -10,7 +10,8 @@ from biofeedback.cli import main
 from biofeedback.sensors.ble import BleSource, scan
 from biofeedback.sensors.timing import SLEW_FRACTION
 from biofeedback.sensors.virtual import Faults, HeartScript, Scenario, TensionScript, VirtualWorld
-from biofeedback.stream import Block, SessionClock, StreamHub
+from biofeedback.sensors.virtual.peripherals import PacketFate
+from biofeedback.stream import Block, Gap, SessionClock, StreamHub
 
 
 def test_scan_finds_each_virtual_sensor_with_its_profile(capsys):
@@ -216,3 +217,106 @@ def test_the_virtual_sensors_crc_is_crc16_ccitt_false():
     for _ in range(200):
         frame = bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 244)))
         assert crc16_ccitt_false(frame) == binascii.crc_hqx(frame, 0xFFFF)
+
+
+# --- Ground truth at 1 % packet loss and 10 % garbage (issue 13): nothing lost silently, nothing invented ---------
+# The virtual sensors log what became of every packet they meant to send (sent, dropped, replaced by garbage); the
+# host's blocks and gaps come through the real drivers over the virtual link. Every value the host stored must be one
+# the device sent, in order, and every value the device meant to send that the host lacks must lie in a recorded gap.
+
+SECONDS, SPEED = 60.0, 20.0
+FAULTS = Faults(drop_rate=0.01, corrupt_rate=0.10)
+EPS_S = 1e-9
+
+
+@pytest.fixture(scope="module")
+def faulty_run():
+    scenario = Scenario(devices=("open-emg", "polar-h10"), keep_truth=True, seed=13,
+                        faults={"open-emg": FAULTS, "polar-h10": FAULTS})
+    return asyncio.run(_run_with_faults(SECONDS, SPEED, scenario))
+
+
+def _assert_losses_in_gaps(stream: str, received_times: list[tuple[float, float]], lost_after: list[int],
+                           gaps: list[Gap]) -> None:
+    """``received_times`` holds (first, last) session time of each received unit in order; ``lost_after`` the
+    positions in it after which the device's data is missing. Each such stretch holds a gap of ``stream``."""
+    for k in lost_after:
+        start, end = received_times[k][1], received_times[k + 1][0]
+        assert any(start - EPS_S <= g.start_s and g.end_s <= end + EPS_S and g.end_s > g.start_s
+                   for g in gaps if g.stream == stream), (stream, k, start, end)
+
+
+def test_faults_were_injected(faulty_run):
+    world, _, _, _ = faulty_run
+    assert all(p.counters["corrupted"] > 5 for p in world.peripherals.values())
+    assert world.peripherals["open-emg"].counters["dropped"] > 0
+
+
+def test_emg_every_sample_is_the_devices_and_every_lost_one_is_in_a_gap(faulty_run):
+    world, _, hub, blocks = faulty_run
+    gaps = hub.gaps
+    emg = world.peripherals["open-emg"]
+    emg_blocks = [b for b in blocks if b.stream == "emg"]
+    absolute = [int(round(b.device_time_ns / 1e9 * emg.sample_rate_hz)) for b in emg_blocks]
+    for b, idx in zip(emg_blocks, absolute):  # nothing invented
+        assert np.array_equal(np.round(b.data / (emg.NV_PER_LSB / 1000)).astype(np.int16), emg.truth[idx])
+    assert len(set(absolute)) == len(absolute) and absolute == sorted(absolute)
+    streamed = sorted(i for i in emg.fates if absolute[0] <= i <= absolute[-1])
+    missing = set(streamed) - set(absolute)
+    assert missing == {i for i in streamed if emg.fates[i] != PacketFate.SENT}  # every garbage frame dropped, no more
+    lost_after = [k for k in range(len(absolute) - 1) if absolute[k + 1] != absolute[k] + emg_blocks[k].n]
+    assert len(lost_after) > 10
+    _assert_losses_in_gaps("emg", [(b.times_s[0], b.times_s[-1]) for b in emg_blocks], lost_after, gaps)
+    lost_samples = sum(g.lost_samples for g in gaps if g.stream == "emg")
+    assert lost_samples == len(missing) * emg_blocks[0].n
+
+
+def test_ecg_every_sample_is_the_devices_and_every_lost_frame_is_in_a_gap(faulty_run):
+    world, _, hub, blocks = faulty_run
+    gaps = hub.gaps
+    polar = world.peripherals["polar-h10"]
+    sent = {ts: (samples, fate) for ts, samples, fate in polar.ecg_sent}
+    ecg_blocks = [b for b in blocks if b.stream == "ecg"]
+    stamps = [b.device_time_ns for b in ecg_blocks]
+    for b in ecg_blocks:  # nothing invented
+        samples, fate = sent[b.device_time_ns]
+        assert fate == PacketFate.SENT and np.array_equal(b.data[:, 0], samples)
+    order = [ts for ts, _, _ in polar.ecg_sent if stamps[0] <= ts <= stamps[-1]]
+    assert [ts for ts in order if sent[ts][1] == PacketFate.SENT] == stamps  # every good frame taken, in order
+    position = {ts: k for k, ts in enumerate(order)}
+    lost_after = [k for k in range(len(stamps) - 1) if position[stamps[k + 1]] != position[stamps[k]] + 1]
+    assert len(lost_after) >= 3
+    _assert_losses_in_gaps("ecg", [(b.times_s[0], b.times_s[-1]) for b in ecg_blocks], lost_after, gaps)
+
+
+def test_heart_rate_and_beats_are_the_straps_and_every_lost_one_is_in_a_gap(faulty_run):
+    world, _, hub, blocks = faulty_run
+    gaps = hub.gaps
+    strap = world.peripherals["polar-h10"].hrs
+    hr_blocks = [b for b in blocks if b.stream == "hr"]
+    rr_by_arrival = {b.host_time_ns: b for b in blocks if b.stream == "rr"}
+    # Each HR block is a notification the strap sent whole (its raw bytes), in order: nothing invented.
+    k, taken = 0, []
+    for b in hr_blocks:
+        while strap.sent[k][0] != b.raw or strap.sent[k][2] != PacketFate.SENT:
+            k += 1
+        taken.append(k)
+        assert b.data[0, 0] == b.raw[1]
+        rr = rr_by_arrival.get(b.host_time_ns)
+        assert (rr.data[:, 0].tolist() if rr is not None else []) == list(strap.sent[k][1])
+        k += 1
+    sent_ok = [i for i in range(taken[0], taken[-1] + 1) if strap.sent[i][2] == PacketFate.SENT]
+    assert len(taken) >= len(sent_ok) - 1  # at most one good notification refused in the run
+    # Every notification missing between two taken is an HR gap between their arrivals ...
+    hr_times = [(b.times_s[0], b.times_s[0]) for b in hr_blocks]
+    lost_after = [j for j in range(len(taken) - 1) if taken[j + 1] != taken[j] + 1]
+    assert len(lost_after) >= 3
+    _assert_losses_in_gaps("hr", hr_times, lost_after, gaps)
+    # ... and every beat of one lies in an RR gap between the beats received around it.
+    with_beats = [(j, rr_by_arrival[hr_blocks[j].host_time_ns]) for j in range(len(taken))
+                  if hr_blocks[j].host_time_ns in rr_by_arrival]
+    beat_times = [(b.times_s[0], b.times_s[-1]) for _, b in with_beats]
+    lost_beats_after = [m for m in range(len(with_beats) - 1)
+                        if any(strap.sent[i][1] for i in range(taken[with_beats[m][0]] + 1, taken[with_beats[m + 1][0]]))]
+    assert lost_beats_after
+    _assert_losses_in_gaps("rr", beat_times, lost_beats_after, gaps)

@@ -187,18 +187,22 @@ class HrsDriver(Driver):
         self._last_hr, self._layout = m.hr_bpm, layout
         flags = BlockFlag.SENSOR_CONTACT_LOST if m.contact_detected is False else 0
         beat_times = self.timeline.add(t, m.rr_ms)
+        new_gaps = self.timeline.gaps[self._seen_gaps :]
+        self._seen_gaps = len(self.timeline.gaps)
+        # Each stream's gaps just before its block (the order a replay restores).
         if self._last_hr_before_drop is not None:
             self.source.gap(Gap(StreamKind.HR, src, self._last_hr_before_drop, t, "disconnect"))
             self._last_hr_before_drop = None
+        for gap in (g for g in new_gaps if g.stream == StreamKind.HR):
+            self.source.gap(gap)
+        self.source.emit(Block(StreamKind.HR, src, host_ns, np.array([[float(m.hr_bpm)]]), flags=flags,
+                               channels=("hr",), raw=raw, times_s=np.array([t])))
         if self._last_beat_before_drop is not None and len(m.rr_ms):
             first = float(beat_times[0] - m.rr_ms[0] / 1000.0)
             self.source.gap(Gap(StreamKind.RR, src, self._last_beat_before_drop, first, "disconnect"))
             self._last_beat_before_drop = None
-        for gap in self.timeline.gaps[self._seen_gaps :]:
+        for gap in (g for g in new_gaps if g.stream == StreamKind.RR):
             self.source.gap(gap)
-        self._seen_gaps = len(self.timeline.gaps)
-        self.source.emit(Block(StreamKind.HR, src, host_ns, np.array([[float(m.hr_bpm)]]), flags=flags,
-                               channels=("hr",), raw=raw, times_s=np.array([t])))
         if m.contact_supported:
             self.source.status.contact = (bool(m.contact_detected),)
         if len(m.rr_ms) == 0:

@@ -29,6 +29,8 @@ class HeartRateServer:
         self.beat_rr_ms: list[float] = []
         """Every beat the heart made (generated ahead of time, so the ECG can draw it)."""
         self._reported = 0
+        self.sent: list[tuple[bytes, tuple[float, ...], str]] = []
+        """Every notification meant for the host: (packet, RR values in ms, ``PacketFate``)."""
 
     def beats_ahead(self, until_s: float) -> np.ndarray:
         """Beat times generated up to ``until_s``; the newest few, for drawing an ECG."""
@@ -71,7 +73,8 @@ class HeartRateServer:
             self._energy_kj += 1
             rr_sent = rrs[:9] if contact else np.empty(0)
             packet = self.encode(hr, rr_sent, contact, with_energy=int(t) % 10 == 0)
-            await self.owner.send(self.measurement, packet)
+            fate = await self.owner.send(self.measurement, packet)
+            self.sent.append((packet, tuple(round(r * 1024 / 1000) * 1000 / 1024 for r in rr_sent), fate))
 
 
 class VirtualHeartRateStrap(VirtualPeripheral):

@@ -86,6 +86,8 @@ class VirtualOpenEmg(VirtualPeripheral):
         self.keep_truth = keep_truth
         self.truth: dict[int, np.ndarray] = {}
         """First sample index -> int16 samples (n, 2) of every frame the firmware produced."""
+        self.fates: dict[int, str] = {}
+        """First sample index -> ``PacketFate`` of every frame produced while streaming (with ``keep_truth``)."""
 
     def tick_s(self) -> float:
         return self.samples_per_frame / self.sample_rate_hz
@@ -163,7 +165,9 @@ class VirtualOpenEmg(VirtualPeripheral):
                 continue
             packet = self.encode_frame(self._seq, int(idx[0]) - self._index_at_start, int(round(t[0] * 1e6)), flags, counts)
             self._seq += 1
-            await self.send(self.data, packet)
+            fate = await self.send(self.data, packet)
+            if self.keep_truth:
+                self.fates[int(idx[0])] = fate
             await asyncio.sleep(0)  # a catch-up burst must not starve the other sensors on this loop
         if self.streaming and now_s >= self._next_status_s:
             self._next_status_s = now_s + 1.0

@@ -4,8 +4,9 @@ Each peripheral encodes its packets from the protocol's specification, never wit
 (``hrs.py``: the SIG Heart Rate Service; ``polar_h10.py``: Polar's PMD frames;
 ``open_emg.py``: the open-EMG profile in ``devices/open-emg.md``), runs on its own device clock
 (``DeviceClock``: faster than real time at ``speed`` > 1), and injects faults on demand
-(``Faults``). ``truth`` keeps what the device generated, so tests can compare it with what the host
-received.
+(``Faults``). ``truth`` keeps what the device generated, and each device logs what became of every
+packet it meant to send (``send`` returns its ``PacketFate``), so tests can compare both with what the
+host received.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import logging
 import struct
 import time
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 import numpy as np
 from bumble import gatt
@@ -54,6 +56,18 @@ class Faults:
 
     def electrode_off_at(self, t_s: float, channel: int = 0) -> bool:
         return any(a <= t_s < b and (c == channel or c < 0) for a, b, c in self.electrode_off)
+
+
+class PacketFate(StrEnum):
+    """What became of a packet a virtual sensor meant to send."""
+
+    SENT = "sent"
+    DROPPED = "dropped"
+    """Lost by a fault (``Faults.drop_rate``)."""
+    CORRUPTED = "corrupted"
+    """Replaced by garbage (``Faults.corrupt_rate``)."""
+    NOT_SENT = "not-sent"
+    """No link, or the link went down while sending."""
 
 
 class DeviceClock:
@@ -224,22 +238,25 @@ class VirtualPeripheral:
         """Generate everything due up to device time ``now_s`` and send it if someone listens."""
         raise NotImplementedError
 
-    async def send(self, characteristic: gatt.Characteristic, packet: bytes) -> None:
-        """Notify ``packet`` unless the link is down or a fault drops or corrupts it."""
+    async def send(self, characteristic: gatt.Characteristic, packet: bytes) -> PacketFate:
+        """Notify ``packet`` unless the link is down or a fault drops or corrupts it; what became of it."""
         if self.connection is None:
-            return
+            return PacketFate.NOT_SENT
         if self.faults.drop_rate and self.rng.random() < self.faults.drop_rate:
             self.counters["dropped"] += 1
-            return
+            return PacketFate.DROPPED
+        fate = PacketFate.SENT
         if self.faults.corrupt_rate and self.rng.random() < self.faults.corrupt_rate:
             self.counters["corrupted"] += 1
             packet = self.rng.integers(0, 256, int(self.rng.integers(0, len(packet) + 1)), dtype=np.uint8).tobytes()
+            fate = PacketFate.CORRUPTED
         try:
             await self.device.notify_subscribers(characteristic, packet)
         except Exception as exc:  # link went down mid-send
             log.debug("%s: notify failed: %s", self.name, exc)
-            return
+            return PacketFate.NOT_SENT
         self.counters["sent"] += 1
+        return fate
 
     async def indicate_later(self, characteristic: gatt.Characteristic, packet: bytes) -> None:
         """Answer a control-point write by indication once the write response is out."""

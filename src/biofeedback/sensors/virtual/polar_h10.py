@@ -45,6 +45,8 @@ class VirtualPolarH10(VirtualPeripheral):
         self._next_sample = 0
         self._first_start_done = False
         self.utc_at_power_on = time.time()
+        self.ecg_sent: list[tuple[int, np.ndarray, str]] = []
+        """Every ECG frame meant for the host: (timestamp ns, samples in µV as sent, ``PacketFate``)."""
 
     def tick_s(self) -> float:
         return 0.1
@@ -102,5 +104,7 @@ class VirtualPolarH10(VirtualPeripheral):
                 ecg = self.rng.normal(0, 3.0, ecg.shape)
             stamp_s = t[-1] + sum(jump for at, jump in self.faults.ecg_timestamp_jumps if t[-1] >= at)
             last_ns = int(round((self.utc_at_power_on - POLAR_EPOCH_UNIX_S + stamp_s) * 1e9))
-            await self.send(self.data, self.encode_ecg(last_ns, ecg))
+            samples = np.clip(np.round(ecg), -(2**23), 2**23 - 1)
+            fate = await self.send(self.data, self.encode_ecg(last_ns, samples))
+            self.ecg_sent.append((last_ns, samples, fate))
             await asyncio.sleep(0)

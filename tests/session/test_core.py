@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import numpy as np
+
 from biofeedback.cli.terminal import run_relax, run_session
 from biofeedback.relax.engine import RelaxSettings
 from biofeedback.sensors.profiles import load_profiles
@@ -71,3 +73,28 @@ def test_a_session_that_fails_mid_phase_still_records_the_phase_and_the_open_han
     assert phases == [("baseline", True), ("treatment", True)]
     assert len(hands) == 1 and hands[0]["duration_s"] > 0
     assert "session ended early" in markers
+
+
+def test_a_decodable_garbage_frame_first_after_start_costs_that_frame_only():
+    """Issue 13: the first EMG frame after START is well-formed garbage (valid layout and CRC, random index and time).
+    The session is recorded in full, from the first real frame on, with no gap; the garbage is counted as dropped."""
+    from biofeedback.sensors.virtual import Faults
+    from biofeedback.session.runner import SessionRun
+    from biofeedback.store import SessionReader
+    from biofeedback.stream import StreamKind
+
+    plan = scripted_plan()
+    plan.scenario.faults["open-emg"] = Faults(garbage_first_frames=1)
+    run = SessionRun(plan, load_profiles(), say=lambda _: None)
+    outcome = asyncio.run(run.run())
+    emg = next(s for s in run.acq.sources if s.profile.name == "open-emg")
+    assert emg.status.decode_errors == 1 and emg.status.gaps == 0
+    with SessionReader(outcome.path) as r:
+        blocks = list(r.raw_blocks(StreamKind.EMG))
+        gaps = [g for g in r.gaps() if g.stream == StreamKind.EMG]
+        duration = r.duration_s()
+    index = np.array([b["first_index"] for b in blocks])
+    sizes = np.array([b["n"] for b in blocks])
+    assert gaps == [] and index[0] == 0 and np.array_equal(index[1:], np.cumsum(sizes)[:-1])  # every real sample
+    assert sizes.sum() / 1000.0 > duration - 2.0  # from the start of the session to its end
+    assert event_times(outcome.path) == EXPECTED

@@ -82,6 +82,8 @@ class VirtualOpenEmg(VirtualPeripheral):
         self._seq = 0
         self._index_at_start = 0
         self.overrun_count = 0
+        self._garbage_due = 0
+        """Garbage frames still to send before the next real one (``Faults.garbage_first_frames``)."""
         self._next_status_s = 1.0
         self.keep_truth = keep_truth
         self.truth: dict[int, np.ndarray] = {}
@@ -123,6 +125,7 @@ class VirtualOpenEmg(VirtualPeripheral):
                 self._seq = 0
                 self._index_at_start = self._next_index
                 self.overrun_count = 0
+                self._garbage_due = self.faults.garbage_first_frames
         elif op == 0x02:
             self.streaming, status = False, 0
         elif op == 0x03:
@@ -163,6 +166,11 @@ class VirtualOpenEmg(VirtualPeripheral):
                 self.truth[int(idx[0])] = counts
             if not self.streaming:
                 continue
+            while self._garbage_due > 0:  # Faults.garbage_first_frames: well-formed nonsense first
+                self._garbage_due -= 1
+                await self.send(self.data, self.encode_frame(
+                    int(self.rng.integers(0, 1 << 16)), int(self.rng.integers(0, 1 << 32)),
+                    int(self.rng.integers(0, 1 << 62)), 0, self.rng.integers(-32768, 32767, counts.shape).astype(np.int16)))
             packet = self.encode_frame(self._seq, int(idx[0]) - self._index_at_start, int(round(t[0] * 1e6)), flags, counts)
             self._seq += 1
             fate = await self.send(self.data, packet)

@@ -50,6 +50,9 @@ class Faults:
     """Polar quirk: ECG frames start this long after the start command is acknowledged."""
     drop_after_start: bool = False
     """Polar quirk: the link drops right after the first ECG start."""
+    garbage_first_frames: int = 0
+    """Open EMG: after each START, this many decodable garbage frames (a valid frame layout and CRC, but a random
+    sample index, device time and samples) go out before the first real frame."""
     ecg_timestamp_jumps: list[tuple[float, float]] = field(default_factory=list)
     """Polar quirk: (device s, jump s) pairs; from that device time on, ECG frames are stamped ``jump`` later
     (earlier if negative) than their samples' true time. No sample is lost."""

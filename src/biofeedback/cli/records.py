@@ -21,7 +21,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("session", nargs="?", default="latest", help="session file, or 'latest' (default; of --client if given)")
     p.add_argument("--client", help="with 'latest': that client's newest session")
     p.add_argument("--format", required=True, help=f"one of {', '.join(FORMATS)}")
-    p.add_argument("--out", type=pathlib.Path, help="output folder (default: ./<session name>-<format>)")
+    p.add_argument("--out", type=pathlib.Path,
+                   help="output folder (default: ./<session name>-<format>, its date shifted with --shift-days)")
     p.add_argument("--shift-days", type=shift_days, default=0, help="shift every date by N days (anonymity)")
     p.set_defaults(func=cmd_export)
 
@@ -121,7 +122,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     from biofeedback.store import export_session
 
     path = resolve_session(args.session, args.client)
-    out = args.out or pathlib.Path.cwd() / f"{path.stem}-{fmt}"
+    from biofeedback.store.paths import shift_dates
+
+    out = args.out or pathlib.Path.cwd() / f"{shift_dates(path.stem, args.shift_days)}-{fmt}"  # named by its start
     written = export_session(path, fmt, out, shift_days=args.shift_days,
                              warn=lambda line: print(f"biofeedback: warning: {line}", file=sys.stderr))
     print(f"exported {path.name} as {fmt} to {out}:")

@@ -32,6 +32,11 @@ sensor's ADC; the raw packets are kept as received anyway.
 
 Creation is atomic: the schema and the metadata are written to ``<name>.part``, which is renamed
 into place only when complete, so a kill during creation leaves no half-made session behind.
+What a killed session leaves is tidied at the next start in its folder and whenever its client's
+sessions are listed (``tidy_leftovers``): a ``.part`` no one is making (it holds the screening
+answers and no data) is deleted, and the ``-wal``/``-shm`` of a file no one has open are folded
+back into it by SQLite (``fold_back``: committed frames kept, a torn tail dropped). Such a session
+stays ``complete = false`` and is listed as cut short (``session_state``).
 The reader opens read-only and never writes to the file it was asked to read. With a ``-wal``
 file beside it (session being written, or writer killed) it opens ``mode=ro``: SQLite reads the
 committed frames from the WAL and skips a torn tail, which is the whole recovery (it may create or
@@ -44,10 +49,13 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import struct
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -69,8 +77,13 @@ WAL_AUTOCHECKPOINT_PAGES = 1000
 """WAL pages after which a commit also copies the WAL into the main file (SQLite's default)."""
 APPLICATION_ID = 0x62665353
 """SQLite ``application_id`` of a session file ('bfSS'); tells our files from other SQLite files."""
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""Format of the files written now (``PRAGMA user_version`` and ``meta.format_version``); older formats still read."""
+CHECKSUM_SINCE_VERSION = 2
+"""First format whose blocks end their samples blob with a checksum (format 1 files are read without one)."""
 SAMPLE_DTYPE = np.dtype("<f4")
+CHECKSUM = struct.Struct("<I")
+"""The CRC-32 (``zlib.crc32``) at the end of each block's samples blob; see ``_samples_crc``."""
 TIME_DTYPE = np.dtype("<f8")
 LONGEST_BLOCK_S = 10.0
 """Upper bound on one block's duration, used to find the blocks that overlap a time range."""
@@ -122,6 +135,13 @@ def _json(value: Any) -> str:
         return json.dumps(value, allow_nan=False, sort_keys=True)
     except (TypeError, ValueError) as exc:
         raise StoreError(f"session metadata must be JSON-serialisable ({exc}); pass plain numbers, strings, lists, dicts")
+
+
+def _samples_crc(t_first_s: float, rate_hz: float | None, samples: bytes, times: bytes | None) -> int:
+    """CRC-32 of a block's decoded samples (float32 blob), their times (float64 blob, event streams) and the first
+    sample's time and the rate that place them: what the writer stores after the samples and the reader checks."""
+    placement = struct.pack("<dd", float(t_first_s), 0.0 if rate_hz is None else float(rate_hz))
+    return zlib.crc32(times or b"", zlib.crc32(samples, zlib.crc32(placement)))
 
 
 class SessionWriter:
@@ -196,6 +216,7 @@ class SessionWriter:
         None, at ``block.times_s[0] + i / rate_hz`` where the block has aligned times, else the last
         sample is put at the host arrival time. Event streams (``rate_hz`` None, e.g. HR, RR): row
         ``i`` is stored at ``block.times_s[i]`` where the block has them, else at ``block.host_time_ns``.
+        The samples blob ends with their checksum (``_samples_crc``), which every reader verifies.
         """
         data = np.asarray(block.data, dtype=float)
         if data.ndim == 1:
@@ -219,9 +240,11 @@ class SessionWriter:
             else:
                 t0 = host_s - (n - 1) / rate
             t_last = t0 + (n - 1) / rate
+        samples = data.astype(SAMPLE_DTYPE).tobytes()
         row = (
             block.host_time_ns, block.device_time_ns, block.seq, block.first_index, int(block.flags), t0, t_last,
-            rate, n, n_channels, data.astype(SAMPLE_DTYPE).tobytes(), times, bytes(block.raw),
+            rate, n, n_channels, samples + CHECKSUM.pack(_samples_crc(t0, rate, samples, times)), times,
+            bytes(block.raw),
         )
         bad = _int_problem(host_time_ns=block.host_time_ns, device_time_ns=block.device_time_ns, seq=block.seq,
                            first_index=block.first_index, flags=block.flags)
@@ -673,17 +696,27 @@ class SessionReader:
         """Unit of a stream's samples (e.g. "uV")."""
         return self._stream(stream, source)[5]
 
-    def _blocks(self, rows: list[tuple], n_channels: dict[int, int]) -> list[tuple]:
-        """The undamaged block rows (id, stream_id, t_first_s, rate_hz, n, n_channels, data, times, ...), damaged ones
-        noted: a sample count that disagrees with the data, a channel count that disagrees with the stream, times or
-        samples that are not finite."""
+    @cached_property
+    def _checksummed(self) -> bool:
+        """Whether this file's blocks end their samples with a checksum (format ``CHECKSUM_SINCE_VERSION`` on)."""
+        return self._query("PRAGMA user_version")[0][0] >= CHECKSUM_SINCE_VERSION
+
+    def _blocks(self, rows: list[tuple], streams: dict[int, tuple]) -> list[tuple]:
+        """The undamaged block rows (id, stream_id, t_first_s, rate_hz, n, n_channels, data, times, ...) with ``data``
+        holding only the samples (checksum verified and removed), damaged ones noted: a sample count that disagrees
+        with the data, a channel count that disagrees with the stream, times or samples that are not finite, samples
+        that do not match their checksum."""
         good = []
         for row in rows:
-            problem = _block_problem(row, n_channels.get(row[1]))
+            stream = streams.get(row[1])
+            problem = _block_problem(row, None if stream is None else len(stream[4]), self._checksummed)
             if problem:
-                self._skip("block", row[0], f"block {row[0]}: {problem}")
+                where = "" if stream is None else f" of {stream[1]}/{stream[2]}"
+                if not _time_problem(row[2], ""):
+                    where += f" damaged at {row[2]:.1f} s"
+                self._skip("block", row[0], f"block {row[0]}{where}: {problem}")
             else:
-                good.append(row)
+                good.append(row[:6] + (row[6][:row[4] * row[5] * SAMPLE_DTYPE.itemsize],) + row[7:])
         return good
 
     def samples(self, stream: str, source: str | None = None, start_s: float | None = None,
@@ -691,15 +724,15 @@ class SessionReader:
         """Session times (n,) and samples (n, channels), float64, in arrival order; optionally only [start_s, end_s).
 
         Damaged blocks are left out (see ``problems``)."""
-        sid, _, _, _, channels, _ = self._stream(stream, source)
-        n_ch = len(channels)
+        row = self._stream(stream, source)
+        sid, n_ch = row[0], len(row[4])
         sql = "SELECT id, stream_id, t_first_s, rate_hz, n, n_channels, data, times FROM blocks WHERE stream_id = ?"
         args: tuple = (sid,)
         if start_s is not None:
             sql, args = sql + " AND t_first_s >= ?", args + (start_s - LONGEST_BLOCK_S,)
         if end_s is not None:
             sql, args = sql + " AND t_first_s < ?", args + (end_s,)
-        rows = self._blocks(self._query(sql + " ORDER BY id", args), {sid: n_ch})
+        rows = self._blocks(self._query(sql + " ORDER BY id", args), {sid: row})
         if not rows:
             return np.empty(0), np.empty((0, n_ch))
         t_first = np.array([r[2] for r in rows], dtype=float)
@@ -797,7 +830,6 @@ class SessionReader:
         """Every undamaged block as received, in arrival order (lazily): times, seq, index, flags, raw bytes, samples,
         times_s."""
         streams = self._streams()
-        n_channels = {sid: len(row[4]) for sid, row in streams.items()}
         sql = ("SELECT b.id, b.stream_id, b.t_first_s, b.rate_hz, b.n, b.n_channels, b.data, b.times, s.stream, "
                "s.source, b.host_time_ns, b.device_time_ns, b.seq, b.first_index, b.flags, b.raw "
                "FROM blocks b JOIN streams s ON s.id = b.stream_id")
@@ -812,9 +844,10 @@ class SessionReader:
                 row = cursor.fetchone()
             if row is None:
                 return
-            if row[1] not in streams or not self._blocks([row], n_channels):
+            checked = self._blocks([row], streams) if row[1] in streams else None
+            if not checked:
                 continue
-            (_, _, t0, rate, n, n_ch, data, times, name, src, host_ns, device_ns, seq, first, flags, raw) = row
+            (_, _, t0, rate, n, n_ch, data, times, name, src, host_ns, device_ns, seq, first, flags, raw) = checked[0]
             yield {
                 "stream": name, "source": src, "host_time_ns": host_ns, "device_time_ns": device_ns, "seq": seq,
                 "first_index": first, "flags": flags, "t_first_s": t0, "rate_hz": rate, "n": n,
@@ -898,8 +931,9 @@ def _stream_problem(stream: Any, source: Any, rate: Any, channels: Any, unit: An
     return None
 
 
-def _block_problem(row: tuple, n_channels: int | None) -> str | None:
-    """Why a block row (id, stream_id, t_first_s, rate_hz, n, n_channels, data, times, ...) is damaged (None if not)."""
+def _block_problem(row: tuple, n_channels: int | None, checksummed: bool) -> str | None:
+    """Why a block row (id, stream_id, t_first_s, rate_hz, n, n_channels, data, times, ...) is damaged (None if not);
+    ``checksummed``: its data end with the samples' checksum (``_samples_crc``)."""
     _, _, t0, rate, n, n_ch, data, times = row[:8]
     if n_channels is None:
         return "its stream is missing or damaged"
@@ -912,9 +946,11 @@ def _block_problem(row: tuple, n_channels: int | None) -> str | None:
         return f"sample count {shown(n)} is not a count"
     if n_ch != n_channels:
         return f"it has {shown(n_ch)} channels where its stream has {n_channels}"
-    if not isinstance(data, bytes) or len(data) != n * n_ch * SAMPLE_DTYPE.itemsize:
-        size = len(data) if isinstance(data, bytes) else 0
-        return f"it holds {size} bytes of samples where {n} samples x {n_ch} channels need {n * n_ch * SAMPLE_DTYPE.itemsize}"
+    size = n * n_ch * SAMPLE_DTYPE.itemsize
+    if not isinstance(data, bytes) or len(data) != size + (CHECKSUM.size if checksummed else 0):
+        return (f"it holds {len(data) if isinstance(data, bytes) else 0} bytes of samples where {n} samples x {n_ch} "
+                f"channels need {size}" + (f" and a {CHECKSUM.size}-byte checksum" if checksummed else ""))
+    samples = data[:size]
     if times is not None:
         if not isinstance(times, bytes) or len(times) != n * TIME_DTYPE.itemsize:
             return f"its times do not match its {n} samples"
@@ -924,7 +960,9 @@ def _block_problem(row: tuple, n_channels: int | None) -> str | None:
             return "its sample times are not finite session times"
     elif rate is not None and _time_problem(t0 + max(n - 1, 0) / rate, "last sample time"):
         return "its last sample time is outside the session"
-    if not np.isfinite(np.frombuffer(data, dtype=SAMPLE_DTYPE)).all():
+    if checksummed and CHECKSUM.unpack_from(data, size)[0] != _samples_crc(t0, rate, samples, times):
+        return "its samples do not match their checksum"
+    if not np.isfinite(np.frombuffer(samples, dtype=SAMPLE_DTYPE)).all():
         return "it holds samples that are not finite numbers (NaN or infinity)"
     return None
 

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from biofeedback import __version__
-from biofeedback.cli import records, relax, sensors, session
+from biofeedback.cli import records, relax, sensors, session, study
 from biofeedback.errors import BiofeedbackError
 
 
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     session.add_parsers(sub)
     records.add_parsers(sub)
     relax.add_parsers(sub)
+    study.add_parsers(sub)
     return parser
 
 

@@ -28,7 +28,11 @@ Layout: ``meta`` (JSON values), ``streams``, ``blocks`` (one row per received pa
 sequence, first sample index, flags, decoded samples as a little-endian float32 blob, the raw
 packet bytes), ``beats`` (raw and corrected RR with flags per beat), ``gaps`` and ``events``
 (phases, markers, notes, calibration, ...). float32 keeps 24 bits of mantissa, far finer than any
-sensor's ADC; the raw packets are kept as received anyway.
+sensor's ADC; the raw packets are kept as received anyway. Since format 2 each samples blob ends
+with a CRC-32 of the samples, their times and the first sample's time and rate (``_samples_crc``):
+SQLite checks its own pages' structure, not the bytes inside a blob, so without it bytes flipped on
+disk would change samples silently; a reader skips a block that fails it and names it in
+``problems``. Format 1 files (no checksum) still read.
 
 Creation is atomic: the schema and the metadata are written to ``<name>.part``, which is renamed
 into place only when complete, so a kill during creation leaves no half-made session behind.

@@ -58,3 +58,17 @@ def test_a_row_sqlite_refuses_at_commit_is_left_out_and_the_rest_is_committed(tm
         assert [e["label"] for e in r.events("note")] == ["still here"]
         assert [e["label"] for e in r.events("recording-problem")] == writer.problems
         assert r.complete
+
+
+def test_the_end_of_session_summary_says_what_the_recording_lost(tmp_path):
+    """Issue 13: a session that lost data says so in its summary (and its report, whose notes are ``problems``)."""
+    from biofeedback.analysis.summary import session_outcome
+
+    path = tmp_path / "s.bfsession"
+    writer = SessionWriter(path, {"client_id": "C001", "speed": 1.0})
+    for i in range(20):
+        writer.add_block(emg_block(i, first_index=2 ** 70 if i == 3 else None), None)
+    writer.close()
+    outcome = session_outcome(path)
+    assert outcome.losses == (f"while recording: {writer.problems[0]}",)
+    assert f"lost: while recording: {writer.problems[0]}" in outcome.text()

@@ -261,6 +261,8 @@ class SessionData:
     """rest_rms_uv, rvc_rms_uv, mvc_rms_uv (µV per channel) when the session used a calibration."""
     problems: list[str] = field(default_factory=list)
     """What is missing or doubtful in this recording, in plain words."""
+    losses: list[str] = field(default_factory=list)
+    """Data this recording lost (values the writer could not store, damaged parts of the file); also in ``problems``."""
 
     @property
     def hands_on(self) -> list[tuple[float, float]]:
@@ -390,9 +392,10 @@ def load_session(path: str | Path, progress: Progress | None = None) -> SessionD
         problems.append("no EMG sensor in this recording: trapezius tension cannot be analysed")
     if beat_track is None:
         problems.append("no heartbeats in this recording: heart rate and HRV cannot be analysed")
-    problems += recording_problems + skipped
+    losses = recording_problems + skipped
+    problems += losses
     return SessionData(path, meta, duration, sorted(phases, key=lambda p: p.start_s), markers, annotations, gaps, emg,
-                       beat_track, calibration, problems)
+                       beat_track, calibration, problems, losses)
 
 
 def offline_correction(t_s: np.ndarray, rr_raw_ms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

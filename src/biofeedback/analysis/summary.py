@@ -83,11 +83,14 @@ class SessionOutcome:
     """The verdict in plain words, or why there is none."""
     compared: bool = True
     """The comparison ran (False: the recording cannot be compared at all, e.g. it has no phases)."""
+    losses: tuple[str, ...] = ()
+    """Data the recording lost: values the writer could not store, parts of the file found damaged."""
 
     def text(self) -> str:
-        """The summary lines and the verdict, as the terminal prints them at the end of a session; the report
-        command to run whenever there is a comparison to report."""
-        return (f"{format_summary(self.summary)}\nverdict: {self.verdict_text}"
+        """The summary lines, what the recording lost, and the verdict, as the terminal prints them at the end of a
+        session; the report command to run whenever there is a comparison to report."""
+        return (f"{format_summary(self.summary)}" + "".join(f"\nlost: {loss}" for loss in self.losses)
+                + f"\nverdict: {self.verdict_text}"
                 + (f"\nfull report: biofeedback report {self.path} --html" if self.compared else ""))
 
 
@@ -97,9 +100,10 @@ def session_outcome(path) -> SessionOutcome:
 
     data = load_session(path)
     rows = summarize(data)
+    losses = tuple(data.losses)
     try:
         overall = compare(data).overall
         verdict, text = Verdict(overall["label"]), overall["text"]
     except AnalysisError as exc:
-        return SessionOutcome(Path(path), rows, Verdict.NOT_COMPARABLE, f"not available ({exc})", compared=False)
-    return SessionOutcome(Path(path), rows, verdict, text)
+        return SessionOutcome(Path(path), rows, Verdict.NOT_COMPARABLE, f"not available ({exc})", False, losses)
+    return SessionOutcome(Path(path), rows, verdict, text, True, losses)

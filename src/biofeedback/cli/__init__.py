@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from biofeedback import __version__
-from biofeedback.cli import records, relax, sensors, session, study
+from biofeedback.cli import imports, records, relax, sensors, session, study
 from biofeedback.errors import BiofeedbackError
 
 
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     records.add_parsers(sub)
     relax.add_parsers(sub)
     study.add_parsers(sub)
+    imports.add_parsers(sub)
     return parser
 
 

@@ -608,7 +608,8 @@ def read_polar(path: Path, adc: str | None = None) -> Recording:
         files = {_polar_kind(path): path}
     tables = {kind: _polar_table(f) for kind, f in files.items()}
     anchor = min(float(tab[0][0]) for tab in tables.values())
-    rec = Recording("polar", [f.name for f in files.values()], utc_anchor=anchor)
+    names = [path.name] + [f.name for f in files.values() if f.name != path.name]
+    rec = Recording("polar", names, utc_anchor=anchor)
     source = rec.source
     if "ECG" in tables:
         phone, cols, f = tables["ECG"]

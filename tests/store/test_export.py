@@ -50,12 +50,13 @@ def test_edf_round_trip(recorded, tmp_path):
     assert edf.starttime == SHIFTED_START.time().replace(tzinfo=None)  # 22:13:20.25, sub-second kept (EDF+C)
     assert edf.patient.code == "C001" and edf.patient.name == "X"
     signals = {s.label: s for s in edf.signals}
-    assert set(signals) == {"EMG left", "EMG right", "ECG ecg"}
-    assert signals["EMG left"].sampling_frequency == 1000.0 and signals["ECG ecg"].sampling_frequency == 130.0
+    assert set(signals) == {"EMG left", "EMG right", "ECG 1"}  # type, space, name: the channel's or the source's number
+    assert signals["ECG 1"].transducer_type == f"ecg ecg from {device_alias(DEVICE_MAC)}"
+    assert signals["EMG left"].sampling_frequency == 1000.0 and signals["ECG 1"].sampling_frequency == 130.0
     assert signals["EMG left"].physical_dimension == "uV"
     for label, times, values in (("EMG left", recorded.emg_t, recorded.emg[:, 0]),
                                  ("EMG right", recorded.emg_t, recorded.emg[:, 1]),
-                                 ("ECG ecg", recorded.ecg_t, recorded.ecg[:, 0])):
+                                 ("ECG 1", recorded.ecg_t, recorded.ecg[:, 0])):
         signal = signals[label]
         lo, hi = signal.physical_range
         step = (hi - lo) / 65535  # 16-bit quantisation: error <= step / 2, plus the header's rounding
@@ -78,8 +79,7 @@ def test_edf_round_trip(recorded, tmp_path):
         assert float(m[1]) == raw
         if corrected != raw or flags:
             assert (float(m[2]), int(m[3])) == (corrected, flags)
-    hr = sorted((o, t) for o, d, t in annotations if t.startswith("HR "))
-    assert [(round(o, 6), t) for o, t in hr] == [(t, f"HR {v:g} bpm") for t, v in zip(recorded.hr_t, recorded.hr)]
+    assert not [t for o, d, t in annotations if t.startswith("HR ")]  # HR samples are in the CSV and HDF5 exports
 
 
 def test_csv_round_trip(recorded, tmp_path):
@@ -109,9 +109,11 @@ def test_csv_round_trip(recorded, tmp_path):
         _expected_events(recorded)
     gap = next(e for e in events if e["kind"] == "gap")
     assert (gap["stream"], gap["source"], json.loads(gap["data"])) == ("emg", "emg-1", {"lost_samples": 500})
+    assert [e["annotation"] for e in events if e["annotation"]] == ["BAD_ACQ_SKIP"]
     assert json.loads(next(e for e in events if e["kind"] == "marker")["data"]) == {"pain": 6}
     meta = json.loads((tmp_path / "out" / f"{stem}_session.json").read_text())
     assert meta["start_utc"] == SHIFTED_START.isoformat().replace("+00:00", "Z") and "utc_anchor" not in meta
+    assert meta["dates_shifted"] is True and not any("shift_days" in k for k in meta)  # that, not by how much
 
 
 def test_bids_round_trip(recorded, tmp_path):
@@ -137,13 +139,9 @@ def test_bids_round_trip(recorded, tmp_path):
     with open(beh / f"{prefix}_events.tsv") as f:
         events = list(csv.DictReader(f, delimiter="\t"))
     assert list(events[0])[:3] == ["onset", "duration", "trial_type"]
-    core = [e for e in events if e["trial_type"] not in ("beat", "hr")]
-    assert sorted((float(e["onset"]), float(e["duration"]), e["trial_type"], e["label"]) for e in core) == \
-        _expected_events(recorded)
-    beats = [e for e in events if e["trial_type"] == "beat"]
-    assert [float(b["value"]) for b in beats] == recorded.beats["rr_raw_ms"].tolist()
-    assert [int(b["beat_flags"]) for b in beats] == recorded.beats["flags"].tolist()
-    assert [float(e["value"]) for e in events if e["trial_type"] == "hr"] == recorded.hr.tolist()
+    got = sorted((float(e["onset"]), float(e["duration"]), e["trial_type"], e["label"]) for e in events)
+    assert got == [(o, d, "BAD_ACQ_SKIP" if k == "gap" else k, t) for o, d, k, t in _expected_events(recorded)]
+    assert len(events) == len(_expected_events(recorded))  # no beats, no HR samples: they are not BIDS events
     scans = (out / "sub-C001" / "ses-1" / "sub-C001_ses-1_scans.tsv").read_text().splitlines()
     assert scans[0] == "filename\tacq_time" and all(SHIFTED_START.strftime("%Y-%m-%dT%H:%M:%S") in s for s in scans[1:])
 
@@ -169,6 +167,7 @@ def test_hdf5_round_trip(recorded, tmp_path):
         events = f["events"][:]
         got = sorted((e["onset_s"], e["duration_s"], e["kind"].decode(), e["label"].decode()) for e in events)
         assert got == _expected_events(recorded)
+        assert [e["annotation"].decode() for e in events if e["annotation"]] == ["BAD_ACQ_SKIP"]
 
 
 @pytest.mark.parametrize("fmt", ["edf", "csv", "bids", "hdf5"])

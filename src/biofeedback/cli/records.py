@@ -24,6 +24,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=pathlib.Path,
                    help="output folder (default: ./<session name>-<format>, its date shifted with --shift-days)")
     p.add_argument("--shift-days", type=shift_days, default=0, help="shift every date by N days (anonymity)")
+    p.add_argument("--bids-authors", action="append", default=[], metavar="NAME",
+                   help="bids: an author of the dataset (repeat for each; default: none, the validator warns, and "
+                        "an earlier export's authors in the same folder are kept)")
+    p.add_argument("--bids-license", default=None, metavar="SPDX",
+                   help="bids: the dataset's licence as an SPDX identifier, e.g. CC-BY-4.0 (default: Non-Standard, "
+                        "not openly licensed)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("sessions", help="list recorded sessions")
@@ -119,13 +125,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     fmt = args.format.lower()
     if fmt not in FORMATS:
         raise UsageError(f"unknown export format {args.format!r}; choose one of {', '.join(FORMATS)}")
-    from biofeedback.store import export_session
+    from biofeedback.store.export import DEFAULT_BIDS_LICENSE, BidsDataset, export_session
 
     path = resolve_session(args.session, args.client)
     from biofeedback.store.paths import shift_dates
 
     out = args.out or pathlib.Path.cwd() / f"{shift_dates(path.stem, args.shift_days)}-{fmt}"  # named by its start
-    written = export_session(path, fmt, out, shift_days=args.shift_days,
+    bids = BidsDataset(tuple(args.bids_authors), args.bids_license or DEFAULT_BIDS_LICENSE)
+    written = export_session(path, fmt, out, shift_days=args.shift_days, bids=bids,
                              warn=lambda line: print(f"biofeedback: warning: {line}", file=sys.stderr))
     print(f"exported {path.name} as {fmt} to {out}:")
     for w in written:

@@ -85,17 +85,35 @@ from biofeedback.store.errors import StoreError
 from biofeedback.store.paths import FILE_MODE, SECONDS_PER_DAY, SESSION_SUFFIX, inside, private_dir, private_file, \
     safe_name, scrub_addresses, shift_dates
 from biofeedback.store.session_file import SessionReader
+from biofeedback.stream import BlockFlag, StreamKind
+from biofeedback.vocab import EventKind
 
 FORMATS = ("edf", "csv", "bids", "hdf5")
 EDF_RECORD_DURATIONS_S = (1, 2, 4, 5, 8, 10, 20, 25, 40, 50, 100)
 """Candidate EDF data record durations, shortest first."""
-BIDS_VERSION = "1.9.0"
+BIDS_VERSION = "1.10.0"
+"""The BIDS version the export follows (PhysioType came with 1.10)."""
 TSV_CHUNK_ROWS = 100_000
 RATE_TOLERANCE = 1e-3
 """A regular stream whose sample times run within this fraction of its nominal rate is written at the nominal rate
 (a device clock's error stays below 1000 ppm); beyond it, at its measured rate."""
 RATE_QUANTUM = 1e-4
 """EDF+: a written rate may lie this fraction from the rate it stands for, so that a record holds whole samples."""
+EDF_LABEL_CHARS = 16
+EDF_TYPES = {StreamKind.EMG: "EMG", StreamKind.ECG: "ECG"}
+"""EDF+ signal type prefix of a stream (EDF+ specification, "standard texts"); any other sampled stream is MISC,
+the type MNE gives signals it has no name for."""
+
+BAD_ACQ_SKIP = "BAD_ACQ_SKIP"
+BAD_CONTACT = "BAD_contact"
+BAD_HANDS_ON = "BAD_hands_on"
+CONTACT_LOST = "contact-lost"
+"""Export event kind of a stretch in which a sensor reported no skin contact (blocks flagged
+``BlockFlag.SENSOR_CONTACT_LOST``); like "gap", it is made from the data, not recorded as an event."""
+BAD_STRETCHES = {"gap": BAD_ACQ_SKIP, CONTACT_LOST: BAD_CONTACT, EventKind.HANDS_ON: BAD_HANDS_ON}
+"""Event kinds that mark data to leave out, and their annotation in MNE's words (``analysis.data``'s vocabulary)."""
+DEFAULT_BIDS_LICENSE = "Non-Standard"
+"""BIDS ``License`` when none is given: health data are not released under an open licence by default."""
 
 
 @dataclass
@@ -148,7 +166,8 @@ class _Session:
     streams: list[_Stream]
     beats: dict[str, dict[str, np.ndarray]]
     events: list[dict] = field(default_factory=list)
-    """Phases, markers, ... and gaps: onset_s, duration_s, kind, label, stream, source, data (JSON or "")."""
+    """Phases, markers, ..., gaps and contact-loss stretches: onset_s, duration_s, kind, label, stream, source, data
+    (JSON or ""), annotation (the ``BAD_*`` description of a stretch to leave out, else "")."""
     duration_s: float = 0.0
 
     @property
@@ -160,9 +179,10 @@ class _Session:
 
 
 def export_session(path: Path, fmt: str, out_dir: Path, shift_days: int = 0,
-                   warn: Callable[[str], None] | None = None) -> list[Path]:
+                   warn: Callable[[str], None] | None = None, bids: BidsDataset | None = None) -> list[Path]:
     """Export the session at ``path`` as ``fmt`` (edf, csv, bids, hdf5) into ``out_dir``; returns the files written.
-    ``warn`` hears each damaged part of the file that was left out (the rest is exported)."""
+    ``warn`` hears each damaged part of the file that was left out (the rest is exported). ``bids`` gives a BIDS
+    export's dataset fields (authors, licence); sessions exported into one folder make one BIDS dataset."""
     writer = _WRITERS.get(str(fmt).lower())
     if writer is None:
         raise StoreError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
@@ -171,7 +191,7 @@ def export_session(path: Path, fmt: str, out_dir: Path, shift_days: int = 0,
         for problem in reader.problems if warn is not None else ():
             warn(f"{Path(path).name}: left out of the export, damaged: {problem}")
     out_dir = private_dir(Path(out_dir))
-    files = writer(session, out_dir)
+    files = _write_bids(session, out_dir, bids or BidsDataset()) if writer is _write_bids else writer(session, out_dir)
     for f in files:
         os.chmod(f, FILE_MODE)  # in case a library replaced the file we made
     return files
@@ -190,15 +210,23 @@ def _load(reader: SessionReader, shift_days: int) -> _Session:
     public = shift_dates(scrub_addresses({k: v for k, v in meta.items() if k != "utc_anchor"}), shift_days,
                          numbers=True)
     public["start_utc"] = start.isoformat().replace("+00:00", "Z")
-    public["date_shift_days"] = shift_days
+    public["dates_shifted"] = bool(shift_days)  # not by how much: that and a shifted date give the real one
     device_rates = {(d.get("source"), stream): t.get("measured_rate_hz")
                     for d in meta.get("devices") or [] if isinstance(d, dict)
                     for stream, t in (d.get("timing") or {}).items()}
-    streams = []
+    streams, contact = [], []
     for stream, source in reader.streams():
-        times, data = reader.samples(stream, source)
-        streams.append(_Stream(stream, source, reader.channels(stream, source), reader.unit(stream, source),
-                               reader.rate_hz(stream, source), times, data, device_rates.get((source, stream))))
+        channels, rate = reader.channels(stream, source), reader.rate_hz(stream, source)
+        blocks = list(reader.raw_blocks(stream, source))  # one pass: samples, times and flags
+        times = np.concatenate([b["times_s"] for b in blocks]) if blocks else np.empty(0)
+        data = np.concatenate([b["data"] for b in blocks]) if blocks else np.empty((0, len(channels)))
+        streams.append(_Stream(stream, source, channels, reader.unit(stream, source), rate, times, data,
+                               device_rates.get((source, stream))))
+        spans = [(float(b["times_s"][0]), float(b["times_s"][-1]), bool(b["flags"] & BlockFlag.SENSOR_CONTACT_LOST))
+                 for b in blocks if b["n"]]
+        contact += [{"onset_s": a, "duration_s": b - a, "kind": CONTACT_LOST, "label": "sensor reported no skin contact",
+                     "stream": stream, "source": source, "data": ""}
+                    for a, b in contact_lost_stretches(spans, rate)]
     beats = {}
     all_beats = reader.beats()
     for source in dict.fromkeys(all_beats["source"]):
@@ -214,12 +242,36 @@ def _load(reader: SessionReader, shift_days: int) -> _Session:
          "stream": g.stream, "source": g.source,
          "data": "" if g.lost_samples is None else json.dumps({"lost_samples": g.lost_samples})}
         for g in reader.gaps()
-    ]
+    ] + contact
+    for e in events:
+        e["annotation"] = BAD_STRETCHES.get(e["kind"], "")
     events.sort(key=lambda e: (e["onset_s"], e["kind"]))
     public["sample_rates"] = {s.name: {"nominal_hz": s.rate_hz, "device_clock_hz": s.device_rate_hz,
                                        "session_clock_hz": s.measured_rate_hz} for s in streams if s.rate_hz}
     return _Session(meta["client_id"], start, public, _session_number(reader.path, meta), streams, beats, events,
                     reader.duration_s())
+
+
+def contact_lost_stretches(blocks: list[tuple[float, float, bool]], rate_hz: float | None) -> list[tuple[float, float]]:
+    """(start_s, end_s) of the runs of blocks in which a sensor reported no skin contact, from blocks given as
+    (first sample s, last sample s, contact lost) in session seconds. A sampled stream's flagged block covers its
+    first sample to half a period after its last (so the next block's first sample, whose time may jitter early,
+    stays out), and stretches less than a period apart merge: ``analysis.data``'s ``BAD_contact`` rule. An
+    irregular stream's flagged block (a heart-rate notification) holds until the stream's next block."""
+    blocks = sorted(blocks)
+    if rate_hz:
+        lost = [(a, b + 0.5 / rate_hz) for a, b, flagged in blocks if flagged]
+        tolerance = 1.0 / rate_hz
+    else:
+        lost = [(a, nxt[0]) for (a, _, flagged), nxt in zip(blocks, blocks[1:]) if flagged]
+        tolerance = 0.0
+    out: list[list[float]] = []
+    for a, b in lost:
+        if out and a <= out[-1][1] + tolerance:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    return [(a, b) for a, b in out]
 
 
 def _session_number(path: Path, meta: dict) -> int:
@@ -301,14 +353,36 @@ def _edf_record_duration(rates: list[float]) -> tuple[float, dict[float, float]]
 
 
 def _edf_label(session: _Session, s: _Stream, channel: str, used: set[str]) -> str:
-    base = f"{s.stream.upper()} {channel}" + (f" {s.source}" if session.multi_source(s.stream) else "")
-    label = base.encode("ascii", "replace").decode()[:16]
+    """An EDF+ signal label: type prefix, a space and a readable name without spaces (``EMG L-trapezius``, ``ECG 1``),
+    within the 16-character field; MNE's ``read_raw_edf(..., infer_types=True)`` takes the type from the prefix and
+    the name from the rest. ``left_x``/``right_x`` become ``L-x``/``R-x``; a channel named only by its stream (the
+    H10's ``ecg``) is named by its source's number among the stream's sources, as is every channel of a stream
+    recorded from more than one source (``EMG L-trapezius-2``). The full names are in the transducer field."""
+    kind = EDF_TYPES.get(s.stream, "MISC")
+    words = [w for w in re.split(r"[\s_]+", _edf_text(channel)) if w]
+    if len(words) > 1 and words[0].lower() in ("left", "right"):
+        words = [f"{words[0][0].upper()}-{words[1]}", *words[2:]]
+    sources = [x.source for x in session.streams if x.stream == s.stream]
+    number = str(sources.index(s.source) + 1)
+    name = "-".join(words) if words and "-".join(words).lower() != s.stream.lower() else number
+    suffix = f"-{number}" if session.multi_source(s.stream) and name != number else ""
+    label = f"{kind} {name[:EDF_LABEL_CHARS - len(kind) - 1 - len(suffix)]}{suffix}"
     n = 1
     while label in used:
         n += 1
-        label = f"{label[:16 - len(str(n)) - 1]}~{n}"
+        label = f"{label[:EDF_LABEL_CHARS - len(str(n)) - 1]}~{n}"
     used.add(label)
     return label
+
+
+def _edf_event_text(e: dict) -> str:
+    """An event as an EDF+ annotation; a stretch to leave out starts with its ``BAD_*`` description (MNE's bad
+    segments)."""
+    if e["kind"] == "gap":
+        return f"{BAD_ACQ_SKIP} gap {e['stream']}/{e['source']}: {e['label']}"
+    if e["kind"] == CONTACT_LOST:
+        return f"{BAD_CONTACT} {e['stream']}/{e['source']}"
+    return f"{e['annotation'] or e['kind']}: {e['label']}"
 
 
 def _edf_text(text: str) -> str:
@@ -341,25 +415,17 @@ def _write_edf(session: _Session, out_dir: Path) -> list[Path]:
             lo, hi = math.floor(min(column.min(), 0.0)), math.ceil(max(column.max(), 0.0))
             signals.append(edfio.EdfSignal(
                 column, rate, label=_edf_label(session, s, channel, used),
-                transducer_type=_edf_text(f"{s.stream} {s.source}")[:80], physical_dimension=s.unit[:8],
+                transducer_type=_edf_text(f"{s.stream} {channel} from {s.source}")[:80], physical_dimension=s.unit[:8],
                 physical_range=(lo, hi if hi > lo else lo + 1), prefiltering=prefilter,
             ))
     for e in session.events:
-        if e["kind"] == "gap":
-            text = f"BAD_ACQ_SKIP gap {e['stream']}/{e['source']}: {e['label']}"
-        else:
-            text = f"{e['kind']}: {e['label']}"
-        annotations.append(edfio.EdfAnnotation(e["onset_s"], e["duration_s"] or None, _edf_text(text)))
+        annotations.append(edfio.EdfAnnotation(e["onset_s"], e["duration_s"] or None, _edf_text(_edf_event_text(e))))
     for source, b in session.beats.items():
         for t, raw, corrected, flags in zip(b["t_s"], b["rr_raw_ms"], b["rr_corrected_ms"], b["flags"]):
             text = f"RR {raw:g} ms"
             if not (np.isnan(corrected) or corrected == raw) or flags:
                 text += f" corrected {corrected:g} ms flags {flags}"
             annotations.append(edfio.EdfAnnotation(t, None, text))
-    for s in session.streams:
-        if s.rate_hz is None:
-            annotations += [edfio.EdfAnnotation(t, None, _edf_text(f"{s.stream.upper()} {' '.join(f'{v:g}' for v in row)} {s.unit}"))
-                            for t, row in zip(s.times, s.data)]
     start = session.start
     try:
         edf = edfio.Edf(
@@ -399,10 +465,10 @@ def _write_csv(session: _Session, out_dir: Path) -> list[Path]:
         files += _write_kubios_rr(session, source, b, out_dir)
     path = _file(out_dir, f"{session.stem}_events.csv")
     with open(path, "w") as f:
-        f.write("onset_s,duration_s,kind,label,stream,source,data\n")
+        f.write("onset_s,duration_s,kind,label,stream,source,data,annotation\n")
         for e in session.events:
             f.write(f"{e['onset_s']!r},{e['duration_s']!r},{_csv(e['kind'])},{_csv(e['label'])},{_csv(e['stream'])},"
-                    f"{_csv(e['source'])},{_csv(e['data'])}\n")
+                    f"{_csv(e['source'])},{_csv(e['data'])},{e['annotation']}\n")
     files.append(path)
     path = _file(out_dir, f"{session.stem}_session.json")
     path.write_text(json.dumps(session.meta, indent=2, sort_keys=True))
@@ -463,18 +529,49 @@ def _tsv(value) -> str:
     return str(value).replace("\t", " ").replace("\n", " ")
 
 
-def _write_bids(session: _Session, out_dir: Path) -> list[Path]:
+@dataclass(frozen=True)
+class BidsDataset:
+    """Dataset-level fields of a BIDS export: ``dataset_description.json``'s Authors and License."""
+
+    authors: tuple[str, ...] = ()
+    """Authors of the dataset; none given: the field is left out (the validator warns) and an earlier export's kept."""
+    license: str = DEFAULT_BIDS_LICENSE
+    """An SPDX licence identifier (e.g. CC-BY-4.0), or ``Non-Standard`` (the default): not openly licensed."""
+
+
+BIDS_README = """\
+Sessions of surface-EMG and heart biofeedback, exported by the biofeedback program{version}.
+
+Each session is one BIDS session of its client (sub-<client ID>/ses-<n>), with the recording's task (its protocol).
+beh/*_physio.tsv.gz hold the sampled signals, one file per sampling rate (recording-<rate>): surface EMG (uV, one
+column per channel, named by its electrode site) and the chest strap's ECG (uV); n/a where no sample was recorded.
+beh/*_events.tsv hold the phases (baseline, treatment, post, ...), markers, notes and calibrations, and the stretches
+to leave out of analysis, with MNE's names as trial_type: BAD_ACQ_SKIP (a recorded gap of one stream),
+BAD_contact (the sensor reported no skin contact) and BAD_hands_on (the therapist's hands on the client).
+Heartbeats (RR intervals) and heart-rate samples are not events and are not in this dataset: export the sessions as
+csv (beats.csv, Kubios RR files) or hdf5 for them.
+
+Times are session seconds (0 = the session's start, which scans.tsv gives as acq_time). When the export was asked to
+shift dates (--shift-days), every date here is shifted by an amount this dataset does not record.
+
+License: {license}.{license_note}
+"""
+
+
+def _write_bids(session: _Session, out_dir: Path, dataset: BidsDataset = BidsDataset()) -> list[Path]:
     sub, ses = _bids_label(session.client_id), str(session.session_number)
-    task = _bids_label(str(session.meta.get("protocol") or "biofeedback"))
+    protocol = str(session.meta.get("protocol") or "biofeedback")
+    task = _bids_label(protocol)
+    version = str(session.meta.get("software_version", ""))
+    task_fields = {
+        "TaskName": protocol,
+        "TaskDescription": f"a biofeedback session following the protocol {protocol!r}: phases of rest and of "
+                           "treatment with feedback of trapezius tension and heart rate",
+        "StimulusPresentation": {"SoftwareName": "biofeedback", "SoftwareVersion": version},
+    }
     folder = private_dir(out_dir / f"sub-{sub}" / f"ses-{ses}" / "beh")
     prefix = f"sub-{sub}_ses-{ses}_task-{task}"
-    files = []
-    description = out_dir / "dataset_description.json"
-    if not description.exists():
-        _file(out_dir, description.name).write_text(json.dumps({"Name": "biofeedback sessions", "BIDSVersion": BIDS_VERSION,
-                                           "DatasetType": "raw", "GeneratedBy": [{"Name": "biofeedback",
-                                           "Version": session.meta.get("software_version", "")}]}, indent=2))
-        files.append(description)
+    files = _write_bids_dataset(session, out_dir, dataset)
     regular = [s for s in session.streams if s.rate_hz and s.times.size]
     _, written = _edf_record_duration(sorted({s.target_rate_hz for s in regular}))  # the rates the EDF+ has
     rates = sorted(set(written.values()))
@@ -506,41 +603,67 @@ def _write_bids(session: _Session, out_dir: Path) -> list[Path]:
                 f.write(text.getvalue().replace("nan", "n/a"))
         sidecar = _file(folder, f"{name}.json", out_dir)
         sidecar.write_text(json.dumps({"SamplingFrequency": rate, "StartTime": t0, "Columns": columns, **units,
+                                       "PhysioType": "generic", **task_fields,
                                        "StartTimeReference": "session start (events onset 0)",
-                                       "SoftwareVersions": session.meta.get("software_version", "")}, indent=2))
+                                       "SoftwareVersions": version}, indent=2))
         files += [tsv, sidecar]
         acquisitions.append(f"beh/{tsv.name}")
     events_path = _file(folder, f"{prefix}_events.tsv", out_dir)
-    columns = ("onset", "duration", "trial_type", "label", "value", "stream", "source", "rr_corrected_ms", "beat_flags",
-               "data")
-    rows = [(e["onset_s"], e["duration_s"], e["kind"], e["label"], None, e["stream"], e["source"], None, None, e["data"])
+    columns = ("onset", "duration", "trial_type", "label", "stream", "source", "data")
+    rows = [(e["onset_s"], e["duration_s"], e["annotation"] or e["kind"], e["label"], e["stream"], e["source"], e["data"])
             for e in session.events]
-    for source, b in session.beats.items():
-        rows += [(float(t), 0.0, "beat", "", float(raw), "rr", source, float(corr), int(fl), None)
-                 for t, raw, corr, fl in zip(b["t_s"], b["rr_raw_ms"], b["rr_corrected_ms"], b["flags"])]
-    for s in session.streams:
-        if s.rate_hz is None:
-            rows += [(float(t), 0.0, s.stream, "", float(row[0]) if row.size == 1 else ";".join(f"{v:g}" for v in row),
-                      s.stream, s.source, None, None, None) for t, row in zip(s.times, s.data)]
-    rows.sort(key=lambda r: (r[0], r[2]))
     with open(events_path, "w") as f:
         f.write("\t".join(columns) + "\n")
         for row in rows:
             f.write("\t".join(_tsv(v) for v in row) + "\n")
     events_json = _file(folder, f"{prefix}_events.json", out_dir)
+    levels = {kind: f"a {kind} event of the recording" for kind in sorted({r[2] for r in rows} - set(BAD_STRETCHES.values()))}
+    levels |= {BAD_ACQ_SKIP: "data of the stream named in 'stream' were lost (a recorded gap; MNE's name)",
+               BAD_CONTACT: "the sensor named in 'stream'/'source' reported no skin contact: its data are not valid",
+               BAD_HANDS_ON: "the therapist's hands were on the client: EMG and beats are not the client's own"}
     events_json.write_text(json.dumps({
-        "onset": {"Description": "session time", "Units": "s"}, "duration": {"Units": "s"},
-        "trial_type": {"Description": "phase, marker, note, calibration, gap, beat, or the stream of a sample of an "
-                                      "irregular stream (e.g. hr)"},
-        "value": {"Description": "beat: raw RR interval (ms); irregular stream: its value in the stream's unit; "
-                                 "gap: see data"},
-        "rr_corrected_ms": {"Units": "ms"}, "beat_flags": {"Description": "RR correction flags per beat"},
-        "data": {"Description": "JSON data of the event"},
+        "onset": {"Description": "start, in seconds from the session start", "Units": "s"},
+        "duration": {"Description": "length (0: an instant)", "Units": "s"},
+        "trial_type": {"Description": "what the event is: a phase, marker, note or calibration of the recording, or a "
+                                      "stretch to leave out of analysis (BAD_*)", "Levels": levels},
+        "label": {"Description": "the event's text: a phase's name, a marker's or note's words, a gap's reason"},
+        "stream": {"Description": "for a gap or contact loss: the stream it concerns (emg, ecg, rr, hr, status)"},
+        "source": {"Description": "for a gap or contact loss: the sensor, by its pseudonymous alias"},
+        "data": {"Description": "the event's recorded data as JSON (e.g. a calibration's values, a gap's lost samples)"},
+        **task_fields,
     }, indent=2))
     scans = _file(out_dir / f"sub-{sub}" / f"ses-{ses}", f"sub-{sub}_ses-{ses}_scans.tsv", out_dir)
     acq_time = session.start.strftime("%Y-%m-%dT%H:%M:%S.%f")
     scans.write_text("filename\tacq_time\n" + "".join(f"{a}\t{acq_time}\n" for a in acquisitions))
     return files + [events_path, events_json, scans]
+
+
+def _write_bids_dataset(session: _Session, out_dir: Path, dataset: BidsDataset) -> list[Path]:
+    """The dataset's own files, written by every session's export so that sessions exported into one folder make
+    one dataset: dataset_description.json (an earlier export's Authors kept when none are given), README,
+    participants.tsv (this client added once) and participants.json."""
+    version = str(session.meta.get("software_version", ""))
+    path = out_dir / "dataset_description.json"
+    earlier = json.loads(path.read_text()) if path.exists() else {}
+    authors = list(dataset.authors) or earlier.get("Authors")
+    description = {"Name": "biofeedback sessions", "BIDSVersion": BIDS_VERSION, "DatasetType": "raw",
+                   "License": dataset.license, **({"Authors": authors} if authors else {}),
+                   "GeneratedBy": [{"Name": "biofeedback", "Version": version}]}
+    _file(out_dir, path.name).write_text(json.dumps(description, indent=2))
+    readme = _file(out_dir, "README")
+    readme.write_text(BIDS_README.format(
+        version=f" (version {version})" if version else "",
+        license=dataset.license,
+        license_note=" The data may not be passed on without the data controller's consent." if
+        dataset.license == DEFAULT_BIDS_LICENSE else ""))
+    participants = out_dir / "participants.tsv"
+    ids = participants.read_text().splitlines()[1:] if participants.exists() else []
+    ids = sorted(set(ids) | {f"sub-{_bids_label(session.client_id)}"})
+    _file(out_dir, participants.name).write_text("participant_id\n" + "".join(f"{i}\n" for i in ids))
+    participants_json = _file(out_dir, "participants.json")
+    participants_json.write_text(json.dumps({"participant_id": {
+        "Description": "the client's pseudonymous ID in the biofeedback program, letters and digits only"}}, indent=2))
+    return [path, readme, participants, participants_json]
 
 
 def _write_hdf5(session: _Session, out_dir: Path) -> list[Path]:
@@ -564,7 +687,7 @@ def _write_hdf5(session: _Session, out_dir: Path) -> list[Path]:
                 g.create_dataset(key, data=b[key]).attrs["units"] = unit
             g.attrs["source"] = source
         dtype = np.dtype([("onset_s", "f8"), ("duration_s", "f8"), ("kind", text), ("label", text),
-                          ("stream", text), ("source", text), ("data", text)])
+                          ("stream", text), ("source", text), ("data", text), ("annotation", text)])
         table = np.array([tuple(e[k] for k in dtype.names) for e in session.events], dtype=dtype)
         f.create_dataset("events", data=table, maxshape=(None,))
     return [path]

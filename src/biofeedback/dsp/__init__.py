@@ -19,6 +19,9 @@ name                                  returns                                   
 ``apdf_levels``                       APDF levels (default 10/50/90 %)                    unit of input
 ``emg_gaps``                          ``EmgGaps``: count, per minute, total, fraction     -, 1/min, s, 0-1
 ``symmetry_index``                    left/right symmetry                                 %
+``remove_cardiac_artefact``           ``CardiacRemoval``: raw EMG without the QRS         µV; ``CardiacMethod``
+                                      (adaptive per-channel template; ``dsp.cardiac``)    per channel
+``CardiacArtefactRemover.process``    the same, streaming, delayed by ``delay_ms``        µV; ms
 ====================================  ==================================================  ======================
 
 Heart (``biofeedback.dsp.hrv``, ``biofeedback.dsp.ecg``)
@@ -70,6 +73,7 @@ from biofeedback.dsp.emg import (
     symmetry_index,
 )
 
+from biofeedback.dsp.cardiac import CardiacArtefactRemover, CardiacMethod, CardiacRemoval, remove_cardiac_artefact
 from biofeedback.dsp.ecg import Beats, LiveRPeakDetector, beats_from_peaks, detect_r_peaks
 from biofeedback.dsp.hrv import (
     BAEVSKY_SI,
@@ -111,6 +115,7 @@ def load_kernels() -> float:
     """
     start = time.perf_counter()
     EmgProcessor(2000.0, channels=2)
+    CardiacArtefactRemover(2000.0, channels=2)
     LiveHrv()
     LiveRPeakDetector(130.0)
     return time.perf_counter() - start
@@ -148,6 +153,10 @@ __all__ = [
     "rmssd",
     "sdnn",
     "sns_index",
+    "CardiacArtefactRemover",
+    "CardiacMethod",
+    "CardiacRemoval",
+    "remove_cardiac_artefact",
     "Calibration",
     "EmgGaps",
     "EmgOutput",

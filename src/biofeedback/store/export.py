@@ -37,15 +37,19 @@ EDF+ (``<stem>.edf``, written with edfio):
     covers the stretch (MNE treats ``BAD_*`` annotations as bad segments).
   * Values are 16-bit: the physical range is the data's range rounded outward to whole units,
     so the quantisation error is at most half of (range / 65535) per sample.
-  * Phases, markers, notes, calibration and other events are annotations ``<kind>: <label>``;
-    recorded gaps are ``BAD_ACQ_SKIP gap <stream>/<source>: <reason>``. RR is exported as
-    annotations, one per beat at the beat time: ``RR <raw> ms`` or, where the corrected value
+  * Labels follow the EDF+ convention, type prefix, a space and a readable name in 16 characters
+    (``EMG L-trapezius``, ``ECG 1``; ``_edf_label``), which MNE reads as types with ``infer_types=True``.
+  * Phases, markers, notes, calibration and other events are annotations ``<kind>: <label>``; the stretches to
+    leave out carry MNE's ``BAD_*`` descriptions (``analysis.data``'s vocabulary): recorded gaps
+    ``BAD_ACQ_SKIP gap <stream>/<source>: <reason>``, contact loss ``BAD_contact <stream>/<source>`` (blocks flagged
+    ``SENSOR_CONTACT_LOST``, ``contact_lost_stretches``), hands-on intervals ``BAD_hands_on: <label>``. RR is one
+    annotation per beat at the beat time: ``RR <raw> ms`` or, where the corrected value
     differs or flags are set, ``RR <raw> ms corrected <corrected> ms flags <n>`` (kept exact
-    rather than resampled, so HRV can be recomputed from the EDF alone). Irregular streams such
-    as HR are annotations ``<STREAM> <value> <unit>``.
+    rather than resampled, so HRV can be recomputed from the EDF alone). Irregular streams (HR, the strap's RR
+    stream, device status) are not annotated: the beats hold the RR, and CSV and HDF5 hold every sample.
 CSV: ``<stem>_<stream>[_<source>].csv`` per stream (``time_s`` then one column per channel,
   named ``<channel>_<unit>``), ``<stem>_beats.csv``, ``<stem>_events.csv`` (phases, markers,
-  gaps, ...) and ``<stem>_session.json`` (metadata). Beside them, RR for Kubios HRV ("RR interval
+  gaps, contact loss, ...; ``annotation`` names a stretch to leave out by its ``BAD_*`` description) and ``<stem>_session.json`` (metadata). Beside them, RR for Kubios HRV ("RR interval
   data", text): per beat source, ``<stem>_kubios[_<source>]_part<k>.txt`` with one raw RR interval
   in ms a line, no header, and ``<stem>_kubios[_<source>]_times.txt`` with ``beat time s<TAB>RR ms``
   a line, no header (session seconds: no date). The RR are the recorded raw values (the strap's,
@@ -56,12 +60,15 @@ CSV: ``<stem>_<stream>[_<source>].csv`` per stream (``time_s`` then one column p
   plain-text export holds everything and no one has to know a second format to find them.
 BIDS-style physio: ``sub-<id>/ses-<n>/beh/sub-<id>_ses-<n>_task-<task>[_recording-<rate>]_physio.tsv.gz``
   per rate group (columns on one grid, ``n/a`` where there is no sample) with a JSON sidecar
-  (SamplingFrequency, StartTime relative to session start, Columns, units per column),
-  ``..._events.tsv`` (onset, duration, trial_type, ...; beats and irregular streams are events too)
-  and ``sub-<id>_ses-<n>_scans.tsv`` with the (shifted) acquisition time.
+  (SamplingFrequency, StartTime relative to session start, Columns, units per column, PhysioType, TaskName),
+  ``..._events.tsv`` (onset, duration, trial_type, label, stream, source, data, every column described in
+  ``..._events.json``; trial_type is the ``BAD_*`` description of a stretch to leave out; beats and HR samples are
+  not events and stay out) and ``sub-<id>_ses-<n>_scans.tsv`` with the (shifted) acquisition time. Every export
+  into a folder also writes the dataset's files, so a study's sessions exported into one folder make one dataset:
+  dataset_description.json (Authors and License from ``BidsDataset``), README and participants.tsv/json.
 HDF5 (``<stem>.h5``): ``/streams/<stream>/<source>/{time_s,samples}`` with ``units``, ``rate_hz``
   (NaN for irregular streams) and ``channels`` attributes, ``/beats/<source>/...`` and an
-  ``/events`` table; session metadata as root attributes.
+  ``/events`` table (with ``annotation``, as in the CSV); session metadata as root attributes.
 """
 
 from __future__ import annotations

@@ -1,6 +1,9 @@
-"""Kill test of the session file: SIGKILL a process writing a realistic session, then check the file.
+"""Kill test of the session file: SIGKILL a process writing a session, then check the file.
 
-The child writes (checkpointing its WAL every few pages, so that kills land in checkpoints too) EMG (1 kHz x 2 channels, 20-sample blocks), ECG (130 Hz, 73-sample blocks), HR
+Two modes. The synthetic writer (default) checks every stored item exactly; ``--session`` kills the real ``session``
+command and measures, per stream, how much session time was lost.
+
+Synthetic writer: the child writes (checkpointing its WAL every few pages, so that kills land in checkpoints too) EMG (1 kHz x 2 channels, 20-sample blocks), ECG (130 Hz, 73-sample blocks), HR
 notifications, beats, phases and markers, paced in session time at ``--speed``. Before it hands an
 item to the writer it appends a line to a progress file (so the progress file over-reports what
 was handed, and the measured loss is an upper bound). The parent kills it at a random moment,
@@ -8,12 +11,22 @@ sometimes reading the live file from its own process first, and then checks that
 with the normal reader, that every stored block is intact and in order with no holes, and that
 the EMG lost is at most 1 s of session time.
 
+Real command (``--session``): starts ``python -m biofeedback.cli session --virtual --auto --answers all-clear
+--headless --speed S --protocol demo`` in its own home folder, SIGKILLs it at a random moment (some during start-up,
+most once every stream is in the file, read live from this process), reopens the file with the normal reader (it must
+open with nothing damaged and ``complete`` false) and reports per stream (emg, ecg, hr, rr) the session time between
+the kill and the newest stored sample, against ``loss_bound_s``: the writer's commit interval, plus the time a commit
+and the hand-over take (``HANDOVER_WALL_S``, wall seconds, so times the speed), plus the stream's own latency (the
+newest sample of a stream is older than the moment it reaches the writer by up to one frame or notification).
+
     python tools/kill_test.py --kills 50
+    python tools/kill_test.py --session --kills 20 --speeds 1,10
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
 import os
 import random
 import signal
@@ -31,6 +44,23 @@ MAX_LOSS_S = 1.0
 """The requirement: a kill loses at most the last second of session time."""
 CHECKPOINT_PAGES = 8
 """The child checkpoints the WAL far more often than a real session, so that kills also hit checkpoints."""
+
+SESSION_STREAMS = ("emg", "ecg", "hr", "rr")
+OPEN_EMG_FRAME_S = 20 / 1000.0
+"""One open-emg frame (20 samples at 1 kHz): its newest sample is this old when the frame is sent."""
+POLAR_ECG_FRAME_S = 73 / 130.0
+"""One Polar H10 ECG frame (73 samples at 130 Hz)."""
+LONGEST_RR_S = 1.2
+"""Longest RR interval of the virtual strap's script (50 bpm with RSA): the newest beat of a notification is at most
+this old when the notification is sent."""
+HANDOVER_WALL_S = 0.1
+"""Wall seconds allowed for a commit (an fsync of the WAL) and the hand-over from the notification callback through the
+hub and recorder to the writer's buffer; in session time this counts ``speed`` times."""
+STARTUP_KILL_FRACTION = 0.15
+"""Share of the real-command kills that land during start-up (before or while the file is made and the sensors
+connect); the file, if there is one, must open, but there is no loss to measure."""
+SESSION_READY_WALL_S = 60.0
+"""How long the real command may take until every stream is in its file."""
 
 
 def emg_block(k: int) -> tuple[np.ndarray, bytes]:
@@ -199,16 +229,139 @@ def run(kills: int, seed: int, workroot: Path) -> list[dict]:
     return results
 
 
+def stream_latency_s(stream: str) -> float:
+    """Session seconds by which a stream's newest sample is older than its arrival at the host, at most."""
+    from biofeedback.sensors.virtual.hrs import HRS_NOTIFY_PERIOD_S
+
+    return {"emg": OPEN_EMG_FRAME_S, "ecg": POLAR_ECG_FRAME_S, "hr": HRS_NOTIFY_PERIOD_S,
+            "rr": HRS_NOTIFY_PERIOD_S + LONGEST_RR_S}[stream]
+
+
+def loss_bound_s(stream: str, speed: float) -> float:
+    """The stated bound on session seconds of ``stream`` lost at a kill: commit interval (``COMMIT_INTERVAL_S`` of
+    session time, or ``MIN_COMMIT_WALL_S`` of wall time at high speed) + ``HANDOVER_WALL_S`` x speed + the stream's
+    own latency (``stream_latency_s``)."""
+    from biofeedback.store.session_file import COMMIT_INTERVAL_S, MIN_COMMIT_WALL_S
+
+    return max(COMMIT_INTERVAL_S, MIN_COMMIT_WALL_S * speed) + HANDOVER_WALL_S * speed + stream_latency_s(stream)
+
+
+def _session_file(home: Path) -> Path | None:
+    found = glob.glob(str(home / "clients" / "*" / "sessions" / "*.bfsession"))
+    return Path(found[0]) if found else None
+
+
+def _newest_s(reader) -> dict[str, float]:
+    """Session time of the newest stored sample of each stream in ``SESSION_STREAMS`` that has data."""
+    newest = {}
+    for stream, source in reader.streams():
+        if stream in SESSION_STREAMS:
+            times, _ = reader.samples(stream, source)
+            if times.size:
+                newest[stream] = max(newest.get(stream, -np.inf), float(times.max()))
+    return newest
+
+
+def kill_session_once(workdir: Path, speed: float, rng: random.Random, protocol: str = "demo",
+                      startup: bool | None = None) -> dict:
+    """Run the real ``session`` command, SIGKILL it at a random moment, check its file; returns figures: per stream
+    the session seconds lost (``lost_s``) and, for a kill during start-up, ``startup`` True and no losses.
+    ``startup``: kill during start-up (True), once every stream is recorded (False), or either at random (None)."""
+    from biofeedback.store import SessionReader
+
+    home = workdir / "home"
+    env = dict(os.environ, BIOFEEDBACK_HOME=str(home))
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+    argv = [sys.executable, "-m", "biofeedback.cli", "session", "--client", "C001", "--virtual", "--auto",
+            "--answers", "all-clear", "--headless", "--speed", f"{speed:g}", "--protocol", protocol]
+    startup = rng.random() < STARTUP_KILL_FRACTION if startup is None else startup
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        if startup:
+            time.sleep(rng.uniform(0.0, 3.0))
+        else:
+            deadline = time.monotonic() + SESSION_READY_WALL_S
+            while True:
+                assert proc.poll() is None, f"session exited with {proc.returncode}: {proc.stderr.read().decode()}"
+                assert time.monotonic() < deadline, "the session did not record every stream in time"
+                path = _session_file(home)
+                if path is not None:
+                    with SessionReader(path) as reader:
+                        if set(_newest_s(reader)) >= set(SESSION_STREAMS):
+                            break
+                time.sleep(0.05)
+            time.sleep(rng.uniform(0.0, 3.0))
+        killed_utc = time.time()
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        proc.stderr.close()
+    path = _session_file(home)
+    figures: dict = {"speed": speed, "startup": startup, "lost_s": {}}
+    if path is None:
+        assert startup, "no session file after every stream was recorded"
+        return figures
+    with SessionReader(path) as reader:
+        meta = reader.meta
+        assert meta["complete"] is False and meta["client_id"] == "C001"
+        problems = reader.check()
+        assert not problems, problems
+        newest = _newest_s(reader)
+    killed_s = (killed_utc - meta["utc_anchor"]) * speed
+    if not startup:
+        figures["lost_s"] = {stream: killed_s - newest[stream] for stream in SESSION_STREAMS}
+    figures["killed_s"] = killed_s
+    return figures
+
+
+def run_session(kills: int, speeds: list[float], seed: int, workroot: Path) -> list[dict]:
+    """``kills`` kills of the real command, the speeds taken in turn."""
+    rng = random.Random(seed)
+    results = []
+    for i in range(kills):
+        workdir = workroot / f"session{i:03d}"
+        workdir.mkdir()
+        results.append(kill_session_once(workdir, speeds[i % len(speeds)], rng))
+    return results
+
+
+def session_summary(results: list[dict]) -> list[str]:
+    """Per speed and stream: kills measured, median and worst loss (session s) against the bound."""
+    lines = []
+    for speed in sorted({r["speed"] for r in results}):
+        measured = [r["lost_s"] for r in results if r["speed"] == speed and r["lost_s"]]
+        for stream in SESSION_STREAMS:
+            lost = np.array([m[stream] for m in measured])
+            if lost.size:
+                bound = loss_bound_s(stream, speed)
+                lines.append(f"speed {speed:g} {stream:>3}: {lost.size} kills, lost session s: median "
+                             f"{np.median(lost):.3f}, worst {lost.max():.3f}; bound {bound:.3f} "
+                             + ("(within)" if lost.max() <= bound else "(EXCEEDED)"))
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--session", action="store_true", help="kill the real `session` command")
+    parser.add_argument("--speeds", default="1,10", help="with --session: the speeds taken in turn (default 1,10)")
     parser.add_argument("--child", nargs=3, metavar=("PATH", "SPEED", "PROGRESS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(Path(args.child[0]), float(args.child[1]), Path(args.child[2]))
         return
     t0 = time.monotonic()
+    if args.session:
+        with tempfile.TemporaryDirectory() as tmp:
+            results = run_session(args.kills, [float(s) for s in args.speeds.split(",")], args.seed, Path(tmp))
+        print("\n".join(session_summary(results)))
+        print(f"{len(results)} kills of the real session command, {sum(r['startup'] for r in results)} during "
+              f"start-up; every file opened with nothing damaged; {time.monotonic() - t0:.1f} s")
+        return
     with tempfile.TemporaryDirectory() as tmp:
         results = run(args.kills, args.seed, Path(tmp))
     lost = np.array([r["lost_s"] for r in results if r["blocks"]])

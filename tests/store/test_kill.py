@@ -1,4 +1,5 @@
-"""Kill test: SIGKILL a process writing a session at random moments; the file must open and lose <= 1 s."""
+"""Kill test: SIGKILL a process writing a session at random moments; the file must open and lose <= 1 s; the real
+``session`` command, killed, loses no more of each stream than the tool's stated bound."""
 
 from __future__ import annotations
 
@@ -29,3 +30,19 @@ def test_sigkill_at_random_moments_loses_at_most_one_second(tmp_path):
     assert max(r["lost_s"] for r in results) <= tool.MAX_LOSS_S
     assert sum(r["live_read"] for r in results) >= KILLS // 2
     assert np.median([r["saved_s"] for r in with_data]) > 0.2
+
+
+SESSION_KILLS = 2
+SESSION_SPEED = 10.0
+
+
+def test_sigkill_of_the_real_session_command_loses_at_most_the_stated_bound(tmp_path):
+    tool = _kill_tool()
+    rng = random.Random()
+    for i in range(SESSION_KILLS):
+        workdir = tmp_path / f"kill{i}"
+        workdir.mkdir()
+        figures = tool.kill_session_once(workdir, SESSION_SPEED, rng, startup=False)  # asserts: opens, nothing damaged
+        for stream, lost_s in figures["lost_s"].items():
+            assert 0 <= lost_s <= tool.loss_bound_s(stream, SESSION_SPEED), (stream, lost_s, figures)
+        assert set(figures["lost_s"]) == set(tool.SESSION_STREAMS)

@@ -262,6 +262,8 @@ class RunStats:
     reused: int = 0
     failed: list[str] = field(default_factory=list)
     tasks_wall_s: float = 0.0
+    start_s: float = 0.0
+    """Wall time to start (or reach) the cluster."""
     workers: int = 0
     cluster: str = ""
 
@@ -436,11 +438,13 @@ def run_study(out_dir: Path, home: Path | None = None, clients: Sequence[str] | 
     if not jobs:
         raise StudyError(f"no recorded sessions under {home / 'clients'}" + (f" for {', '.join(clients)}" if clients else "")
                          + "; record some with `biofeedback session`, or give --home", Reason.NOT_ENOUGH_DATA)
-    client = None
+    client, t0 = None, time.perf_counter()
     if any(cached_result(out_dir, j.key) is None for j in jobs):
         client = open_client(scheduler, workers)
+    start_s = time.perf_counter() - t0
     try:
         results, stats = run_jobs(jobs, out_dir, client, n_boot, progress)
+        stats.start_s = start_s
     finally:
         if client is not None:
             close_client(client)

@@ -288,8 +288,9 @@ def open_client(scheduler: str | None, workers: int):
             raise StudyError(f"Dask workers run other biofeedback versions ({other}); install "
                              f"biofeedback {biofeedback.__version__} on every worker", Reason.BAD_ARGUMENT)
         return client
+    # Loopback only: the local cluster's scheduler and workers talk over TCP, and nothing else may reach them.
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                           silence_logs=logging.ERROR)
+                           host="127.0.0.1", silence_logs=logging.ERROR)
     return Client(cluster)
 
 

@@ -846,8 +846,8 @@ class SessionReader:
         """Every undamaged block as received, in arrival order (lazily): times, seq, index, flags, raw bytes, samples,
         times_s."""
         streams = self._streams()
-        sql = ("SELECT b.id, b.stream_id, b.t_first_s, b.rate_hz, b.n, b.n_channels, b.data, b.times, s.stream, "
-               "s.source, b.host_time_ns, b.device_time_ns, b.seq, b.first_index, b.flags, b.raw "
+        sql = ("SELECT b.id, b.stream_id, b.t_first_s, b.rate_hz, b.n, b.n_channels, b.data, b.times, b.host_time_ns, "
+               "b.device_time_ns, b.seq, b.first_index, b.flags, s.stream, s.source, b.raw "
                "FROM blocks b JOIN streams s ON s.id = b.stream_id")
         wanted = {"s.stream": stream, "s.source": source}
         args = tuple(v for v in wanted.values() if v is not None)
@@ -863,7 +863,7 @@ class SessionReader:
             checked = self._blocks([row], streams) if row[1] in streams else None
             if not checked:
                 continue
-            (_, _, t0, rate, n, n_ch, data, times, name, src, host_ns, device_ns, seq, first, flags, raw) = checked[0]
+            (_, _, t0, rate, n, n_ch, data, times, host_ns, device_ns, seq, first, flags, name, src, raw) = checked[0]
             yield {
                 "stream": name, "source": src, "host_time_ns": host_ns, "device_time_ns": device_ns, "seq": seq,
                 "first_index": first, "flags": flags, "t_first_s": t0, "rate_hz": rate, "n": n,
@@ -948,9 +948,13 @@ def _stream_problem(stream: Any, source: Any, rate: Any, channels: Any, unit: An
 
 
 def _block_problem(row: tuple, n_channels: int | None, checksummed: bool) -> str | None:
-    """Why a block row (id, stream_id, t_first_s, rate_hz, n, n_channels, data, times, ...) is damaged (None if not);
-    ``checksummed``: its data end with the samples' checksum (``_samples_crc``)."""
+    """Why a block row (id, stream_id, t_first_s, rate_hz, n, n_channels, data, times[, host_time_ns, device_time_ns,
+    seq, first_index, flags, ...]) is damaged (None if not); ``checksummed``: its data end with the samples' checksum
+    (``_samples_crc``)."""
     _, _, t0, rate, n, n_ch, data, times = row[:8]
+    for name, value in zip(("host_time_ns", "device_time_ns", "seq", "first_index", "flags"), row[8:13]):
+        if not (_is_int(value) or (value is None and name not in ("host_time_ns", "flags"))):
+            return f"{name} {shown(value)} is not a whole number"
     if n_channels is None:
         return "its stream is missing or damaged"
     problem = _time_problem(t0, "t_first_s")

@@ -104,3 +104,28 @@ def test_listing_survives_a_bad_file(recorded):
     sessions = list_sessions("C001")
     assert [s["error"] is None for s in sessions] == [False, True]  # unreadable ones first: no start time
     assert "truncated" in sessions[0]["error"] and sessions[0]["path"] == bad
+
+
+def test_event_data_that_is_not_an_object_is_skipped_and_a_meta_key_that_is_not_text_named(recorded, tmp_path):
+    """Found by tools/fuzz_inputs.py: an event whose data is a JSON number crashed report, replay and trend; a meta
+    key stored as a blob crashed export."""
+    import shutil
+
+    from biofeedback.cli import main
+
+    numbers = tmp_path / "numbers.bfsession"
+    shutil.copy(recorded.path, numbers)
+    with sqlite3.connect(numbers) as conn:
+        conn.execute("UPDATE events SET data = '3.5' WHERE id = (SELECT MIN(id) FROM events)")
+    with SessionReader(numbers) as r:
+        events = r.events()
+        assert all(e["data"] is None or isinstance(e["data"], dict) for e in events)
+        assert any("is not a JSON object" in p for p in r.problems)
+    assert main(["report", str(numbers), "--json", "--out", str(tmp_path / "r")]) == 0
+    blob = tmp_path / "blob.bfsession"
+    shutil.copy(recorded.path, blob)
+    with sqlite3.connect(blob) as conn:
+        conn.execute("INSERT INTO meta VALUES (?, ?)", (b"\x00key", '"x"'))
+    with pytest.raises(StoreError, match="meta key b'\\\\x00key' is not text"):
+        with SessionReader(blob) as r:
+            r.meta

@@ -660,6 +660,8 @@ class SessionReader:
         """All metadata (client_id, utc_anchor, speed, protocol, software_version, devices, complete, ...), checked."""
         meta = {}
         for key, value in self._query("SELECT key, value FROM meta"):
+            if not isinstance(key, str):
+                raise self._origin.fail(f"meta key {key!r}", "is not text")
             try:
                 meta[key] = _loads(value)
             except (TypeError, ValueError):
@@ -820,6 +822,8 @@ class SessionReader:
                     data = _loads(data)
                 except (TypeError, ValueError):
                     problem = "its data is not valid JSON"
+                else:
+                    problem = None if isinstance(data, dict) else "its data is not a JSON object"
             if problem:
                 self._skip("event", row_id, f"event {row_id}: {problem}")
             else:

@@ -230,3 +230,33 @@ def test_checked_and_running_phase_buttons_fit_their_bold_text(qtbot, protocol):
         contents = button.style().subElementRect(QtWidgets.QStyle.SubElement.SE_PushButtonContents, option, button)
         text_px = contents.width()
         assert text_px >= QtGui.QFontMetrics(bold).horizontalAdvance(button.text()), button.text()
+
+
+def test_an_electrode_off_shows_no_signal_and_the_edf_export_marks_it(qtbot, start_dashboard, tmp_path):
+    """Issue 14: electrode-off is 'no signal' in the big numbers, never a tension of 0 (or of the rail) nor a symmetry
+    of -200 %, and the session's EDF+ export carries an annotation for the stretch."""
+    from edfio import read_edf
+
+    from biofeedback.store.export import export_session
+    from tests.conftest import save_screenshot
+
+    dash = start_dashboard(auto=True, faults={"open-emg": Faults(electrode_off=[(6.0, 12.0, 0)])})
+    seen = []
+
+    def left_off() -> bool:
+        dash._show_numbers()
+        seen.append((dash.numbers["tension_l"].text(), dash.numbers["tension_r"].text(), dash.numbers["symmetry"].text()))
+        return seen[-1][0] == "no signal"
+
+    qtbot.waitUntil(left_off, timeout=30_000)
+    left, right, symmetry = seen[-1]
+    assert right not in ("no signal", "--", "0") and float(right) > 0 and symmetry == "--"
+    dash.timer.stop()
+    save_screenshot(dash, "dashboard-electrode-off")
+    dash.timer.start()
+    qtbot.waitUntil(lambda: dash.numbers["tension_l"].text() not in ("no signal", "--"), timeout=30_000)  # back on
+    dash.end_session()
+    qtbot.waitUntil(lambda: dash.worker.finished, timeout=30_000)
+    [edf] = [p for p in export_session(dash.worker.path, "edf", tmp_path / "edf") if p.suffix == ".edf"]
+    contact = [a for a in read_edf(edf).annotations if a.text.startswith("BAD_contact")]
+    assert contact, [a.text for a in read_edf(edf).annotations][:20]

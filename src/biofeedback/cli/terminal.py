@@ -60,7 +60,8 @@ def live_line(run: SessionRun, new_gaps: NewGaps) -> str:
     """One live line: time, phase, tension index per side, HR, RMSSD, hands on, new gaps."""
     live, machine = run.live, run.machine
     v = live.values
-    tension = (" ".join(f"{ch.split('_')[0][:1].upper()} {_num(x, '6.1f')}" for ch, x in zip(live.emg_channels, v.tension))
+    tension = (" ".join(f"{ch.split('_')[0][:1].upper()} " + ("no signal" if v.no_signal(c) else _num(x, '6.1f'))
+                        for c, (ch, x) in enumerate(zip(live.emg_channels, v.tension)))
                + f" {live.index.unit}") if v.tension else "--"
     phase = machine.phase.name if machine is not None and machine.phase is not None else ""
     line = (f"{run.now_s():7.1f} s  {phase:<10} tension {tension}  HR {_num(live.hr_now_bpm(), '.0f')} bpm  "

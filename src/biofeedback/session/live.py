@@ -47,6 +47,10 @@ QUALITY_WORDS = (
 )
 
 
+NO_SIGNAL_FLAGS = QualityFlag.FLAT | QualityFlag.SATURATED
+"""Quality bits that mean a channel carries no muscle signal at all (electrode off, line at the rail)."""
+
+
 def quality_text(bits: int) -> str:
     """Words for ``QualityFlag`` bits; 'good' when none is set."""
     words = [w for flag, w in QUALITY_WORDS if bits & flag]
@@ -86,6 +90,11 @@ class LiveValues:
         """Mean tension index over the channels; NaN when unknown."""
         finite = [v for v in self.tension if math.isfinite(v)]
         return float(np.mean(finite)) if finite and len(finite) == len(self.tension) else math.nan
+
+    def no_signal(self, channel: int) -> bool:
+        """The channel carries no muscle signal now: its electrode is off (a flat line at the rail, flagged by the
+        chain) or the line is saturated. Show 'no signal' for it, never a tension of 0 or of the rail."""
+        return channel < len(self.quality) and bool(self.quality[channel] & NO_SIGNAL_FLAGS)
 
     @property
     def good(self) -> bool:

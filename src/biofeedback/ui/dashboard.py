@@ -25,7 +25,7 @@ from biofeedback.session.protocol import Protocol
 from biofeedback.stream import RingBuffer, StreamKind
 from biofeedback.session.live import TENSION_TRACE_HZ, quality_text
 from biofeedback.ui.raster import RasterCurve
-from biofeedback.ui.theme import AXIS_PT, LIGHT, THEMES, Theme, stylesheet
+from biofeedback.ui.theme import AXIS_PT, LABEL_PT, LIGHT, THEMES, Theme, stylesheet
 from biofeedback.ui.worker import SessionWorker
 from biofeedback.vocab import SourceState, WorkerState
 
@@ -36,6 +36,8 @@ NUMBERS_EVERY_S = 0.25
 EMG_WINDOW_S = 10.0
 HEART_WINDOW_S = 60.0
 HEART_REFRESH_S = 0.1
+NO_SIGNAL = "no signal"
+"""What a tension tile shows while its channel carries no muscle signal (electrode off, line at the rail)."""
 """Wall seconds between updates of the heart-rate column (beats come about once a second; on a 60 s
 window 0.1 s is a step of about two pixels), so each frame only redraws the fast traces."""
 LATENCY_SMOOTHING = 0.1
@@ -617,9 +619,15 @@ class Dashboard(QtWidgets.QMainWindow):
         self.captions["tension_l"].setText(f"Tension left {unit}")
         self.captions["tension_r"].setText(f"Tension right {unit}")
         ten = v.tension + (float("nan"),) * (2 - len(v.tension))
-        self.numbers["tension_l"].setText(self._fmt(ten[0]))
-        self.numbers["tension_r"].setText(self._fmt(ten[1]))
-        self.numbers["symmetry"].setText(("+" if v.symmetry_pct > 0 else "") + self._fmt(v.symmetry_pct))
+        off = [v.no_signal(c) for c in range(2)]
+        for c, (key, color) in enumerate((("tension_l", self.theme.left), ("tension_r", self.theme.right))):
+            label = self.numbers[key]
+            style = f"color: {color}" + (f"; font-size: {LABEL_PT + 6}pt" if off[c] else "")
+            if label.styleSheet() != style:  # restyling re-polishes the label: only on a change
+                label.setStyleSheet(style)
+            label.setText(NO_SIGNAL if off[c] else self._fmt(ten[c]))
+        self.numbers["symmetry"].setText("--" if any(off) else
+                                         ("+" if v.symmetry_pct > 0 else "") + self._fmt(v.symmetry_pct))
         self.numbers["hr"].setText(self._fmt(live.hr_now_bpm()))
         self.numbers["rmssd"].setText(self._fmt(v.rmssd_ms))
         self.numbers["stress"].setText(self._fmt(v.stress_index, 1))

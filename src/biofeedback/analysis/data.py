@@ -47,6 +47,7 @@ import numpy as np
 
 from biofeedback.dsp import EmgProcessor, correct_rr
 from biofeedback.store import SessionReader
+from biofeedback.store.export import contact_lost_stretches
 from biofeedback.stream import BlockFlag, Gap, StreamKind
 from biofeedback.vocab import EventKind
 
@@ -284,17 +285,6 @@ def too_little(phase: str, amount: str) -> str:
     return f"too little clean data in {phase} ({amount}; needs {MIN_CLEAN_S:.0f} s)"
 
 
-def _runs(intervals: list[tuple[float, float]], tolerance_s: float) -> list[tuple[float, float]]:
-    """Intervals sorted by start, merged where one starts within ``tolerance_s`` of the previous one's end."""
-    out: list[list[float]] = []
-    for a, b in intervals:
-        if out and a <= out[-1][1] + tolerance_s:
-            out[-1][1] = max(out[-1][1], b)
-        else:
-            out.append([a, b])
-    return [(a, b) for a, b in out]
-
-
 @dataclass
 class _Emg:
     """Processed EMG before the session's annotations are complete."""
@@ -318,19 +308,20 @@ def _process_emg(reader: SessionReader, progress: Progress | None) -> _Emg | Non
     source = sources[0]
     rate = reader.rate_hz(StreamKind.EMG, source)
     channels = reader.channels(StreamKind.EMG, source)
-    times, data, lost = [], [], []
+    times, data, spans = [], [], []
     for block in reader.raw_blocks(StreamKind.EMG, source):
         times.append(block["times_s"])
         data.append(block["data"])
-        if block["flags"] & BlockFlag.SENSOR_CONTACT_LOST and block["n"]:
-            lost.append((float(block["times_s"][0]), float(block["times_s"][-1]) + 0.5 / rate))
+        if block["n"]:
+            spans.append((float(block["times_s"][0]), float(block["times_s"][-1]),
+                          bool(block["flags"] & BlockFlag.SENSOR_CONTACT_LOST)))
     if not times:
         return None
     t = np.concatenate(times)
     x = np.concatenate(data)
     order = np.argsort(t, kind="stable")
     t, x = t[order], x[order]
-    contact = [Annotation(a, b - a, BAD_CONTACT, StreamKind.EMG) for a, b in _runs(sorted(lost), 1.0 / rate)]
+    contact = [Annotation(a, b - a, BAD_CONTACT, StreamKind.EMG) for a, b in contact_lost_stretches(spans, rate)]
     if progress:
         progress(f"processing {t.size} EMG samples ({len(channels)} channels at {rate:g} Hz)")
     breaks = np.flatnonzero(np.diff(t) > EMG_BREAK_S) + 1

@@ -244,11 +244,8 @@ class LiveProcessor:
     # --- questions over a span --------------------------------------------------------------------
     def mean_tension(self, a_s: float, b_s: float) -> float:
         """Mean over [a_s, b_s) of the channels' mean tension, clean stretches only; NaN if none."""
-        if self.tension is None:
-            return math.nan
-        t, x = self.tension.snapshot()
-        sel = (t >= a_s) & (t < b_s) & (x[:, -1] == 1.0) & np.isfinite(x).all(axis=1)
-        return float(np.mean(x[sel, :-1])) if sel.any() else math.nan
+        levels = self.tension_levels(a_s, b_s)
+        return float(np.mean(levels)) if levels.size else math.nan
 
     def tension_levels(self, a_s: float, b_s: float) -> np.ndarray:
         """Clean tension samples (rows: time, columns: channels) in [a_s, b_s)."""

@@ -22,7 +22,7 @@ from biofeedback.sensors.ble import BleBackend, BleSource, FoundSensor, scan
 from biofeedback.sensors.source import SensorError, Source
 from biofeedback.sensors.profiles import DeviceProfile
 from biofeedback.sensors.virtual import Scenario, VirtualWorld
-from biofeedback.stream import SessionClock, StreamHub
+from biofeedback.stream import SessionClock, StreamHub, StreamKind
 
 SCAN_WALL_S = 3.0
 """Wall seconds a scan for real sensors lasts."""
@@ -42,7 +42,7 @@ def choose_sensors(found: Iterable[FoundSensor], wanted: Iterable[str] | None = 
     if wanted:
         firsts = {name: next((f for f in found if f.profile.name == name), None) for name in wanted}
         return [f for f in firsts.values() if f is not None]
-    emg = [f for f in found if "open-emg" in f.profile.protocols]
+    emg = [f for f in found if any(s.kind == StreamKind.EMG for s in f.profile.streams)]
     heart = [f for f in found if "hrs" in f.profile.protocols]
     return emg[:1] + heart[:1]
 

@@ -5,6 +5,7 @@
 | ``hrs`` | ``hrs.py`` | ``decode_heart_rate_measurement``, ``HrsDriver`` | ``virtual/hrs.py`` |
 | ``polar-pmd`` | ``pmd.py`` | ``decode_pmd_*``, ``pmd_*_command``, ``PmdEcgDriver`` | ``virtual/polar_h10.py`` |
 | ``open-emg`` | ``open_emg.py`` | ``decode_open_emg_*``, ``open_emg_*_command``, ``OpenEmgDriver`` | ``virtual/open_emg.py`` |
+| ``ganglion`` | ``ganglion.py`` | ``decode_ganglion_packet``, ``GanglionSampleCounter``, ``GanglionDriver`` | ``virtual/ganglion.py`` |
 
 Each module's ``SPEC`` says what a device profile must give for the protocol (gatt table and roles,
 streams, settings and their consistency rules); ``profiles`` validates from it and ``ble`` starts
@@ -14,8 +15,8 @@ A new protocol is a new module here and one entry below.
 
 from __future__ import annotations
 
-from biofeedback.sensors.protocols import hrs, open_emg, pmd
+from biofeedback.sensors.protocols import ganglion, hrs, open_emg, pmd
 from biofeedback.sensors.protocols.base import ProtocolSpec
 
-PROTOCOLS: dict[str, ProtocolSpec] = {spec.name: spec for spec in (hrs.SPEC, pmd.SPEC, open_emg.SPEC)}
+PROTOCOLS: dict[str, ProtocolSpec] = {spec.name: spec for spec in (hrs.SPEC, pmd.SPEC, open_emg.SPEC, ganglion.SPEC)}
 """Every protocol a profile may list, by name, in the order error messages name them."""

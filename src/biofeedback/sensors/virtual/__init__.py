@@ -13,6 +13,7 @@ from biofeedback.sensors.ble import BleBackend
 from biofeedback.sensors.source import SensorError
 from biofeedback.sensors.bumble_backend import BumbleClient, BumbleScanner, VirtualRadio, drop_late_gatt_responses
 from biofeedback.sensors.profiles import DeviceProfile, load_profiles
+from biofeedback.sensors.virtual.ganglion import VirtualGanglion
 from biofeedback.sensors.virtual.hrs import VirtualHeartRateStrap
 from biofeedback.sensors.virtual.open_emg import VirtualOpenEmg
 from biofeedback.sensors.virtual.peripherals import Faults, VirtualPeripheral
@@ -21,8 +22,10 @@ from biofeedback.sensors.virtual.signals import HeartScript, TensionScript
 
 __all__ = ["Faults", "HeartScript", "Scenario", "TensionScript", "VirtualWorld"]
 
-ADDRESSES = {"open-emg": "C0:EE:00:00:00:01", "polar-h10": "C0:EE:00:00:00:02", "hrs-strap": "C0:EE:00:00:00:03"}
-NAMES = {"open-emg": "OpenEMG1", "polar-h10": "Polar H10 VIRTUAL", "hrs-strap": "HRM Strap VIRTUAL"}
+ADDRESSES = {"open-emg": "C0:EE:00:00:00:01", "polar-h10": "C0:EE:00:00:00:02", "hrs-strap": "C0:EE:00:00:00:03",
+             "ganglion": "C0:EE:00:00:00:05"}
+NAMES = {"open-emg": "OpenEMG1", "polar-h10": "Polar H10 VIRTUAL", "hrs-strap": "HRM Strap VIRTUAL",
+         "ganglion": "Ganglion-VIRTUAL"}
 
 
 @dataclass
@@ -70,6 +73,8 @@ class VirtualWorld:
             return VirtualPolarH10(*args, heart=sc.heart, ecg_rate_hz=sc.ecg_rate_hz, drift_ppm=-25.0, **common)
         if kind == "hrs-strap":
             return VirtualHeartRateStrap(*args, heart=sc.heart, **common)
+        if kind == "ganglion":
+            return VirtualGanglion(*args, tension=sc.tension, keep_truth=sc.keep_truth, drift_ppm=30.0, **common)
         raise AssertionError(kind)  # unknown kinds are refused in __init__
 
     async def start(self) -> VirtualWorld:

@@ -211,7 +211,7 @@ class GanglionDriver(SampledDriver):
         super().__init__(source, float(settings.get("sample_rate_hz", GANGLION_RATE_HZ)))
         self.firmware = int(settings.get("firmware", 2))
         mask = int(settings.get("channel_mask", 3))
-        self.columns = [c for c in range(GANGLION_CHANNELS) if mask >> c & 1]
+        self.columns = [c for c in range(8) if mask >> c & 1]
         self.channels = source.profile.stream(StreamKind.EMG).channels
         self.counter = GanglionSampleCounter(self.firmware, self.nominal_rate_hz)
 
@@ -220,6 +220,9 @@ class GanglionDriver(SampledDriver):
         if self.columns and self.columns[-1] >= GANGLION_CHANNELS:
             raise SensorError(f"{self.source.name}: channel_mask in {p.path.name} enables channels the Ganglion does not "
                               f"have (it has {GANGLION_CHANNELS}); fix settings.channel_mask")
+        if self.firmware not in GANGLION_FIRMWARES:
+            raise SensorError(f"{self.source.name}: settings.firmware {self.firmware} in {p.path.name} is not a Ganglion "
+                              f"packet format this program reads; use 2 or 3")
         try:
             revision = bytes(await client.read_gatt_char(SOFTWARE_REVISION_UUID)).decode("utf-8", "replace")
             self.firmware = firmware_from_revision(revision, self.firmware)

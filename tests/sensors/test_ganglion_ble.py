@@ -6,6 +6,7 @@ import asyncio
 import json
 
 import numpy as np
+import pytest
 
 from biofeedback.cli import main
 from biofeedback.sensors.timing import SLEW_FRACTION
@@ -78,3 +79,33 @@ def test_dropped_packets_and_links_are_gaps_of_exactly_the_samples_not_known():
     assert np.all(np.diff(times) > 0)
     for g in gaps:
         assert not np.any((times > g.start_s + 1e-9) & (times < g.end_s - 1e-9))
+
+
+def test_a_session_on_the_ganglion_gives_a_tension_level_and_says_spectra_are_not_available(tmp_path, monkeypatch,
+                                                                                            capsys):
+    from biofeedback.analysis import compare, load_session
+    from biofeedback.analysis.compare import PRIMARY
+    from biofeedback.dsp import SpectrumUnavailableError, median_frequency
+
+    protocol = tmp_path / "rest.toml"   # two rests of 35 s: enough clean data (30 s) for a level in each
+    protocol.write_text('name = "rest-rest"\n[[phases]]\nname = "baseline"\nkind = "rest"\nduration_s = 35\n'
+                        '[[phases]]\nname = "post"\nkind = "rest"\nduration_s = 35\n')
+    monkeypatch.setenv("BIOFEEDBACK_HOME", str(tmp_path))
+    code = main(["session", "--client", "G1", "--virtual", "--virtual-devices", "ganglion,hrs-strap", "--speed", "5",
+                 "--protocol", str(protocol), "--auto", "--answers", "all-clear", "--headless"])
+    assert code == 0, capsys.readouterr().err
+    (path,) = (tmp_path / "clients/G1/sessions").glob("*.bfsession")
+    data = load_session(path)
+    assert data.emg.sensor_rate_hz == RATE_HZ
+    assert data.emg.band_hz == (20.0, 90.0)   # 20-450 Hz cannot run at 200 Hz: the upper edge is 0.45 x 200 Hz
+    c = compare(data, n_boot=200, with_neurokit=False)
+    level = c.metric(PRIMARY)
+    assert np.isfinite(level.a) and np.isfinite(level.b)   # a tension level in each phase
+    assert c.emg_processing["band_hz"] == (20.0, 90.0)
+    assert "not available at this sample rate (200 Hz)" in c.emg_processing["spectral"]
+    assert any("not available at this sample rate" in n for n in c.notes)
+    assert any("band-pass 20-90 Hz" in n for n in c.notes)
+    with pytest.raises(SpectrumUnavailableError, match="not available at this sample rate"):
+        median_frequency(np.ones((400, 2)), RATE_HZ)
+    with pytest.raises(SpectrumUnavailableError, match="envelope"):   # fast enough, but rectified and smoothed
+        median_frequency(np.ones((4000, 2)), 1000.0, envelope=True)

@@ -63,6 +63,9 @@ SOFTWARE_REVISION_UUID = "00002a28-0000-1000-8000-00805f9b34fb"
 V2_CYCLE_SAMPLES = 201
 """Firmware 2: samples per reset cycle (the reset packet's one sample and 100 packets of two)."""
 V3_CYCLE_SAMPLES = 200
+CYCLE_LOST_FRACTION = 0.75
+"""Whole cycles of packets count as lost when the time since the last packet exceeds what the IDs explain by more
+than this fraction of a cycle (a late packet is likelier than a second without any: the link would have dropped)."""
 ARRIVAL_LEAD_TOLERANCE_S = 0.25
 """A packet whose ID puts it more than this ahead of what the time since the last packet allows is not believed
 (the Ganglion sends no CRC: a damaged packet shows only through an impossible ID)."""
@@ -183,13 +186,14 @@ class GanglionSampleCounter:
         return GanglionSamples(index, np.stack((first, second)))
 
     def _index(self, position: int, arrival_s: float) -> int | None:
-        """The full index of a packet at ``position`` of its cycle: after the last one, nearest the arrival time."""
+        """The full index of a packet at ``position`` of its cycle: the first after the last packet, plus the whole
+        cycles the arrival time says were lost (``CYCLE_LOST_FRACTION``); None when it is too far ahead of its time."""
         expected = self.next_index
         candidate = expected - expected % self.cycle + position
         if candidate < expected:
             candidate += self.cycle
         by_time = expected + (arrival_s - self._arrival_s) * self.rate_hz
-        candidate += self.cycle * max(0, round((by_time - candidate) / self.cycle))
+        candidate += self.cycle * max(0, int(np.floor((by_time - candidate) / self.cycle + 1 - CYCLE_LOST_FRACTION)))
         if candidate > by_time + ARRIVAL_LEAD_TOLERANCE_S * self.rate_hz:
             return None
         return candidate

@@ -41,11 +41,15 @@ def test_monitor_prints_the_emg_the_virtual_ganglion_was_told_to_send(capsys):
 
 def test_dropped_packets_and_links_are_gaps_of_exactly_the_samples_not_known():
     drops = [6.0, 15.0]
-    faults = Faults(disconnect_at_s=drops, offline_s=1.5, drop_rate=0.01)
+    faults = Faults(disconnect_at_s=drops, offline_s=1.5, drop_rate=0.01, corrupt_rate=0.01)
     scenario = Scenario(devices=("ganglion",), keep_truth=True, faults={"ganglion": faults})
     world, (source,), hub, blocks = asyncio.run(_run_with_faults(22.0, 5.0, scenario))
     board = world.peripherals["ganglion"]
     assert source.status.reconnects == len(drops) and board.counters["dropped"] > 5
+    # Garbage (random bytes, random length) has no CRC to fail on the Ganglion: a wrong length or an impossible
+    # packet ID is what gives it away, and each is counted.
+    assert board.counters["corrupted"] > 5
+    assert source.status.decode_errors >= 0.8 * board.counters["corrupted"]
 
     emg = [b for b in blocks if b.stream == "emg"]
     gaps = [g for g in hub.gaps if g.stream == "emg"]

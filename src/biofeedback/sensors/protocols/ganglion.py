@@ -247,7 +247,11 @@ class GanglionDriver(SampledDriver):
         raw = bytes(data)
         if (packet := self.decode(decode_ganglion_packet, raw, self.firmware)) is None:
             return
+        implausible = self.counter.implausible_packets
         samples = self.counter.push(packet, host_ns / NS_PER_S)
+        if self.counter.implausible_packets > implausible:
+            self.source.decode_error(DecodeError(f"Ganglion packet ID {packet.packet_id}: too far ahead for its arrival "
+                                                 "time (damaged, or a stale packet): not taken"))
         if samples is None:
             return
         fs = self.nominal_rate_hz

@@ -113,3 +113,25 @@ def test_a_session_on_the_ganglion_gives_a_tension_level_and_says_spectra_are_no
         median_frequency(np.ones((400, 2)), RATE_HZ)
     with pytest.raises(SpectrumUnavailableError, match="envelope"):   # fast enough, but rectified and smoothed
         median_frequency(np.ones((4000, 2)), 1000.0, envelope=True)
+
+
+def test_firmware_3_is_recognised_and_a_lost_packet_loses_only_its_two_samples():
+    scenario = Scenario(devices=("ganglion",), keep_truth=True, ganglion_firmware=3,
+                        faults={"ganglion": Faults(drop_rate=0.02)})
+    world, (source,), hub, blocks = asyncio.run(_run_with_faults(12.0, 5.0, scenario))
+    board = world.peripherals["ganglion"]
+    assert source.status.device_info["software_revision"] == "3.0.0"   # read from Device Information (0x2A28)
+    assert source.drivers[0].firmware == 3
+    emg = [b for b in blocks if b.stream == "emg"]
+    (start,) = board.starts
+    for b in emg:
+        truth = np.array([board.truth[start + b.first_index + k][:2] for k in range(b.n)])
+        # absolute 19-bit fields: the top 19 bits of each 24-bit sample (dropping up to 2**5 - 1 counts) with bit 0
+        # overwritten by the sign (up to one more step of 2**5): within 2**6 counts, 0.12 µV
+        assert np.abs(b.data / (MCP3912_VOLTS_PER_COUNT * 1e6) - truth).max() < 64
+    gaps = [g for g in hub.gaps if g.stream == "emg"]
+    lost = sum(g.lost_samples for g in gaps)
+    span = emg[-1].first_index + emg[-1].n - emg[0].first_index
+    assert sum(b.n for b in emg) + lost == span
+    assert all(g.lost_samples % 2 == 0 for g in gaps)   # whole packets of two samples, no reset chain to wait for
+    assert lost <= 2 * board.counters["dropped"] and len(gaps) >= 0.5 * board.counters["dropped"] > 2

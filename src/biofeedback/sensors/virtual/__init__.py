@@ -41,6 +41,8 @@ class Scenario:
     ecg_rate_hz: float = 129.6
     """True rate of the virtual Polar H10's nominal 130 Hz ECG (real straps run at 128-131 Hz)."""
     keep_truth: bool = False
+    ganglion_firmware: int = 2
+    """Packet format of the virtual OpenBCI Ganglion: 2 (delta compression, reset packets) or 3 (absolute values)."""
     emg_samples_per_frame: int | None = None
     """Samples per open-EMG frame; by default 20 in real time, 50 up to 5x and 100 above (MTU 517 holds
     124), so the in-process link (about 2,000 notifications/s on one core) keeps up."""
@@ -74,7 +76,8 @@ class VirtualWorld:
         if kind == "hrs-strap":
             return VirtualHeartRateStrap(*args, heart=sc.heart, **common)
         if kind == "ganglion":
-            return VirtualGanglion(*args, tension=sc.tension, keep_truth=sc.keep_truth, drift_ppm=30.0, **common)
+            return VirtualGanglion(*args, tension=sc.tension, firmware=sc.ganglion_firmware, keep_truth=sc.keep_truth,
+                                   drift_ppm=30.0, **common)
         raise AssertionError(kind)  # unknown kinds are refused in __init__
 
     async def start(self) -> VirtualWorld:

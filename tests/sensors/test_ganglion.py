@@ -204,3 +204,16 @@ def test_random_and_truncated_packets_never_crash_and_are_counted():
         decode_ganglion_packet(DOC_19BIT[:19])
     with pytest.raises(DecodeError, match="ID 230"):
         decode_ganglion_packet(bytes([230]) + bytes(19))
+
+
+def test_a_ganglion_counts_as_an_emg_sensor_for_sessions_and_home_relaxation():
+    from types import SimpleNamespace
+
+    from biofeedback.relax.engine import has_emg_sensor
+    from biofeedback.sensors.profiles import load_profiles
+    from biofeedback.session.acquisition import choose_sensors
+
+    profiles = load_profiles()
+    ganglion, strap = (SimpleNamespace(profile=profiles[n]) for n in ("ganglion", "hrs-strap"))
+    assert has_emg_sensor([ganglion, strap]) and not has_emg_sensor([strap])
+    assert choose_sensors([strap, ganglion]) == [ganglion, strap]   # one EMG sensor and the heart sensor

@@ -1,0 +1,122 @@
+"""The home window, offscreen, driven by keys and clicks: clients (pseudonymous only), search, archive, the diary,
+the records tabs, and its layout at 1366x768 and 1920x1080."""
+
+from __future__ import annotations
+
+import pytest
+from PySide6 import QtCore, QtWidgets
+
+from biofeedback.cli.common import FORMATS
+from biofeedback.store.listing import list_clients
+from biofeedback.ui.home import EXPORT_FORMATS, HomeWindow
+from tests.conftest import save_screenshot
+
+
+@pytest.fixture
+def home_window(qtbot):
+    window = HomeWindow()
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    return window
+
+
+def type_client(qtbot, window: HomeWindow, text: str) -> None:
+    window.new_client.setFocus()
+    window.new_client.clear()
+    qtbot.keyClicks(window.new_client, text)
+    qtbot.keyClick(window.new_client, QtCore.Qt.Key.Key_Return)
+
+
+def listed(window: HomeWindow) -> list[str]:
+    return [window.client_list.item(i).text() for i in range(window.client_list.count())]
+
+
+def assert_nothing_cut_off(window: QtWidgets.QWidget) -> None:
+    """Every visible button, field and label lies wholly inside the window, at no less than its minimum size."""
+    frame = window.rect()
+    for w in window.findChildren(QtWidgets.QWidget):
+        if not w.isVisibleTo(window) or isinstance(w, (QtWidgets.QScrollBar,)) or w.window() is not window:
+            continue
+        if isinstance(w, (QtWidgets.QAbstractButton, QtWidgets.QLineEdit, QtWidgets.QComboBox, QtWidgets.QLabel,
+                          QtWidgets.QAbstractSpinBox)):
+            box = QtCore.QRect(w.mapTo(window, QtCore.QPoint(0, 0)), w.size())
+            assert frame.contains(box), f"{type(w).__name__} {w.objectName() or getattr(w, 'text', lambda: '')()} at {box}"
+            hint = w.minimumSizeHint()
+            if isinstance(w, QtWidgets.QAbstractButton):
+                assert w.width() >= hint.width() and w.height() >= hint.height(), f"{w.text()} squeezed"
+
+
+def test_clients_are_pseudonymous_and_can_be_searched_and_archived(qtbot, home_window, home):
+    window = home_window
+    assert not window.tabs.isEnabled()
+    type_client(qtbot, window, "Jane Doe")
+    assert window.client_error.isVisible()
+    assert "looks like a real name" in window.client_error.text() and "pseudonymous" in window.client_error.text()
+    assert "never a name" in window.client_error.text() and list_clients() == []
+    type_client(qtbot, window, "jane@example.org")
+    assert "email" in window.client_error.text() and list_clients() == []
+
+    for client in ("C001", "C002", "K-17"):
+        type_client(qtbot, window, client)
+    assert not window.client_error.isVisible()
+    assert list_clients() == ["C001", "C002", "K-17"] and listed(window) == ["C001", "C002", "K-17"]
+    assert window.client() == "K-17" and window.title.text() == "Client K-17" and window.tabs.isEnabled()
+    assert (home / "clients" / "K-17").stat().st_mode & 0o777 == 0o700
+
+    qtbot.keyClicks(window.search, "c00")
+    assert listed(window) == ["C001", "C002"]
+    qtbot.keyClick(window.search, QtCore.Qt.Key.Key_2)
+    assert listed(window) == ["C002"] and window.client() == "C002"
+    window.search.clear()
+    window.select_client("C002")
+    qtbot.mouseClick(window.archive_button, QtCore.Qt.MouseButton.LeftButton)
+    assert listed(window) == ["C001", "K-17"] and "archived" in window.status.text()
+    assert (home / "clients" / "C002" / "sessions").is_dir()  # archived, nothing deleted
+    window.show_archived.setChecked(True)
+    assert listed(window) == ["C001", "C002 (archived)", "K-17"]
+    window.select_client("C002")
+    assert window.archive_button.text() == "Restore client"
+    qtbot.mouseClick(window.archive_button, QtCore.Qt.MouseButton.LeftButton)
+    window.show_archived.setChecked(False)
+    assert listed(window) == ["C001", "C002", "K-17"]
+
+
+def test_the_diary_and_the_records_of_a_new_client(qtbot, home_window):
+    window = home_window
+    type_client(qtbot, window, "C001")
+    window.tabs.setCurrentIndex(3)
+    assert "no" in window.diary.toPlainText().lower()
+    window.diary_intensity.setValue(6)
+    window.diary_hours.setValue(2.5)
+    qtbot.keyClicks(window.diary_medication, "ibuprofen 400 mg")
+    qtbot.mouseClick(window.findChild(QtWidgets.QPushButton, "diary-add"), QtCore.Qt.MouseButton.LeftButton)
+    from biofeedback.analysis.diary import format_diary, read_diary
+
+    [entry] = read_diary("C001")
+    assert (entry["intensity"], entry["duration_h"], entry["medication"]) == (6, 2.5, "ibuprofen 400 mg")
+    assert window.diary.toPlainText() == format_diary([entry])
+    window.tabs.setCurrentIndex(1)
+    assert "No calibration for C001" in window.calibrations.toPlainText()
+    window.tabs.setCurrentIndex(2)
+    assert window.relax_history.toPlainText() == "This is your first home session."
+    window.tabs.setCurrentIndex(4)
+    assert window.trend.toPlainText() == "No sessions recorded for C001 yet."
+    window.tabs.setCurrentIndex(0)
+    qtbot.mouseClick(window.findChild(QtWidgets.QPushButton, "open-report"), QtCore.Qt.MouseButton.LeftButton)
+    assert window.status.text() == "Choose a session in the list first."
+    assert EXPORT_FORMATS == FORMATS
+
+
+@pytest.mark.parametrize("size", [(1366, 768), (1920, 1080)])
+def test_the_home_window_fits_the_screen(qtbot, home_window, size):
+    window = home_window
+    for client in ("C001", "C002"):
+        type_client(qtbot, window, client)
+    window.sensor_kind.setCurrentIndex(1)
+    window.resize(*size)
+    qtbot.waitUntil(lambda: window.size() == QtCore.QSize(*size))
+    QtWidgets.QApplication.processEvents()
+    assert window.minimumSizeHint().width() <= 1366 and window.minimumSizeHint().height() <= 768 - 40
+    assert_nothing_cut_off(window)
+    save_screenshot(window, f"home-{size[0]}x{size[1]}")

@@ -202,11 +202,17 @@ class HomeWindow(QtWidgets.QMainWindow):
         self.protocol = QtWidgets.QComboBox()
         self.protocol.setObjectName("protocol")
         self.protocol.setEditable(True)
-        self.protocol.addItems(_protocol_names())
+        self.protocol.addItems(_toml_names("session"))
         grid.addWidget(self.protocol, 1, 1, 1, 2)
         self.auto = QtWidgets.QCheckBox("Unattended (phases follow the protocol's times)")
         self.auto.setObjectName("auto")
         grid.addWidget(self.auto, 1, 3)
+        grid.addWidget(QtWidgets.QLabel("Calibration:"), 3, 0, QtCore.Qt.AlignmentFlag.AlignRight)
+        self.calibration_protocol = QtWidgets.QComboBox()
+        self.calibration_protocol.setObjectName("calibration-protocol")
+        self.calibration_protocol.setEditable(True)
+        self.calibration_protocol.addItems(_toml_names("calibration"))
+        grid.addWidget(self.calibration_protocol, 3, 1, 1, 2)
         grid.addWidget(QtWidgets.QLabel("Virtual speed ×"), 2, 0, QtCore.Qt.AlignmentFlag.AlignRight)
         self.speed = QtWidgets.QDoubleSpinBox()
         self.speed.setObjectName("speed")
@@ -380,8 +386,9 @@ class HomeWindow(QtWidgets.QMainWindow):
         devices = settings.get("devices") or list(DEFAULT_VIRTUAL)
         for name, box in self.virtual_boxes.items():
             box.setChecked(name in devices)
-        if isinstance(settings.get("protocol"), str):
-            self.protocol.setCurrentText(settings["protocol"])
+        for key, combo in (("protocol", self.protocol), ("calibration_protocol", self.calibration_protocol)):
+            if isinstance(settings.get(key), str):
+                combo.setCurrentText(settings[key])
         self._sensor_kind_changed()
         self._loading = False
         self.refresh_records()
@@ -396,7 +403,8 @@ class HomeWindow(QtWidgets.QMainWindow):
 
     def _remember_sensors(self, client: str) -> None:
         save_client_settings(client, {**client_settings(client), **self.sensor_choice(),
-                                      "protocol": self.protocol.currentText().strip()})
+                                      "protocol": self.protocol.currentText().strip(),
+                                      "calibration_protocol": self.calibration_protocol.currentText().strip()})
 
     def sensor_choice(self) -> dict:
         return {"sensors": "virtual" if self.sensor_kind.currentIndex() == 1 else "bluetooth",
@@ -557,8 +565,7 @@ class HomeWindow(QtWidgets.QMainWindow):
         from biofeedback.ui.screening_dialog import ask_in_window
 
         def prepare():
-            args = cli_args("session", "--client", client, "--protocol", self.protocol.currentText().strip() or "default",
-                            *self._virtual_args())
+            args = cli_args("session", "--client", client, *_protocol_arg(self.protocol), *self._virtual_args())
             protocol = load_protocol(args.protocol)
             self._remember_sensors(client)
             screening = screen(client, protocol, None, False,
@@ -588,7 +595,8 @@ class HomeWindow(QtWidgets.QMainWindow):
         from biofeedback.ui.calibration_window import CalibrationWindow
 
         def prepare():
-            args = cli_args("calibrate", "--client", client, *self._virtual_args())
+            args = cli_args("calibrate", "--client", client, *_protocol_arg(self.calibration_protocol),
+                            *self._virtual_args())
             self._remember_sensors(client)
             return CalibrationWindow.from_args(args, self.profiles(), theme=self.theme_name)
 
@@ -690,11 +698,21 @@ class HomeWindow(QtWidgets.QMainWindow):
         super().closeEvent(ev)
 
 
-def _protocol_names() -> list[str]:
+def _protocol_arg(combo: QtWidgets.QComboBox) -> list[str]:
+    """``--protocol NAME`` for a protocol combo box's text (none when it is empty: the command's default)."""
+    name = combo.currentText().strip()
+    return ["--protocol", name] if name else []
+
+
+def _toml_names(kind: str) -> list[str]:
+    """The protocols (``session``) or calibration protocols shipped in their folder, the default first."""
+    from biofeedback.session.calibration import DEFAULT_CALIBRATION, default_calibration_dir
     from biofeedback.session.protocol import default_protocols_dir
 
-    names = sorted(p.stem for p in default_protocols_dir().glob("*.toml"))
-    return ["default"] + [n for n in names if n != "default"]
+    folder, first = (default_protocols_dir(), "default") if kind == "session" else \
+        (default_calibration_dir(), DEFAULT_CALIBRATION)
+    names = sorted(p.stem for p in folder.glob("*.toml"))
+    return [first] + [n for n in names if n != first]
 
 
 def _calibrations_text(client: str) -> str:

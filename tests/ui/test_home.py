@@ -6,9 +6,8 @@ from __future__ import annotations
 import pytest
 from PySide6 import QtCore, QtWidgets
 
-from biofeedback.cli.common import FORMATS
 from biofeedback.store.listing import list_clients
-from biofeedback.ui.home import EXPORT_FORMATS, HomeWindow
+from biofeedback.ui.home import HomeWindow
 from tests.conftest import save_screenshot
 
 
@@ -105,7 +104,6 @@ def test_the_diary_and_the_records_of_a_new_client(qtbot, home_window):
     window.tabs.setCurrentIndex(0)
     qtbot.mouseClick(window.findChild(QtWidgets.QPushButton, "open-report"), QtCore.Qt.MouseButton.LeftButton)
     assert window.status.text() == "Choose a session in the list first."
-    assert EXPORT_FORMATS == FORMATS
 
 
 @pytest.mark.parametrize("size", [(1366, 768), (1920, 1080)])
@@ -120,3 +118,29 @@ def test_the_home_window_fits_the_screen(qtbot, home_window, size):
     assert window.minimumSizeHint().width() <= 1366 and window.minimumSizeHint().height() <= 768 - 40
     assert_nothing_cut_off(window)
     save_screenshot(window, f"home-{size[0]}x{size[1]}")
+
+
+def test_a_home_relaxation_from_the_home_window(qtbot, home_window, home):
+    from biofeedback.store import SessionReader
+    from biofeedback.ui.relax_window import RelaxWindow
+    from tests.ui.test_home_e2e import answer_screening
+
+    window = home_window
+    type_client(qtbot, window, "C005")
+    window.sensor_kind.setCurrentIndex(1)
+    window.speed.setValue(20.0)
+    window.relax_minutes.setValue(2.5)
+    QtCore.QTimer.singleShot(300, lambda: answer_screening(qtbot, "relaxation"))
+    qtbot.mouseClick(window.findChild(QtWidgets.QPushButton, "relax"), QtCore.Qt.MouseButton.LeftButton)
+    relax = window.session_window
+    assert isinstance(relax, RelaxWindow), window.status.text()
+    qtbot.addWidget(relax)
+    qtbot.waitUntil(lambda: relax.worker.finished, timeout=40_000)
+    path = relax.worker.path
+    relax.close()
+    qtbot.waitUntil(lambda: window.session_table.rowCount() == 1, timeout=10_000)
+    with SessionReader(path) as r:
+        assert r.meta["mode"] == "relax-window" and r.meta["screening"]["source"] == "window"
+        assert 149.0 <= r.duration_s() <= 165.0
+    window.tabs.setCurrentIndex(2)
+    assert window.relax_history.toPlainText().startswith("Your last 1 home sessions")

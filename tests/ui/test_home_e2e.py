@@ -20,18 +20,18 @@ from biofeedback.vocab import WorkerState
 from tests.conftest import save_screenshot
 
 PROTOCOL = Path(__file__).resolve().parents[1] / "data" / "protocols" / "dashboard-short.toml"
-SPEED = 4.0
+SPEED = 8.0
 KEY_TOLERANCE_S = 0.05 * SPEED + 0.1
 """Session seconds between reading the clock just before a key press and the time the recording gives it."""
 
 
-def answer_screening(qtbot) -> None:
+def answer_screening(qtbot, activity: str = "session") -> None:
     """Answer the screening dialog as the client's answers allow a start (consent yes, contraindications no)."""
     dialog = next(w for w in QtWidgets.QApplication.topLevelWidgets() if isinstance(w, ScreeningDialog) and w.isVisible())
     for q in dialog.questions:
         button = dialog.findChild(QtWidgets.QRadioButton, f"{q.key}-{'no' if q.stop_if else 'yes'}")
         qtbot.mouseClick(button, QtCore.Qt.MouseButton.LeftButton)
-    assert dialog.start_button.isEnabled() and dialog.start_button.text() == "Start session"
+    assert dialog.start_button.isEnabled() and dialog.start_button.text() == f"Start {activity}"
     qtbot.mouseClick(dialog.start_button, QtCore.Qt.MouseButton.LeftButton)
 
 

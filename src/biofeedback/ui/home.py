@@ -22,6 +22,7 @@ from functools import partial
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from biofeedback.cli.common import DEFAULT_MINUTES, FORMATS
 from biofeedback.errors import BiofeedbackError
 from biofeedback.store import list_sessions, validate_client_id
 from biofeedback.store.listing import list_clients
@@ -35,10 +36,6 @@ VIRTUAL_DEVICES = ("open-emg", "polar-h10", "hrs-strap")
 DEFAULT_VIRTUAL = ("open-emg", "polar-h10")
 WHY_PSEUDONYM = ("Use a code such as C001, never a name or an email: recordings are health data, and a code keeps "
                  "them pseudonymous if a file is shared for research.")
-EXPORT_FORMATS = ("edf", "csv", "bids", "hdf5")
-"""``store.FORMATS`` (checked equal by the tests)."""
-WATCH_MS = 250
-"""How often the window looks whether a session, replay or relaxation window has closed."""
 
 
 # --- per-client files -------------------------------------------------------------------------------
@@ -198,30 +195,34 @@ class HomeWindow(QtWidgets.QMainWindow):
             box = self.virtual_boxes[name] = QtWidgets.QCheckBox(name)
             box.setObjectName(f"virtual-{name}")
             grid.addWidget(box, 0, col)
-        grid.addWidget(QtWidgets.QLabel("Protocol:"), 1, 0, QtCore.Qt.AlignmentFlag.AlignRight)
-        self.protocol = QtWidgets.QComboBox()
-        self.protocol.setObjectName("protocol")
-        self.protocol.setEditable(True)
-        self.protocol.addItems(_toml_names("session"))
+        right = QtCore.Qt.AlignmentFlag.AlignRight
+        grid.addWidget(QtWidgets.QLabel("Session protocol:"), 1, 0, right)
+        self.protocol = _protocol_combo("protocol", "session")
         grid.addWidget(self.protocol, 1, 1, 1, 2)
         self.auto = QtWidgets.QCheckBox("Unattended (phases follow the protocol's times)")
         self.auto.setObjectName("auto")
         grid.addWidget(self.auto, 1, 3)
-        grid.addWidget(QtWidgets.QLabel("Calibration:"), 3, 0, QtCore.Qt.AlignmentFlag.AlignRight)
-        self.calibration_protocol = QtWidgets.QComboBox()
-        self.calibration_protocol.setObjectName("calibration-protocol")
-        self.calibration_protocol.setEditable(True)
-        self.calibration_protocol.addItems(_toml_names("calibration"))
-        grid.addWidget(self.calibration_protocol, 3, 1, 1, 2)
-        grid.addWidget(QtWidgets.QLabel("Virtual speed ×"), 2, 0, QtCore.Qt.AlignmentFlag.AlignRight)
+        grid.addWidget(QtWidgets.QLabel("Calibration:"), 2, 0, right)
+        self.calibration_protocol = _protocol_combo("calibration-protocol", "calibration")
+        grid.addWidget(self.calibration_protocol, 2, 1, 1, 2)
+        minutes = QtWidgets.QHBoxLayout()
+        minutes.addWidget(QtWidgets.QLabel("Home relaxation, minutes:"))
+        self.relax_minutes = QtWidgets.QDoubleSpinBox()
+        self.relax_minutes.setObjectName("relax-minutes")
+        self.relax_minutes.setRange(1.0, 120.0)
+        self.relax_minutes.setValue(DEFAULT_MINUTES)
+        minutes.addWidget(self.relax_minutes)
+        minutes.addStretch(1)
+        grid.addLayout(minutes, 2, 3)
+        grid.addWidget(QtWidgets.QLabel("Virtual speed ×"), 3, 0, right)
         self.speed = QtWidgets.QDoubleSpinBox()
         self.speed.setObjectName("speed")
         self.speed.setRange(0.1, 20.0)
         self.speed.setValue(1.0)
-        grid.addWidget(self.speed, 2, 1)
+        grid.addWidget(self.speed, 3, 1)
         self.sensor_hint = QtWidgets.QLabel()
         self.sensor_hint.setObjectName("sensor-hint")
-        grid.addWidget(self.sensor_hint, 2, 2, 1, 2)
+        grid.addWidget(self.sensor_hint, 3, 2, 1, 2)
         lay.addWidget(sensors)
 
         actions = QtWidgets.QHBoxLayout()
@@ -273,7 +274,7 @@ class HomeWindow(QtWidgets.QMainWindow):
         row.addWidget(_button("Print report…", "print-report", self.print_report))
         self.export_format = QtWidgets.QComboBox()
         self.export_format.setObjectName("export-format")
-        self.export_format.addItems(EXPORT_FORMATS)
+        self.export_format.addItems(FORMATS)
         row.addWidget(_button("Export as", "export", self.export_session))
         row.addWidget(self.export_format)
         row.addStretch(1)
@@ -617,7 +618,8 @@ class HomeWindow(QtWidgets.QMainWindow):
         from biofeedback.ui.screening_dialog import ask_in_window
 
         def start():
-            args = cli_args("relax", "--client", client, *self._virtual_args())
+            args = cli_args("relax", "--client", client, "--minutes", f"{self.relax_minutes.value():g}",
+                            *self._virtual_args())
             self._remember_sensors(client)
             plan, settings, sham = prepare(args, partial(ask_in_window, activity="relaxation", theme=self.theme_name))
             return RelaxWindow(start_relax_worker(plan, settings, self.profiles(), sham), settings, sham)
@@ -696,6 +698,15 @@ class HomeWindow(QtWidgets.QMainWindow):
             if w is not None and w.isVisible():
                 w.close()
         super().closeEvent(ev)
+
+
+def _protocol_combo(name: str, kind: str) -> QtWidgets.QComboBox:
+    """An editable choice of the shipped protocols of ``kind`` (a path to another TOML can be typed)."""
+    combo = QtWidgets.QComboBox()
+    combo.setObjectName(name)
+    combo.setEditable(True)
+    combo.addItems(_toml_names(kind))
+    return combo
 
 
 def _protocol_arg(combo: QtWidgets.QComboBox) -> list[str]:

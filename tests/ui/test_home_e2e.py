@@ -101,6 +101,10 @@ def test_a_session_from_the_home_window_to_its_report_and_replay(qtbot, home):
     report = Path(url.toLocalFile())
     assert report.parent == home / "clients" / "C001" / "reports" and report.name == f"{path.stem}-report.html"
     assert report.stat().st_mode & 0o777 == 0o600 and "<html" in report.read_text(encoding="utf-8").lower()
+    assert "Report:" in window.status.text() and str(report) in window.status.text()
+    window.resize(1366, 768)
+    qtbot.waitUntil(lambda: window.width() == 1366)
+    save_screenshot(window, "home-sessions")
 
     window.replay_speed.setValue(2.0)
     qtbot.mouseClick(window.findChild(QtWidgets.QPushButton, "replay"), QtCore.Qt.MouseButton.LeftButton)

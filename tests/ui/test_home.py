@@ -144,3 +144,21 @@ def test_a_home_relaxation_from_the_home_window(qtbot, home_window, home):
         assert 149.0 <= r.duration_s() <= 165.0
     window.tabs.setCurrentIndex(2)
     assert window.relax_history.toPlainText().startswith("Your last 1 home sessions")
+
+
+
+def test_install_desktop_puts_the_launcher_and_icon_in_the_menu(tmp_path, monkeypatch, capsys):
+    from xml.etree import ElementTree
+
+    from biofeedback.cli import main
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "share"))
+    assert main(["home", "--install-desktop"]) == 0
+    entry = tmp_path / "share" / "applications" / "biofeedback.desktop"
+    icon = tmp_path / "share" / "icons" / "hicolor" / "scalable" / "apps" / "biofeedback.svg"
+    assert capsys.readouterr().out.splitlines() == [f"installed {entry}", f"installed {icon}"]
+    fields = dict(line.split("=", 1) for line in entry.read_text(encoding="utf-8").splitlines() if "=" in line)
+    assert fields["Type"] == "Application" and fields["Icon"] == "biofeedback" and fields["Terminal"] == "false"
+    command = fields["Exec"].split()
+    assert command[0].endswith("biofeedback-app") or command[-2:] == ["biofeedback", "home"]
+    assert ElementTree.parse(icon).getroot().tag.endswith("svg")

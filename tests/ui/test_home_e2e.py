@@ -1,6 +1,6 @@
 """The home window end to end, offscreen, as a therapist uses it: add a client, start a short session on virtual
 sensors with its screening, mark hands-on and a technique by keyboard right after the session starts, let it end,
-open its report, replay it with a pause and a seek. The recording holds every key at the time it was pressed.
+open, export and print its report, replay it with a pause and a seek. The recording holds every key at the time it was pressed.
 
 Pressing the marker keys right after the start needs the dashboard's keyboard-focus fix (issue 17, item 3): keys go
 to whichever widget has the focus, as a person's keys do.
@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from PySide6 import QtCore, QtWidgets
+from PySide6 import QtCore, QtPrintSupport, QtWidgets
 
 from biofeedback.store import SessionReader
 from biofeedback.ui.home import HomeWindow
@@ -102,6 +102,19 @@ def test_a_session_from_the_home_window_to_its_report_and_replay(qtbot, home):
     assert report.parent == home / "clients" / "C001" / "reports" and report.name == f"{path.stem}-report.html"
     assert report.stat().st_mode & 0o777 == 0o600 and "<html" in report.read_text(encoding="utf-8").lower()
     assert "Report:" in window.status.text() and str(report) in window.status.text()
+
+    window.export_format.setCurrentText("csv")
+    qtbot.mouseClick(window.findChild(QtWidgets.QPushButton, "export"), QtCore.Qt.MouseButton.LeftButton)
+    exported = home / "clients" / "C001" / "exports" / f"{path.stem}-csv"
+    assert sorted(exported.iterdir()) and all(p.stat().st_mode & 0o777 == 0o600 for p in exported.iterdir())
+    assert "Exported as csv" in window.status.text() and str(exported) in window.status.text()
+    printer = QtPrintSupport.QPrinter()  # as a print dialog sets it up, printing to a PDF file
+    printer.setOutputFormat(QtPrintSupport.QPrinter.OutputFormat.PdfFormat)
+    printer.setOutputFileName(str(home / "printed.pdf"))
+    window.print_report(printer)
+    assert (home / "printed.pdf").read_bytes().startswith(b"%PDF") and (home / "printed.pdf").stat().st_size > 5000
+    assert window.status.text().startswith("Printed the report")
+
     window.resize(1366, 768)
     qtbot.waitUntil(lambda: window.width() == 1366)
     save_screenshot(window, "home-sessions")

@@ -23,7 +23,7 @@ from functools import partial
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from biofeedback.cli.common import DEFAULT_MINUTES, FORMATS
-from biofeedback.errors import BiofeedbackError
+from biofeedback.errors import BiofeedbackError, UsageError
 from biofeedback.store import list_sessions, validate_client_id
 from biofeedback.store.listing import list_clients
 from biofeedback.store.paths import data_home, session_dir, write_private
@@ -539,8 +539,15 @@ class HomeWindow(QtWidgets.QMainWindow):
         return self._profiles
 
     def _virtual_args(self) -> list[str]:
+        """The virtual-sensor options of the chosen sensors; with Bluetooth chosen, an error when this machine has no
+        adapter (the commands would switch to the virtual sensors; here the person chooses)."""
         choice = self.sensor_choice()
         if choice["sensors"] != "virtual":
+            from biofeedback.sensors.ble import system_has_adapter
+
+            if not system_has_adapter():
+                raise UsageError("no Bluetooth adapter found on this computer: plug one in or switch Bluetooth on, "
+                                 "or choose Virtual sensors to try the program")
             return []
         devices = choice["devices"] or list(DEFAULT_VIRTUAL)
         return ["--virtual", "--speed", f"{self.speed.value():g}", "--virtual-devices", ",".join(devices)]

@@ -111,6 +111,9 @@ class ReplayControls(QtWidgets.QWidget):
             QtCore.QTimer.singleShot(0, lambda: self.seek(self.timeline.sliderPosition() / SLIDER_STEPS_PER_S))
 
     def refresh(self) -> None:
+        if self.dashboard is not None and not self.dashboard.isVisible():
+            self.close()  # the replay's window was closed: so are its controls
+            return
         clock = self.clock()
         if clock is None:
             return

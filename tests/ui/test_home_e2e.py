@@ -15,6 +15,7 @@ from PySide6 import QtCore, QtPrintSupport, QtWidgets
 
 from biofeedback.store import SessionReader
 from biofeedback.ui.home import HomeWindow
+from biofeedback.ui.replay_controls import clock_text
 from biofeedback.ui.screening_dialog import ScreeningDialog
 from biofeedback.vocab import WorkerState
 from tests.conftest import save_screenshot
@@ -90,9 +91,10 @@ def test_a_session_from_the_home_window_to_its_report_and_replay(qtbot, home):
     gb20 = [m for m in marks if "GB20" in m["label"]]
     assert len(gb20) == 1 and abs(gb20[0]["t_s"] - pressed["gb20"]) <= KEY_TOLERANCE_S, marks
 
-    # the client's sensors are remembered
+    # the client's sensors are remembered: the choice, and the sensors the session used
     window.select_client("C001")
     assert window.sensor_kind.currentIndex() == 1 and window.protocol.currentText() == str(PROTOCOL)
+    assert "(open-emg)" in window.last_devices.text() and "(polar-h10)" in window.last_devices.text()
 
     opened: list[QtCore.QUrl] = []
     window.open_url = opened.append
@@ -143,7 +145,10 @@ def test_a_session_from_the_home_window_to_its_report_and_replay(qtbot, home):
     seen = time.monotonic()
     qtbot.waitUntil(lambda: any("GB20" in line for line in replay._log_lines), timeout=5_000)
     assert time.monotonic() - seen < 5
-    assert controls.position.text().startswith(f"0:{int(controls.now_s()):02d}")
+    shown, total = controls.position.text().split(" / ")
+    minutes, seconds = shown.split(":")
+    assert controls.now_s() - 1.0 <= 60 * int(minutes) + int(seconds) <= controls.now_s()  # refreshed every 0.1 s
+    assert total == clock_text(controls.duration_s) and controls.duration_s > 40.0
     save_screenshot(controls, "home-e2e-replay-controls")
 
     qtbot.keyClick(controls.timeline, QtCore.Qt.Key.Key_Home)  # back to the start: the replay opens again

@@ -121,7 +121,6 @@ class HomeWindow(QtWidgets.QMainWindow):
         self.replay_controls = None
         self._profiles = None
         self._sessions: list[dict] = []
-        self._loading = False
 
         split = QtWidgets.QSplitter()
         split.addWidget(self._build_clients())
@@ -223,6 +222,9 @@ class HomeWindow(QtWidgets.QMainWindow):
         self.sensor_hint = QtWidgets.QLabel()
         self.sensor_hint.setObjectName("sensor-hint")
         grid.addWidget(self.sensor_hint, 3, 2, 1, 2)
+        self.last_devices = QtWidgets.QLabel()
+        self.last_devices.setObjectName("last-devices")
+        grid.addWidget(self.last_devices, 4, 0, 1, 4)
         lay.addWidget(sensors)
 
         actions = QtWidgets.QHBoxLayout()
@@ -381,7 +383,6 @@ class HomeWindow(QtWidgets.QMainWindow):
             return
         self.title.setText(f"Client {client}")
         self.archive_button.setText("Restore client" if is_archived(client) else "Archive client")
-        self._loading = True
         settings = client_settings(client)
         self.sensor_kind.setCurrentIndex(1 if settings.get("sensors") == "virtual" else 0)
         devices = settings.get("devices") or list(DEFAULT_VIRTUAL)
@@ -390,8 +391,11 @@ class HomeWindow(QtWidgets.QMainWindow):
         for key, combo in (("protocol", self.protocol), ("calibration_protocol", self.calibration_protocol)):
             if isinstance(settings.get(key), str):
                 combo.setCurrentText(settings[key])
+        last = settings.get("last_devices")
+        self.last_devices.setText("Last session's sensors: " + ", ".join(
+            f"{d.get('source')} ({d.get('profile')})" for d in last if isinstance(d, dict))
+                                  if isinstance(last, list) and last else "No session recorded with sensors yet.")
         self._sensor_kind_changed()
-        self._loading = False
         self.refresh_records()
 
     def _sensor_kind_changed(self, *_: int) -> None:
@@ -593,8 +597,23 @@ class HomeWindow(QtWidgets.QMainWindow):
 
         outcome = self._guarded(lambda: finish_dashboard(worker))
         if outcome is not None:
+            self._remember_devices(worker.plan.client_id, outcome.path)
             self.say_written("Session recorded", outcome.path)
         self.refresh_records()
+        self.show_client()
+
+    def _remember_devices(self, client: str, path: pathlib.Path) -> None:
+        """Keep the sensors a recording used (name and profile, from its ``devices`` meta) as the client's last ones."""
+        from biofeedback.store import SessionReader, StoreError
+
+        try:
+            with SessionReader(path) as reader:
+                devices = reader.meta.get("devices") or []
+        except StoreError:
+            return
+        used = [{"source": str(d.get("source", "")), "profile": str(d.get("profile", ""))}
+                for d in devices if isinstance(d, dict)]
+        save_client_settings(client, {**client_settings(client), "last_devices": used})
 
     def start_calibration(self) -> None:
         client = self.client()
@@ -642,7 +661,10 @@ class HomeWindow(QtWidgets.QMainWindow):
         worker.join(30.0)
         if worker.error is not None:
             self.say(str(worker.error), error=True)
+        elif worker.path is not None:
+            self._remember_devices(worker.plan.client_id, worker.path)
         self.refresh_records()
+        self.show_client()
 
     def replay_session(self) -> None:
         """Replay the chosen session in the dashboard, with pause, seek and a timeline beside it."""

@@ -162,3 +162,27 @@ def test_install_desktop_puts_the_launcher_and_icon_in_the_menu(tmp_path, monkey
     command = fields["Exec"].split()
     assert command[0].endswith("biofeedback-app") or command[-2:] == ["biofeedback", "home"]
     assert ElementTree.parse(icon).getroot().tag.endswith("svg")
+
+
+def test_a_screening_that_forbids_the_start_is_said_and_nothing_opens(qtbot, home_window, home):
+    from biofeedback.ui.screening_dialog import STOP_TEXT, ScreeningDialog
+
+    window = home_window
+    type_client(qtbot, window, "C009")
+    window.sensor_kind.setCurrentIndex(1)
+    seen: list[str] = []
+
+    def refuse_consent() -> None:
+        dialog = next(w for w in QtWidgets.QApplication.topLevelWidgets()
+                      if isinstance(w, ScreeningDialog) and w.isVisible())
+        for q in dialog.questions:  # no consent, nothing else against
+            answer = "no" if q.key == "consent" or q.stop_if else "yes"
+            qtbot.mouseClick(dialog.findChild(QtWidgets.QRadioButton, f"{q.key}-{answer}"), QtCore.Qt.MouseButton.LeftButton)
+        seen.append(dialog.start_button.text())
+        qtbot.mouseClick(dialog.start_button, QtCore.Qt.MouseButton.LeftButton)
+
+    QtCore.QTimer.singleShot(300, refuse_consent)
+    qtbot.mouseClick(window.findChild(QtWidgets.QPushButton, "start-session"), QtCore.Qt.MouseButton.LeftButton)
+    assert seen == [STOP_TEXT] and window.session_window is None
+    assert window.status.text().startswith("session not started: ") and "answers kept" in window.status.text()
+    assert list((home / "clients" / "C009" / "sessions").glob("*.bfsession")) == []

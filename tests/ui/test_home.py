@@ -186,3 +186,28 @@ def test_a_screening_that_forbids_the_start_is_said_and_nothing_opens(qtbot, hom
     assert seen == [STOP_TEXT] and window.session_window is None
     assert window.status.text().startswith("session not started: ") and "answers kept" in window.status.text()
     assert list((home / "clients" / "C009" / "sessions").glob("*.bfsession")) == []
+
+
+def test_a_window_that_refuses_to_close_is_still_watched(qtbot):
+    """The home window acts on a session window's end only once it has really closed (a window may ask first)."""
+    from biofeedback.ui.home import _Closed
+
+    class Asks(QtWidgets.QWidget):
+        allow = False
+
+        def closeEvent(self, ev) -> None:  # noqa: N802 - Qt's name
+            ev.setAccepted(self.allow)
+
+    window, ended = Asks(), []
+    qtbot.addWidget(window)
+    window.show()
+    _Closed(window, lambda: ended.append(True))
+    window.close()
+    qtbot.wait(50)
+    assert window.isVisible() and ended == []
+    window.allow = True
+    window.close()
+    qtbot.waitUntil(lambda: ended == [True])
+    window.close()
+    qtbot.wait(50)
+    assert ended == [True]

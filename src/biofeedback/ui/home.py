@@ -91,17 +91,23 @@ def _button(text: str, name: str, slot: Callable) -> QtWidgets.QPushButton:
 
 
 class _Closed(QtCore.QObject):
-    """Calls ``then`` once, after a watched window has closed."""
+    """Calls ``then`` once, after a watched window has closed (not when the window refused to close, e.g. after
+    asking "end the session?")."""
 
     def __init__(self, window: QtWidgets.QWidget, then: Callable[[], None]) -> None:
         super().__init__(window)
-        self.then = then
+        self.window, self.then, self.done = window, then, False
         window.installEventFilter(self)
 
     def eventFilter(self, obj, ev) -> bool:  # noqa: N802 - Qt's name
         if ev.type() == QtCore.QEvent.Type.Close:
-            QtCore.QTimer.singleShot(0, self.then)
+            QtCore.QTimer.singleShot(0, self._after_close)
         return False
+
+    def _after_close(self) -> None:
+        if not self.done and not self.window.isVisible():
+            self.done = True
+            self.then()
 
 
 class HomeWindow(QtWidgets.QMainWindow):

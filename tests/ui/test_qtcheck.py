@@ -10,7 +10,7 @@ from pathlib import Path
 
 import PySide6
 
-from biofeedback.ui.qtcheck import PACKAGES, missing_message, package_of
+from biofeedback.ui.qtcheck import PACKAGES, missing_message, package_of, platform_names
 
 QT = Path(PySide6.__file__).resolve().parent / "Qt"
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -67,3 +67,10 @@ def test_every_library_the_xcb_plugin_links_to_has_its_package():
     assert package_of("libxcb-icccm.so.4") == "libxcb-icccm4" and package_of("libX11-xcb.so.1") == "libx11-xcb1"
     assert missing_message("xcb", ["libfoo.so.1"]).count("libfoo.so.1") == 2  # unknown: named as the library
     assert len(set(PACKAGES.values())) == len(PACKAGES)
+
+
+def test_the_platforms_qt_will_try():
+    assert platform_names({"DISPLAY": ":0"}) == ["xcb"]
+    assert platform_names({"WAYLAND_DISPLAY": "wayland-0", "XDG_SESSION_TYPE": "wayland"}) == ["wayland", "xcb"]
+    assert platform_names({"QT_QPA_PLATFORM": "wayland;xcb:option=1"}) == ["wayland", "xcb"]
+    assert platform_names({"QT_QPA_PLATFORM": "xcb", "WAYLAND_DISPLAY": "w", "XDG_SESSION_TYPE": "wayland"}) == ["xcb"]

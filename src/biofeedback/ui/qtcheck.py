@@ -49,18 +49,14 @@ class QtLibrariesMissing(BiofeedbackError):
     default_reason = Reason.UNSPECIFIED
 
 
-def platform_name(environ: dict[str, str] | None = None) -> str:
-    """The Qt platform the first window will use: ``QT_QPA_PLATFORM``'s first choice, else Qt's default on this
-    system (Linux: wayland in a Wayland session, else xcb)."""
+def platform_names(environ: dict[str, str] | None = None) -> list[str]:
+    """The Linux Qt platforms the first window may use, in the order Qt tries them: ``QT_QPA_PLATFORM``'s choices
+    (``wayland;xcb``), else Qt's default (in a Wayland session wayland, then xcb through XWayland; else xcb)."""
     env = os.environ if environ is None else environ
-    chosen = env.get("QT_QPA_PLATFORM", "").split(";")[0].split(":")[0].strip()
-    if chosen:
-        return chosen
-    if sys.platform == "darwin":
-        return "cocoa"
-    if sys.platform == "win32":
-        return "windows"
-    return "wayland" if env.get("WAYLAND_DISPLAY") and env.get("XDG_SESSION_TYPE") == "wayland" else "xcb"
+    chosen = [part.split(":")[0].strip() for part in env.get("QT_QPA_PLATFORM", "").split(";")]
+    if any(chosen):
+        return [name for name in chosen if name]
+    return ["wayland", "xcb"] if env.get("WAYLAND_DISPLAY") and env.get("XDG_SESSION_TYPE") == "wayland" else ["xcb"]
 
 
 def plugin_file(platform: str) -> pathlib.Path | None:
@@ -107,14 +103,18 @@ def missing_message(platform: str, sonames: list[str]) -> str:
 
 
 def check_qt_platform(environ: dict[str, str] | None = None) -> None:
-    """Raise ``QtLibrariesMissing`` (one line naming the packages) when the platform plugin the first window will use
-    cannot load for want of system libraries; call it before the ``QApplication`` is made."""
+    """Raise ``QtLibrariesMissing`` (one line naming the packages) when no platform plugin the first window may use
+    can load for want of system libraries; call it before the ``QApplication`` is made."""
     if not sys.platform.startswith("linux"):
         return
-    platform = platform_name(environ)
-    plugin = plugin_file(platform)
-    if plugin is None:
-        return  # offscreen builds, a Qt elsewhere: Qt itself says what it lacks
-    missing = missing_libraries(plugin)
-    if missing:
-        raise QtLibrariesMissing(missing_message(platform, missing))
+    lacking = []
+    for platform in platform_names(environ):
+        plugin = plugin_file(platform)
+        if plugin is None:
+            continue  # not here (offscreen builds, a Qt elsewhere): Qt tries the next, or says what it lacks
+        missing = missing_libraries(plugin)
+        if not missing:
+            return
+        lacking.append((platform, missing))
+    if lacking:
+        raise QtLibrariesMissing(missing_message(*lacking[-1]))  # the last one Qt tries: xcb, which the README covers

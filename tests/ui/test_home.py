@@ -81,7 +81,7 @@ def test_clients_are_pseudonymous_and_can_be_searched_and_archived(qtbot, home_w
     assert listed(window) == ["C001", "C002", "K-17"]
 
 
-def test_the_diary_and_the_records_of_a_new_client(qtbot, home_window):
+def test_the_diary_and_the_records_of_a_new_client(qtbot, home_window, home):
     window = home_window
     type_client(qtbot, window, "C001")
     window.tabs.setCurrentIndex(3)
@@ -104,6 +104,13 @@ def test_the_diary_and_the_records_of_a_new_client(qtbot, home_window):
     window.tabs.setCurrentIndex(0)
     qtbot.mouseClick(window.findChild(QtWidgets.QPushButton, "open-report"), QtCore.Qt.MouseButton.LeftButton)
     assert window.status.text() == "Choose a session in the list first."
+
+    damaged = home / "clients" / "C001" / "sessions" / "20260101T000000Z.bfsession"
+    damaged.write_bytes(b"not a session file" * 100)
+    window.refresh_records()
+    assert window.session_table.rowCount() == 1 and window.session_table.item(0, 3).text().startswith("damaged: ")
+    qtbot.mouseClick(window.findChild(QtWidgets.QPushButton, "replay"), QtCore.Qt.MouseButton.LeftButton)
+    assert window.status.text().startswith("20260101T000000Z.bfsession cannot be read: ") and window.session_window is None
 
 
 @pytest.mark.parametrize("size", [(1366, 768), (1920, 1080)])

@@ -424,7 +424,7 @@ class HomeWindow(QtWidgets.QMainWindow):
     # --- records -----------------------------------------------------------------------------------
     def refresh_records(self) -> None:
         client = self.client()
-        self._sessions = [s for s in list_sessions(client)] if client else []
+        self._sessions = self._guarded(lambda: list_sessions(client)) or [] if client else []
         self._fill_sessions()
         self._fill_tab()
 
@@ -440,11 +440,13 @@ class HomeWindow(QtWidgets.QMainWindow):
             table.selectRow(len(self._sessions) - 1)
 
     def _fill_tab(self) -> None:
-        """Fill the visible records tab (the trend reads every session: only when it is shown)."""
+        """Fill the visible records tab (the trend reads every session: only when it is shown); a damaged file is
+        one line on the status bar."""
         client = self.client()
-        if client is None:
-            return
-        page = self.tabs.currentIndex()
+        if client is not None:
+            self._guarded(partial(self._fill_page, client, self.tabs.currentIndex()))
+
+    def _fill_page(self, client: str, page: int) -> None:
         if page == 1:
             self.calibrations.setPlainText(_calibrations_text(client))
         elif page == 2:

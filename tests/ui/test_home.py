@@ -63,6 +63,11 @@ def test_clients_are_pseudonymous_and_can_be_searched_and_archived(qtbot, home_w
     assert window.client() == "K-17" and window.title.text() == "Client K-17" and window.tabs.isEnabled()
     assert (home / "clients" / "K-17").stat().st_mode & 0o777 == 0o700
 
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow)
+    qtbot.keyClick(QtWidgets.QApplication.focusWidget() or window, QtCore.Qt.Key.Key_F,
+                   QtCore.Qt.KeyboardModifier.ControlModifier)
+    assert QtWidgets.QApplication.focusWidget() is window.search
     qtbot.keyClicks(window.search, "c00")
     assert listed(window) == ["C001", "C002"]
     qtbot.keyClick(window.search, QtCore.Qt.Key.Key_2)

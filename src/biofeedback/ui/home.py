@@ -141,6 +141,9 @@ class HomeWindow(QtWidgets.QMainWindow):
         self.status.linkActivated.connect(lambda link: self.open_url(QtCore.QUrl(link)))
         self.status.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextBrowserInteraction)
         self.statusBar().addWidget(self.status, 1)
+        for seq, widget in (("Ctrl+F", self.search), ("Ctrl+N", self.new_client)):
+            QtGui.QShortcut(QtGui.QKeySequence(seq), self, activated=widget.setFocus)
+        self.search.setToolTip("Search clients (Ctrl+F)")
         self.resize(1200, 720)
         self.refresh_clients()
 
@@ -167,7 +170,7 @@ class HomeWindow(QtWidgets.QMainWindow):
         self.new_client = QtWidgets.QLineEdit()
         self.new_client.setObjectName("new-client")
         self.new_client.setPlaceholderText("e.g. C001")
-        self.new_client.setToolTip(WHY_PSEUDONYM)
+        self.new_client.setToolTip(f"{WHY_PSEUDONYM} (Ctrl+N)")
         self.new_client.returnPressed.connect(self.add_client)
         row.addWidget(self.new_client, 1)
         row.addWidget(_button("Add", "add-client", self.add_client))

@@ -140,7 +140,8 @@ def test_a_home_relaxation_from_the_home_window(qtbot, home_window, home):
     window = home_window
     type_client(qtbot, window, "C005")
     window.sensor_kind.setCurrentIndex(1)
-    window.speed.setValue(20.0)
+    window.virtual_boxes["open-emg"].setChecked(False)  # a strap alone: breathing and heart-rate feedback
+    window.speed.setValue(50.0)
     window.relax_minutes.setValue(2.5)
     QtCore.QTimer.singleShot(300, lambda: answer_screening(qtbot, "relaxation"))
     qtbot.mouseClick(window.findChild(QtWidgets.QPushButton, "relax"), QtCore.Qt.MouseButton.LeftButton)
@@ -153,6 +154,7 @@ def test_a_home_relaxation_from_the_home_window(qtbot, home_window, home):
     qtbot.waitUntil(lambda: window.session_table.rowCount() == 1, timeout=10_000)
     with SessionReader(path) as r:
         assert r.meta["mode"] == "relax-window" and r.meta["screening"]["source"] == "window"
+        assert [d["profile"] for d in r.meta["devices"]] == ["polar-h10"]
         assert sum(ph["duration_s"] for ph in r.phases()) == pytest.approx(150.0, abs=1.0)  # 2.5 minutes
     window.tabs.setCurrentIndex(2)
     assert window.relax_history.toPlainText().startswith("Your last 1 home sessions")

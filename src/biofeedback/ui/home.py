@@ -225,7 +225,7 @@ class HomeWindow(QtWidgets.QMainWindow):
         grid.addWidget(QtWidgets.QLabel("Virtual speed ×"), 3, 0, right)
         self.speed = QtWidgets.QDoubleSpinBox()
         self.speed.setObjectName("speed")
-        self.speed.setRange(0.1, 20.0)
+        self.speed.setRange(0.1, 50.0)
         self.speed.setValue(1.0)
         grid.addWidget(self.speed, 3, 1)
         self.sensor_hint = QtWidgets.QLabel()

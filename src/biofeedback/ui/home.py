@@ -489,8 +489,8 @@ class HomeWindow(QtWidgets.QMainWindow):
         self._fill_tab()
 
     # --- reports and exports -----------------------------------------------------------------------
-    def write_report(self, pdf: bool = False) -> list[pathlib.Path]:
-        """The chosen session's report (HTML and JSON; PDF too with ``pdf``) in the client's reports folder."""
+    def write_report(self) -> list[pathlib.Path]:
+        """The chosen session's report (HTML and JSON) in the client's reports folder, by ``analysis.report``."""
         path = self.selected_session()
         if path is None:
             return []
@@ -501,7 +501,7 @@ class HomeWindow(QtWidgets.QMainWindow):
             from biofeedback.analysis.report import write_report
 
             data = load_session(path)
-            return write_report(data, compare(data), client_dir(self.client()) / "reports", True, pdf, True)
+            return write_report(data, compare(data), client_dir(self.client()) / "reports", html_out=True, json_out=True)
 
         return self._guarded(write, busy=f"Writing the report of {path.name}…") or []
 

@@ -106,6 +106,13 @@ def test_the_diary_and_the_records_of_a_new_client(qtbot, home_window, home):
     assert window.relax_history.toPlainText() == "This is your first home session."
     window.tabs.setCurrentIndex(4)
     assert window.trend.toPlainText() == "No sessions recorded for C001 yet."
+    opened: list[QtCore.QUrl] = []
+    window.open_url = opened.append
+    qtbot.mouseClick(window.findChild(QtWidgets.QPushButton, "trend-report"), QtCore.Qt.MouseButton.LeftButton)
+    [url] = opened
+    trend = home / "clients" / "C001" / "reports" / "C001-trend.html"
+    assert url.toLocalFile() == str(trend) and trend.stat().st_mode & 0o777 == 0o600
+    assert "ibuprofen 400 mg" in trend.read_text(encoding="utf-8")
     window.tabs.setCurrentIndex(0)
     qtbot.mouseClick(window.findChild(QtWidgets.QPushButton, "open-report"), QtCore.Qt.MouseButton.LeftButton)
     assert window.status.text() == "Choose a session in the list first."

@@ -253,7 +253,7 @@ class HomeWindow(QtWidgets.QMainWindow):
         self.calibrations = self._text_tab("calibrations", "Calibrations")
         self.relax_history = self._text_tab("home-sessions", "Home sessions")
         self.tabs.addTab(self._build_diary_tab(), "Diary")
-        self.trend = self._text_tab("trend", "Trend")
+        self.tabs.addTab(self._build_trend_tab(), "Trend")
         self.tabs.currentChanged.connect(lambda _i: self._fill_tab())
         lay.addWidget(self.tabs, 1)
         self._client_widgets = [sensors, *self.action_buttons, self.tabs, self.archive_button]
@@ -298,6 +298,32 @@ class HomeWindow(QtWidgets.QMainWindow):
         row.addWidget(_button("Replay", "replay", self.replay_session))
         lay.addLayout(row)
         return page
+
+    def _build_trend_tab(self) -> QtWidgets.QWidget:
+        page = QtWidgets.QWidget()
+        lay = QtWidgets.QVBoxLayout(page)
+        self.trend = QtWidgets.QPlainTextEdit()
+        self.trend.setObjectName("trend")
+        self.trend.setReadOnly(True)
+        lay.addWidget(self.trend, 1)
+        row = QtWidgets.QHBoxLayout()
+        row.addStretch(1)
+        row.addWidget(_button("Open trend report (sessions and diary, with a plot)", "trend-report", self.open_trend))
+        lay.addLayout(row)
+        return page
+
+    def open_trend(self) -> None:
+        """The client's trend beside the diary as an HTML report in their reports folder (``biofeedback trend --html``)."""
+        from biofeedback.analysis.diary import read_diary
+        from biofeedback.analysis.trend import session_trend, write_trend
+
+        client = self.client()
+        written = self._guarded(lambda: write_trend(client, session_trend(client), read_diary(client),
+                                                    client_dir(client) / "reports", True, False),
+                                busy=f"Writing the trend of {client}…")
+        if written:
+            self.say_written("Trend", written[0])
+            self.open_url(QtCore.QUrl.fromLocalFile(str(written[0])))
 
     def _build_diary_tab(self) -> QtWidgets.QWidget:
         page = QtWidgets.QWidget()

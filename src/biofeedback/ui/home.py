@@ -250,21 +250,27 @@ class HomeWindow(QtWidgets.QMainWindow):
         self.tabs = QtWidgets.QTabWidget()
         self.tabs.setObjectName("records")
         self.tabs.addTab(self._build_sessions_tab(), "Sessions")
-        self.calibrations = self._text_tab("calibrations", "Calibrations")
-        self.relax_history = self._text_tab("home-sessions", "Home sessions")
-        self.tabs.addTab(self._build_diary_tab(), "Diary")
-        self.tabs.addTab(self._build_trend_tab(), "Trend")
+        self.calibrations, _ = self._text_tab("calibrations", "Calibrations")
+        self.relax_history, _ = self._text_tab("home-sessions", "Home sessions")
+        self._build_diary_tab()
+        self._build_trend_tab()
         self.tabs.currentChanged.connect(lambda _i: self._fill_tab())
         lay.addWidget(self.tabs, 1)
         self._client_widgets = [sensors, *self.action_buttons, self.tabs, self.archive_button]
         return page
 
-    def _text_tab(self, name: str, title: str) -> QtWidgets.QPlainTextEdit:
+    def _text_tab(self, name: str, title: str) -> tuple[QtWidgets.QPlainTextEdit, QtWidgets.QHBoxLayout]:
+        """A records tab: read-only text over a row for its buttons."""
+        page = QtWidgets.QWidget()
+        lay = QtWidgets.QVBoxLayout(page)
         text = QtWidgets.QPlainTextEdit()
         text.setObjectName(name)
         text.setReadOnly(True)
-        self.tabs.addTab(text, title)
-        return text
+        lay.addWidget(text, 1)
+        row = QtWidgets.QHBoxLayout()
+        lay.addLayout(row)
+        self.tabs.addTab(page, title)
+        return text, row
 
     def _build_sessions_tab(self) -> QtWidgets.QWidget:
         page = QtWidgets.QWidget()
@@ -299,18 +305,10 @@ class HomeWindow(QtWidgets.QMainWindow):
         lay.addLayout(row)
         return page
 
-    def _build_trend_tab(self) -> QtWidgets.QWidget:
-        page = QtWidgets.QWidget()
-        lay = QtWidgets.QVBoxLayout(page)
-        self.trend = QtWidgets.QPlainTextEdit()
-        self.trend.setObjectName("trend")
-        self.trend.setReadOnly(True)
-        lay.addWidget(self.trend, 1)
-        row = QtWidgets.QHBoxLayout()
+    def _build_trend_tab(self) -> None:
+        self.trend, row = self._text_tab("trend", "Trend")
         row.addStretch(1)
         row.addWidget(_button("Open trend report (sessions and diary, with a plot)", "trend-report", self.open_trend))
-        lay.addLayout(row)
-        return page
 
     def open_trend(self) -> None:
         """The client's trend beside the diary as an HTML report in their reports folder (``biofeedback trend --html``)."""
@@ -325,14 +323,8 @@ class HomeWindow(QtWidgets.QMainWindow):
             self.say_written("Trend", written[0])
             self.open_url(QtCore.QUrl.fromLocalFile(str(written[0])))
 
-    def _build_diary_tab(self) -> QtWidgets.QWidget:
-        page = QtWidgets.QWidget()
-        lay = QtWidgets.QVBoxLayout(page)
-        self.diary = QtWidgets.QPlainTextEdit()
-        self.diary.setObjectName("diary")
-        self.diary.setReadOnly(True)
-        lay.addWidget(self.diary, 1)
-        row = QtWidgets.QHBoxLayout()
+    def _build_diary_tab(self) -> None:
+        self.diary, row = self._text_tab("diary", "Diary")
         row.addWidget(QtWidgets.QLabel("Headache today: pain 0-10"))
         self.diary_intensity = QtWidgets.QSpinBox()
         self.diary_intensity.setObjectName("diary-intensity")
@@ -349,8 +341,6 @@ class HomeWindow(QtWidgets.QMainWindow):
         self.diary_medication.setPlaceholderText("medication taken (optional)")
         row.addWidget(self.diary_medication, 1)
         row.addWidget(_button("Add to diary", "diary-add", self.add_diary_entry))
-        lay.addLayout(row)
-        return page
 
     # --- clients -----------------------------------------------------------------------------------
     def client(self) -> str | None:

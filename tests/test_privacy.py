@@ -156,6 +156,13 @@ def layers(path: Path):
                 continue
             yield "pdf stream", inflated
             yield "pdf text", b"".join(re.findall(rb"\(((?:[^()\\]|\\.)*)\)", inflated))
+        import pypdfium2  # the laid-out text as a reader sees it (fonts may encode it as glyph numbers in the streams)
+
+        doc = pypdfium2.PdfDocument(data)
+        try:
+            yield "pdf page text", "\n".join(doc[i].get_textpage().get_text_range() for i in range(len(doc))).encode()
+        finally:
+            doc.close()
     if path.suffix == ".h5":
         import h5py
 

@@ -34,6 +34,12 @@ def test_window_runs_a_session_and_shows_the_summary(qtbot, make_protocol, capsy
     window.show()
     # With a sound device the tone plays; without one (CI has no sound libraries) the window says so once.
     assert window.audio is not None and (window.audio.ok or "sound off" in capsys.readouterr().err)
+    # ... and on screen, beside the greyed Sound box: why, and what to do instead
+    assert window.sound_box.isEnabled() == window.audio.ok
+    assert window.sound_reason.isVisibleTo(window) != window.audio.ok
+    if not window.audio.ok:
+        assert window.sound_reason.text().startswith("No sound: ") and "Follow the bar" in window.sound_reason.text()
+        assert len(window.sound_reason.text()) > len("No sound: . Follow the bar on the screen instead.")
     qtbot.waitUntil(lambda: window.view is not None and window.view.phase == "relaxation" and window.view.t_s
                     - window.session.machine.started_s > 14, timeout=30_000)
     qtbot.wait(200)

@@ -120,7 +120,9 @@ class RelaxWindow(QtWidgets.QWidget):
         self.view: RelaxView | None = None
         self.summary_shown = False
         self.synth = FeedbackSynth(chimes=settings.chimes)
-        self.audio = AudioOut(self.synth) if audio else None
+        self.no_sound_reason = "" if audio else "sound is turned off for this session"
+        self.no_sound_detail = ""
+        self.audio = AudioOut(self.synth, notice=self._no_sound) if audio else None
         self.setWindowTitle("Relaxation")
         self.setStyleSheet(STYLE)
         self.resize(1000, 760)
@@ -155,6 +157,12 @@ class RelaxWindow(QtWidgets.QWidget):
         self.sound_box.setChecked(bool(self.audio and self.audio.ok))
         self.sound_box.setEnabled(bool(self.audio and self.audio.ok))
         row.addWidget(self.sound_box)
+        self.sound_reason = _label(f"No sound: {self.no_sound_reason}. Follow the bar on the screen instead."
+                                   if self.no_sound_reason else "", "muted", QtCore.Qt.AlignmentFlag.AlignLeft)
+        self.sound_reason.setToolTip(self.no_sound_detail)
+        self.sound_reason.setMinimumWidth(560)  # one or two lines, not a narrow column
+        self.sound_reason.setVisible(bool(self.no_sound_reason))
+        row.addWidget(self.sound_reason, 1)
         row.addStretch(1)
         row.addWidget(self.stop_button)
         lay.addLayout(row)
@@ -183,6 +191,7 @@ class RelaxWindow(QtWidgets.QWidget):
         self.headache_h = QtWidgets.QDoubleSpinBox()
         self.headache_h.setRange(0, 168)
         self.headache_h.setDecimals(1)
+        self.headache_h.setSpecialValueText("unknown")  # the minimum, 0 h: no duration given
         row.addWidget(self.headache_h)
         save = QtWidgets.QPushButton("Save")
         save.clicked.connect(self.save_diary)
@@ -193,6 +202,14 @@ class RelaxWindow(QtWidgets.QWidget):
         row.addWidget(close)
         lay.addLayout(row)
         return page
+
+    def _no_sound(self, text: str) -> None:
+        """``AudioOut``'s notice: told on the terminal as is, and on the screen in the client's words (the technical
+        reason in the tooltip)."""
+        print(text, file=sys.stderr)
+        self.no_sound_detail = text
+        self.no_sound_reason = ("no speakers or headphones were found" if "no sound output device" in text
+                                else "this computer's sound could not be started")
 
     # --- running ----------------------------------------------------------------------------------
     @property
@@ -266,7 +283,8 @@ class RelaxWindow(QtWidgets.QWidget):
         self.history.setXRange(-0.6, max(len(rows), 5) - 0.4)
 
     def save_diary(self) -> None:
-        add_entry(self.plan.client_id, float(self.headache.value()), float(self.headache_h.value()))
+        hours = self.headache_h.value()
+        add_entry(self.plan.client_id, float(self.headache.value()), float(hours) if hours > 0 else None)
         self.diary_text.setText("Today: " + diary_text(todays_diary(self.plan.client_id)))
 
     def closeEvent(self, ev) -> None:  # noqa: N802 - Qt's name

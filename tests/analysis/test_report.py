@@ -239,3 +239,29 @@ def test_report_command_errors_are_one_line(make_session):
     code, text = _quiet("report", str(path.with_name("missing.bfsession")))
     assert code == 2 and "no session file" in text
     assert os.path.exists(path)
+
+
+def test_pdf_without_pango_is_one_line_naming_what_to_install(make_session, tmp_path):
+    """A machine without Pango: the system's library loader (cffi's dlopen, not ours) refuses every Pango name."""
+    import subprocess
+    import sys
+
+    session = make_session(seed=2)
+    out = tmp_path / "reports"
+    script = ("import cffi.api as api\n"
+              "load = api.FFI.dlopen\n"
+              "def refuse(self, name, flags=0):\n"
+              "    if 'pango' in str(name):\n"
+              "        raise OSError(f'cannot load library {name!r}: No such file or directory')\n"
+              "    return load(self, name, flags)\n"
+              "api.FFI.dlopen = refuse\n"
+              "from biofeedback.cli import main\n"
+              f"raise SystemExit(main(['report', {str(session)!r}, '--pdf', '--html', '--out', {str(out)!r}]))\n")
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert run.returncode == 2, run.stderr
+    [line] = [x for x in run.stderr.splitlines() if not x.startswith("...")]
+    assert line.startswith("biofeedback: error: PDF reports need the Pango text library")
+    assert "apt install libpango-1.0-0" in line and "cannot load library" in line
+    assert "-----" not in run.stdout + run.stderr  # WeasyPrint's own notice held back
+    assert not out.exists()  # said before anything was written

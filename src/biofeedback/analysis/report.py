@@ -22,7 +22,9 @@ trend and diary; the PDF carries no creation date, and the JSON names the sessio
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
+import io
 import json
 import math
 import re
@@ -324,14 +326,21 @@ def render_client_html(comparison: Comparison, trend: list[dict], diary: list[di
     return _environment().get_template("client.html.j2").render(**client_context(comparison, trend, diary, trend_png))
 
 
-def render_pdf(html_text: str, path: Path) -> Path:
-    """Lay ``html_text`` out as an A4 PDF at ``path`` (0600) with WeasyPrint; one ``AnalysisError`` line naming what
-    to install when its system libraries (Pango) are missing."""
+def pdf_engine():
+    """WeasyPrint, imported; one ``AnalysisError`` line naming what to install when its system libraries (Pango) are
+    missing (WeasyPrint's own multi-line notice is held back)."""
     try:
-        import weasyprint
+        with contextlib.redirect_stdout(io.StringIO()):
+            import weasyprint
     except (ImportError, OSError) as exc:
-        raise AnalysisError(f"{PDF_NEEDS} ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
-    pdf = weasyprint.HTML(string=html_text, base_url=str(TEMPLATES)).write_pdf()
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise AnalysisError(f"{PDF_NEEDS} ({detail})") from None
+    return weasyprint
+
+
+def render_pdf(html_text: str, path: Path) -> Path:
+    """Lay ``html_text`` out as an A4 PDF at ``path`` (0600) with WeasyPrint (``pdf_engine``)."""
+    pdf = pdf_engine().HTML(string=html_text, base_url=str(TEMPLATES)).write_pdf()
     return write_private(path, pdf)
 
 
@@ -378,6 +387,8 @@ def write_report(data: SessionData, comparison: Comparison, out_dir: Path, html_
     the therapist's summary with the researcher's appendix and (``client_sheet``) the client's sheet, each as HTML
     and/or PDF. With ``shift_days`` every date in them moves that many days back (``shift_comparison``), file names
     included. ``home``: the data home whose sessions and diary the client sheet shows (default: the user's)."""
+    if pdf_out:
+        pdf_engine()  # a missing system library is said before anything is written
     out_dir = private_dir(Path(out_dir))
     days = int(shift_days)
     comparison = shift_comparison(comparison, days)

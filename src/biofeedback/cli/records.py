@@ -74,9 +74,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 def cmd_report(args: argparse.Namespace) -> int:
     from biofeedback.analysis.compare import compare
     from biofeedback.analysis.data import load_session
-    from biofeedback.analysis.report import write_report
+    from biofeedback.analysis.report import pdf_engine, write_report
     from biofeedback.store.paths import client_output_dir
 
+    if args.pdf:
+        pdf_engine()  # a missing system library is said before minutes of analysis
     path = resolve_session(args.session, args.client)
     data = load_session(path, progress=_progress)
     a, b = args.compare or (None, None)

@@ -77,12 +77,18 @@ def _context(ax, data: SessionData, labels: bool) -> None:
         _label_markers(ax, markers)
 
 
-def emg_figure(data: SessionData) -> Figure | None:
+WIDTH_IN = 11.0
+"""Width of the session figures; a narrower one keeps their shape with larger text where it is printed small."""
+
+
+def emg_figure(data: SessionData, width_in: float = WIDTH_IN) -> Figure | None:
     """Moving RMS per trapezius side over the whole session; excluded samples greyed."""
     e = data.emg
     if e is None:
         return None
-    fig, axes = plt.subplots(len(e.channels), 1, sharex=True, figsize=(11, 2.3 * len(e.channels) + 0.6), squeeze=False)
+    scale = width_in / WIDTH_IN
+    fig, axes = plt.subplots(len(e.channels), 1, sharex=True, figsize=(width_in, (2.3 * len(e.channels) + 0.6) * scale),
+                             squeeze=False)
     for c, (ax, ch) in enumerate(zip(axes[:, 0], e.channels)):
         _context(ax, data, labels=c == 0)
         good = np.where(e.valid[:, c], e.rms_uv[:, c], np.nan)
@@ -117,14 +123,14 @@ def _broken(t: np.ndarray, y: np.ndarray, contiguous: np.ndarray) -> tuple[np.nd
     return np.insert(t, at, np.nan), np.insert(y, at, np.nan)
 
 
-def heart_figure(data: SessionData) -> Figure | None:
+def heart_figure(data: SessionData, width_in: float = WIDTH_IN) -> Figure | None:
     """Beat-to-beat heart rate and a rolling 30-s RMSSD over the session."""
     b = data.beats
     if b is None:
         return None
     ok = b.valid
     t, rr = b.t_s[ok], b.rr_ms[ok]
-    fig, (ax1, ax2) = plt.subplots(2, 1, sharex=True, figsize=(11, 4.8))
+    fig, (ax1, ax2) = plt.subplots(2, 1, sharex=True, figsize=(width_in, 4.8 * width_in / WIDTH_IN))
     for ax in (ax1, ax2):
         _context(ax, data, labels=ax is ax1)
     contiguous = contiguous_with_previous(t, rr)

@@ -29,6 +29,7 @@ import json
 import math
 import re
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +44,11 @@ from biofeedback.dsp import HEART_QUANTITIES
 from biofeedback.store.paths import SECONDS_PER_DAY, find_client_dir, private_dir, shift_dates, write_private
 
 TEMPLATES = Path(__file__).with_name("templates")
+SUMMARY_FIGURE_IN = 7.5
+"""Width (inches) of the traces on the therapist's page: printed about 15 cm wide, their text stays readable."""
 FIGURES = (
-    ("emg", "Trapezius EMG over the session", emg_figure, "data"),
-    ("heart", "Heart rate and RMSSD over time", heart_figure, "data"),
+    ("emg", "Trapezius EMG over the session", partial(emg_figure, width_in=SUMMARY_FIGURE_IN), "data"),
+    ("heart", "Heart rate and RMSSD over time", partial(heart_figure, width_in=SUMMARY_FIGURE_IN), "data"),
     ("bars", "Before and after", bars_figure, "comparison"),
     ("tachogram", "RR tachogram", tachogram_figure, "data"),
 )

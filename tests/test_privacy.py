@@ -150,6 +150,8 @@ def layers(path: Path):
         yield "gunzip", gzip.decompress(data)
     if data.startswith(b"%PDF"):
         for m in re.finditer(rb"stream\r?\n(.*?)endstream", data, re.S):
+            if b"/Image" in data[data.rfind(b"endobj", 0, m.start()):m.start()]:
+                continue  # an image's pixels (its bytes are still scanned above)
             try:
                 inflated = zlib.decompress(m.group(1))
             except zlib.error:

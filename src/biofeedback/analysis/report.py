@@ -410,7 +410,7 @@ def write_report(data: SessionData, comparison: Comparison, out_dir: Path, html_
         trend, diary = client_history(comparison.client_id, home, progress)
         trend, diary = shift_dates(trend, days), shift_dates(diary, days, numbers=True)
         pages["client"] = render_client_html(comparison, trend, diary,
-                                             png_bytes(trend_figure(trend, diary), dpi=150) if trend else None)
+                                             png_bytes(trend_figure(trend, diary), dpi=150) if len(trend) > 1 else None)
     for name, page in pages.items():
         if html_out:
             written.append(_write(out_dir / f"{stem}-{name}.html", page))

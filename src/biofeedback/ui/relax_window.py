@@ -42,6 +42,9 @@ QDoubleSpinBox, QSpinBox {{ background: white; padding: 4px; }}
 """
 
 
+HISTORY_TITLE = "Your home sessions: shoulder tension at the start and at the end (µV)"
+
+
 def _label(text: str = "", name: str = "", align=QtCore.Qt.AlignmentFlag.AlignCenter) -> QtWidgets.QLabel:
     w = QtWidgets.QLabel(text)
     if name:
@@ -177,7 +180,7 @@ class RelaxWindow(QtWidgets.QWidget):
         lay.addWidget(self.summary_text)
         self.history = pg.PlotWidget(background=CALM["background"])
         self.history.setMinimumHeight(220)
-        self.history.setTitle("Your home sessions: shoulder tension at the start and at the end (µV)", color=CALM["text"])
+        self.history.setTitle(HISTORY_TITLE, color=CALM["text"])
         self.history.addLegend(offset=(-10, 10))
         lay.addWidget(self.history, 1)
         self.diary_text = _label("", align=QtCore.Qt.AlignmentFlag.AlignLeft)
@@ -278,6 +281,10 @@ class RelaxWindow(QtWidgets.QWidget):
         end = np.array([r["tension"][1] for r in rows], dtype=float)
         self.history.addItem(pg.BarGraphItem(x=x - 0.18, height=np.nan_to_num(start), width=0.34, brush="#c9853f", name="start"))
         self.history.addItem(pg.BarGraphItem(x=x + 0.18, height=np.nan_to_num(end), width=0.34, brush="#6fa86f", name="end"))
+        measured = np.isfinite(start).any() or np.isfinite(end).any()
+        self.history.setTitle(HISTORY_TITLE if measured else HISTORY_TITLE.split(":")[0]
+                              + ": shoulder tension not measured yet (no EMG sensor or too little clean signal)",
+                              color=CALM["text"])
         ax = self.history.getAxis("bottom")
         ax.setTicks([[(i, r["date"][5:]) for i, r in enumerate(rows)]])
         self.history.setXRange(-0.6, max(len(rows), 5) - 0.4)

@@ -74,6 +74,8 @@ EXCLUSIONS = {
     "recorded_gap_s": ("recording gap time", "s", False),
 }
 """Exclusion counts of ``Comparison.exclusions``: the label, the unit, and whether it is a reason data was left out."""
+CLIENT_UNITS = {"%RVC": "% of your calibration shoulder lift"}
+"""Tension units as the client sheet names them."""
 CLIENT_VERDICTS = {"released": "your shoulders relaxed", "no clear change": "no clear change",
                    "tension rose": "tension went up", "not comparable": "could not be judged"}
 
@@ -107,7 +109,9 @@ def _sep(u: str) -> str:
 
 def _size(v: float, u: str) -> str:
     """``|v|`` for a sentence: percentages in whole numbers, else ``num``."""
-    return f"{abs(v):.0f}" if u == "%" and abs(v) >= 1 else num(abs(v))
+    if u == "%":
+        return f"{abs(v):.0f}" if abs(v) >= 1 else f"{abs(v):.1f}"
+    return num(abs(v))
 
 
 def _amount(v: float, u: str) -> str:
@@ -312,9 +316,9 @@ def client_context(comparison: Comparison, trend: list[dict], diary: list[dict],
     day = _started(c)[:10]
     rows = []
     for r in trend:
-        m = r["metrics"].get(PRIMARY)
+        m, u = r["metrics"].get(PRIMARY), r.get("tension_unit", "")
         tension = "–" if not m or not (math.isfinite(m["a"]) and math.isfinite(m["b"])) else \
-            f"{num(m['a'])} → {num(m['b'])} {unit(r.get('tension_unit', ''))}".rstrip()
+            f"{num(m['a'])} → {num(m['b'])} {CLIENT_UNITS.get(u, unit(u))}".rstrip()
         rows.append({"date": (r["started"] or "?")[:10], "words": CLIENT_VERDICTS.get(r["verdict"], "could not be read"),
                      "tension": tension})
     entries = [{"date": e["date"], "intensity": num(e["intensity"]),

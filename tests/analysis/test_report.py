@@ -18,7 +18,7 @@ from conftest import Script, write_session
 
 from biofeedback.analysis import PRIMARY, compare, load_session
 from biofeedback.analysis.diary import add_entry, read_diary
-from biofeedback.analysis.report import figures, render_html, write_report
+from biofeedback.analysis.report import figures, headlines, render_html, write_report
 from biofeedback.analysis.trend import session_trend, trend_figure
 from biofeedback.analysis.plots import emg_figure, png_bytes
 from biofeedback.cli import main
@@ -173,6 +173,10 @@ def test_too_short_session_says_what_cannot_be_judged(make_session, tmp_path):
     assert re.search(r"too little clean data in baseline \(1\d s; needs 30 s\)", c.metric(PRIMARY).sentence)
     assert "too few clean beats in baseline" in c.metric("heart.rmssd_ms").sentence
     assert "neurokit2 HRV needs ≥ 60 s" in c.neurokit["baseline"]["note"]
+    left, _, heart = headlines(c)  # in plain words, and why
+    assert re.fullmatch(r"tension could not be compared: too little clean data in baseline \(1\d s; needs 30 s\)\.",
+                        left["text"]) and left["who"] == "Left shoulder:"
+    assert heart["text"].startswith("heart-rate variability could not be compared: too few clean beats in baseline")
     assert write_report(data, c, tmp_path / "r", pdf_out=True)
 
 
@@ -182,6 +186,8 @@ def test_missing_sensor_and_missing_post_phase(make_session, tmp_path):
     assert any("no EMG sensor" in n for n in c.notes)
     assert c.overall["label"] == "not comparable"
     assert "Trapezius tension cannot be compared (no EMG in this recording)" in c.overall["text"]
+    assert headlines(c)[0] == {"who": "Shoulders:", "text": "tension was not measured (no EMG in this recording).",
+                               "verdict": ""}
     assert c.metric("heart.rmssd_ms").verdict == "rose"
     assert set(figures(heart_only, c)) == {"heart", "bars", "tachogram"}
 

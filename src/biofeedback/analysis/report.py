@@ -124,7 +124,8 @@ def plain_change(m: MetricChange) -> str:
     u = unit(m.change_unit)
     lo, hi = m.change_ci
     if m.verdict not in ("fell", "rose", "no clear change") or not math.isfinite(m.change):
-        return m.sentence.split(": ", 1)[-1] if m.sentence else "could not be compared."
+        why = m.sentence.split(": ", 1)[-1].rstrip(".") if m.sentence else ""
+        return f"could not be compared: {why}." if why else "could not be compared."
     if math.isfinite(lo) and math.isfinite(hi):
         if hi < 0:
             likely = f"most likely between {_size(hi, u)} and {_amount(lo, u)} lower"
@@ -136,7 +137,9 @@ def plain_change(m: MetricChange) -> str:
         likely = "its range could not be worked out"
     noise = f"the measurement's own wobble ({_amount(m.sdc, u)})" if math.isfinite(m.sdc) else "the measurement noise"
     if m.verdict == "no clear change":
-        return f"no clear change ({'+' if m.change > 0 else '-' if m.change < 0 else ''}{_amount(m.change, u)}; {likely})."
+        sign = "+" if m.change > 0 else "-" if m.change < 0 else ""
+        why = "the range includes no change" if not (lo > 0 or hi < 0) else f"within {noise}"
+        return f"no clear change ({sign}{_amount(m.change, u)}, {likely}; {why})."
     return f"{m.verdict} by {_amount(m.change, u)}, {likely}; more than {noise}."
 
 

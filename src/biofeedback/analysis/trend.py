@@ -22,7 +22,7 @@ import numpy as np
 
 from biofeedback.analysis.compare import PRIMARY, _clean, compare
 from biofeedback.analysis.data import Progress, load_session
-from biofeedback.analysis.diary import read_diary
+from biofeedback.analysis.diary import duration_text, read_diary
 from biofeedback.analysis.plots import png_bytes
 from biofeedback.analysis.report import _write
 from biofeedback.store import StoreError, list_sessions
@@ -78,7 +78,7 @@ def format_trend(rows: list[dict], diary: list[dict]) -> str:
                      + (f"  ({r['problem']})" if r["problem"] else ""))
     lines.append("")
     lines.append("headache diary:")
-    lines += [f"  {e['date']}  intensity {e['intensity']:.0f}/10  {e['duration_h']:.1f} h  {e['medication'] or '-'}"
+    lines += [f"  {e['date']}  intensity {e['intensity']:.0f}/10  {duration_text(e)}  {e['medication'] or '-'}"
               for e in diary] or ["  (empty)"]
     return "\n".join(lines)
 

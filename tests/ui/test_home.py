@@ -100,6 +100,14 @@ def test_the_diary_and_the_records_of_a_new_client(qtbot, home_window, home):
     [entry] = read_diary("C001")
     assert (entry["intensity"], entry["duration_h"], entry["medication"]) == (6, 2.5, "ibuprofen 400 mg")
     assert window.diary.toPlainText() == format_diary([entry])
+    # a second headache whose length the client does not know: the hours box left at its start reads "unknown"
+    window.diary_intensity.setValue(4)
+    window.diary_hours.setValue(0.0)
+    assert window.diary_hours.text() == "unknown"
+    qtbot.mouseClick(window.findChild(QtWidgets.QPushButton, "diary-add"), QtCore.Qt.MouseButton.LeftButton)
+    second = read_diary("C001")[-1]
+    assert (second["intensity"], second["duration_h"]) == (4, None)
+    assert "unknown" in window.diary.toPlainText()
     window.tabs.setCurrentIndex(1)
     assert "No calibration for C001" in window.calibrations.toPlainText()
     window.tabs.setCurrentIndex(2)

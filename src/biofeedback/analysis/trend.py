@@ -101,7 +101,8 @@ def trend_figure(rows: list[dict], diary: list[dict]):
             err = np.nan_to_num(np.abs(ci.T - y))
             ax.errorbar(x, y, yerr=err, fmt="o", color=colour, capsize=3, label="baseline" if which == "a" else "post")
         ax.set_ylabel(title)
-        ax.legend(fontsize=8, loc="best")
+        if ax.get_legend_handles_labels()[1]:  # a client with no sessions yet has nothing to name
+            ax.legend(fontsize=8, loc="best")
     for r in rows:
         m = r["metrics"].get(PRIMARY)
         if m and r["started"] and np.isfinite(m["a"]):

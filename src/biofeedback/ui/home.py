@@ -335,6 +335,8 @@ class HomeWindow(QtWidgets.QMainWindow):
         self.diary_hours.setObjectName("diary-hours")
         self.diary_hours.setRange(0.0, 72.0)
         self.diary_hours.setSingleStep(0.5)
+        # 0 is "not known" (a headache of no length is not an entry): it is stored as unknown, never as 0.0 h
+        self.diary_hours.setSpecialValueText("unknown")
         row.addWidget(self.diary_hours)
         self.diary_medication = QtWidgets.QLineEdit()
         self.diary_medication.setObjectName("diary-medication")
@@ -499,7 +501,8 @@ class HomeWindow(QtWidgets.QMainWindow):
         from biofeedback.analysis.diary import add_entry
 
         client = self.client()
-        self._guarded(lambda: add_entry(client, float(self.diary_intensity.value()), self.diary_hours.value(),
+        hours = self.diary_hours.value() or None
+        self._guarded(lambda: add_entry(client, float(self.diary_intensity.value()), hours,
                                         self.diary_medication.text().strip()))
         self.diary_medication.clear()
         self._fill_tab()

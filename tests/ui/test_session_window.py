@@ -44,6 +44,9 @@ def important_widgets(dash) -> dict[str, QtWidgets.QWidget]:
 def assert_fits(dash, size: tuple[int, int]) -> None:
     """At ``size``: every important widget and plot lies inside the window, no text is cut, texts are >= 16 px."""
     dash.resize(*size)
+    QtWidgets.QApplication.processEvents()  # the resize restyles the window (text sizes) ...
+    for layout in [w.layout() for w in dash.findChildren(QtWidgets.QWidget) if w.layout() is not None]:
+        layout.activate()  # ... and the texts that changed since the last frame are laid out
     QtWidgets.QApplication.processEvents()
     assert (dash.width(), dash.height()) == size, "the window's minimum size made it larger than asked"
     inside = dash.rect()
@@ -217,26 +220,36 @@ def test_marker_labels_never_overlap(qtbot):
              + [(-5.0 + 0.01 * i, f"m{i}") for i in range(30)]] + [Mark(-4.8, "treatment", "phase-start")]
     layer.show(marks, 0.0, 10.0)
     QtWidgets.QApplication.processEvents()
-    shown = [(m, row, line, label) for (m, row), line, label in zip(layer.shown, layer.lines[plot], layer.labels)]
-    assert len(shown) == len(marks)
-    boxes = []
-    area = plot.getViewBox().sceneBoundingRect()
-    for m, row, line, label in shown:
-        assert line.isVisible() and abs(line.value() - m.t_s) < 1e-9
-        assert label.isVisible() == (row is not None)
+    vb = plot.getViewBox()
+    width = vb.width()
+    xs = layer.lines[plot].xs_px
+    assert len(xs) == len(layer.shown) == len(marks)
+    for (m, _), x in zip(layer.shown, xs):
+        assert abs(x - (10 + m.t_s) * width / 10) < 1e-6
+    boxes = {text: box for box, text in layer.labels.labels}
+    assert len(boxes) == sum(row is not None for _, row in layer.shown) >= 6
+    assert any(row is None for _, row in layer.shown), "thirty marks in 0.3 s cannot all have a label"
+    assert all(row is not None for m, row in layer.shown if m.kind == "phase-start"), "a phase lost its label"
+    for m, row in layer.shown:
         if row is not None:
-            assert label.toPlainText() == m.label
-            box = label.mapRectToScene(label.boundingRect())
-            assert area.adjusted(-1, -1, 1, 1).contains(box), f"{m.label} leaves the plot"
-            assert abs(box.left() - area.left() - (10 + m.t_s) * area.width() / 10) < 2 or \
-                abs(box.right() - area.left() - (10 + m.t_s) * area.width() / 10) < 2, f"{m.label} is not at its line"
-            boxes.append(box)
-    assert any(row is None for _, row, _, _ in shown), "thirty marks in 0.3 s cannot all have a label"
-    assert all(row is not None for m, row, _, _ in shown if m.kind == "phase-start"), "a phase lost its label"
-    assert len(boxes) >= 6
-    for i, a in enumerate(boxes):
-        for b in boxes[i + 1:]:
+            box, x = boxes[m.label], (10 + m.t_s) * width / 10
+            assert vb.boundingRect().contains(box), f"{m.label} leaves the plot"
+            assert abs(box.left() - x) < 1e-6 or abs(box.right() - x) < 1e-6, f"{m.label} is not at its line"
+    listed = list(boxes.values())
+    for i, a in enumerate(listed):
+        for b in listed[i + 1:]:
             assert not a.intersects(b), "two marker labels overlap"
+    # On the screen: each line is drawn (dark dashes in its pixel column), each label's box is filled
+    image = view.grab().toImage().convertToFormat(QtGui.QImage.Format.Format_RGB32)
+    origin = vb.mapToScene(QtCore.QPointF(0, 0))
+    for x in xs[:4]:
+        column = [QtGui.QColor(image.pixel(round(origin.x() + x), round(origin.y() + y))).lightness()
+                  for y in range(int(vb.height() * 0.6), int(vb.height() * 0.95))]
+        assert min(column) < 60, "a marker line is not drawn"
+    box = boxes["hands on"].translated(origin.x(), origin.y()).toRect()
+    text = [QtGui.QColor(image.pixel(x, y)).lightness() for x in range(box.left(), box.right())
+            for y in range(box.top(), box.bottom())]
+    assert min(text) < 60 and max(text) > 200, "the 'hands on' label is not written on its box"
     assert marks_of_event("hands-on", 3.0, "hands on", 2.5) == [Mark(3.0, "hands on", "hands-on"),
                                                                Mark(5.5, "hands off", "hands-on")]
     assert marks_of_event("marker", 1.0, "technique: acupressure GB20")[0].label == "acupressure GB20"
@@ -269,3 +282,33 @@ def test_the_window_size_is_remembered_in_a_private_file(qtbot, protocol, home):
     third = window()
     assert any("window sizes not restored" in line and "damaged" in line for line in third._log_lines)
     third.close()
+
+
+def test_a_replay_fits_1366x768_with_its_marks_on_the_traces(qtbot, home):
+    """The replay window was wider than a 1600 px screen (its banner); its marks come from the recording."""
+    from pathlib import Path
+
+    from biofeedback.sensors.profiles import load_profiles
+    from biofeedback.session.runner import replay_plan
+    from biofeedback.ui.dashboard import Dashboard
+    from biofeedback.ui.window_size import windows_file
+    from biofeedback.ui.worker import start_worker
+
+    example = Path(__file__).resolve().parents[2] / "recordings" / "example-demo.bfsession"
+    plan = replay_plan(example, 20.0)
+    dash = Dashboard(start_worker(plan, load_profiles()), plan.protocol)
+    qtbot.addWidget(dash)
+    dash.resize(*SMALL)
+    dash.show()
+    with SessionReader(example) as r:
+        techniques = [m["t_s"] for m in r.events("marker") if "technique" in (m["data"] or {})]
+    qtbot.waitUntil(lambda: dash.plotted_at_s > techniques[0] + 1 and dash.phase_label.text() == "treatment",
+                    timeout=30_000)
+    assert_fits(dash, SMALL)
+    assert any(m.t_s == techniques[0] and m.kind == "marker" for m, _ in dash.markers["emg"].shown)
+    dash.timer.stop()
+    save_screenshot(dash, "session-window-replay-1366x768")
+    dash.end_session()
+    qtbot.waitUntil(lambda: dash.worker.finished, timeout=20_000)
+    dash.close()
+    assert not windows_file().exists(), "a replay wrote its window size"

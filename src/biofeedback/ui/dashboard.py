@@ -262,7 +262,7 @@ class Dashboard(QtWidgets.QMainWindow):
             banner = _label(f"{self._replay_text()} · view only", "replay")
             banner.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
             banner.setToolTip(banner.text())  # a long file name is cut, not the window widened
-            grid.addWidget(banner, 0, 2)
+            grid.addWidget(banner, 1, 3, 1, 1 + len(self.protocol.phases))
         self.phase_buttons: list[QtWidgets.QPushButton] = []
         for i, phase in enumerate(self.protocol.phases):
             b = StateButton(self._phase_button_text(i))
@@ -276,7 +276,7 @@ class Dashboard(QtWidgets.QMainWindow):
         self.instruction_label.setWordWrap(True)
         self.instruction_label.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored,
                                              QtWidgets.QSizePolicy.Policy.Preferred)
-        grid.addWidget(self.instruction_label, 1, 0, 1, 4 + len(self.phase_buttons))
+        grid.addWidget(self.instruction_label, 1, 0, 1, 4 + len(self.phase_buttons) if self.replay is None else 3)
         return bar
 
     def _build_marker_bar(self) -> QtWidgets.QWidget:
@@ -724,7 +724,8 @@ class Dashboard(QtWidgets.QMainWindow):
         self.plotted_at_s = now
         self._plotted_host_ns = host_ns
         ctl = self.controller
-        marks = self.marks + ([Mark(ctl.hands_on_since, "hands on", EventKind.HANDS_ON)] if ctl.hands_on else [])
+        running_hands = ctl.hands_on and self.replay is None  # a replay's marks hold its hands on/off already
+        marks = self.marks + ([Mark(ctl.hands_on_since, "hands on", EventKind.HANDS_ON)] if running_hands else [])
         self.markers["emg"].show(marks, now, windows[0])
         if heart_due:
             self.markers["heart"].show(marks, now, windows[1])
@@ -835,7 +836,7 @@ class Dashboard(QtWidgets.QMainWindow):
             rows.append("EMG signal: " + "; ".join(q))
         self.sensor_status.setText("<br>".join(rows))
         if self.replay is not None:
-            self.recording_label.setText(f"replay of {self.replay} (view only, nothing is recorded)")
+            self.recording_label.setText(f"replay of {self.replay.name} (view only, nothing is recorded)")
         else:
             problems = w.run.recording_problems()
             self.recording_label.setText((f"recording {w.path.name}" if w.path else "") + (

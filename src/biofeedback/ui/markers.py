@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pyqtgraph as pg
-from PySide6 import QtCore, QtGui
+from PySide6 import QtCore, QtGui, QtWidgets
 
 from biofeedback.vocab import EventKind
 
@@ -51,6 +51,46 @@ def marks_of_event(kind: str, t_s: float, label: str, duration_s: float = 0.0) -
     return []
 
 
+class MarkPainting(QtWidgets.QGraphicsObject):
+    """The marks of one plot, painted in one go in its view box's pixels: dashed vertical lines (``lines``) or labels on
+    boxes (``labels``: (box, text) in the view box's pixels). One item per plot and kind, not an item per mark: moving
+    pyqtgraph lines and text items every frame cost about a millisecond of Python per frame."""
+
+    def __init__(self, view: pg.ViewBox, z: float) -> None:
+        super().__init__(view)
+        self.view = view
+        self.setZValue(z)
+        self.setFlag(QtWidgets.QGraphicsItem.GraphicsItemFlag.ItemClipsToShape)
+        self.xs_px: list[float] = []
+        self.labels: list[tuple[QtCore.QRectF, str]] = []
+        self.pen = QtGui.QPen()
+        self.fill = QtGui.QColor()
+        self.font = QtGui.QFont()
+        self._rect = QtCore.QRectF()
+
+    def set_marks(self, xs_px: list[float], labels: list[tuple[QtCore.QRectF, str]]) -> None:
+        rect = self.view.boundingRect()
+        if rect != self._rect:
+            self.prepareGeometryChange()
+            self._rect = rect
+        if xs_px != self.xs_px or labels != self.labels:
+            self.xs_px, self.labels = xs_px, labels
+            self.update()
+
+    def boundingRect(self) -> QtCore.QRectF:  # noqa: N802 - Qt's name
+        return self._rect
+
+    def paint(self, painter: QtGui.QPainter, *_args) -> None:
+        painter.setPen(self.pen)
+        height = self._rect.height()
+        for x in self.xs_px:
+            painter.drawLine(QtCore.QPointF(x, 0.0), QtCore.QPointF(x, height))
+        painter.setFont(self.font)
+        for box, text in self.labels:
+            painter.fillRect(box, self.fill)
+            painter.drawText(box, QtCore.Qt.AlignmentFlag.AlignCenter, text)
+
+
 class MarkerLayer:
     """The marks' lines on ``plots`` (x: seconds before now), their labels on ``label_plot`` (one of them).
 
@@ -58,46 +98,27 @@ class MarkerLayer:
     of their line, or to its left where the plot ends."""
 
     def __init__(self, plots: list[pg.PlotItem], label_plot: pg.PlotItem) -> None:
-        self.plots = plots
+        self.lines = {p: MarkPainting(p.getViewBox(), -5) for p in plots}  # behind the traces
         self.label_plot = label_plot
-        self.lines: dict[pg.PlotItem, list[pg.InfiniteLine]] = {p: [] for p in plots}
-        self.labels: list[pg.TextItem] = []
-        self.color, self.fill = "#000000", "#ffffff"
+        self.labels = MarkPainting(label_plot.getViewBox(), 20)  # above them
         self.font = QtGui.QFont()
         self.shown: list[tuple[Mark, int | None]] = []
         """The marks in view at the last ``show``, with their label's row (None: no room for the label)."""
 
     def style(self, color: str, fill: str, font_px: int) -> None:
-        """Colours and text size of the lines and labels (drawn anew at the next ``show``)."""
-        self.color, self.fill = color, fill
+        """Colours and text size of the lines and labels."""
         self.font = QtGui.QFont()
         self.font.setPixelSize(font_px)
         self.font.setBold(True)
-        for plot, lines in self.lines.items():
-            for line in lines:
-                plot.removeItem(line)
-            lines.clear()
-        for label in self.labels:
-            self.label_plot.removeItem(label)
-        self.labels.clear()
-        self.shown = []
-
-    def _line(self, plot: pg.PlotItem) -> pg.InfiniteLine:
-        line = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen(self.color, width=2,
-                                                                   style=QtCore.Qt.PenStyle.DashLine))
-        line.setZValue(-5)  # behind the traces
-        plot.addItem(line, ignoreBounds=True)
-        return line
-
-    def _label(self) -> pg.TextItem:
-        fill = QtGui.QColor(self.fill)
-        fill.setAlpha(220)
-        label = pg.TextItem("", color=self.color, fill=pg.mkBrush(fill), anchor=(0, 0))
-        label.setFont(self.font)
-        label.textItem.document().setDocumentMargin(LABEL_MARGIN_PX)
-        label.setZValue(20)  # above the traces
-        self.label_plot.addItem(label, ignoreBounds=True)
-        return label
+        pen = QtGui.QPen(QtGui.QColor(color), 2, QtCore.Qt.PenStyle.DashLine)
+        pen.setCosmetic(True)
+        background = QtGui.QColor(fill)
+        background.setAlpha(220)
+        for item in [*self.lines.values(), self.labels]:
+            item.pen, item.fill, item.font = QtGui.QPen(pen), background, self.font
+            item.labels = []  # painted anew at the next show
+            item.update()
+        self.labels.pen = QtGui.QPen(QtGui.QColor(color))
 
     def spans(self, visible: list[Mark], px_per_s: float, now_s: float, right_px: float) -> list[tuple[float, float]]:
         """Each label's extent in pixels from the plot's left edge: right of its line, or left of it at the edge."""
@@ -134,28 +155,14 @@ class MarkerLayer:
     def show(self, marks: list[Mark], now_s: float, window_s: float) -> None:
         """Put the lines and labels of the ``marks`` within ``window_s`` before ``now_s`` in place."""
         visible = sorted((m for m in marks if now_s - window_s <= m.t_s <= now_s), key=lambda m: m.t_s)
-        view = self.label_plot.getViewBox()
+        for plot_lines in self.lines.values():
+            width_px = plot_lines.view.width()
+            plot_lines.set_marks([width_px + (m.t_s - now_s) * width_px / window_s for m in visible], [])
+        view = self.labels.view
         width_px, height_px = view.width(), view.height()
         spans = self.spans(visible, width_px / window_s if window_s > 0 else 0.0, now_s, width_px)
         rows = self.rows(spans, height_px, [i for i, m in enumerate(visible) if m.kind == EventKind.PHASE_START])
-        for plot, lines in self.lines.items():
-            while len(lines) < len(visible):
-                lines.append(self._line(plot))
-            for i, line in enumerate(lines):
-                line.setVisible(i < len(visible))
-                if i < len(visible):
-                    line.setValue(visible[i].t_s - now_s)
-        while len(self.labels) < len(visible):
-            self.labels.append(self._label())
-        (x0, x1), (y0, y1) = view.viewRange()
         row_px = self.row_px()
-        for i, label in enumerate(self.labels):
-            row = rows[i] if i < len(visible) else None
-            label.setVisible(row is not None)
-            if row is None:
-                continue
-            if label.toPlainText() != visible[i].label:
-                label.setText(visible[i].label)
-            left_px = spans[i][0]
-            label.setPos(x0 + left_px * (x1 - x0) / max(width_px, 1.0), y1 - (row * row_px + 1) * (y1 - y0) / max(height_px, 1.0))
+        self.labels.set_marks([], [(QtCore.QRectF(a, 1 + row * row_px, b - a, row_px - 3), m.label)
+                                   for (a, b), row, m in zip(spans, rows, visible) if row is not None])
         self.shown = list(zip(visible, rows))

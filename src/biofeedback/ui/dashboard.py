@@ -196,9 +196,9 @@ class Dashboard(QtWidgets.QMainWindow):
         """The open "End the session?" question, if any."""
         self.sizes: Sizes | None = None
         self._ended = False
+        """``end_session`` was called (the session is ending, whatever the worker says yet)."""
         self._maximise_at: QtCore.QSize | None = None
         """The default size on a screen smaller than it: shown maximised if the window still has it."""
-        """``end_session`` was called (the session is ending, whatever the worker says yet)."""
         self._closing = False
         """The window's close button asked to end the session: close once it ends."""
         self._note_at_s: float | None = None
@@ -933,7 +933,7 @@ class Dashboard(QtWidgets.QMainWindow):
         dialog.show()
 
     def closeEvent(self, ev: QtGui.QCloseEvent) -> None:  # noqa: N802 - Qt's name
-        if self._running() and not self._ended:  # the window's close button ends a live session only when the therapist says so
+        if self._running() and not self._ended:  # the close button ends a live session only once the therapist says so
             self._closing = True
             self.ask_to_end()
             ev.ignore()

@@ -222,11 +222,11 @@ def test_marker_labels_never_overlap(qtbot):
     QtWidgets.QApplication.processEvents()
     vb = plot.getViewBox()
     width = vb.width()
-    xs = layer.lines[plot].xs_px
+    xs = layer.line_xs[plot]
     assert len(xs) == len(layer.shown) == len(marks)
     for (m, _), x in zip(layer.shown, xs):
         assert abs(x - (10 + m.t_s) * width / 10) < 1e-6
-    boxes = {text: box for box, text in layer.labels.labels}
+    boxes = {text: box for box, text in layer.label_boxes}
     assert len(boxes) == sum(row is not None for _, row in layer.shown) >= 6
     assert any(row is None for _, row in layer.shown), "thirty marks in 0.3 s cannot all have a label"
     assert all(row is not None for m, row in layer.shown if m.kind == "phase-start"), "a phase lost its label"

@@ -51,57 +51,27 @@ def marks_of_event(kind: str, t_s: float, label: str, duration_s: float = 0.0) -
     return []
 
 
-class MarkPainting(QtWidgets.QGraphicsObject):
-    """The marks of one plot, painted in one go in its view box's pixels: dashed vertical lines (``lines``) or labels on
-    boxes (``labels``: (box, text) in the view box's pixels). One item per plot and kind, not an item per mark: moving
-    pyqtgraph lines and text items every frame cost about a millisecond of Python per frame."""
-
-    def __init__(self, view: pg.ViewBox, z: float) -> None:
-        super().__init__(view)
-        self.view = view
-        self.setZValue(z)
-        self.setFlag(QtWidgets.QGraphicsItem.GraphicsItemFlag.ItemClipsToShape)
-        self.xs_px: list[float] = []
-        self.labels: list[tuple[QtCore.QRectF, str]] = []
-        self.pen = QtGui.QPen()
-        self.fill = QtGui.QColor()
-        self.font = QtGui.QFont()
-        self._rect = QtCore.QRectF()
-
-    def set_marks(self, xs_px: list[float], labels: list[tuple[QtCore.QRectF, str]]) -> None:
-        rect = self.view.boundingRect()
-        if rect != self._rect:
-            self.prepareGeometryChange()
-            self._rect = rect
-        if xs_px != self.xs_px or labels != self.labels:
-            self.xs_px, self.labels = xs_px, labels
-            self.update()
-
-    def boundingRect(self) -> QtCore.QRectF:  # noqa: N802 - Qt's name
-        return self._rect
-
-    def paint(self, painter: QtGui.QPainter, *_args) -> None:
-        painter.setPen(self.pen)
-        height = self._rect.height()
-        for x in self.xs_px:
-            painter.drawLine(QtCore.QPointF(x, 0.0), QtCore.QPointF(x, height))
-        painter.setFont(self.font)
-        for box, text in self.labels:
-            painter.fillRect(box, self.fill)
-            painter.drawText(box, QtCore.Qt.AlignmentFlag.AlignCenter, text)
-
-
 class MarkerLayer:
     """The marks' lines on ``plots`` (x: seconds before now), their labels on ``label_plot`` (one of them).
 
     Lines lie behind the traces (a mark never hides data); labels lie above them on a panel-coloured box, to the right
-    of their line, or to its left where the plot ends."""
+    of their line, or to its left where the plot ends. All are plain Qt items (a path of the lines per plot, a box and
+    a text per label) in their view box's pixels, moved once a frame: Qt paints them without calling Python (an
+    ``InfiniteLine`` and a ``TextItem`` per mark, or an item painting in Python, cost 0.7-1 ms of GUI time a frame)."""
 
     def __init__(self, plots: list[pg.PlotItem], label_plot: pg.PlotItem) -> None:
-        self.lines = {p: MarkPainting(p.getViewBox(), -5) for p in plots}  # behind the traces
-        self.label_plot = label_plot
-        self.labels = MarkPainting(label_plot.getViewBox(), 20)  # above them
+        self.paths: dict[pg.PlotItem, QtWidgets.QGraphicsPathItem] = {}
+        for plot in plots:
+            path = self.paths[plot] = QtWidgets.QGraphicsPathItem(plot.getViewBox())
+            path.setZValue(-5)  # behind the traces
+        self.view = label_plot.getViewBox()
+        self.boxes: list[QtWidgets.QGraphicsRectItem] = []
         self.font = QtGui.QFont()
+        self.color, self.fill = QtGui.QColor(), QtGui.QColor()
+        self.line_xs: dict[pg.PlotItem, list[float]] = {plot: [] for plot in plots}
+        """Where each plot's lines are, in pixels from its view box's left edge (after the last ``show``)."""
+        self.label_boxes: list[tuple[QtCore.QRectF, str]] = []
+        """Each label shown and its box in the label plot's view box pixels (after the last ``show``)."""
         self.shown: list[tuple[Mark, int | None]] = []
         """The marks in view at the last ``show``, with their label's row (None: no room for the label)."""
 
@@ -110,15 +80,27 @@ class MarkerLayer:
         self.font = QtGui.QFont()
         self.font.setPixelSize(font_px)
         self.font.setBold(True)
-        pen = QtGui.QPen(QtGui.QColor(color), 2, QtCore.Qt.PenStyle.DashLine)
+        self.color, self.fill = QtGui.QColor(color), QtGui.QColor(fill)
+        self.fill.setAlpha(220)
+        pen = QtGui.QPen(self.color, 2, QtCore.Qt.PenStyle.DashLine)
         pen.setCosmetic(True)
-        background = QtGui.QColor(fill)
-        background.setAlpha(220)
-        for item in [*self.lines.values(), self.labels]:
-            item.pen, item.fill, item.font = QtGui.QPen(pen), background, self.font
-            item.labels = []  # painted anew at the next show
-            item.update()
-        self.labels.pen = QtGui.QPen(QtGui.QColor(color))
+        for path in self.paths.values():
+            path.setPen(pen)
+        for box in self.boxes:
+            box.setBrush(self.fill)
+            text = box.childItems()[0]
+            text.setFont(self.font)
+            text.setBrush(self.color)
+
+    def _box(self) -> QtWidgets.QGraphicsRectItem:
+        box = QtWidgets.QGraphicsRectItem(self.view)
+        box.setPen(QtGui.QPen(QtCore.Qt.PenStyle.NoPen))
+        box.setBrush(self.fill)
+        box.setZValue(20)  # above the traces
+        text = QtWidgets.QGraphicsSimpleTextItem(box)
+        text.setFont(self.font)
+        text.setBrush(self.color)
+        return box
 
     def spans(self, visible: list[Mark], px_per_s: float, now_s: float, right_px: float) -> list[tuple[float, float]]:
         """Each label's extent in pixels from the plot's left edge: right of its line, or left of it at the edge."""
@@ -155,14 +137,32 @@ class MarkerLayer:
     def show(self, marks: list[Mark], now_s: float, window_s: float) -> None:
         """Put the lines and labels of the ``marks`` within ``window_s`` before ``now_s`` in place."""
         visible = sorted((m for m in marks if now_s - window_s <= m.t_s <= now_s), key=lambda m: m.t_s)
-        for plot_lines in self.lines.values():
-            width_px = plot_lines.view.width()
-            plot_lines.set_marks([width_px + (m.t_s - now_s) * width_px / window_s for m in visible], [])
-        view = self.labels.view
-        width_px, height_px = view.width(), view.height()
+        for plot, item in self.paths.items():
+            view = plot.getViewBox()
+            width_px, height_px = view.width(), view.height()
+            xs = [width_px + (m.t_s - now_s) * width_px / window_s for m in visible]
+            if xs != self.line_xs[plot] or item.boundingRect().height() > height_px + 1:
+                self.line_xs[plot] = xs
+                path = QtGui.QPainterPath()
+                for x in xs:
+                    path.moveTo(x, 0.0)
+                    path.lineTo(x, height_px)
+                item.setPath(path)
+        width_px, height_px = self.view.width(), self.view.height()
         spans = self.spans(visible, width_px / window_s if window_s > 0 else 0.0, now_s, width_px)
         rows = self.rows(spans, height_px, [i for i, m in enumerate(visible) if m.kind == EventKind.PHASE_START])
         row_px = self.row_px()
-        self.labels.set_marks([], [(QtCore.QRectF(a, 1 + row * row_px, b - a, row_px - 3), m.label)
-                                   for (a, b), row, m in zip(spans, rows, visible) if row is not None])
+        self.label_boxes = [(QtCore.QRectF(a, 1 + row * row_px, b - a, row_px - 3), m.label)
+                            for (a, b), row, m in zip(spans, rows, visible) if row is not None]
+        while len(self.boxes) < len(self.label_boxes):
+            self.boxes.append(self._box())
+        for i, box in enumerate(self.boxes):
+            box.setVisible(i < len(self.label_boxes))
+            if i < len(self.label_boxes):
+                rect, label = self.label_boxes[i]
+                box.setRect(rect)
+                text = box.childItems()[0]
+                if text.text() != label:
+                    text.setText(label)
+                text.setPos(rect.left() + LABEL_MARGIN_PX + 1, rect.top() + LABEL_MARGIN_PX)
         self.shown = list(zip(visible, rows))

@@ -504,10 +504,10 @@ class Dashboard(QtWidgets.QMainWindow):
                 axis.label.setDefaultTextColor(QtGui.QColor(th.text))
             plot.getAxis("left").setWidth(round(4.5 * z.text_px))
             if plot.legend is not None:
-                plot.legend.setLabelTextSize(f"{z.text_px}px")  # for labels to come; and those there:
+                plot.legend.setLabelTextSize(f"{z.text_px}px")  # for labels to come; those there are redrawn:
+                plot.legend.setLabelTextColor(th.text)  # (both only set the labels' options)
                 for _, label in plot.legend.items:
-                    label.setText(label.text, size=f"{z.text_px}px")
-                plot.legend.setLabelTextColor(th.text)
+                    label.setText(label.text, size=f"{z.text_px}px", color=th.text)
                 plot.legend.setBrush(pg.mkBrush(th.panel))
         for layer in self.markers.values():
             layer.style(th.text, th.panel, z.text_px)

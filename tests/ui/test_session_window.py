@@ -182,6 +182,11 @@ def test_the_session_window_in_each_phase_fits_1366x768_and_1920x1080(qtbot, sta
     assert dash.phase_label.text() == "recording" and dash.phase_label.property("state") == "after"
     assert "Still recording until you end the session" in dash.instruction_label.text()
     shots += shoot(qtbot, dash, "after-last-phase")
+    dash.theme_box.setCurrentText("dark")  # the legends are redrawn in the theme's text colour (were dark on dark)
+    for key in ("tension", "hrv"):
+        for _, label in dash.plots[key].legend.items:
+            assert dash.theme.text == "#f2f2f2" and "#f2f2f2" in label.item.toHtml().lower(), key
+    dash.theme_box.setCurrentText("light")
     big, small = dash.sizes, None
     dash.resize(*SMALL)
     QtWidgets.QApplication.processEvents()

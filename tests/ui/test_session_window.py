@@ -106,6 +106,11 @@ def test_keys_typed_right_after_the_start_land_in_the_recording_whatever_has_the
     qtbot.keyClicks(focused(dash), "neck 1 h")  # digits and h typed in the note are the note's
     type_key(qtbot, dash, Key.Key_Return)
     assert not dash.note_edit.hasFocus()
+    type_key(qtbot, dash, Key.Key_N)  # a note begun and dropped with Escape is not recorded
+    qtbot.keyClicks(focused(dash), "drop me")
+    type_key(qtbot, dash, Key.Key_Escape)
+    assert not dash.note_edit.hasFocus() and dash.note_edit.text() == ""
+    qtbot.keyClick(focused(dash), Key.Key_VolumeUp)  # a key of no action changes nothing
     stamps["hands off"] = type_key(qtbot, dash, Key.Key_H)
     assert dash.emg_window.value() == window_s, "the spin box took a key"
     # Ctrl+Q asks; Escape keeps recording.

@@ -21,8 +21,10 @@ FUNCTION_KEYS = range(Key.Key_F1.value, Key.Key_F35.value + 1)
 
 
 def _combined(key: int, modifiers: QtCore.Qt.KeyboardModifier) -> int:
-    """One number for a key and its modifiers (the keypad's digits are the digits)."""
-    return QtCore.QKeyCombination(modifiers & ~Mod.KeypadModifier, Key(key)).toCombined()
+    """One number for a key and its modifiers, as ``QKeyCombination.toCombined`` (the keypad's digits are the digits).
+
+    Plain integers: a key code Qt's ``Key`` enum does not list (a media key, a vendor key) must not raise."""
+    return int(key) | (modifiers.value & ~Mod.KeypadModifier.value)
 
 
 class WindowKeys(QtCore.QObject):
@@ -54,7 +56,8 @@ class WindowKeys(QtCore.QObject):
         if fn is None:
             return None
         typing = self.typing is not None and receiver is self.typing  # keys go to the focused widget
-        command = bool(event.modifiers() & COMMAND_MODIFIERS) or event.key() in FUNCTION_KEYS or event.key() == Key.Key_Escape
+        command = (bool(event.modifiers() & COMMAND_MODIFIERS) or event.key() in FUNCTION_KEYS
+                   or event.key() == Key.Key_Escape.value)
         return fn if command or not typing else None
 
     def eventFilter(self, obj: QtCore.QObject, event: QtCore.QEvent) -> bool:  # noqa: N802 - Qt's name

@@ -37,12 +37,13 @@ def start_dashboard(qtbot, protocol):
     started = []
 
     def start(*, auto: bool = False, faults: dict[str, Faults] | None = None, theme: str = "light",
-              speed: float = SPEED) -> Dashboard:
+              speed: float = SPEED, size: tuple[int, int] = (1600, 900)) -> Dashboard:
         scenario = session_scenario(Scenario(faults=faults or {}), protocol)
         plan = SessionPlan("C001", protocol, True, speed, auto, scenario, {"answers": {}, "source": "test"}, None)
         worker = start_worker(plan, load_profiles(), connect_at_once=True, mode="dashboard-auto" if auto else "dashboard")
         dash = Dashboard(worker, protocol, theme=theme)
         qtbot.addWidget(dash)
+        dash.resize(*size)  # the offscreen screen is 800x800: every test says the window's size
         dash.show()
         started.append(dash)
         qtbot.waitUntil(lambda: worker.state == WorkerState.RUNNING, timeout=20_000)

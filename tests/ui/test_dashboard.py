@@ -12,6 +12,17 @@ from biofeedback.stream import StreamKind
 from biofeedback.vocab import WorkerState
 
 
+def focused(dash):
+    """The widget a key typed now goes to: the window's focused widget, or the window."""
+    return dash.focusWidget() or dash
+
+
+def answer(qtbot, dash, button: str) -> None:
+    """Click ``button`` of the open "End the session?" question."""
+    [b] = [b for b in dash.end_question.buttons() if b.text() == button]
+    qtbot.mouseClick(b, QtCore.Qt.MouseButton.LeftButton)
+
+
 def plotted(dash, name: str) -> tuple[np.ndarray, np.ndarray]:
     """Session times and values a curve holds (curves hold time relative to the frame's 'now')."""
     x, y = dash.traces[name].curve.getOriginalDataset()
@@ -93,21 +104,24 @@ def test_phases_markers_and_notes_land_in_the_recording(qtbot, start_dashboard):
     click("hands on", dash.hands_button)
     qtbot.waitUntil(lambda: ctl.hands_on and dash.hands_button.isChecked(), timeout=2_000)
     click("technique", dash.technique_buttons[1])
-    qtbot.keyClicks(dash.note_edit, "shoulders softer")
     before = clock.now_s()
-    qtbot.keyClick(dash.note_edit, QtCore.Qt.Key.Key_Return)
+    qtbot.keyClick(focused(dash), QtCore.Qt.Key.Key_N)  # the note is stamped when N is pressed, then typed
     stamps["note"] = (before, clock.now_s())
+    assert dash.note_edit.hasFocus()
+    qtbot.keyClicks(focused(dash), "shoulders softer")
+    qtbot.keyClick(focused(dash), QtCore.Qt.Key.Key_Return)
     qtbot.wait(300)
-    dash.activateWindow()
-    dash.setFocus()
+    assert ctl.hands_on, "typing the note's h toggled the hands"
     before = clock.now_s()
-    qtbot.keyClick(dash, QtCore.Qt.Key.Key_H)
+    qtbot.keyClick(focused(dash), QtCore.Qt.Key.Key_H)
     stamps["hands off"] = (before, clock.now_s())
-    qtbot.waitUntil(lambda: not ctl.hands_on, timeout=2_000)  # the H shortcut toggles hands on/off
-    qtbot.keyClick(dash, QtCore.Qt.Key.Key_3)
+    qtbot.waitUntil(lambda: not ctl.hands_on, timeout=2_000)  # the H key toggles hands on/off
+    qtbot.keyClick(focused(dash), QtCore.Qt.Key.Key_3)
     click("post", dash.phase_buttons[2])
     qtbot.wait(300)
     click("end", dash.end_button)
+    qtbot.waitUntil(lambda: dash.end_question is not None and dash.end_question.isVisible(), timeout=2_000)
+    answer(qtbot, dash, "End session")
     qtbot.waitUntil(lambda: dash.worker.finished and dash.summary_dialog is not None, timeout=20_000)
     assert dash.worker.state == WorkerState.DONE
     assert dash.summary_dialog.isVisible()
@@ -213,6 +227,7 @@ def test_checked_and_running_phase_buttons_fit_their_bold_text(qtbot, protocol):
     plan = SessionPlan("C001", protocol, True, 1.0, False, None, {"answers": {}, "source": "test"}, None)
     dash = Dashboard(start_worker(plan, load_profiles()), protocol)  # scans, never connects
     qtbot.addWidget(dash)
+    dash.resize(1366, 768)  # the smallest size the window is laid out for
     dash.show()
     dash.timer.stop()
     dash.hands_button.setChecked(True)

@@ -21,6 +21,12 @@ PHASE_KINDS = ("rest", "treatment", "task")
 ACTIONS = ("hands-on", "hands-off", "technique", "note")
 DEFAULT_TREATMENT_S = 600.0
 """Length of an open-ended treatment phase when the session runs unattended (``--auto``)."""
+DEFAULT_INSTRUCTIONS = {
+    "rest": "Client seated, shoulders relaxed, eyes open, no talking.",
+    "treatment": "Treat the client; mark hands on and off and each technique as you go.",
+    "task": "Client does the task as instructed; keep talking to a minimum.",
+}
+"""What the client does in a phase of each kind, when its protocol gives no ``instruction``."""
 
 
 class SessionError(BiofeedbackError):
@@ -51,6 +57,9 @@ class Phase:
     """None: open-ended (ends on Enter; unattended sessions use ``DEFAULT_TREATMENT_S``)."""
     prompt: str = ""
     script: tuple[ScriptedMarker, ...] = ()
+    instruction: str = ""
+    """What the client does during the phase, in words for the session window (``DEFAULT_INSTRUCTIONS`` by kind when
+    the protocol gives none); ``prompt`` is the terminal's line, which also names its keys."""
 
     def planned_s(self) -> float:
         return DEFAULT_TREATMENT_S if self.duration_s is None else self.duration_s
@@ -153,7 +162,8 @@ def protocol_from_doc(doc: dict, path: pathlib.Path) -> Protocol:
                 None if m.get("technique") is None else check_type(m["technique"], str, f"{where}.script[{j}].technique", at),
                 check_type(m.get("text", ""), str, f"{where}.script[{j}].text", at)))
         phases.append(Phase(name, kind, duration, check_type(p.get("prompt", ""), str, f"{where}.prompt", at),
-                            tuple(sorted(script, key=lambda m: m.at_s))))
+                            tuple(sorted(script, key=lambda m: m.at_s)),
+                            check_type(p.get("instruction", DEFAULT_INSTRUCTIONS[kind]), str, f"{where}.instruction", at)))
     if not phases:
         raise SessionError(f"{path.name}: no [[phases]]; a protocol needs at least one phase")
     questions = []

@@ -24,11 +24,23 @@ from biofeedback.dsp.hrv import LIVE_WINDOW_S
 from biofeedback.session.protocol import Protocol
 from biofeedback.stream import RingBuffer, StreamKind
 from biofeedback.session.live import TENSION_TRACE_HZ, quality_text
+from biofeedback.ui.keys import WindowKeys
+from biofeedback.ui.markers import Mark, MarkerLayer, marks_of_event
 from biofeedback.ui.raster import RasterCurve
-from biofeedback.ui.theme import AXIS_PT, LABEL_PT, LIGHT, THEMES, Theme, stylesheet
+from biofeedback.ui.sizes import REFERENCE_PX, Sizes, sizes_for
+from biofeedback.ui.theme import LIGHT, THEMES, Theme, stylesheet
+from biofeedback.ui.window_size import remember_size, restore_size
 from biofeedback.ui.worker import SessionWorker
-from biofeedback.vocab import SourceState, WorkerState
+from biofeedback.vocab import EventKind, SourceState, WorkerState
 
+WINDOW_NAME = "session"
+"""Name of the session window's remembered size (``ui.window_size``)."""
+DEFAULT_SIZE_PX = (1600, 900)
+"""Size of the session window on its first run, on a screen that has room for it (a smaller screen: maximised)."""
+MIN_SIZE_PX = (1024, 600)
+"""Least size of the session window. Set on the window, so that its layout's minimum (which grows with the text
+sizes of a large window) never keeps the window from shrinking: the text sizes follow the new size
+(``ui.sizes``), and at the smallest sizes everything fits 1366x700."""
 FRAME_MS = 16
 """Timer period of the plot refresh (about 60 frames per second)."""
 NUMBERS_EVERY_S = 0.25
@@ -178,13 +190,26 @@ class Dashboard(QtWidgets.QMainWindow):
         self._zoomed: set[pg.PlotItem] = set()
         """Plots whose y range the user has set with the mouse: no longer fitted to the data."""
         self.traces: dict[str, Trace] = {}
+        self.marks: list[Mark] = []
+        """What the traces mark (``ui.markers``), from the session's events; appended on the worker's thread."""
+        self.end_question: QtWidgets.QMessageBox | None = None
+        """The open "End the session?" question, if any."""
+        self.sizes: Sizes | None = None
+        self._ended = False
+        """``end_session`` was called (the session is ending, whatever the worker says yet)."""
+        self._maximise_at: QtCore.QSize | None = None
+        """The default size on a screen smaller than it: shown maximised if the window still has it."""
+        self._closing = False
+        """The window's close button asked to end the session: close once it ends."""
+        self._note_at_s: float | None = None
+        """Session time N was pressed (the note's time), until the note is added or dropped."""
         self.setWindowTitle(f"biofeedback — {worker.plan.client_id} — {protocol.name}" if self.replay is None else
                             f"biofeedback — {self._replay_text()} — {worker.plan.client_id} — {protocol.name}")
-        self.resize(1600, 900)
         central = QtWidgets.QWidget()
         self.setCentralWidget(central)
         root = QtWidgets.QVBoxLayout(central)
-        root.setContentsMargins(8, 8, 8, 4)
+        root.setContentsMargins(6, 6, 6, 2)
+        root.setSpacing(4)
         root.addWidget(self._build_phase_bar())
         root.addWidget(self._build_marker_bar())
         middle = QtWidgets.QHBoxLayout()
@@ -198,7 +223,21 @@ class Dashboard(QtWidgets.QMainWindow):
         root.addLayout(middle, 1)
         root.addLayout(self._build_status_line())
         self._build_plots()
-        self._build_shortcuts()
+        self.markers = {"emg": MarkerLayer([self.plots[k] for k in ("emg_l", "emg_r", "tension", "ecg")],
+                                           self.plots["tension"]),
+                        "heart": MarkerLayer([self.plots[k] for k in ("hr", "rr", "hrv")], self.plots["hr"])}
+        if self.replay is None:
+            worker.run.event_listeners.append(self._event)
+        else:
+            self._replay_marks()
+        for widget in self.findChildren(QtWidgets.QWidget):
+            # Only the note field takes the keyboard: a focused spin box, button or list kept H, 1-7 and N (issue 17).
+            if widget is not self.note_edit:
+                widget.setFocusPolicy(QtCore.Qt.FocusPolicy.NoFocus)
+        self.note_edit.setFocusPolicy(QtCore.Qt.FocusPolicy.ClickFocus)
+        self.keys = self._build_keys()
+        self.setMinimumSize(*MIN_SIZE_PX)
+        self._initial_size()
         self.apply_theme(self.theme.name)
         self.timer = QtCore.QTimer(self)
         self.timer.setTimerType(QtCore.Qt.TimerType.PreciseTimer)
@@ -208,25 +247,36 @@ class Dashboard(QtWidgets.QMainWindow):
 
     # --- building -------------------------------------------------------------------------------
     def _build_phase_bar(self) -> QtWidgets.QWidget:
+        """The running phase (name, clock, the protocol's instruction), the phase buttons and End session."""
         bar = QtWidgets.QFrame(objectName="panel")
-        lay = QtWidgets.QHBoxLayout(bar)
+        grid = QtWidgets.QGridLayout(bar)
+        grid.setContentsMargins(8, 4, 8, 4)
+        grid.setVerticalSpacing(2)
         self.phase_label = _label("not started", "phase")
         self.timer_label = _label("00:00", "timer")
-        self.timer_label.setMinimumWidth(230)
-        lay.addWidget(self.phase_label)
-        lay.addWidget(self.timer_label)
+        grid.addWidget(self.phase_label, 0, 0)
+        grid.addWidget(self.timer_label, 0, 1)
+        grid.setHorizontalSpacing(16)
+        grid.setColumnStretch(2, 1)
         if self.replay is not None:
-            lay.addWidget(_label(f"{self._replay_text()} · view only", "replay"))
-        lay.addStretch(1)
+            banner = _label(f"{self._replay_text()} · view only", "replay")
+            banner.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
+            banner.setToolTip(banner.text())  # a long file name is cut, not the window widened
+            grid.addWidget(banner, 1, 3, 1, 1 + len(self.protocol.phases))
         self.phase_buttons: list[QtWidgets.QPushButton] = []
         for i, phase in enumerate(self.protocol.phases):
-            b = StateButton(f"Start {phase.name} (F{i + 1})")
-            b.clicked.connect(lambda _=False, i=i: self.start_phase(i))
-            lay.addWidget(b)
+            b = StateButton(self._phase_button_text(i))
+            b.clicked.connect(lambda _=False, i=i: self.phase_key(i))
+            grid.addWidget(b, 0, 3 + i)
             self.phase_buttons.append(b)
         self.end_button = QtWidgets.QPushButton("Stop replay (Ctrl+Q)" if self.replay else "End session (Ctrl+Q)")
-        self.end_button.clicked.connect(self.end_session)
-        lay.addWidget(self.end_button)
+        self.end_button.clicked.connect(self.ask_to_end)
+        grid.addWidget(self.end_button, 0, 3 + len(self.phase_buttons))
+        self.instruction_label = _label("", "instruction")
+        self.instruction_label.setWordWrap(True)
+        self.instruction_label.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored,
+                                             QtWidgets.QSizePolicy.Policy.Preferred)
+        grid.addWidget(self.instruction_label, 1, 0, 1, 4 + len(self.phase_buttons) if self.replay is None else 3)
         return bar
 
     def _build_marker_bar(self) -> QtWidgets.QWidget:
@@ -239,18 +289,18 @@ class Dashboard(QtWidgets.QMainWindow):
         grid = QtWidgets.QGridLayout()
         grid.setSpacing(4)
         self.technique_buttons: list[QtWidgets.QPushButton] = []
-        per_row = (len(self.protocol.techniques) + 1) // 2 or 1
+        per_row = (len(self.protocol.techniques) + 1) // 2 if len(self.protocol.techniques) > 4 else 4
         for i, tech in enumerate(self.protocol.techniques):
             b = QtWidgets.QPushButton(f"{i + 1} {tech.label}")
             b.clicked.connect(lambda _=False, n=i + 1: self._mark(self.controller.technique, n))
             grid.addWidget(b, i // per_row, i % per_row)
             self.technique_buttons.append(b)
-        lay.addLayout(grid, 1)
-        self.note_edit = QtWidgets.QLineEdit(placeholderText="note (N to type, Enter to add)")
-        self.note_edit.setMinimumWidth(260)
+        lay.addLayout(grid, 3)
+        self.note_edit = QtWidgets.QLineEdit(placeholderText="note: N, type, Enter")
         self.note_edit.setEnabled(self.replay is None)
         self.note_edit.returnPressed.connect(self.add_note)
-        lay.addWidget(self.note_edit)
+        lay.addWidget(self.note_edit, 1)
+        lay.setContentsMargins(8, 4, 8, 4)
         return bar
 
     def _build_numbers(self) -> QtWidgets.QWidget:
@@ -263,6 +313,7 @@ class Dashboard(QtWidgets.QMainWindow):
         for i, (key, caption) in enumerate(tiles):
             cell = QtWidgets.QVBoxLayout()
             cap, num = _label(caption, "caption"), _label("--", "number")
+            cap.setWordWrap(True)
             num.setAlignment(QtCore.Qt.AlignmentFlag.AlignLeft | QtCore.Qt.AlignmentFlag.AlignVCenter)
             cell.addWidget(cap)
             cell.addWidget(num)
@@ -286,7 +337,8 @@ class Dashboard(QtWidgets.QMainWindow):
         lay.addLayout(row)
         for widget in (self.found_list, self.scan_button, self.connect_button):
             widget.setVisible(self.replay is None)  # a replay's sources are the recording's
-        self.sensor_status = _label("scanning…")
+        self.sensor_status = _label("scanning…", "sensors")
+        self.sensor_status.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
         self.sensor_status.setTextFormat(QtCore.Qt.TextFormat.RichText)
         self.sensor_status.setWordWrap(True)
         self.sensor_status.setAlignment(QtCore.Qt.AlignmentFlag.AlignTop)
@@ -297,12 +349,13 @@ class Dashboard(QtWidgets.QMainWindow):
         row = QtWidgets.QHBoxLayout()
         self.latency_label = _label("latency -- ms", "small")
         self.recording_label = _label("", "small")
+        self.recording_label.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
         row.addWidget(self.latency_label)
         row.addWidget(self.recording_label, 1)
-        row.addWidget(_label("EMG/ECG window s", "small"))
+        row.addWidget(_label("EMG/ECG s", "small"))
         self.emg_window = QtWidgets.QDoubleSpinBox(minimum=2.0, maximum=60.0, value=EMG_WINDOW_S, singleStep=1.0)
         row.addWidget(self.emg_window)
-        row.addWidget(_label("heart window s", "small"))
+        row.addWidget(_label("heart s", "small"))
         self.heart_window = QtWidgets.QDoubleSpinBox(minimum=10.0, maximum=110.0, value=HEART_WINDOW_S, singleStep=10.0)
         row.addWidget(self.heart_window)
         self.theme_box = QtWidgets.QComboBox()
@@ -322,7 +375,6 @@ class Dashboard(QtWidgets.QMainWindow):
         p.setMouseEnabled(x=False, y=True)
         p.enableAutoRange(x=False, y=False)  # fitted by _fit_y_ranges, a few times a second
         p.sigRangeChangedManually.connect(lambda _mask, p=p: self._zoomed.add(p))
-        p.getAxis("left").setWidth(62)
         p.getAxis("left").enableAutoSIPrefix(False)  # 900 ms stays "900 (ms)", never "0.9 (kms)"
         for item in (p.getAxis("left"), p.getAxis("bottom"), p.titleLabel):
             # Axes and titles redraw only when their ticks or text change; every frame blits the cached pixmap.
@@ -354,14 +406,14 @@ class Dashboard(QtWidgets.QMainWindow):
             "ecg": self._plot(0, 1, "ECG", "µV"),
             "hr": self._plot(1, 1, "Heart rate", "bpm"),
             "rr": self._plot(2, 1, "RR tachogram", "ms"),
-            "hrv": self._plot(3, 1, f"RMSSD (ms) and {KUBIOS_SI.label} over {LIVE_WINDOW_S:.0f} s", "", bottom=True),
+            "hrv": self._plot(3, 1, f"HRV over {LIVE_WINDOW_S:.0f} s", "", bottom=True),  # the legend names both
         }
         for key in ("emg_r", "tension", "ecg"):
             self.plots[key].setXLink(self.plots["emg_l"])
         for key in ("rr", "hrv"):
             self.plots[key].setXLink(self.plots["hr"])
-        for key in ("tension", "hrv"):
-            legend = self.plots[key].addLegend(offset=(8, 4), brush=None, labelTextSize=f"{AXIS_PT}pt")
+        for key, offset in (("tension", (8, -4)), ("hrv", (8, 4))):  # the tension plot's top is for marker labels
+            legend = self.plots[key].addLegend(offset=offset, brush=None, labelTextSize=f"{sizes_for(*REFERENCE_PX).text_px}px")
             legend.setCacheMode(QtWidgets.QGraphicsItem.CacheMode.DeviceCoordinateCache)  # drawn over every frame
         def hub_stream(stream: str) -> Callable[[], tuple[RingBuffer | None, float | None]]:
             def source() -> tuple[RingBuffer | None, float | None]:
@@ -392,37 +444,75 @@ class Dashboard(QtWidgets.QMainWindow):
         self.plots["tension"].addItem(self.target_line)
         self.reference_lines: list[pg.InfiniteLine] = []
 
-    def _build_shortcuts(self) -> None:
-        def key(seq: str, fn: Callable[[], None]) -> None:
-            QtGui.QShortcut(QtGui.QKeySequence(seq), self, activated=fn)
-
-        key("H", lambda: self._mark(self.controller.hands))
+    def _build_keys(self) -> WindowKeys:
+        """H, 1-9, N, F1-F12, Escape and Ctrl+Q, whatever widget has the focus (``ui.keys``)."""
+        keys: dict[str, Callable[[], None]] = {"H": lambda: self._mark(self.controller.hands)}
         for i in range(min(9, len(self.protocol.techniques))):
-            key(str(i + 1), lambda n=i + 1: self._mark(self.controller.technique, n))
+            keys[str(i + 1)] = lambda n=i + 1: self._mark(self.controller.technique, n)
         for i in range(min(12, len(self.protocol.phases))):
-            key(f"F{i + 1}", lambda i=i: self.start_phase(i))
-        key("N", self.note_edit.setFocus)
-        key("Ctrl+Q", self.end_session)
+            keys[f"F{i + 1}"] = lambda i=i: self.phase_key(i)
+        keys["N"] = self.start_note
+        keys["Escape"] = self.leave_note
+        keys["Ctrl+Q"] = self.ask_to_end
+        return WindowKeys(self, keys, typing=self.note_edit)
+
+    # --- size -----------------------------------------------------------------------------------
+    def _initial_size(self) -> None:
+        """The remembered size, else ``DEFAULT_SIZE_PX`` where the screen has room for it, else maximised."""
+        restored, problem = restore_size(self, WINDOW_NAME)
+        if problem:
+            self._log(problem)
+        if restored:
+            return
+        screen = (self.screen() or QtGui.QGuiApplication.primaryScreen()).availableGeometry()
+        self.resize(min(DEFAULT_SIZE_PX[0], screen.width()), min(DEFAULT_SIZE_PX[1], screen.height()))
+        if screen.width() < DEFAULT_SIZE_PX[0] or screen.height() < DEFAULT_SIZE_PX[1]:
+            self._maximise_at = self.size()
+
+    def showEvent(self, ev: QtGui.QShowEvent) -> None:  # noqa: N802 - Qt's name
+        """On a small screen, the window first opens maximised (unless its opener gave it a size meanwhile)."""
+        if self._maximise_at is not None and self.size() == self._maximise_at:
+            self.setWindowState(self.windowState() | QtCore.Qt.WindowState.WindowMaximized)
+        self._maximise_at = None
+        super().showEvent(ev)
+
+    def resizeEvent(self, ev: QtGui.QResizeEvent) -> None:  # noqa: N802 - Qt's name
+        super().resizeEvent(ev)
+        sizes = sizes_for(ev.size().width(), ev.size().height())
+        if sizes != self.sizes:
+            self.sizes = sizes
+            self.apply_theme(self.theme.name)
 
     # --- theme ----------------------------------------------------------------------------------
     def apply_theme(self, name: str) -> None:
+        """Colours of theme ``name`` and text sizes of the window's size (``ui.sizes``) on every widget and plot."""
         th = self.theme = THEMES.get(name, LIGHT)
-        self.setStyleSheet(stylesheet(th))
+        z = self.sizes or sizes_for(*REFERENCE_PX)
+        self.setStyleSheet(stylesheet(th) + size_rules(th, z))
         self.canvas.setBackground(th.background)
         font = QtGui.QFont()
-        font.setPointSize(AXIS_PT)
+        font.setPixelSize(z.text_px)
         for plot in self.plots.values():
             plot.titleLabel.setAttr("color", th.text)
-            plot.titleLabel.setText(plot.titleLabel.text, size=f"{AXIS_PT + 2}pt", color=th.text)
+            plot.titleLabel.setText(plot.titleLabel.text, size=f"{z.title_px}px", color=th.text)
             for side in ("left", "bottom"):
                 axis = plot.getAxis(side)
                 axis.setPen(th.grid)
                 axis.setTextPen(th.text)
                 axis.setTickFont(font)
+                axis.label.setFont(font)
                 axis.label.setDefaultTextColor(QtGui.QColor(th.text))
+            plot.getAxis("left").setWidth(round(4.5 * z.text_px))
             if plot.legend is not None:
-                plot.legend.setLabelTextColor(th.text)
+                plot.legend.setLabelTextSize(f"{z.text_px}px")  # for labels to come; those there are redrawn:
+                plot.legend.setLabelTextColor(th.text)  # (both only set the labels' options)
+                for _, label in plot.legend.items:
+                    label.setText(label.text, size=f"{z.text_px}px", color=th.text)
                 plot.legend.setBrush(pg.mkBrush(th.panel))
+        for layer in self.markers.values():
+            layer.style(th.text, th.panel, z.text_px)
+        # room for the longest latency line, so that the status line does not jump (or cut it) as it changes
+        self.latency_label.setMinimumWidth(QtGui.QFontMetrics(font).horizontalAdvance("latency 0000 ms (arrival to paint)"))
         colors = {"emg_l": th.left, "emg_r": th.right, "tension_l": th.left, "tension_r": th.right, "ecg": th.ecg,
                   "hr": th.hr, "rr": th.rr, "rmssd": th.rmssd, "stress": th.stress}
         for key, trace in self.traces.items():
@@ -431,6 +521,7 @@ class Dashboard(QtWidgets.QMainWindow):
             trace.curve.setPen(pen)
         self.target_line.setPen(pg.mkPen(th.target, width=3, style=QtCore.Qt.PenStyle.DashLine))
         self.target_line.label.setColor(th.target)
+        self.target_line.label.setFont(font)
         self.numbers["tension_l"].setStyleSheet(f"color: {th.left}")
         self.numbers["tension_r"].setStyleSheet(f"color: {th.right}")
         self.numbers["hr"].setStyleSheet(f"color: {th.hr}")
@@ -452,6 +543,7 @@ class Dashboard(QtWidgets.QMainWindow):
                 side = "L" if ch == 0 else "R"
                 line = pg.InfiniteLine(pos=float(level), angle=0, pen=pg.mkPen(color, width=2, style=styles[kind]),
                                        label=f"{kind} {side}", labelOpts={"position": 0.9 - 0.08 * ch, "color": color})
+                line.label.setFont(self.target_line.label.textItem.font())
                 self.plots["tension"].addItem(line)
                 self.reference_lines.append(line)
         if not self._target_set and "rest" in live.reference_lines():
@@ -485,12 +577,64 @@ class Dashboard(QtWidgets.QMainWindow):
         if self._running():
             self.worker.call(self.controller.start, index, self._now_s())
 
+    def phase_key(self, index: int) -> None:
+        """Phase ``index``'s button or F key: ends it while it runs, else starts it (ending the running one)."""
+        if self._running() and index == self.controller.index:
+            self.worker.call(self.controller.end, self._now_s())
+        else:
+            self.start_phase(index)
+
+    def _phase_button_text(self, index: int) -> str:
+        """'Start baseline (F1)'; 'End baseline (F1)' while it runs; 'Repeat baseline (F1)' once it has run."""
+        ctl = self.controller
+        verb = "End" if index == ctl.index else "Repeat" if index in ctl.done else "Start"
+        return f"{verb} {self.protocol.phases[index].name} (F{index + 1})"
+
+    def start_note(self) -> None:
+        """N: the note is stamped now and typed into the note field (Enter adds it, Escape drops it)."""
+        if self._running():
+            self._note_at_s = self._now_s()
+            self.note_edit.setFocus(QtCore.Qt.FocusReason.ShortcutFocusReason)
+
+    def leave_note(self) -> None:
+        self._note_at_s = None
+        self.note_edit.clear()
+        self.note_edit.clearFocus()
+
     def add_note(self) -> None:
+        """Enter in the note field: the note at the time N was pressed (or now, if the field was clicked)."""
         text = self.note_edit.text()
         if text.strip() and self._running():
-            self.worker.call(self.controller.note, self._now_s(), text)
-            self.note_edit.clear()
-        self.note_edit.clearFocus()
+            at_s = self._now_s() if self._note_at_s is None else self._note_at_s
+            self.worker.call(self.controller.note, at_s, text)
+        self.leave_note()
+
+    def ask_to_end(self) -> None:
+        """End session (the button or Ctrl+Q): asks first in a live session; the recording goes on meanwhile."""
+        if not self._running():
+            self.end_session()
+            return
+        if self.end_question is not None:
+            return
+        box = self.end_question = QtWidgets.QMessageBox(
+            QtWidgets.QMessageBox.Icon.Question, "End the session?",
+            "End the session now? The recording stops and the summary opens.", parent=self)
+        end = box.addButton("End session", QtWidgets.QMessageBox.ButtonRole.AcceptRole)
+        keep = box.addButton("Keep recording", QtWidgets.QMessageBox.ButtonRole.RejectRole)
+        box.setDefaultButton(keep)  # an Enter meant for something else does not end the session
+        box.setEscapeButton(keep)
+        box.setStyleSheet(stylesheet(self.theme) + size_rules(self.theme, self.sizes or sizes_for(*REFERENCE_PX)))
+
+        def answered() -> None:
+            self.end_question = None
+            if box.clickedButton() is end:
+                self.end_session()
+                if self._closing:
+                    self.close()
+            self._closing = False
+
+        box.finished.connect(answered)
+        box.open()
 
     def connect_sensors(self) -> None:
         wanted = [self.found_list.item(i).data(QtCore.Qt.ItemDataRole.UserRole) for i in range(self.found_list.count())
@@ -501,9 +645,22 @@ class Dashboard(QtWidgets.QMainWindow):
 
     def end_session(self) -> None:
         """End the running phase and the session; the recording closes and the summary opens."""
+        self._ended = True
         if self.worker.state == WorkerState.RUNNING:
             self.worker.call(self.controller.finish, self._now_s())
         self.worker.stop()
+
+    def _event(self, kind: str, t_s: float, label: str, duration_s: float) -> None:
+        """A session event (on the worker's thread): its marks on the traces from the next frame."""
+        self.marks.extend(marks_of_event(kind, t_s, label, duration_s))
+
+    def _replay_marks(self) -> None:
+        """A replay's marks are its recording's, each shown once the replay's clock passes it."""
+        from biofeedback.store import SessionReader
+
+        with SessionReader(self.replay) as reader:
+            for e in reader.events():
+                self.marks.extend(marks_of_event(e["kind"], e["t_s"], e["label"], e["duration_s"]))
 
     def _log(self, line: str) -> None:
         """A line of the session's log (from the worker's thread); the next frame shows it."""
@@ -566,6 +723,12 @@ class Dashboard(QtWidgets.QMainWindow):
             self.plots["hr"].setXRange(-windows[1], 0, padding=0)
         self.plotted_at_s = now
         self._plotted_host_ns = host_ns
+        ctl = self.controller
+        running_hands = ctl.hands_on and self.replay is None  # a replay's marks hold its hands on/off already
+        marks = self.marks + ([Mark(ctl.hands_on_since, "hands on", EventKind.HANDS_ON)] if running_hands else [])
+        self.markers["emg"].show(marks, now, windows[0])
+        if heart_due:
+            self.markers["heart"].show(marks, now, windows[1])
         if not self.reference_lines and self.worker.live.reference_lines():
             self._draw_reference_lines()
 
@@ -622,7 +785,7 @@ class Dashboard(QtWidgets.QMainWindow):
         off = [v.no_signal(c) for c in range(2)]
         for c, (key, color) in enumerate((("tension_l", self.theme.left), ("tension_r", self.theme.right))):
             label = self.numbers[key]
-            style = f"color: {color}" + (f"; font-size: {LABEL_PT + 6}pt" if off[c] else "")
+            style = f"color: {color}" + (f"; font-size: {self.sizes.title_px if self.sizes else 18}px" if off[c] else "")
             if label.styleSheet() != style:  # restyling re-polishes the label: only on a change
                 label.setStyleSheet(style)
             label.setText(NO_SIGNAL if off[c] else self._fmt(ten[c]))
@@ -650,8 +813,9 @@ class Dashboard(QtWidgets.QMainWindow):
             self.sensor_status.setText(f"{len(w.found)} sensor(s) found; tick the ones to use and press Connect"
                                        if w.found else "no sensor found: switch sensors on, moisten the strap, Scan")
             return
-        self.scan_button.setEnabled(False)
-        self.connect_button.setEnabled(False)
+        for widget in (self.found_list, self.scan_button, self.connect_button):
+            if widget.isVisible():  # connected: the sensor panel's room goes to the sensors' state
+                widget.setVisible(False)
         if w.state == WorkerState.FAILED:
             self.sensor_status.setText(f"<span style='color:{th.warn}'>stopped: {w.error}</span>")
             return
@@ -672,25 +836,54 @@ class Dashboard(QtWidgets.QMainWindow):
             rows.append("EMG signal: " + "; ".join(q))
         self.sensor_status.setText("<br>".join(rows))
         if self.replay is not None:
-            self.recording_label.setText(f"replay of {self.replay} (view only, nothing is recorded)")
+            self.recording_label.setText(f"replay of {self.replay.name} (view only, nothing is recorded)")
         else:
             problems = w.run.recording_problems()
             self.recording_label.setText((f"recording {w.path.name}" if w.path else "") + (
                 f" <span style='color:{th.warn}'>· {problems[-1]} ({len(problems)} problems)</span>" if problems else ""))
 
+    def phase_state(self) -> tuple[str, str, str]:
+        """(what the phase label says, the instruction under it, the labels' style state) of the session now.
+
+        State "after": every phase has run and the session is still recording until the therapist ends it."""
+        ctl = self.controller
+        phases, running = self.protocol.phases, self.worker.state == WorkerState.RUNNING
+        keys = "F1-F{}".format(len(phases)) if len(phases) > 1 else "F1"
+        if ctl.finished:
+            return ("session ended" if self.replay is None else "replay ended"), "", ""
+        if ctl.phase is not None:
+            return ctl.phase.name, ctl.phase.instruction, "phase"
+        nxt = ctl.next_index()
+        if self.worker.state == WorkerState.FOUND:
+            return "sensors", "Tick the sensors to use and press Connect.", ""
+        if not running:
+            return "connecting", "Connecting the sensors…", ""
+        if self.replay is not None:
+            return "between phases", "", ""
+        if nxt is None and ctl.done:
+            return ("recording", f"All phases done ({phases[ctl.done[-1]].name} ended). Still recording until you "
+                    f"end the session: End session (Ctrl+Q).", "after")
+        if nxt is None:
+            return "ready", f"Start a phase ({keys}).", ""
+        if ctl.done:
+            return (f"{phases[ctl.done[-1]].name} done",
+                    f"Still recording. Next: Start {phases[nxt].name} (F{nxt + 1}): {phases[nxt].instruction}", "")
+        return "ready", f"Recording. When the client is settled: Start {phases[nxt].name} (F{nxt + 1}).", ""
+
     def _show_phase_state(self) -> None:
         ctl, now = self.controller, self._now_s()
-        phase = ctl.phase
-        if ctl.finished:
-            self.phase_label.setText("session ended" if self.replay is None else "replay ended")
-        elif phase is None:
-            nxt = ctl.next_index()
-            self.phase_label.setText("ready" if nxt is None or self.worker.state != WorkerState.RUNNING
-                                     else f"next: {self.protocol.phases[nxt].name}")
-        else:
-            self.phase_label.setText(phase.name)
-        elapsed = ctl.elapsed_s(now)
-        planned = ctl.planned_s()
+        name, instruction, state = self.phase_state()
+        self.phase_label.setText(name)
+        self.instruction_label.setText(instruction)
+        for label in (self.phase_label, self.instruction_label):
+            if label.property("state") != state:  # re-polishing restyles the label: only on a change
+                label.setProperty("state", state)
+                label.style().unpolish(label)
+                label.style().polish(label)
+        if ctl.phase is not None:
+            elapsed, planned = ctl.elapsed_s(now), ctl.planned_s()
+        else:  # between phases and after the last: time since the last one ended
+            elapsed, planned = (now - ctl.history[ctl.done[-1]][1] if ctl.done and not ctl.finished else 0.0), None
         text = f"{int(elapsed // 60):02d}:{int(elapsed % 60):02d}"
         if planned is not None:
             text += f" / {int(planned // 60):02d}:{int(planned % 60):02d}"
@@ -698,6 +891,9 @@ class Dashboard(QtWidgets.QMainWindow):
         running = self._running()
         for i, b in enumerate(self.phase_buttons):
             active = "true" if i == ctl.index else "false"
+            text = self._phase_button_text(i)
+            if b.text() != text:
+                b.setText(text)
             if b.property("active") != active:  # re-polishing restyles and repaints the button: only on a change
                 b.setProperty("active", active)
                 b.style().unpolish(b)
@@ -737,10 +933,32 @@ class Dashboard(QtWidgets.QMainWindow):
         dialog.show()
 
     def closeEvent(self, ev: QtGui.QCloseEvent) -> None:  # noqa: N802 - Qt's name
+        if self._running() and not self._ended:  # the close button ends a live session only once the therapist says so
+            self._closing = True
+            self.ask_to_end()
+            ev.ignore()
+            return
+        problem = remember_size(self, WINDOW_NAME) if self.replay is None else None  # a replay writes nothing
+        if problem:
+            self._log(problem)
         if not self.worker.finished:
             self.end_session()
             self.worker.join(30.0)
         super().closeEvent(ev)
+
+
+def size_rules(theme: Theme, z: Sizes) -> str:
+    """The session window's text sizes (``ui.sizes``) and its after-the-last-phase banner, after ``theme.stylesheet``."""
+    return f"""
+    QWidget {{ font-size: {z.text_px}px; }}
+    QLabel#caption, QLabel#small, QLabel#sensors {{ font-size: {z.text_px}px; }}
+    QLabel#number {{ font-size: {z.number_px}px; }}
+    QLabel#timer, QLabel#phase {{ font-size: {z.timer_px}px; }}
+    QLabel#instruction {{ font-size: {z.title_px}px; }}
+    QLabel#phase[state="after"], QLabel#instruction[state="after"] {{ background: {theme.active}; border-radius: 5px;
+        padding: 0px 8px; }}
+    QLabel#replay {{ font-size: {z.title_px}px; }}
+    """
 
 
 def summary_html(rows: list[dict], theme: Theme) -> str:

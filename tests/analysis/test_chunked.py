@@ -122,3 +122,16 @@ def test_loaded_session_and_summary_read_the_file_in_pieces(generated, monkeypat
     assert np.array_equal(whole.emg.rms_uv, rms)
     treatment = summarize(whole)[1]
     assert treatment["phase"] == "treatment" and treatment["note"]  # hands-on and the electrode off leave too little
+
+
+def test_bootstrap_in_batches_gives_the_same_comparison(monkeypatch):
+    """compare's resamples judged a few rows at a time (bounded memory) give the very same levels, CIs and verdicts
+    as all of them at once."""
+    compare_module = importlib.import_module("biofeedback.analysis.compare")
+    data = load_session(EXAMPLE)
+    monkeypatch.setattr(compare_module, "RESAMPLE_BATCH_VALUES", 1 << 40)
+    at_once = compare_module.compare(data, n_boot=300)
+    monkeypatch.setattr(compare_module, "RESAMPLE_BATCH_VALUES", 5000)
+    batched = compare_module.compare(data, n_boot=300)
+    assert repr(batched) == repr(at_once)
+    assert at_once.overall["label"] and len(at_once.metrics) > 5

@@ -130,8 +130,8 @@ def test_bootstrap_in_batches_gives_the_same_comparison(monkeypatch):
     compare_module = importlib.import_module("biofeedback.analysis.compare")
     data = load_session(EXAMPLE)
     monkeypatch.setattr(compare_module, "RESAMPLE_BATCH_VALUES", 1 << 40)
-    at_once = compare_module.compare(data, n_boot=300)
+    at_once = compare_module.compare(data, n_boot=100)
     monkeypatch.setattr(compare_module, "RESAMPLE_BATCH_VALUES", 5000)
-    batched = compare_module.compare(data, n_boot=300)
+    batched = compare_module.compare(data, n_boot=100)
     assert repr(batched) == repr(at_once)
     assert at_once.overall["label"] and len(at_once.metrics) > 5

@@ -98,3 +98,90 @@ def write_long_session(path: Path, seconds: float, seed: int = 1, gap_at_s: floa
             writer.flush()
     writer.close()
     return path
+
+
+STEPS = ("baseline", "summary-live", "summary", "report", *(f"export-{fmt}" for fmt in ("edf", "csv", "bids", "hdf5")))
+CHILD = r"""
+import contextlib, io, json, resource, sys, time
+from pathlib import Path
+from biofeedback.cli import main
+from biofeedback.analysis.summary import LiveTally, format_summary, session_outcome
+from biofeedback.store import export as _export
+step, path, out = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+live = None
+if step == "summary-live":  # the live values a runner keeps while recording, made here from the file (not timed)
+    from biofeedback.analysis.data import load_session
+    from biofeedback.vocab import EventKind
+    import numpy as np
+    data = load_session(path)
+    live = LiveTally()
+    emg = data.emg
+    live.add_tension(emg.t_s, np.column_stack([emg.rms_uv, (~emg.flagged.any(axis=1)).astype(float)]))
+    live.add_hr(data.beats.t_s, 60000.0 / data.beats.rr_ms)
+    for p in data.phases:
+        live.add_event(EventKind.PHASE, p.start_s, p.name, p.duration_s, {"kind": p.kind})
+    for a, b in data.hands_on:
+        live.add_event(EventKind.HANDS_ON, a, "hands on", b - a, None)
+start = time.perf_counter()
+with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+    if step == "summary-live":
+        format_summary(live.summary(emg.channels, emg.rate_hz, None, path))
+    elif step == "summary":
+        session_outcome(path).text()
+    elif step == "report":
+        assert main(["report", str(path), "--json", "--out", str(out)]) == 0
+    elif step.startswith("export-"):
+        assert main(["export", str(path), "--format", step[7:], "--out", str(out)]) == 0
+print(json.dumps({"s": time.perf_counter() - start, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def measure(step: str, path: Path, out: Path) -> dict:
+    """One step in its own process: its wall time (imports not counted) and the process's peak resident memory."""
+    done = subprocess.run([sys.executable, "-c", CHILD, step, str(path), str(out)], capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"{step} on {path.name} failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, nargs="+", default=[15, 60, 240])
+    parser.add_argument("--dir", type=Path, help="where to keep the generated sessions (default: a temporary folder)")
+    parser.add_argument("--steps", nargs="+", default=list(STEPS), choices=STEPS)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = args.dir or Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        results: dict[str, dict[float, dict]] = {step: {} for step in args.steps}
+        sizes = {}
+        for minutes in args.minutes:
+            path = folder / f"long-{minutes:g}min.bfsession"
+            if not path.exists():
+                started = time.perf_counter()
+                write_long_session(path, minutes * 60.0)
+                print(f"generated {path.name} in {time.perf_counter() - started:.1f} s", flush=True)
+            sizes[minutes] = path.stat().st_size / 1e6
+            for step in args.steps:
+                with tempfile.TemporaryDirectory() as out:
+                    results[step][minutes] = measure(step, path, Path(out))
+                r = results[step][minutes]
+                print(f"  {minutes:g} min {step:<13} {r['s']:8.2f} s {r['peak_mb']:8.0f} MB", flush=True)
+        lengths = sorted(args.minutes)
+        print()
+        print("| step | " + " | ".join(f"{m:g} min: s, MB" for m in lengths) + " | growth per hour (s, MB) |")
+        print("| --- | " + " | ".join("---" for _ in lengths) + " | --- |")
+        print("| file size | " + " | ".join(f"{sizes[m]:.0f} MB" for m in lengths) + " | |")
+        for step in args.steps:
+            cells = [f"{results[step][m]['s']:.2f} s, {results[step][m]['peak_mb']:.0f} MB" for m in lengths]
+            growth = ""
+            if len(lengths) >= 2:
+                a, b = lengths[-2], lengths[-1]
+                hours = (b - a) / 60.0
+                growth = (f"{(results[step][b]['s'] - results[step][a]['s']) / hours:+.2f} s, "
+                          f"{(results[step][b]['peak_mb'] - results[step][a]['peak_mb']) / hours:+.1f} MB")
+            print(f"| {step} | " + " | ".join(cells) + f" | {growth} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -93,10 +93,36 @@ def test_electrode_off_is_marked_in_every_export(generated, tmp_path, monkeypatc
     assert marked.size == 20_000 and marked.min() == pytest.approx(OFF_S[0]) and marked.max() < OFF_S[1]
 
 
-def test_export_reports_progress_per_stream(generated, tmp_path, monkeypatch):
+def test_export_command_shows_progress_per_stream(generated, tmp_path, monkeypatch, capsys):
+    from biofeedback.cli import main
+
     monkeypatch.setattr(export_module, "PROGRESS_EVERY_S", 60.0)
     monkeypatch.setattr(export_module, "CHUNK_SAMPLES", 20_000)
-    heard: list[str] = []
-    export_session(generated, "csv", tmp_path, progress=heard.append)
-    emg = [line for line in heard if line.startswith("exporting emg/open-emg")]
-    assert len(emg) >= 2 and emg[-1].endswith("of 2 min") and any("ecg/polar-h10" in line for line in heard)
+    assert main(["export", str(generated), "--format", "hdf5", "--out", str(tmp_path)]) == 0
+    err = capsys.readouterr().err.splitlines()
+    emg = [line for line in err if line.startswith("... exporting emg/open-emg: ")]
+    assert len(emg) >= 2 and emg[-1].endswith("of 2 min") and any("exporting ecg/polar-h10" in line for line in err)
+
+
+def test_edf_written_record_by_record_is_the_file_edfio_writes_from_whole_signals(generated, tmp_path, monkeypatch):
+    import io
+
+    import edfio
+
+    monkeypatch.setattr(export_module, "CHUNK_SAMPLES", 997)
+    (path,) = export_session(generated, "edf", tmp_path)
+    edf = edfio.read_edf(path)
+    again = io.BytesIO()
+    edf.write(again)  # edfio, from the whole signals and annotations it read back
+    assert again.getvalue() == path.read_bytes()
+    with SessionReader(generated) as reader:
+        t, x = reader.samples("emg", "open-emg")
+    placed = export_module._place(t, 1000.0)
+    for c, signal in enumerate(edf.signals[:2]):
+        expected = np.zeros(len(signal.data))
+        inside = placed.grid < expected.size
+        expected[placed.grid[inside]] = x[placed.sample[inside], c]
+        lo, hi = signal.physical_range
+        np.testing.assert_allclose(signal.data, expected, rtol=0, atol=(hi - lo) / 65535)
+    no_data = [a for a in edf.annotations if a.text.startswith("BAD_ACQ_SKIP no data emg")]
+    assert any(a.onset == pytest.approx(31.0) and a.duration == pytest.approx(3.0) for a in no_data)  # the gap

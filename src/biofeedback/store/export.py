@@ -3,8 +3,9 @@
 Long sessions in bounded memory: an export surveys each stream in one pass (count, first and last time, the rate
 its times run at, contact-lost stretches) and then reads and writes its samples a piece at a time
 (``CHUNK_SAMPLES``, ``SessionReader.chunks``): CSV rows, HDF5 slices of datasets made at their full size, BIDS grid rows
-(``_Placer`` puts samples on the grid as they come, carrying one sample from piece to piece). The files are byte
-for byte those written from whole streams. EDF+ is the exception: edfio writes whole signals, so it holds them.
+and EDF+ data records (``_Placer`` puts samples on the grid as they come, carrying one sample from piece to piece;
+EDF+ takes two passes, the first for each signal's physical range). The files are byte for byte those written from
+whole streams (for EDF+: those edfio writes from whole signals).
 
 All exports give times in session seconds (0 = the session's UTC anchor) and shift every absolute
 date by ``shift_days`` for anonymity: the start, and every date in the metadata, event labels and
@@ -219,13 +220,6 @@ class _Session:
                 shown = float(piece.times_s[-1])
                 self.progress(f"exporting {s.name}: {shown / 60:.0f} of {self.duration_s / 60:.0f} min")
             yield piece.times_s, piece.data
-
-    def whole(self, s: _Stream) -> tuple[np.ndarray, np.ndarray]:
-        """A stream's times and samples at once (for EDF+, which edfio writes from whole signals)."""
-        pieces = list(self.pieces(s))
-        if not pieces:
-            return np.empty(0), np.empty((0, len(s.channels)))
-        return np.concatenate([p[0] for p in pieces]), np.concatenate([p[1] for p in pieces])
 
 
 def export_session(path: Path, fmt: str, out_dir: Path, shift_days: int = 0,
@@ -544,35 +538,47 @@ def _edf_text(text: str) -> str:
 
 
 def _write_edf(session: _Session, out_dir: Path) -> list[Path]:
+    """EDF+ in two passes over each regular stream, a block of data records at a time: the first finds each
+    signal's physical range, its grid points without data and how its samples were placed, the second writes the
+    records. edfio (which writes whole signals held in memory) makes the header and the annotations signal, from
+    one-record stand-ins of the signals; the file is byte for byte the one edfio writes from the whole signals."""
     import edfio
+    from edfio.edf_annotations import _create_annotations_signal
+    from edfio.edf_signal import _calculate_gain_and_offset
 
     regular = [s for s in session.streams if s.rate_hz and s.n]
     if not regular:
         raise StoreError("this session has no sampled signal (EMG, ECG) and EDF+ needs one; export it as csv, bids or hdf5")
     record_s, written_rate = _edf_record_duration(sorted({s.target_rate_hz for s in regular}))
     n_records = max(1, math.ceil(session.duration_s / record_s - 1e-9))
-    signals, annotations, used = [], [], set()
+    batch = max(1, int(session.chunk_samples / max(written_rate.values()) / record_s))
+    """Data records written at a time: about ``chunk_samples`` of the fastest signal."""
+    stand_ins, annotations, used, grids = [], [], set(), []
     for s in regular:
         rate = written_rate[s.target_rate_hz]
         grid_n = int(round(n_records * record_s * rate))
-        times, data = session.whole(s)
-        p = _place(times, rate)
-        inside = (p.grid >= 0) & (p.grid < grid_n)
-        index, rows = p.grid[inside], p.sample[inside]
+        feed = _GridFeed(session, s, rate, 0.0)
         covered = np.zeros(grid_n, dtype=bool)
-        covered[index] = True
+        lo = np.zeros(len(s.channels))
+        hi = np.zeros(len(s.channels))
+        for start in range(0, grid_n, batch * round(record_s * rate)):
+            k, values = feed.take(start, min(grid_n, start + batch * round(record_s * rate)))
+            covered[k] = True
+            if k.size:
+                lo, hi = np.minimum(lo, values[:, :-1].min(axis=0)), np.maximum(hi, values[:, :-1].max(axis=0))
+        feed.take(grid_n, math.inf)  # the placement's counts take in the samples beyond the last record
         annotations += [edfio.EdfAnnotation(on, dur, _edf_text(f"BAD_ACQ_SKIP no data {s.name}"))
                         for on, dur in _uncovered_runs(covered, rate)]
-        prefilter = _edf_text(_rate_note(s, rate, p))[:80]
+        del covered
+        prefilter = _edf_text(_rate_note(s, rate, feed.placer))[:80]
         for c, channel in enumerate(s.channels):
-            column = np.zeros(grid_n)
-            column[index] = data[rows, c]
-            lo, hi = math.floor(min(column.min(), 0.0)), math.ceil(max(column.max(), 0.0))
-            signals.append(edfio.EdfSignal(
-                column, rate, label=_edf_label(session, s, channel, used),
+            low, high = math.floor(lo[c]), math.ceil(hi[c])
+            stand_ins.append(edfio.EdfSignal(
+                np.zeros(round(record_s * rate)), rate, label=_edf_label(session, s, channel, used),
                 transducer_type=_edf_text(f"{s.stream} {channel} from {s.source}")[:80], physical_dimension=s.unit[:8],
-                physical_range=(lo, hi if hi > lo else lo + 1), prefiltering=prefilter,
+                physical_range=(low, high if high > low else low + 1), prefiltering=prefilter,
             ))
+        grids.append((s, rate, grid_n))
     for e in session.events:
         annotations.append(edfio.EdfAnnotation(e["onset_s"], e["duration_s"] or None, _edf_text(_edf_event_text(e))))
     for source, b in session.beats.items():
@@ -582,20 +588,49 @@ def _write_edf(session: _Session, out_dir: Path) -> list[Path]:
                 text += f" corrected {corrected:g} ms flags {flags}"
             annotations.append(edfio.EdfAnnotation(t, None, text))
     start = session.start
+    starttime = start.time().replace(tzinfo=None)
     try:
-        edf = edfio.Edf(
-            signals,
+        template = edfio.Edf(
+            stand_ins,
             patient=edfio.Patient(code=session.client_id),
             recording=edfio.Recording(startdate=start.date(), equipment_code=_edf_text(
                 f"biofeedback_{session.meta.get('software_version', '')}").replace(" ", "_")),
-            starttime=start.time().replace(tzinfo=None),
+            starttime=starttime,
             data_record_duration=record_s,
-            annotations=sorted(annotations, key=lambda a: a.onset),
+            annotations=[],
         )
-        path = _file(out_dir, f"{session.stem}.edf")
-        edf.write(path)
+        notes = _create_annotations_signal(sorted(annotations, key=lambda a: a.onset), num_data_records=n_records,
+                                           data_record_duration=record_s, signal_class=edfio.EdfSignal,
+                                           with_timestamps=True, subsecond_offset=starttime.microsecond / 1_000_000)
     except (ValueError, OverflowError) as exc:
         raise StoreError(f"cannot write EDF+ for this session ({exc}); try a smaller shift_days, or export as hdf5")
+    template._set_num_data_records(n_records)
+    signals = [*stand_ins, notes]
+    for signal, spr in zip(stand_ins, [round(record_s * r) for s, r, _ in grids for _ in s.channels]):
+        signal._set_samples_per_data_record(spr)
+    header = b"".join([getattr(template, "_" + name) for name, _ in edfio.Edf._header_fields]
+                      + [getattr(signal, "_" + name) for name, _ in edfio.EdfSignal._header_fields for signal in signals])
+    scales = [_calculate_gain_and_offset(x.digital_min, x.digital_max, x.physical_min, x.physical_max) for x in stand_ins]
+    notes_bytes = notes.digital.view(np.uint8).reshape(n_records, -1)
+    path = _file(out_dir, f"{session.stem}.edf")
+    feeds = [_GridFeed(session, s, rate, 0.0) for s, rate, _ in grids]
+    with open(path, "wb") as f:
+        f.write(header)
+        for first in range(0, n_records, batch):
+            count = min(batch, n_records - first)
+            parts = []
+            signal = 0
+            for (s, rate, _), feed in zip(grids, feeds):
+                spr = round(record_s * rate)
+                k, values = feed.take(first * spr, (first + count) * spr)
+                for c in range(len(s.channels)):
+                    column = np.zeros(count * spr)
+                    column[k - first * spr] = values[:, c]
+                    gain, offset = scales[signal]
+                    parts.append(np.round(column / gain - offset).astype(np.int16).view(np.uint8).reshape(count, -1))
+                    signal += 1
+            parts.append(notes_bytes[first:first + count])
+            np.concatenate(parts, axis=1).tofile(f)
     return [path]
 
 

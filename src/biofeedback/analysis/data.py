@@ -16,8 +16,11 @@ This module is the one place for exclusion rules; the summary, the comparison, t
 feedback and the home summary all read ``emg.valid`` and ``beats.valid`` and ask ``enough_clean`` whether a
 phase holds enough clean data, so none of them can disagree about what was clean.
 
-EMG: run through ``dsp.EmgProcessor.rms_every`` (restarted after every break in the data, so no filter
-spans a gap); its 250 ms moving RMS (µV) is kept at ``ANALYSIS_RATE_HZ``. A sample is valid when the
+EMG: read from the file in pieces (``SessionReader.chunks`` in time order, ``CHUNK_SAMPLES`` at a time, so memory
+holds the result and one piece, not the session's raw samples) and run through ``dsp.EmgProcessor.rms_every``
+(restarted after every break in the data, so no filter spans a gap; ``_EmgChain`` carries each stretch's processor
+and its last partial step from piece to piece, so the result is the same wherever the pieces end); its 250 ms moving
+RMS (µV) is kept at ``ANALYSIS_RATE_HZ``. A sample is valid when the
 processor did not flag it (warm-up, flat line or electrode off, mains, motion, saturation) and no
 rejecting annotation holds it (``onset <= t < onset + duration``, as MNE's ``reject_by_annotation``).
 Statistics take EMG in ``WINDOW_S`` windows holding at least ``MIN_WINDOW_VALID`` valid samples.

@@ -360,8 +360,9 @@ def _session_number(path: Path, meta: dict) -> int:
 
 def _uncovered_runs(covered: np.ndarray, rate_hz: float) -> list[tuple[float, float]]:
     """(onset, duration) in seconds of every run of False in ``covered``, a mask on the grid k / rate."""
-    edges = np.diff(np.concatenate([[1], covered.astype(np.int8), [1]]))
-    starts, ends = np.flatnonzero(edges == -1), np.flatnonzero(edges == 1)
+    padded = np.concatenate(([True], covered, [True]))  # booleans: a byte per grid point, not eight
+    changes = np.flatnonzero(padded[1:] != padded[:-1])
+    starts, ends = changes[0::2], changes[1::2]
     return [(s / rate_hz, (e - s) / rate_hz) for s, e in zip(starts, ends)]
 
 

@@ -8,14 +8,14 @@ what the demo's sensors send, per session second: open-EMG at 1000 Hz, 2 channel
 int16 packet as raw bytes), Polar H10 ECG at 130 Hz in 73-sample frames, one HR notification and its beats (RR with
 breathing modulation); phases baseline 40 %, treatment 20 %, post 40 % of the length, a hands-on interval, markers,
 and per started hour one 3 s EMG gap (a recorded gap) and one 20 s electrode-off stretch (blocks flagged
-``SENSOR_CONTACT_LOST``, flat line). That is the demo's data rate (about 45 MB of file per session-hour).
+``SENSOR_CONTACT_LOST``, flat line). That is the demo's data rate (about 55 MB of file per session-hour).
 
 Each step runs in its own process (``python -c``), and its peak memory is that process's ``ru_maxrss`` (resident
 set, interpreter and imports included: the ``baseline`` row is a process that only imports them). The steps:
 ``summary`` (the outcome the terminal prints at the end of a session: ``SessionOutcome.text()`` of
 ``session_outcome``), ``summary-live`` (what the runner shows at the end of a live session before the verdict:
-``analysis.summary.quick_summary`` from the live processor's per-phase sums, here replayed from the file's
-tension trace), ``report`` (``biofeedback report FILE --json``) and ``export-<fmt>`` for each export format.
+``analysis.summary.LiveTally.summary`` of the live values kept while recording, here made from the file's
+processed EMG and beats, which is not timed), ``report`` (``biofeedback report FILE --json``) and ``export-<fmt>`` for each export format.
 Growth per hour is the slope between the two longest sessions. No assertions: timing is not a test.
 """
 

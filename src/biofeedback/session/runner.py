@@ -16,8 +16,8 @@ does while the session runs: read keys, print lines, guide a calibration) and in
 4. close the recording (the live processor's held beats are written); say the summary of the live values at once
    (``live_summary``: ``analysis.summary.LiveTally``, kept while recording from the live processor's tension trace
    and beats and the phase events, so it takes well under a second whatever the session's length), then analyse the
-   recording for the summary and the verdict once (``analysis.summary.session_outcome``; about 10 s per session-hour)
-   and return them.
+   recording for the summary and the verdict once (``analysis.summary.session_outcome``: tens of seconds per
+   session-hour, most of it the comparison's bootstrap; ``tools/bench_long.py``) and return them.
 
 Commands from another thread (a GUI) go through ``call``, so every change of state happens on the run's loop.
 """

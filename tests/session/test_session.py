@@ -98,3 +98,19 @@ def test_summary_shows_heart_rate_lower_after_treatment_and_no_tension_level_fro
     assert "verdict: " in recorded.out and "cannot be compared" in recorded.out
     assert f"recording: {recorded.session}" in recorded.out
     assert "baseline" in recorded.out.split("recording: ")[-1]
+
+
+def test_live_summary_comes_first_and_agrees_with_the_recordings(reader, recorded):
+    """At the end of a session the summary of the live values (kept while recording, issue 19) is printed before the
+    recording is analysed, with the same phases, and heart rates within 2 bpm of the recording's analysis; the
+    tension levels, too short here, are held back by the same least-clean-data rule."""
+    import re
+
+    live, rest = recorded.out.split("summary of the live values", 1)[1].split("recording: ", 1)
+    hr = {name: float(bpm) for name, bpm in re.findall(r"^  (\w+) .* HR (\d+) bpm", live, re.M)}
+    rows = {r["phase"]: r for r in summarize(recorded.session)}
+    assert set(hr) == set(rows) == {"baseline", "treatment", "post"}
+    for phase, row in rows.items():
+        assert abs(hr[phase] - row["hr_bpm"]) < 2.0
+    assert hr["post"] < hr["baseline"]
+    assert live.count("too little clean data") >= 2 and "verdict: " in rest

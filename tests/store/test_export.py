@@ -90,13 +90,14 @@ def test_csv_round_trip(recorded, tmp_path):
         "kubios_times.txt"))
     emg = np.loadtxt(tmp_path / "out" / f"{stem}_emg.csv", delimiter=",", skiprows=1)
     with open(tmp_path / "out" / f"{stem}_emg.csv") as f:
-        assert f.readline().strip() == "time_s,left_uV,right_uV"
+        assert f.readline().strip() == "time_s,left_uV,right_uV,contact_lost"
     np.testing.assert_allclose(emg[:, 0], recorded.emg_t, rtol=0, atol=1e-9)
-    np.testing.assert_allclose(emg[:, 1:], recorded.emg, rtol=FLOAT32_RTOL + CSV_RTOL)
+    np.testing.assert_allclose(emg[:, 1:3], recorded.emg, rtol=FLOAT32_RTOL + CSV_RTOL)
+    assert (emg[:, 3] == 0).all()  # the sensor never reported lost contact
     ecg = np.loadtxt(tmp_path / "out" / f"{stem}_ecg.csv", delimiter=",", skiprows=1)
     np.testing.assert_allclose(ecg[:, 1], recorded.ecg[:, 0], rtol=FLOAT32_RTOL + CSV_RTOL)
     hr = np.loadtxt(tmp_path / "out" / f"{stem}_hr.csv", delimiter=",", skiprows=1)
-    np.testing.assert_array_equal(hr, np.column_stack([recorded.hr_t, recorded.hr]))
+    np.testing.assert_array_equal(hr, np.column_stack([recorded.hr_t, recorded.hr, np.zeros(len(recorded.hr))]))
     with open(tmp_path / "out" / f"{stem}_beats.csv") as f:
         beats = list(csv.DictReader(f))
     assert [float(b["rr_raw_ms"]) for b in beats] == recorded.beats["rr_raw_ms"].tolist()
@@ -127,14 +128,16 @@ def test_bids_round_trip(recorded, tmp_path):
                                        (130.0, "130Hz", recorded.ecg_t, recorded.ecg)):
         sidecar = json.loads((beh / f"{prefix}_recording-{label}_physio.json").read_text())
         assert sidecar["SamplingFrequency"] == rate
-        assert sidecar["Columns"] == (["emg_left", "emg_right"] if rate == 1000.0 else ["ecg_ecg"])
-        assert all(sidecar[c]["Units"] == "uV" for c in sidecar["Columns"])
+        assert sidecar["Columns"] == (["emg_left", "emg_right", "emg_contact_lost"] if rate == 1000.0
+                                      else ["ecg_ecg", "ecg_contact_lost"])
+        assert all(sidecar[c]["Units"] == "uV" for c in sidecar["Columns"][:-1])
         with gzip.open(beh / f"{prefix}_recording-{label}_physio.tsv.gz", "rt") as f:
             table = np.array([[np.nan if v == "n/a" else float(v) for v in line.rstrip("\n").split("\t")] for line in f])
         grid_t = sidecar["StartTime"] + np.arange(len(table)) / rate
         index = np.round((times - sidecar["StartTime"]) * rate).astype(int)
         np.testing.assert_allclose(grid_t[index], times, atol=1e-9)
-        np.testing.assert_allclose(table[index], values, rtol=FLOAT32_RTOL + CSV_RTOL)
+        np.testing.assert_allclose(table[index, :-1], values, rtol=FLOAT32_RTOL + CSV_RTOL)
+        assert (table[index, -1] == 0).all()
         assert np.isnan(np.delete(table, index, axis=0)).all()  # nothing invented: the gap is n/a
     with open(beh / f"{prefix}_events.tsv") as f:
         events = list(csv.DictReader(f, delimiter="\t"))

@@ -61,6 +61,9 @@ from biofeedback.dsp.emg import UPPER_EDGE_FRACTION_OF_FS
 from biofeedback.errors import BiofeedbackError, Reason
 from biofeedback.vocab import Verdict
 
+RESAMPLE_BATCH_VALUES = 1 << 21
+"""Values of resampled units a bootstrap statistic takes at a time (16 MB): the resamples are judged in batches of
+rows, each row on its own, so memory stays bounded however long the phase (issue 19) and the replicates are the same."""
 SEGMENT_S = 30.0
 """Segment length for the within-phase variability behind the SDC."""
 MIN_VERDICT_SEGMENTS = 2
@@ -302,7 +305,8 @@ def _judge(m: MetricChange, ua: _Units, ub: _Units | None, stat: Callable, rng: 
             return too_little(name, f"{u.valid_s:.0f} s")
         block = block_length(u.block_series)
         idx = moving_block_indices(u.n, block, n_boot, rng)
-        replicates = stat(*(a[idx] for a in u.arrays))
+        rows = max(1, RESAMPLE_BATCH_VALUES // max(1, sum(a[:1].size for a in u.arrays) * u.n))
+        replicates = np.concatenate([stat(*(a[idx[i:i + rows]] for a in u.arrays)) for i in range(0, n_boot, rows)])
         return float(stat(*(a[None] for a in u.arrays))[0]), percentile_ci(replicates), replicates, block
 
     def segments(u: _Units) -> np.ndarray:

@@ -16,8 +16,11 @@ This module is the one place for exclusion rules; the summary, the comparison, t
 feedback and the home summary all read ``emg.valid`` and ``beats.valid`` and ask ``enough_clean`` whether a
 phase holds enough clean data, so none of them can disagree about what was clean.
 
-EMG: run through ``dsp.EmgProcessor.rms_every`` (restarted after every break in the data, so no filter
-spans a gap); its 250 ms moving RMS (µV) is kept at ``ANALYSIS_RATE_HZ``. A sample is valid when the
+EMG: read from the file in pieces (``SessionReader.chunks`` in time order, ``CHUNK_SAMPLES`` at a time, so memory
+holds the result and one piece, not the session's raw samples) and run through ``dsp.EmgProcessor.rms_every``
+(restarted after every break in the data, so no filter spans a gap; ``_EmgChain`` carries each stretch's processor
+and its last partial step from piece to piece, so the result is the same wherever the pieces end); its 250 ms moving
+RMS (µV) is kept at ``ANALYSIS_RATE_HZ``. A sample is valid when the
 processor did not flag it (warm-up, flat line or electrode off, mains, motion, saturation) and no
 rejecting annotation holds it (``onset <= t < onset + duration``, as MNE's ``reject_by_annotation``).
 Statistics take EMG in ``WINDOW_S`` windows holding at least ``MIN_WINDOW_VALID`` valid samples.
@@ -47,6 +50,7 @@ import numpy as np
 
 from biofeedback.dsp import EmgProcessor, correct_rr
 from biofeedback.store import SessionReader
+from biofeedback.store.session_file import CHUNK_SAMPLES
 from biofeedback.store.export import contact_lost_stretches
 from biofeedback.stream import BlockFlag, Gap, StreamKind
 from biofeedback.vocab import EventKind
@@ -61,6 +65,8 @@ WINDOW_S = 5.0
 """EMG unit of statistics: one window of the moving RMS."""
 MIN_WINDOW_VALID = 0.5
 """A window enters the statistics when at least this fraction of its samples is valid."""
+PROGRESS_EVERY_S = 600.0
+"""Session seconds of EMG between two progress lines of the offline processing."""
 MIN_CLEAN_S = 30.0
 """Least clean data in a phase (valid EMG in windows, or the RR of valid beats) to report a level."""
 
@@ -306,43 +312,93 @@ class _Emg:
     band_hz: tuple[float, float]
 
 
-def _process_emg(reader: SessionReader, progress: Progress | None) -> _Emg | None:
-    """The first EMG source's moving RMS at ``ANALYSIS_RATE_HZ``, its flags and its contact-loss stretches."""
+class _EmgChain:
+    """The offline EMG chain fed a stream's samples piece by piece in time order: one ``dsp.EmgProcessor`` per
+    uninterrupted stretch (a jump of more than ``EMG_BREAK_S`` starts a new one, so no filter spans a gap), its moving
+    RMS kept at every ``step``-th sample of the stretch with the OR of the flags over each step. Pieces may end
+    anywhere: the samples short of a whole step wait for the next piece, so the result does not depend on where
+    the pieces end."""
+
+    def __init__(self, rate_hz: float, channels: int, step: int) -> None:
+        self.rate_hz, self.channels, self.step = rate_hz, channels, step
+        self._processor: EmgProcessor | None = None
+        self._tail_t, self._tail_x = np.empty(0), np.empty((0, channels))
+        self._last_t: float | None = None
+        self.t_s: list[np.ndarray] = []
+        self.rms_uv: list[np.ndarray] = []
+        self.flagged: list[np.ndarray] = []
+
+    def feed(self, t_s: np.ndarray, x_uv: np.ndarray) -> None:
+        """The next samples (n,) and (n, channels), all at or after the samples fed before."""
+        if not t_s.size:
+            return
+        breaks = np.diff(t_s, prepend=t_s[0] if self._last_t is None else self._last_t) > EMG_BREAK_S
+        edges = [0, *np.flatnonzero(breaks).tolist(), t_s.size]
+        for a, b in zip(edges[:-1], edges[1:]):
+            if a == b:
+                continue
+            if breaks[a]:
+                self._end_stretch()
+            self._tail_t = np.concatenate([self._tail_t, t_s[a:b]])
+            self._tail_x = np.concatenate([self._tail_x, x_uv[a:b]])
+            whole = self._tail_t.size // self.step * self.step
+            if whole:
+                self._run(self._tail_t[:whole], self._tail_x[:whole])
+                self._tail_t, self._tail_x = self._tail_t[whole:], self._tail_x[whole:]
+        self._last_t = float(t_s[-1])
+
+    def _end_stretch(self) -> None:
+        if self._tail_t.size:
+            self._run(self._tail_t, self._tail_x)
+            self._tail_t, self._tail_x = self._tail_t[:0], self._tail_x[:0]
+        self._processor = None
+
+    def _run(self, t_s: np.ndarray, x_uv: np.ndarray) -> None:
+        if self._processor is None:
+            self._processor = EmgProcessor(self.rate_hz, channels=self.channels)
+        rms, flagged = self._processor.rms_every(x_uv, self.step)
+        self.t_s.append(t_s[::self.step])
+        self.rms_uv.append(rms)
+        self.flagged.append(flagged)
+
+    def finish(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Times (s), moving RMS (µV) and flags of every kept sample, once every piece has been fed."""
+        self._end_stretch()
+        if not self.t_s:
+            return np.empty(0), np.empty((0, self.channels)), np.empty((0, self.channels), dtype=bool)
+        return np.concatenate(self.t_s), np.concatenate(self.rms_uv), np.concatenate(self.flagged)
+
+
+def _process_emg(reader: SessionReader, progress: Progress | None, duration_s: float,
+                 chunk_samples: int = CHUNK_SAMPLES) -> _Emg | None:
+    """The first EMG source's moving RMS at ``ANALYSIS_RATE_HZ``, its flags and its contact-loss stretches, read
+    ``chunk_samples`` at a time (``SessionReader.chunks`` in time order), so memory holds the result, not the raw
+    samples."""
     sources = [src for s, src in reader.streams() if s == StreamKind.EMG]
     if not sources:
         return None
     source = sources[0]
     rate = reader.rate_hz(StreamKind.EMG, source)
     channels = reader.channels(StreamKind.EMG, source)
-    times, data, spans = [], [], []
-    for block in reader.raw_blocks(StreamKind.EMG, source):
-        times.append(block["times_s"])
-        data.append(block["data"])
-        if block["n"]:
-            spans.append((float(block["times_s"][0]), float(block["times_s"][-1]),
-                          bool(block["flags"] & BlockFlag.SENSOR_CONTACT_LOST)))
-    if not times:
-        return None
-    t = np.concatenate(times)
-    x = np.concatenate(data)
-    order = np.argsort(t, kind="stable")
-    t, x = t[order], x[order]
-    contact = [Annotation(a, b - a, BAD_CONTACT, StreamKind.EMG) for a, b in contact_lost_stretches(spans, rate)]
-    if progress:
-        progress(f"processing {t.size} EMG samples ({len(channels)} channels at {rate:g} Hz)")
-    breaks = np.flatnonzero(np.diff(t) > EMG_BREAK_S) + 1
     step = max(1, round(rate / ANALYSIS_RATE_HZ))
-    out_t, out_rms, out_flagged = [], [], []
-    band_hz = EmgProcessor(rate, channels=x.shape[1]).band_hz
-    for seg in np.split(np.arange(t.size), breaks):
-        if seg.size == 0:
-            continue
-        rms, flagged = EmgProcessor(rate, channels=x.shape[1]).rms_every(x[seg[0]:seg[-1] + 1], step)
-        out_t.append(t[seg][::step])
-        out_rms.append(rms)
-        out_flagged.append(flagged)
-    return _Emg(tuple(channels), rate / step, np.concatenate(out_t), np.concatenate(out_rms), np.concatenate(out_flagged),
-                contact, rate, band_hz)
+    chain = _EmgChain(rate, len(channels), step)
+    lost: list[tuple[float, float, bool]] = []
+    if progress:
+        progress(f"processing EMG ({len(channels)} channels at {rate:g} Hz, {duration_s / 60:.0f} min)")
+    shown_s = 0.0
+    for chunk in reader.chunks(StreamKind.EMG, source, chunk_samples, time_order=True):
+        off = (chunk.flags & BlockFlag.SENSOR_CONTACT_LOST) != 0
+        lost += [(a, b, True) for a, b in zip(chunk.first_s[off].tolist(), chunk.last_s[off].tolist())]
+        chain.feed(chunk.times_s, chunk.data)
+        if progress and chunk.times_s.size and chunk.times_s[-1] - shown_s >= PROGRESS_EVERY_S:
+            shown_s = float(chunk.times_s[-1])
+            progress(f"processing EMG: {shown_s / 60:.0f} of {duration_s / 60:.0f} min")
+    t, rms, flagged = chain.finish()
+    if not t.size:
+        return None
+    contact = [Annotation(a, b - a, BAD_CONTACT, StreamKind.EMG) for a, b in contact_lost_stretches(lost, rate)]
+    band_hz = EmgProcessor(rate, channels=len(channels)).band_hz
+    return _Emg(tuple(channels), rate / step, t, rms, flagged, contact, rate, band_hz)
 
 
 def load_session(path: str | Path, progress: Progress | None = None) -> SessionData:
@@ -357,7 +413,7 @@ def load_session(path: str | Path, progress: Progress | None = None) -> SessionD
         gaps = reader.gaps()
         events = [Annotation(e["t_s"], e["duration_s"], BAD_HANDS_ON) for e in reader.events(EventKind.HANDS_ON)]
         events += [Annotation(g.start_s, g.end_s - g.start_s, BAD_ACQ_SKIP, g.stream) for g in gaps]
-        processed = _process_emg(reader, progress)
+        processed = _process_emg(reader, progress, duration, CHUNK_SAMPLES)
         beats = reader.beats()
         recording_problems = [f"while recording: {e['label']}" for e in reader.events(EventKind.RECORDING_PROBLEM)]
         skipped = [f"damaged in the file: {p}" for p in reader.problems]

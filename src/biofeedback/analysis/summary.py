@@ -16,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from biofeedback.analysis.data import SessionData, enough_clean, load_session, too_little
+from biofeedback.analysis.data import BAD_HANDS_ON, Annotation, Annotations, BeatTrack, EmgTrack, PhaseSpan, \
+    SessionData, enough_clean, load_session, too_little
 from biofeedback.dsp import mean_hr_bpm
-from biofeedback.vocab import Verdict
+from biofeedback.vocab import EventKind, Verdict
 
 MIN_SUMMARY_BEATS = 3
 """Least valid beats in a phase for its HR and RMSSD in the summary."""
@@ -92,6 +93,68 @@ class SessionOutcome:
         return (f"{format_summary(self.summary)}" + "".join(f"\nlost: {loss}" for loss in self.losses)
                 + f"\nverdict: {self.verdict_text}"
                 + (f"\nfull report: biofeedback report {self.path} --html" if self.compared else ""))
+
+
+class LiveTally:
+    """What the live processor worked out while a session ran, kept for a summary the moment the session ends.
+
+    The runner hands on, as they come, the rows of the live processor's tension trace (tension index per channel at
+    the trace rate, and 1.0 where the block was clean, else 0.0), its decided beats' corrected HR (NaN where a beat
+    was removed or at a gap), and the phase machine's phase and hands-on events. ``summary()`` puts them through
+    ``summarize``'s own rules (windows, least clean data, hands-on excluded, successive differences only between
+    adjacent beats), so its rows have the same shape and meaning, from the live chain's values: the live EMG
+    processor runs on through a gap where the offline one restarts, and the live RR correction looks five beats
+    ahead where the offline one sees the whole stretch, so the numbers differ a little from the recording's
+    analysis, which follows (``session_outcome``). Cost: 17 bytes per trace row (about 1.2 MB per session-hour at
+    20 Hz) and 16 per beat; the summary takes well under a second for a 4-hour session (``tools/bench_long.py``).
+    """
+
+    def __init__(self) -> None:
+        self._tension: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._hr: list[tuple[np.ndarray, np.ndarray]] = []
+        self.phases: list[PhaseSpan] = []
+        self.hands_on: list[tuple[float, float]] = []
+
+    def add_tension(self, t_s: np.ndarray, rows: np.ndarray) -> None:
+        """Rows of the tension trace: tension per channel, then the clean flag (1.0 clean)."""
+        if len(t_s):
+            rows = np.asarray(rows, dtype=float)
+            self._tension.append((np.asarray(t_s, dtype=float), rows[:, :-1].astype(np.float32), rows[:, -1] == 1.0))
+
+    def add_hr(self, t_s: np.ndarray, hr_bpm: np.ndarray) -> None:
+        """Decided beats' times and corrected HR (bpm; NaN: removed, or a gap)."""
+        if len(t_s):
+            self._hr.append((np.asarray(t_s, dtype=float), np.asarray(hr_bpm, dtype=float)))
+
+    def add_event(self, kind: str, t_s: float, label: str, duration_s: float, data: dict | None) -> None:
+        """A session event: phases (with their duration, when they end) and hands-on intervals are kept."""
+        if kind == EventKind.PHASE:
+            self.phases.append(PhaseSpan(label, (data or {}).get("kind", "rest"), t_s, t_s + duration_s))
+        elif kind == EventKind.HANDS_ON:
+            self.hands_on.append((t_s, t_s + duration_s))
+
+    def summary(self, channels: tuple[str, ...], trace_rate_hz: float, reference_uv: np.ndarray | None,
+                path: Path | None = None) -> list[dict]:
+        """``summarize``'s rows of the live values; the tension index is turned back into µV of RMS with the
+        calibration's ``reference_uv`` (per channel; None: the index is in µV)."""
+        annotations = Annotations(tuple(Annotation(a, b - a, BAD_HANDS_ON) for a, b in sorted(self.hands_on)))
+        emg = beats = None
+        if self._tension and channels:
+            t = np.concatenate([x[0] for x in self._tension])
+            tension = np.concatenate([x[1] for x in self._tension]).astype(float)
+            clean = np.concatenate([x[2] for x in self._tension])
+            rms = tension if reference_uv is None else tension * np.asarray(reference_uv, dtype=float) / 100.0
+            bad = ~clean[:, None] | ~np.isfinite(rms)
+            emg = EmgTrack(tuple(channels), trace_rate_hz, t, rms, bad, annotations)
+        if self._hr:
+            t = np.concatenate([x[0] for x in self._hr])
+            with np.errstate(divide="ignore", invalid="ignore"):
+                rr = 60000.0 / np.concatenate([x[1] for x in self._hr])
+            zeros = np.zeros(t.size, dtype=np.uint8)
+            beats = BeatTrack(t, rr, rr, zeros, annotations, rr, zeros)
+        data = SessionData(path or Path(), {}, 0.0, sorted(self.phases, key=lambda p: p.start_s), [], annotations, [],
+                           emg, beats, None)
+        return summarize(data)
 
 
 def session_outcome(path) -> SessionOutcome:

@@ -142,7 +142,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     out = args.out or client_output_dir(client) / f"{shift_dates(path.stem, args.shift_days)}-{fmt}"  # named by its start
     bids = BidsDataset(tuple(args.bids_authors), args.bids_license or DEFAULT_BIDS_LICENSE)
     written = export_session(path, fmt, out, shift_days=args.shift_days, bids=bids,
-                             warn=lambda line: print(f"biofeedback: warning: {line}", file=sys.stderr))
+                             warn=lambda line: print(f"biofeedback: warning: {line}", file=sys.stderr),
+                             progress=_progress)
     print(f"exported {path.name} as {fmt} to {out}:")
     for w in written:
         print(f"  {w}")

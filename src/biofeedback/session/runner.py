@@ -13,8 +13,11 @@ does while the session runs: read keys, print lines, guide a calibration) and in
    once every source streams (unattended and chained runs, at most ``DATA_WAIT_SESSION_S`` after the start); tick the
    ``driver`` (the phase machine, or home relaxation's rules on top of it); end when the body returns, ``stop``
    is called, the phases are done or a replay reaches its end;
-4. close the recording (the live processor's held beats are written), then compute the summary and the verdict
-   once (``analysis.summary.session_outcome``) and return them.
+4. close the recording (the live processor's held beats are written); say the summary of the live values at once
+   (``live_summary``: ``analysis.summary.LiveTally``, kept while recording from the live processor's tension trace
+   and beats and the phase events, so it takes well under a second whatever the session's length), then analyse the
+   recording for the summary and the verdict once (``analysis.summary.session_outcome``: tens of seconds per
+   session-hour, most of it the comparison's bootstrap; ``tools/bench_long.py``) and return them.
 
 Commands from another thread (a GUI) go through ``call``, so every change of state happens on the run's loop.
 """
@@ -210,6 +213,12 @@ class SessionRun:
         self.driver: Driver | None = None
         self.outcome = None
         """``analysis.summary.SessionOutcome`` of the recording, once it is closed."""
+        self.live_summary: list[dict] | None = None
+        """The summary rows of the live values (``analysis.summary.LiveTally``), as soon as the recording is closed,
+        before ``outcome``."""
+        self._tally = None
+        self._tallied = [0, 0]
+        """Rows of the live processor's tension trace and HRV ring handed to the tally so far."""
         self.event_listeners: list[Callable[[str, float, str, float], None]] = []
         """Called with (kind, session s, label, duration s) of every session event (an LSL outlet's markers)."""
         self.lsl_wanted = lsl
@@ -257,6 +266,10 @@ class SessionRun:
                 return None
         self.state = WorkerState.CONNECTING
         plan = self.plan
+        if self.record:
+            from biofeedback.analysis.summary import LiveTally
+
+            self._tally = LiveTally()
         async with acquire(self.profiles, virtual=plan.virtual, speed=plan.speed, scenario=plan.scenario,
                            wanted=wanted, replay=plan.replay, replay_sources=plan.replay_sources) as acq:
             self.acq = acq
@@ -275,6 +288,14 @@ class SessionRun:
                 await self._supervise(body)
             finally:
                 self._close()
+        if self._tally is not None:
+            from biofeedback.analysis.summary import format_summary
+
+            live = self.live
+            self.live_summary = self._tally.summary(live.emg_channels, live.trace_rate_hz, live.index.reference_uv,
+                                                    self.path)
+            self.say("summary of the live values (the recording's own analysis and the verdict follow):\n"
+                     + format_summary(self.live_summary))
         if self.record or (self.plan.replay is not None and self.machine is not None):
             from biofeedback.analysis.summary import session_outcome
 
@@ -308,6 +329,8 @@ class SessionRun:
         event listeners."""
         if self.recorder is not None:
             self.recorder.event(kind, t_s, label, duration_s, data)
+        if self._tally is not None:
+            self._tally.add_event(kind, t_s, label, duration_s, data)
         for listener in self.event_listeners:
             listener(str(kind), t_s, label, duration_s)
 
@@ -332,6 +355,7 @@ class SessionRun:
         autostart = self.machine is not None and (self.plan.auto or self.chain) and self.plan.replay is None
         try:
             while not self._stop.is_set():
+                self._keep_tally()
                 self.raise_if_all_failed()
                 now = acq.clock.now_s()
                 waited = now - started_at >= DATA_WAIT_SESSION_S
@@ -385,6 +409,21 @@ class SessionRun:
                 recorder.close()
         else:
             self.live.close()
+        self._keep_tally()
+
+    def _keep_tally(self) -> None:
+        """Hand the rows the live processor added to its tension trace and HRV ring since the last call to the
+        tally (the processor fills them on this loop, so nothing is added meanwhile; a tick comes long before a
+        ring's hour of rows wraps)."""
+        tally, live = self._tally, self.live
+        if tally is None or live is None:
+            return
+        for k, ring in enumerate((live.tension, live.hrv)):
+            new = 0 if ring is None else ring.count - self._tallied[k]
+            if new > 0:
+                t, x = ring.snapshot(new)
+                tally.add_tension(t, x) if k == 0 else tally.add_hr(t, x[:, 0])
+                self._tallied[k] = ring.count
 
 
 async def wait_session_s(run: SessionRun, t_s: float) -> None:

@@ -1,5 +1,12 @@
 """Exports of a session file: EDF+, CSV, BIDS-style physio and HDF5.
 
+Long sessions in bounded memory: an export surveys each stream in one pass (count, first and last time, the rate
+its times run at, contact-lost stretches) and then reads and writes its samples a piece at a time
+(``CHUNK_SAMPLES``, ``SessionReader.chunks``): CSV rows, HDF5 slices of datasets made at their full size, BIDS grid rows
+and EDF+ data records (``_Placer`` puts samples on the grid as they come, carrying one sample from piece to piece;
+EDF+ takes two passes, the first for each signal's physical range). The files are byte for byte those written from
+whole streams (for EDF+: those edfio writes from whole signals).
+
 All exports give times in session seconds (0 = the session's UTC anchor) and shift every absolute
 date by ``shift_days`` for anonymity: the start, and every date in the metadata, event labels and
 data (a calibration's file name and time, the screening's time, ...; ``paths.shift_dates``). Nothing
@@ -48,7 +55,7 @@ EDF+ (``<stem>.edf``, written with edfio):
     rather than resampled, so HRV can be recomputed from the EDF alone). Irregular streams (HR, the strap's RR
     stream, device status) are not annotated: the beats hold the RR, and CSV and HDF5 hold every sample.
 CSV: ``<stem>_<stream>[_<source>].csv`` per stream (``time_s`` then one column per channel,
-  named ``<channel>_<unit>``), ``<stem>_beats.csv``, ``<stem>_events.csv`` (phases, markers,
+  named ``<channel>_<unit>``, then ``contact_lost``: 1 inside a contact-lost stretch, else 0), ``<stem>_beats.csv``, ``<stem>_events.csv`` (phases, markers,
   gaps, contact loss, ...; ``annotation`` names a stretch to leave out by its ``BAD_*`` description) and ``<stem>_session.json`` (metadata). Beside them, RR for Kubios HRV ("RR interval
   data", text): per beat source, ``<stem>_kubios[_<source>]_part<k>.txt`` with one raw RR interval
   in ms a line, no header, and ``<stem>_kubios[_<source>]_times.txt`` with ``beat time s<TAB>RR ms``
@@ -59,14 +66,16 @@ CSV: ``<stem>_<stream>[_<source>].csv`` per stream (``time_s`` then one column p
   than its RR. They are part of the CSV export rather than a format of their own so that the one
   plain-text export holds everything and no one has to know a second format to find them.
 BIDS-style physio: ``sub-<id>/ses-<n>/beh/sub-<id>_ses-<n>_task-<task>[_recording-<rate>]_physio.tsv.gz``
-  per rate group (columns on one grid, ``n/a`` where there is no sample) with a JSON sidecar
+  per rate group (columns on one grid, ``n/a`` where there is no sample; after each stream's channels a column
+  ``<stream>_contact_lost[_<source>]``, 1 inside a contact-lost stretch, else 0) with a JSON sidecar
   (SamplingFrequency, StartTime relative to session start, Columns, units per column, PhysioType, TaskName),
   ``..._events.tsv`` (onset, duration, trial_type, label, stream, source, data, every column described in
   ``..._events.json``; trial_type is the ``BAD_*`` description of a stretch to leave out; beats and HR samples are
   not events and stay out) and ``sub-<id>_ses-<n>_scans.tsv`` with the (shifted) acquisition time. Every export
   into a folder also writes the dataset's files, so a study's sessions exported into one folder make one dataset:
   dataset_description.json (Authors and License from ``BidsDataset``), README and participants.tsv/json.
-HDF5 (``<stem>.h5``): ``/streams/<stream>/<source>/{time_s,samples}`` with ``units``, ``rate_hz``
+HDF5 (``<stem>.h5``): ``/streams/<stream>/<source>/{time_s,samples,contact_lost}`` (the last a uint8 flag per sample,
+  1 inside a contact-lost stretch) with ``units``, ``rate_hz``
   (NaN for irregular streams) and ``channels`` attributes, ``/beats/<source>/...`` and an
   ``/events`` table (with ``annotation``, as in the CSV); session metadata as root attributes.
 """
@@ -80,9 +89,8 @@ import json
 import math
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -91,7 +99,7 @@ from biofeedback.sensors.timing import GAP_TOLERANCE_SAMPLES
 from biofeedback.store.errors import StoreError
 from biofeedback.store.paths import FILE_MODE, SECONDS_PER_DAY, SESSION_SUFFIX, inside, private_dir, private_file, \
     safe_name, scrub_addresses, shift_dates
-from biofeedback.store.session_file import SessionReader
+from biofeedback.store.session_file import CHUNK_SAMPLES, SessionReader
 from biofeedback.stream import BlockFlag, StreamKind
 from biofeedback.vocab import EventKind
 
@@ -101,6 +109,8 @@ EDF_RECORD_DURATIONS_S = (1, 2, 4, 5, 8, 10, 20, 25, 40, 50, 100)
 BIDS_VERSION = "1.10.0"
 """The BIDS version the export follows (PhysioType came with 1.10)."""
 TSV_CHUNK_ROWS = 100_000
+PROGRESS_EVERY_S = 600.0
+"""Session seconds of a stream between two progress lines of an export."""
 RATE_TOLERANCE = 1e-3
 """A regular stream whose sample times run within this fraction of its nominal rate is written at the nominal rate
 (a device clock's error stays below 1000 ppm); beyond it, at its measured rate."""
@@ -114,6 +124,8 @@ the type MNE gives signals it has no name for."""
 BAD_ACQ_SKIP = "BAD_ACQ_SKIP"
 BAD_CONTACT = "BAD_contact"
 BAD_HANDS_ON = "BAD_hands_on"
+CONTACT_COLUMN = "contact_lost"
+"""CSV column and HDF5 dataset of a stream's samples: 1 inside a contact-lost stretch (``contact_lost_stretches``)."""
 CONTACT_LOST = "contact-lost"
 """Export event kind of a stretch in which a sensor reported no skin contact (blocks flagged
 ``BlockFlag.SENSOR_CONTACT_LOST``); like "gap", it is made from the data, not recorded as an event."""
@@ -125,28 +137,31 @@ DEFAULT_BIDS_LICENSE = "Non-Standard"
 
 @dataclass
 class _Stream:
+    """One stream of the session: what it is, and what one pass over its samples found (``_survey``); its samples are
+    read again, a piece at a time, by ``_Session.pieces`` when a writer needs them."""
+
     stream: str
     source: str
     channels: tuple[str, ...]
     unit: str
     rate_hz: float | None
-    times: np.ndarray
-    data: np.ndarray
     device_rate_hz: float | None = None
     """The rate the driver measured from the device's own timestamps (the recording's ``devices`` metadata), if any."""
+    n: int = 0
+    """Undamaged samples."""
+    t_min_s: float = math.inf
+    """Time of the earliest sample."""
+    t_max_s: float = -math.inf
+    """Time of the latest sample."""
+    measured_rate_hz: float | None = None
+    """Samples per second of session time over the contiguous stretches (``_runs``); None for irregular or too short
+    streams."""
+    contact_lost: list[tuple[float, float]] = field(default_factory=list)
+    """(start_s, end_s) of the stretches in which the sensor reported no skin contact (``contact_lost_stretches``)."""
 
     @property
     def name(self) -> str:
         return f"{self.stream}/{self.source}"
-
-    @cached_property
-    def measured_rate_hz(self) -> float | None:
-        """Samples per second of session time over the contiguous stretches; None for irregular or too short streams."""
-        if not self.rate_hz:
-            return None
-        runs = _runs(self.times, self.rate_hz)
-        span = sum(float(self.times[r.stop - 1] - self.times[r.start]) for r in runs)
-        return sum(r.stop - r.start - 1 for r in runs) / span if span > 0 else None
 
     @property
     def best_rate_hz(self) -> float | None:
@@ -161,10 +176,18 @@ class _Stream:
             return measured
         return float(self.rate_hz)
 
+    def contact_mask(self, t_s: np.ndarray) -> np.ndarray:
+        """True for the sample times inside a contact-lost stretch (start <= t < end, MNE's rule)."""
+        out = np.zeros(t_s.shape, dtype=bool)
+        for a, b in self.contact_lost:
+            out |= (t_s >= a) & (t_s < b)
+        return out
+
 
 @dataclass
 class _Session:
-    """Everything an exporter needs, read once from the session file, dates already shifted."""
+    """Everything an exporter needs, dates already shifted: streams as surveyed (``_Stream``), beats and events, read
+    once from the session file; samples come piece by piece from ``pieces`` while the file is open."""
 
     client_id: str
     start: dt.datetime
@@ -176,6 +199,11 @@ class _Session:
     """Phases, markers, ..., gaps and contact-loss stretches: onset_s, duration_s, kind, label, stream, source, data
     (JSON or ""), annotation (the ``BAD_*`` description of a stretch to leave out, else "")."""
     duration_s: float = 0.0
+    reader: SessionReader | None = None
+    chunk_samples: int = 0
+    """Samples per piece read (``CHUNK_SAMPLES`` when the session is loaded)."""
+    progress: Callable[[str], None] | None = None
+    """Hears a line at most every ``PROGRESS_EVERY_S`` of session time of each stream written."""
 
     @property
     def stem(self) -> str:
@@ -184,21 +212,33 @@ class _Session:
     def multi_source(self, stream: str) -> bool:
         return sum(s.stream == stream for s in self.streams) > 1
 
+    def pieces(self, s: _Stream) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """A stream's times (n,) and samples (n, channels), in arrival order, ``chunk_samples`` at a time."""
+        shown = -math.inf
+        for piece in self.reader.chunks(s.stream, s.source, self.chunk_samples):
+            if self.progress is not None and piece.times_s.size and piece.times_s[-1] - shown >= PROGRESS_EVERY_S:
+                shown = float(piece.times_s[-1])
+                self.progress(f"exporting {s.name}: {shown / 60:.0f} of {self.duration_s / 60:.0f} min")
+            yield piece.times_s, piece.data
+
 
 def export_session(path: Path, fmt: str, out_dir: Path, shift_days: int = 0,
-                   warn: Callable[[str], None] | None = None, bids: BidsDataset | None = None) -> list[Path]:
+                   warn: Callable[[str], None] | None = None, bids: BidsDataset | None = None,
+                   progress: Callable[[str], None] | None = None) -> list[Path]:
     """Export the session at ``path`` as ``fmt`` (edf, csv, bids, hdf5) into ``out_dir``; returns the files written.
     ``warn`` hears each damaged part of the file that was left out (the rest is exported). ``bids`` gives a BIDS
-    export's dataset fields (authors, licence); sessions exported into one folder make one BIDS dataset."""
+    export's dataset fields (authors, licence); sessions exported into one folder make one BIDS dataset. The samples
+    are read and written a piece at a time (``CHUNK_SAMPLES``); ``progress`` hears how far each stream has got."""
     writer = _WRITERS.get(str(fmt).lower())
     if writer is None:
         raise StoreError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
     with SessionReader(Path(path)) as reader:
         session = _load(reader, int(shift_days))
+        session.progress = progress
+        out_dir = private_dir(Path(out_dir))
+        files = _write_bids(session, out_dir, bids or BidsDataset()) if writer is _write_bids else writer(session, out_dir)
         for problem in reader.problems if warn is not None else ():
             warn(f"{Path(path).name}: left out of the export, damaged: {problem}")
-    out_dir = private_dir(Path(out_dir))
-    files = _write_bids(session, out_dir, bids or BidsDataset()) if writer is _write_bids else writer(session, out_dir)
     for f in files:
         os.chmod(f, FILE_MODE)  # in case a library replaced the file we made
     return files
@@ -223,17 +263,12 @@ def _load(reader: SessionReader, shift_days: int) -> _Session:
                     for stream, t in (d.get("timing") or {}).items()}
     streams, contact = [], []
     for stream, source in reader.streams():
-        channels, rate = reader.channels(stream, source), reader.rate_hz(stream, source)
-        blocks = list(reader.raw_blocks(stream, source))  # one pass: samples, times and flags
-        times = np.concatenate([b["times_s"] for b in blocks]) if blocks else np.empty(0)
-        data = np.concatenate([b["data"] for b in blocks]) if blocks else np.empty((0, len(channels)))
-        streams.append(_Stream(stream, source, channels, reader.unit(stream, source), rate, times, data,
-                               device_rates.get((source, stream))))
-        spans = [(float(b["times_s"][0]), float(b["times_s"][-1]), bool(b["flags"] & BlockFlag.SENSOR_CONTACT_LOST))
-                 for b in blocks if b["n"]]
+        s = _survey(reader, _Stream(stream, source, reader.channels(stream, source), reader.unit(stream, source),
+                                    reader.rate_hz(stream, source), device_rates.get((source, stream))),
+                    CHUNK_SAMPLES)
+        streams.append(s)
         contact += [{"onset_s": a, "duration_s": b - a, "kind": CONTACT_LOST, "label": "sensor reported no skin contact",
-                     "stream": stream, "source": source, "data": ""}
-                    for a, b in contact_lost_stretches(spans, rate)]
+                     "stream": stream, "source": source, "data": ""} for a, b in s.contact_lost]
     beats = {}
     all_beats = reader.beats()
     for source in dict.fromkeys(all_beats["source"]):
@@ -256,7 +291,41 @@ def _load(reader: SessionReader, shift_days: int) -> _Session:
     public["sample_rates"] = {s.name: {"nominal_hz": s.rate_hz, "device_clock_hz": s.device_rate_hz,
                                        "session_clock_hz": s.measured_rate_hz} for s in streams if s.rate_hz}
     return _Session(meta["client_id"], start, public, _session_number(reader.path, meta), streams, beats, events,
-                    reader.duration_s())
+                    reader.duration_s(), reader, CHUNK_SAMPLES)
+
+
+def _survey(reader: SessionReader, s: _Stream, chunk_samples: int) -> _Stream:
+    """``s`` with what one pass over its samples finds: count, earliest time, the rate its times run at over their
+    contiguous stretches (``_runs``' rule, across pieces) and its contact-lost stretches."""
+    blocks: list[tuple[float, float, bool]] = []
+    last_t, run_first, run_last, run_n = None, 0.0, 0.0, 0
+    span, steps = 0.0, 0
+    for piece in reader.chunks(s.stream, s.source, chunk_samples):
+        t = piece.times_s
+        lost = (piece.flags & BlockFlag.SENSOR_CONTACT_LOST) != 0
+        keep = lost if s.rate_hz else np.ones(lost.size, dtype=bool)  # a sampled stream's clean blocks play no part
+        blocks += zip(piece.first_s[keep].tolist(), piece.last_s[keep].tolist(), lost[keep].tolist())
+        if not t.size:
+            continue
+        s.n += t.size
+        s.t_min_s, s.t_max_s = min(s.t_min_s, float(t.min())), max(s.t_max_s, float(t.max()))
+        if s.rate_hz:
+            starts = _run_starts(last_t, t, s.rate_hz)
+            edges = [0, *np.flatnonzero(starts).tolist(), t.size]
+            for a, b in zip(edges[:-1], edges[1:]):
+                if a == b:
+                    continue
+                if starts[a]:
+                    if run_n:
+                        span, steps = span + float(run_last - run_first), steps + run_n - 1
+                    run_first, run_n = float(t[a]), 0
+                run_n, run_last = run_n + b - a, float(t[b - 1])
+        last_t = float(t[-1])
+    if run_n:
+        span, steps = span + float(run_last - run_first), steps + run_n - 1
+    s.measured_rate_hz = steps / span if s.rate_hz and span > 0 else None
+    s.contact_lost = contact_lost_stretches(blocks, s.rate_hz)
+    return s
 
 
 def contact_lost_stretches(blocks: list[tuple[float, float, bool]], rate_hz: float | None) -> list[tuple[float, float]]:
@@ -291,17 +360,23 @@ def _session_number(path: Path, meta: dict) -> int:
 
 def _uncovered_runs(covered: np.ndarray, rate_hz: float) -> list[tuple[float, float]]:
     """(onset, duration) in seconds of every run of False in ``covered``, a mask on the grid k / rate."""
-    edges = np.diff(np.concatenate([[1], covered.astype(np.int8), [1]]))
-    starts, ends = np.flatnonzero(edges == -1), np.flatnonzero(edges == 1)
+    padded = np.concatenate(([True], covered, [True]))  # booleans: a byte per grid point, not eight
+    changes = np.flatnonzero(padded[1:] != padded[:-1])
+    starts, ends = changes[0::2], changes[1::2]
     return [(s / rate_hz, (e - s) / rate_hz) for s, e in zip(starts, ends)]
 
 
+def _run_starts(last_t: float | None, times: np.ndarray, rate_hz: float) -> np.ndarray:
+    """True where a sample starts a contiguous stretch of a regular stream: it breaks where samples lie more than
+    ``GAP_TOLERANCE_SAMPLES`` periods apart (the drivers' gap rule) or out of order; ``last_t`` is the time of the
+    sample before ``times`` (None: the first sample starts a stretch)."""
+    step = np.diff(times, prepend=np.nan if last_t is None else last_t)
+    return ~(step <= GAP_TOLERANCE_SAMPLES / rate_hz) | (step <= 0)
+
+
 def _runs(times: np.ndarray, rate_hz: float) -> list[slice]:
-    """Contiguous stretches of a regular stream: it breaks where samples lie more than ``GAP_TOLERANCE_SAMPLES``
-    periods apart (the drivers' gap rule) or out of order."""
-    step = np.diff(times)
-    breaks = np.flatnonzero((step > GAP_TOLERANCE_SAMPLES / rate_hz) | (step <= 0)) + 1
-    edges = [0, *breaks.tolist(), times.size]
+    """Contiguous stretches of a regular stream (``_run_starts``) as slices."""
+    edges = [*np.flatnonzero(_run_starts(None, times, rate_hz)).tolist(), times.size]
     return [slice(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
 
 
@@ -319,24 +394,91 @@ class _Placement:
     """Samples written at no grid point."""
 
 
-def _place(times: np.ndarray, rate_hz: float, origin_s: float = 0.0) -> _Placement:
-    """Each grid point of a contiguous stretch, from its first sample to its last, gets the sample nearest in time."""
-    grid, sample = [], []
-    for r in _runs(times, rate_hz):
-        t = times[r]
-        k = np.arange(math.ceil((t[0] - origin_s) * rate_hz - 0.5), math.floor((t[-1] - origin_s) * rate_hz + 0.5) + 1)
+class _Placer:
+    """Puts a regular stream's samples on a grid ``origin + k / rate``, fed piece by piece in arrival order: each grid
+    point of a contiguous stretch (``_run_starts``), from its first sample to its last, gets the sample nearest in
+    time. A grid point is decided as soon as a sample at or after it has been fed, so only the last sample is carried
+    from one piece to the next; the points are the same wherever the pieces end."""
+
+    def __init__(self, rate_hz: float, origin_s: float = 0.0) -> None:
+        self.rate_hz, self.origin_s = rate_hz, origin_s
+        self._t = np.empty(0)
+        self._i = np.empty(0, dtype=np.int64)
+        self._next_k = 0
+        self._fed = 0
+        self._placed = 0
+        self._used = 0
+        self._last_used = -1
+
+    def feed(self, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The grid points (k) decided by the next samples, and the index (counted over all samples fed) of the
+        sample each gets."""
+        starts = _run_starts(self._t[-1] if self._t.size else None, times, self.rate_hz)
+        edges = [0, *np.flatnonzero(starts).tolist(), times.size]
+        out = []
+        for a, b in zip(edges[:-1], edges[1:]):
+            if a == b:
+                continue
+            if starts[a]:
+                out.append(self._emit(final=True))
+                self._t, self._i = self._t[:0], self._i[:0]
+                self._next_k = math.ceil((times[a] - self.origin_s) * self.rate_hz - 0.5)
+            self._t = np.concatenate([self._t, times[a:b]])
+            self._i = np.concatenate([self._i, self._fed + np.arange(a, b)])
+        self._fed += times.size
+        out.append(self._emit(final=False))
+        return _joined(out)
+
+    def finish(self) -> tuple[np.ndarray, np.ndarray]:
+        """The grid points of the last stretch still undecided."""
+        return self._emit(final=True)
+
+    def _emit(self, final: bool) -> tuple[np.ndarray, np.ndarray]:
+        t = self._t
+        if not t.size:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+        last = math.floor((t[-1] - self.origin_s) * self.rate_hz + 0.5)
+        if not final:  # only the points at or before the newest sample: a later one may be nearer the next
+            last = min(last, math.floor((t[-1] - self.origin_s) * self.rate_hz) + 1)
+            while last >= self._next_k and self.origin_s + last / self.rate_hz > t[-1]:
+                last -= 1
+        k = np.arange(self._next_k, last + 1)
         if t.size == 1:
             nearest = np.zeros(k.size, dtype=np.int64)
         else:
-            g = origin_s + k / rate_hz
+            g = self.origin_s + k / self.rate_hz
             j = np.clip(np.searchsorted(t, g), 1, t.size - 1)
             nearest = np.where(g - t[j - 1] <= t[j] - g, j - 1, j)
-        grid.append(k)
-        sample.append(r.start + nearest)
-    grid_k = np.concatenate(grid) if grid else np.empty(0, dtype=np.int64)
-    index = np.concatenate(sample) if sample else np.empty(0, dtype=np.int64)
-    used = np.unique(index).size
-    return _Placement(grid_k, index, int(index.size - used), int(times.size - used))
+        sample = self._i[nearest]
+        self._next_k = max(self._next_k, last + 1)
+        self._t, self._i = t[-1:], self._i[-1:]
+        if sample.size:
+            self._placed += sample.size
+            self._used += int(np.count_nonzero(np.diff(sample))) + int(sample[0] != self._last_used)
+            self._last_used = int(sample[-1])
+        return k, sample
+
+    @property
+    def repeated(self) -> int:
+        """Grid points so far holding a sample that is also written at another."""
+        return self._placed - self._used
+
+    @property
+    def dropped(self) -> int:
+        """Samples so far written at no grid point."""
+        return self._fed - self._used
+
+
+def _joined(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    return (np.concatenate([p[0] for p in parts]) if parts else np.empty(0, dtype=np.int64),
+            np.concatenate([p[1] for p in parts]) if parts else np.empty(0, dtype=np.int64))
+
+
+def _place(times: np.ndarray, rate_hz: float, origin_s: float = 0.0) -> _Placement:
+    """Each grid point of a contiguous stretch, from its first sample to its last, gets the sample nearest in time."""
+    placer = _Placer(rate_hz, origin_s)
+    grid, sample = _joined([placer.feed(times), placer.finish()])
+    return _Placement(grid, sample, placer.repeated, placer.dropped)
 
 
 def _rate_note(s: _Stream, rate_hz: float, p: _Placement) -> str:
@@ -397,34 +539,47 @@ def _edf_text(text: str) -> str:
 
 
 def _write_edf(session: _Session, out_dir: Path) -> list[Path]:
+    """EDF+ in two passes over each regular stream, a block of data records at a time: the first finds each
+    signal's physical range, its grid points without data and how its samples were placed, the second writes the
+    records. edfio (which writes whole signals held in memory) makes the header and the annotations signal, from
+    one-record stand-ins of the signals; the file is byte for byte the one edfio writes from the whole signals."""
     import edfio
+    from edfio.edf_annotations import _create_annotations_signal
+    from edfio.edf_signal import _calculate_gain_and_offset
 
-    regular = [s for s in session.streams if s.rate_hz and s.times.size]
+    regular = [s for s in session.streams if s.rate_hz and s.n]
     if not regular:
         raise StoreError("this session has no sampled signal (EMG, ECG) and EDF+ needs one; export it as csv, bids or hdf5")
     record_s, written_rate = _edf_record_duration(sorted({s.target_rate_hz for s in regular}))
     n_records = max(1, math.ceil(session.duration_s / record_s - 1e-9))
-    signals, annotations, used = [], [], set()
+    batch = max(1, int(session.chunk_samples / max(written_rate.values()) / record_s))
+    """Data records written at a time: about ``chunk_samples`` of the fastest signal."""
+    stand_ins, annotations, used, grids = [], [], set(), []
     for s in regular:
         rate = written_rate[s.target_rate_hz]
         grid_n = int(round(n_records * record_s * rate))
-        p = _place(s.times, rate)
-        inside = (p.grid >= 0) & (p.grid < grid_n)
-        index, rows = p.grid[inside], p.sample[inside]
+        feed = _GridFeed(session, s, rate, 0.0)
         covered = np.zeros(grid_n, dtype=bool)
-        covered[index] = True
+        lo = np.zeros(len(s.channels))
+        hi = np.zeros(len(s.channels))
+        for start in range(0, grid_n, batch * round(record_s * rate)):
+            k, values = feed.take(start, min(grid_n, start + batch * round(record_s * rate)))
+            covered[k] = True
+            if k.size:
+                lo, hi = np.minimum(lo, values[:, :-1].min(axis=0)), np.maximum(hi, values[:, :-1].max(axis=0))
+        feed.take(grid_n, math.inf)  # the placement's counts take in the samples beyond the last record
         annotations += [edfio.EdfAnnotation(on, dur, _edf_text(f"BAD_ACQ_SKIP no data {s.name}"))
                         for on, dur in _uncovered_runs(covered, rate)]
-        prefilter = _edf_text(_rate_note(s, rate, p))[:80]
+        del covered
+        prefilter = _edf_text(_rate_note(s, rate, feed.placer))[:80]
         for c, channel in enumerate(s.channels):
-            column = np.zeros(grid_n)
-            column[index] = s.data[rows, c]
-            lo, hi = math.floor(min(column.min(), 0.0)), math.ceil(max(column.max(), 0.0))
-            signals.append(edfio.EdfSignal(
-                column, rate, label=_edf_label(session, s, channel, used),
+            low, high = math.floor(lo[c]), math.ceil(hi[c])
+            stand_ins.append(edfio.EdfSignal(
+                np.zeros(round(record_s * rate)), rate, label=_edf_label(session, s, channel, used),
                 transducer_type=_edf_text(f"{s.stream} {channel} from {s.source}")[:80], physical_dimension=s.unit[:8],
-                physical_range=(lo, hi if hi > lo else lo + 1), prefiltering=prefilter,
+                physical_range=(low, high if high > low else low + 1), prefiltering=prefilter,
             ))
+        grids.append((s, rate, grid_n))
     for e in session.events:
         annotations.append(edfio.EdfAnnotation(e["onset_s"], e["duration_s"] or None, _edf_text(_edf_event_text(e))))
     for source, b in session.beats.items():
@@ -434,20 +589,49 @@ def _write_edf(session: _Session, out_dir: Path) -> list[Path]:
                 text += f" corrected {corrected:g} ms flags {flags}"
             annotations.append(edfio.EdfAnnotation(t, None, text))
     start = session.start
+    starttime = start.time().replace(tzinfo=None)
     try:
-        edf = edfio.Edf(
-            signals,
+        template = edfio.Edf(
+            stand_ins,
             patient=edfio.Patient(code=session.client_id),
             recording=edfio.Recording(startdate=start.date(), equipment_code=_edf_text(
                 f"biofeedback_{session.meta.get('software_version', '')}").replace(" ", "_")),
-            starttime=start.time().replace(tzinfo=None),
+            starttime=starttime,
             data_record_duration=record_s,
-            annotations=sorted(annotations, key=lambda a: a.onset),
+            annotations=[],
         )
-        path = _file(out_dir, f"{session.stem}.edf")
-        edf.write(path)
+        notes = _create_annotations_signal(sorted(annotations, key=lambda a: a.onset), num_data_records=n_records,
+                                           data_record_duration=record_s, signal_class=edfio.EdfSignal,
+                                           with_timestamps=True, subsecond_offset=starttime.microsecond / 1_000_000)
     except (ValueError, OverflowError) as exc:
         raise StoreError(f"cannot write EDF+ for this session ({exc}); try a smaller shift_days, or export as hdf5")
+    template._set_num_data_records(n_records)
+    signals = [*stand_ins, notes]
+    for signal, spr in zip(stand_ins, [round(record_s * r) for s, r, _ in grids for _ in s.channels]):
+        signal._set_samples_per_data_record(spr)
+    header = b"".join([getattr(template, "_" + name) for name, _ in edfio.Edf._header_fields]
+                      + [getattr(signal, "_" + name) for name, _ in edfio.EdfSignal._header_fields for signal in signals])
+    scales = [_calculate_gain_and_offset(x.digital_min, x.digital_max, x.physical_min, x.physical_max) for x in stand_ins]
+    notes_bytes = notes.digital.view(np.uint8).reshape(n_records, -1)
+    path = _file(out_dir, f"{session.stem}.edf")
+    feeds = [_GridFeed(session, s, rate, 0.0) for s, rate, _ in grids]
+    with open(path, "wb") as f:
+        f.write(header)
+        for first in range(0, n_records, batch):
+            count = min(batch, n_records - first)
+            parts = []
+            signal = 0
+            for (s, rate, _), feed in zip(grids, feeds):
+                spr = round(record_s * rate)
+                k, values = feed.take(first * spr, (first + count) * spr)
+                for c in range(len(s.channels)):
+                    column = np.zeros(count * spr)
+                    column[k - first * spr] = values[:, c]
+                    gain, offset = scales[signal]
+                    parts.append(np.round(column / gain - offset).astype(np.int16).view(np.uint8).reshape(count, -1))
+                    signal += 1
+            parts.append(notes_bytes[first:first + count])
+            np.concatenate(parts, axis=1).tofile(f)
     return [path]
 
 
@@ -456,9 +640,12 @@ def _write_csv(session: _Session, out_dir: Path) -> list[Path]:
     for s in session.streams:
         suffix = f"_{_safe(s.source)}" if session.multi_source(s.stream) else ""
         path = _file(out_dir, f"{session.stem}_{_safe(s.stream)}{suffix}.csv")
-        header = ",".join(["time_s"] + [f"{c}_{s.unit}" if s.unit else c for c in s.channels])
-        np.savetxt(path, np.column_stack([s.times, s.data]), fmt=["%.9f"] + ["%.9g"] * len(s.channels),
-                   delimiter=",", header=header, comments="")
+        header = ",".join(["time_s"] + [f"{c}_{s.unit}" if s.unit else c for c in s.channels] + [CONTACT_COLUMN])
+        with open(path, "w") as f:
+            f.write(header + "\n")
+            for t, x in session.pieces(s):
+                np.savetxt(f, np.column_stack([t, x, s.contact_mask(t)]), fmt=["%.9f"] + ["%.9g"] * len(s.channels)
+                           + ["%d"], delimiter=",")
         files.append(path)
     if session.beats:
         path = _file(out_dir, f"{session.stem}_beats.csv")
@@ -579,35 +766,43 @@ def _write_bids(session: _Session, out_dir: Path, dataset: BidsDataset = BidsDat
     folder = private_dir(out_dir / f"sub-{sub}" / f"ses-{ses}" / "beh")
     prefix = f"sub-{sub}_ses-{ses}_task-{task}"
     files = _write_bids_dataset(session, out_dir, dataset)
-    regular = [s for s in session.streams if s.rate_hz and s.times.size]
+    regular = [s for s in session.streams if s.rate_hz and s.n]
     _, written = _edf_record_duration(sorted({s.target_rate_hz for s in regular}))  # the rates the EDF+ has
     rates = sorted(set(written.values()))
     acquisitions = []
     for rate in rates:
         group = [s for s in regular if written[s.target_rate_hz] == rate]
         name = prefix + (f"_recording-{_rate_label(rate)}" if len(rates) > 1 else "") + "_physio"
-        t0 = min(float(s.times.min()) for s in group)
-        placed = [_place(s.times, rate, t0) for s in group]
-        n = max(int(p.grid.max()) for p in placed) + 1
-        columns, units, table = [], {}, []
-        for s, p in zip(group, placed):
-            note = _rate_note(s, rate, p)
-            for c, channel in enumerate(s.channels):
-                column = np.full(n, np.nan)
-                column[p.grid] = s.data[p.sample, c]
-                label = f"{s.stream}_{channel}" + (f"_{_bids_label(s.source)}" if session.multi_source(s.stream) else "")
+        t0 = min(s.t_min_s for s in group)
+        n = max(math.floor((s.t_max_s - t0) * rate + 0.5) for s in group) + 1
+        feeds = [_GridFeed(session, s, rate, t0) for s in group]
+        tsv = _file(folder, f"{name}.tsv.gz", out_dir)
+        width = sum(len(s.channels) + 1 for s in group)
+        with open(tsv, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=6, mtime=0) as z, \
+                io.TextIOWrapper(z, encoding="utf-8", newline="\n") as f:  # no name or time in the gzip header
+            for start in range(0, n, TSV_CHUNK_ROWS):
+                rows = np.full((min(n, start + TSV_CHUNK_ROWS) - start, width), np.nan)
+                column = 0
+                for feed in feeds:
+                    k, values = feed.take(start, start + rows.shape[0])
+                    rows[k - start, column:column + values.shape[1]] = values
+                    column += values.shape[1]
+                text = io.StringIO()
+                np.savetxt(text, rows, fmt="%.9g", delimiter="\t")
+                f.write(text.getvalue().replace("nan", "n/a"))
+        columns, units = [], {}
+        for s, feed in zip(group, feeds):
+            note = _rate_note(s, rate, feed.placer)
+            suffix = f"_{_bids_label(s.source)}" if session.multi_source(s.stream) else ""
+            for channel in s.channels:
+                label = f"{s.stream}_{channel}{suffix}"
                 columns.append(label)
                 units[label] = {"Units": s.unit, "Description": f"{s.stream} channel {channel} from {s.source}"
                                 + (f"; {note}" if note else "")}
-                table.append(column)
-        tsv = _file(folder, f"{name}.tsv.gz", out_dir)
-        rows = np.column_stack(table)
-        with open(tsv, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=6, mtime=0) as z, \
-                io.TextIOWrapper(z, encoding="utf-8", newline="\n") as f:  # no name or time in the gzip header
-            for chunk in range(0, len(rows), TSV_CHUNK_ROWS):
-                text = io.StringIO()
-                np.savetxt(text, rows[chunk:chunk + TSV_CHUNK_ROWS], fmt="%.9g", delimiter="\t")
-                f.write(text.getvalue().replace("nan", "n/a"))
+            label = f"{s.stream}_{CONTACT_COLUMN}{suffix}"
+            columns.append(label)
+            units[label] = {"Units": "n/a", "Description": f"1 where {s.source} reported no skin contact (its "
+                            f"{BAD_CONTACT} stretches in the events), else 0; n/a where {s.stream} has no sample"}
         sidecar = _file(folder, f"{name}.json", out_dir)
         sidecar.write_text(json.dumps({"SamplingFrequency": rate, "StartTime": t0, "Columns": columns, **units,
                                        "PhysioType": "generic", **task_fields,
@@ -643,6 +838,52 @@ def _write_bids(session: _Session, out_dir: Path, dataset: BidsDataset = BidsDat
     acq_time = session.start.strftime("%Y-%m-%dT%H:%M:%S.%f")
     scans.write_text("filename\tacq_time\n" + "".join(f"{a}\t{acq_time}\n" for a in acquisitions))
     return files + [events_path, events_json, scans]
+
+
+class _GridFeed:
+    """One regular stream of a BIDS physio file, placed on the file's grid (``_Placer``) as its pieces are read:
+    ``take`` hands over the values (channels, then the contact-lost flag) of the grid rows asked for."""
+
+    def __init__(self, session: _Session, s: _Stream, rate_hz: float, origin_s: float) -> None:
+        self.stream = s
+        self.placer = _Placer(rate_hz, origin_s)
+        self._pieces = session.pieces(s)
+        self._done = False
+        self._k = np.empty(0, dtype=np.int64)
+        self._values = np.empty((0, len(s.channels) + 1))
+        self._carry = np.full(len(s.channels) + 1, np.nan)
+        """The last sample read (with its flag): the next piece's first grid points may get it."""
+        self._fed = 0
+
+    def take(self, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
+        """Grid points in [start, end) this stream covers and their values, (m,) and (m, channels + 1). Rows asked
+        for must come in order; a point of a stretch that runs backwards into rows already taken is left out."""
+        while not self._done and (not self._k.size or self._k[-1] < end - 1):
+            self._pull()
+        keep = self._k >= start
+        self._k, self._values = self._k[keep], self._values[keep]
+        now = self._k < end
+        out = self._k[now], self._values[now]
+        self._k, self._values = self._k[~now], self._values[~now]
+        return out
+
+    def _pull(self) -> None:
+        piece = next(self._pieces, None)
+        if piece is None:
+            self._done = True
+            k, index = self.placer.finish()
+            rows = self._values[:0]
+        else:
+            t, x = piece
+            k, index = self.placer.feed(t)
+            rows = np.column_stack([x, self.stream.contact_mask(t)])
+        values = np.empty((index.size, rows.shape[1] if rows.size else self._carry.size))
+        new = index >= self._fed
+        values[new] = rows[index[new] - self._fed]
+        values[~new] = self._carry
+        if rows.shape[0]:
+            self._carry, self._fed = rows[-1], self._fed + rows.shape[0]
+        self._k, self._values = np.concatenate([self._k, k]), np.concatenate([self._values, values])
 
 
 def _write_bids_dataset(session: _Session, out_dir: Path, dataset: BidsDataset) -> list[Path]:
@@ -684,8 +925,16 @@ def _write_hdf5(session: _Session, out_dir: Path) -> list[Path]:
         f.attrs["meta_json"] = json.dumps(session.meta, sort_keys=True)
         for s in session.streams:
             g = f.require_group(f"streams/{_safe(s.stream)}/{_safe(s.source)}")
-            g.create_dataset("time_s", data=s.times)
-            g.create_dataset("samples", data=s.data.astype(np.float32))
+            times = g.create_dataset("time_s", shape=(s.n,), dtype=np.float64)
+            samples = g.create_dataset("samples", shape=(s.n, len(s.channels)), dtype=np.float32)
+            contact = g.create_dataset(CONTACT_COLUMN, shape=(s.n,), dtype=np.uint8)
+            contact.attrs["description"] = ("1 where the sensor reported no skin contact (the stretches of the "
+                                            "contact-lost events), else 0")
+            at = 0
+            for t, x in session.pieces(s):
+                times[at:at + t.size], samples[at:at + t.size] = t, x.astype(np.float32)
+                contact[at:at + t.size] = s.contact_mask(t)
+                at += t.size
             g.attrs.update(units=s.unit, rate_hz=np.nan if s.rate_hz is None else s.rate_hz,
                            channels=list(s.channels), source=s.source, stream=s.stream)
         for source, b in session.beats.items():

@@ -71,9 +71,10 @@ import time
 import zlib
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -103,6 +104,10 @@ CHECKSUM = struct.Struct("<I")
 TIME_DTYPE = np.dtype("<f8")
 LONGEST_BLOCK_S = 10.0
 """Upper bound on one block's duration, used to find the blocks that overlap a time range."""
+CHUNK_SAMPLES = 1 << 18
+"""Samples per piece that ``SessionReader.chunks`` reads by default (about 2 min of 2-channel EMG at 1 kHz, 4 MB)."""
+FETCH_ROWS = 64
+"""Block rows ``SessionReader.chunks`` fetches from SQLite at a time while it fills a piece."""
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -158,6 +163,88 @@ def _samples_crc(t_first_s: float, rate_hz: float | None, samples: bytes, times:
     sample's time and the rate that place them: what the writer stores after the samples and the reader checks."""
     placement = struct.pack("<dd", float(t_first_s), 0.0 if rate_hz is None else float(rate_hz))
     return zlib.crc32(times or b"", zlib.crc32(samples, zlib.crc32(placement)))
+
+
+_BLOCK_ROWS = ("SELECT id, stream_id, t_first_s, rate_hz, n, n_channels, data, times, host_time_ns, device_time_ns, seq, "
+               "first_index, flags FROM blocks")
+"""The block columns ``_Piece.of`` reads, as ``_block_problem`` checks them."""
+
+
+class SampleChunk(NamedTuple):
+    """A piece of one stream read by ``SessionReader.chunks``: samples and the blocks it read them from."""
+
+    times_s: np.ndarray
+    """(n,) session seconds."""
+    data: np.ndarray
+    """(n, channels) float64, in the stream's unit."""
+    first_s: np.ndarray
+    """(blocks,) session time of each block's first sample (blocks holding samples only)."""
+    last_s: np.ndarray
+    """(blocks,) session time of each block's last sample."""
+    flags: np.ndarray
+    """(blocks,) each block's ``BlockFlag`` bits."""
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """Samples of some blocks with the (block id, index in block) of each, to sort them as ``samples()`` would."""
+
+    times: np.ndarray
+    data: np.ndarray
+    block_id: np.ndarray
+    index: np.ndarray
+    first_s: np.ndarray
+    last_s: np.ndarray
+    flags: np.ndarray
+
+    @classmethod
+    def empty(cls, n_channels: int) -> _Piece:
+        none = np.empty(0)
+        return cls(none, np.empty((0, n_channels)), none.astype(np.int64), none.astype(np.int64), none, none,
+                   none.astype(np.int64))
+
+    @classmethod
+    def of(cls, rows: list[tuple], n_channels: int) -> _Piece:
+        """The samples of checked block rows (id, stream_id, t_first_s, rate_hz, n, n_channels, data, times, ...,
+        flags at 12), in row order; a sampled block's times are ``t_first_s + i / rate_hz``."""
+        if not rows:
+            return cls.empty(n_channels)
+        t_first = np.array([r[2] for r in rows], dtype=float)
+        rate = np.array([np.inf if r[3] is None else r[3] for r in rows], dtype=float)
+        counts = np.array([r[4] for r in rows], dtype=np.int64)
+        offsets = np.cumsum(counts) - counts
+        index = np.arange(int(counts.sum())) - np.repeat(offsets, counts)
+        times = np.repeat(t_first, counts) + index / np.repeat(rate, counts)
+        for r, start, count in zip(rows, offsets, counts):
+            if r[7] is not None:
+                times[start:start + count] = np.frombuffer(r[7], dtype=TIME_DTYPE)
+        data = np.frombuffer(b"".join(r[6] for r in rows), dtype=SAMPLE_DTYPE).astype(float).reshape(-1, n_channels)
+        full = counts > 0
+        return cls(times, data, np.repeat(np.array([r[0] for r in rows], dtype=np.int64), counts), index,
+                   times[offsets[full]], times[(offsets + counts - 1)[full]],
+                   np.array([r[12] for r in rows], dtype=np.int64)[full])
+
+    def join(self, later: _Piece) -> _Piece:
+        """Both pieces' samples sorted by time, then block id, then index (a stable sort of the arrival order)."""
+        times = np.concatenate([self.times, later.times])
+        block_id = np.concatenate([self.block_id, later.block_id])
+        index = np.concatenate([self.index, later.index])
+        order = np.lexsort((index, block_id, times))
+        return _Piece(times[order], np.concatenate([self.data, later.data])[order], block_id[order], index[order],
+                      np.concatenate([self.first_s, later.first_s]), np.concatenate([self.last_s, later.last_s]),
+                      np.concatenate([self.flags, later.flags]))
+
+    def split_before(self, t_s: float) -> tuple[_Piece, _Piece]:
+        """(the samples before ``t_s`` with every block listed, the rest with none); the piece must be sorted."""
+        k = int(np.searchsorted(self.times, t_s, side="left"))
+        rest = _Piece.empty(self.data.shape[1])
+        return (_Piece(self.times[:k], self.data[:k], self.block_id[:k], self.index[:k], self.first_s, self.last_s,
+                       self.flags),
+                _Piece(self.times[k:], self.data[k:], self.block_id[k:], self.index[k:], rest.first_s, rest.last_s,
+                       rest.flags))
+
+    def chunk(self) -> SampleChunk:
+        return SampleChunk(self.times, self.data, self.first_s, self.last_s, self.flags)
 
 
 class SessionWriter:
@@ -744,31 +831,52 @@ class SessionReader:
         Damaged blocks are left out (see ``problems``)."""
         row = self._stream(stream, source)
         sid, n_ch = row[0], len(row[4])
-        sql = "SELECT id, stream_id, t_first_s, rate_hz, n, n_channels, data, times FROM blocks WHERE stream_id = ?"
+        sql = _BLOCK_ROWS + " WHERE stream_id = ?"
         args: tuple = (sid,)
         if start_s is not None:
             sql, args = sql + " AND t_first_s >= ?", args + (start_s - LONGEST_BLOCK_S,)
         if end_s is not None:
             sql, args = sql + " AND t_first_s < ?", args + (end_s,)
-        rows = self._blocks(self._query(sql + " ORDER BY id", args), {sid: row})
-        if not rows:
-            return np.empty(0), np.empty((0, n_ch))
-        t_first = np.array([r[2] for r in rows], dtype=float)
-        rate = np.array([np.inf if r[3] is None else r[3] for r in rows], dtype=float)
-        counts = np.array([r[4] for r in rows], dtype=np.int64)
-        offsets = np.cumsum(counts) - counts
-        idx = np.arange(int(counts.sum())) - np.repeat(offsets, counts)
-        times = np.repeat(t_first, counts) + idx / np.repeat(rate, counts)
-        for row, start, count in zip(rows, offsets, counts):
-            if row[7] is not None:
-                times[start:start + count] = np.frombuffer(row[7], dtype=TIME_DTYPE)
-        data = np.frombuffer(b"".join(r[6] for r in rows), dtype=SAMPLE_DTYPE).astype(float).reshape(-1, n_ch)
+        piece = _Piece.of(self._blocks(self._query(sql + " ORDER BY id", args), {sid: row}), n_ch)
+        times, data = piece.times, piece.data
         keep = np.ones(times.size, dtype=bool)
         if start_s is not None:
             keep &= times >= start_s
         if end_s is not None:
             keep &= times < end_s
         return times[keep], data[keep]
+
+    def chunks(self, stream: str, source: str | None = None, chunk_samples: int = CHUNK_SAMPLES,
+               time_order: bool = False) -> Iterator[SampleChunk]:
+        """A stream's undamaged samples in pieces of whole blocks holding about ``chunk_samples`` samples each, so that
+        a long session is read in bounded memory: joined, the pieces' times and samples are ``samples()``'s (arrival
+        order). ``time_order``: instead, the samples sorted by time, ties in arrival order (what a stable sort of
+        ``samples()``'s times gives), for a sampled stream only: blocks are read by their first sample's time and a
+        piece holds the samples before the next block's first sample (a sample at or after it waits for the next
+        piece). Each piece also lists its blocks (``SampleChunk.first_s``, ``last_s``, ``flags``)."""
+        row = self._stream(stream, source)
+        sid, n_ch = row[0], len(row[4])
+        if time_order and row[3] is None:
+            raise StoreError(f"{stream} has no sample rate: its samples cannot be read in time order block by block")
+        sql = _BLOCK_ROWS + " WHERE stream_id = ? ORDER BY " + ("t_first_s, id" if time_order else "id")
+        with self._reading():
+            cursor = self._conn.execute(sql, (sid,))
+        held = _Piece.empty(n_ch)
+        done = False
+        while not done:
+            raw: list[tuple] = []
+            while not done and sum(r[4] for r in raw if _is_int(r[4])) < chunk_samples:
+                with self._reading():
+                    rows = cursor.fetchmany(FETCH_ROWS)
+                raw += rows
+                done = not rows
+            piece = _Piece.of(self._blocks(raw, {sid: row}), n_ch)
+            if time_order:
+                held = held.join(piece)
+                numeric = [r[2] for r in raw if _finite_problem(r[2], "") is None]
+                piece, held = held.split_before(numeric[-1] if numeric and not done else np.inf)
+            if piece.times.size or piece.first_s.size:
+                yield piece.chunk()
 
     def beats(self, source: str | None = None) -> dict[str, np.ndarray]:
         """Beats by time: t_s, rr_raw_ms, rr_corrected_ms (NaN where none), flags, source; damaged beats left out."""

@@ -98,3 +98,15 @@ def test_summary_shows_heart_rate_lower_after_treatment_and_no_tension_level_fro
     assert "verdict: " in recorded.out and "cannot be compared" in recorded.out
     assert f"recording: {recorded.session}" in recorded.out
     assert "baseline" in recorded.out.split("recording: ")[-1]
+
+
+def test_meta_says_how_the_cardiac_artefact_was_handled_per_channel(reader):
+    # The live chain's own report (EmgProcessor.cardiac_report), written by the recorder when it closes.
+    from biofeedback.dsp.cardiac import HOLD_MS, CardiacMethod
+
+    cardiac = reader.meta["cardiac"]
+    emg_source = next(source for stream, source in reader.streams() if stream == "emg")
+    assert cardiac["channels"] == list(reader.channels("emg", emg_source))
+    assert len(cardiac["methods"]) == len(cardiac["channels"]) == 2
+    assert set(cardiac["methods"]) <= {str(m) for m in CardiacMethod if m not in (CardiacMethod.OFF, CardiacMethod.HIGHPASS)}
+    assert cardiac["delay_ms"] == HOLD_MS

@@ -46,6 +46,7 @@ from typing import NamedTuple
 import numpy as np
 
 from biofeedback.dsp import EmgProcessor, correct_rr
+from biofeedback.dsp.emg import SESSION_CARDIAC
 from biofeedback.store import SessionReader
 from biofeedback.store.export import contact_lost_stretches
 from biofeedback.stream import BlockFlag, Gap, StreamKind
@@ -330,7 +331,8 @@ def _process_emg(reader: SessionReader, progress: Progress | None) -> _Emg | Non
     for seg in np.split(np.arange(t.size), breaks):
         if seg.size == 0:
             continue
-        rms, flagged = EmgProcessor(rate, channels=x.shape[1]).rms_every(x[seg[0]:seg[-1] + 1], step)
+        rms, flagged = EmgProcessor(rate, channels=x.shape[1], cardiac=SESSION_CARDIAC).rms_every(
+            x[seg[0]:seg[-1] + 1], step, beats_s=reader.beats()["t_s"] - t[seg[0]])
         out_t.append(t[seg][::step])
         out_rms.append(rms)
         out_flagged.append(flagged)

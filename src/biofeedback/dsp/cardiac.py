@@ -51,7 +51,12 @@ FIT_HIGHPASS_HZ = 20.0
 """Beats are aligned and scaled on the EMG high-passed here (2nd order, the EMG chain's lower edge), where the
 artefact that reaches the tension lives; the template subtracted is that of the raw EMG."""
 PRE_MS = 60.0
-"""Template start before the beat (98 % of the band-passed QRS power of MIT-BIH 100 lies in -25..+30 ms)."""
+"""Template start before the beat (the detection's peak lies 0-25 ms after the R peak, and each beat is aligned by
+up to ``ALIGN_RADIUS_MS``)."""
+QRS_ONSET_MS = 30.0
+"""The QRS starts at most this long before the beat (98 % of the band-passed QRS power of MIT-BIH 100 lies within
+-25..+30 ms of the R peak); ``PRE_MS`` leaves room to align. A beat placed after its onset had to leave is
+counted in ``report()['late_beats']``."""
 POST_MS = 90.0
 """Template end after the beat."""
 LOCATE_MS = 20.0
@@ -61,8 +66,9 @@ MAX_SEARCH_MS = 60.0
 ALIGN_RADIUS_MS = 25.0
 """Each beat is moved by up to this much to where its scaled template takes the most energy out."""
 HOLD_MS = 65.0
-"""Default hold-back: ``PRE_MS`` + ``ALIGN_RADIUS_MS`` + 20 ms of the QRS after the beat to fit the gain on; the
-delay the removal adds to the live chain."""
+"""Default hold-back, the delay the removal adds to the live chain: a beat is placed ``LOCATE_MS`` after its peak,
+and must be known before its QRS onset leaves (``QRS_ONSET_MS``), with a margin for alignment
+(``tools/eval_cardiac.py --holds`` shows rest RMS against it)."""
 TAPER_MS = 5.0
 """The template's ends are tapered (half cosine) so that subtracting it leaves no step."""
 DETECT_RATIO = 12.0
@@ -244,13 +250,14 @@ def cardiac_block(
     ``params``: hold, pre, post, locate, refractory (samples), level weight, smoothing weight, threshold, first
     level weight, confirm wait (samples), confirm tolerance (samples), min correlation, template slots, arm,
     reset after, alignment radius (samples), consistency, maximum gain, heart context (samples), detection start,
-    longest search (samples).
+    longest search (samples), QRS onset before the beat (samples).
     ``counts`` columns: beats subtracted, template segments confirmed by a heart-sensor beat, late beats.
     """
     hold, pre, post, locate, refractory = int(params[0]), int(params[1]), int(params[2]), int(params[3]), int(params[4])
     level_w, smooth_w, threshold, warm_w = params[5], params[6], params[7], params[8]
     wait, tol, min_corr, radius = int(params[9]), params[10], params[11], int(params[15])
     gain_max, context, detect_from, max_search = params[17], params[18], int(params[19]), int(params[20])
+    onset = int(params[21])
     n, ch = x.shape
     size = hist.shape[0]
     for i in range(n):
@@ -318,8 +325,8 @@ def cardiac_block(
                 gain = 0.0
                 if cints[c, 2]:
                     cur, gain = _fit(hp, c, cur, pre, a, t_hp[c], radius, min_corr, gain_max)
-                if o > cur - pre:
-                    counts[c, 2] += 1  # placed after its first samples had to leave: subtracted from here on
+                if o > cur - onset:
+                    counts[c, 2] += 1  # placed after its QRS began to leave: subtracted from here on
                 ints[c, _CUR] = cur
                 ints[c, _FITTED] = 1
                 floats[c, _GAIN] = gain
@@ -358,8 +365,11 @@ class CardiacArtefactRemover:
             1.0 / (LEVEL_TIME_S * fs_hz), 1.0 / (SMOOTH_MS * ms), DETECT_RATIO, 1.0, wait,
             CONFIRM_TOLERANCE_S * fs_hz, MIN_CORRELATION, TEMPLATE_BEATS, ARM_BEATS, RESET_AFTER_REJECTS,
             radius, MIN_CONSISTENCY, MAX_GAIN, HEART_CONTEXT_S * fs_hz, round(DETECT_AFTER_S * fs_hz),
-            round(MAX_SEARCH_MS * ms),
+            round(MAX_SEARCH_MS * ms), round(QRS_ONSET_MS * ms),
         ], dtype=np.float64)
+        self._counts = np.zeros((self.channels, 3), dtype=np.int64)
+        """Per channel, since the start (kept across resets): beats subtracted, template segments confirmed by a
+        heart-sensor beat, beats placed too late to be subtracted whole."""
         self.reset()
         self.process(np.empty((0, self.channels)))  # compile, or load the cached kernel, now
 
@@ -369,7 +379,8 @@ class CardiacArtefactRemover:
         return self.hold / self.fs_hz * 1000.0
 
     def reset(self) -> None:
-        """Forget everything, as after a gap (templates are learnt again from the next beats)."""
+        """Forget the signal, as after a gap (templates are learnt again from the next beats); the counts of
+        ``report`` stay."""
         ch, width = self.channels, self.pre + self.post
         self._n = 0
         self._hist = np.zeros((self._size, ch))
@@ -391,7 +402,6 @@ class CardiacArtefactRemover:
         self._ring_hp = np.zeros((ch, TEMPLATE_BEATS, width))
         self._ring_e = np.ones((ch, TEMPLATE_BEATS))
         self._cints = np.zeros((ch, 5), dtype=np.int64)
-        self._counts = np.zeros((ch, 3), dtype=np.int64)
 
     def add_beats(self, sample_positions: np.ndarray) -> None:
         """Heart-sensor beats (R-peak or HRS beat times) as positions in this remover's input samples (float).

@@ -65,7 +65,7 @@ MAX_SEARCH_MS = 60.0
 """... or this long after the signal crossed its threshold."""
 ALIGN_RADIUS_MS = 25.0
 """Each beat is moved by up to this much to where its scaled template takes the most energy out."""
-HOLD_MS = 65.0
+HOLD_MS = 60.0
 """Default hold-back, the delay the removal adds to the live chain: a beat is placed ``LOCATE_MS`` after its peak,
 and must be known before its QRS onset leaves (``QRS_ONSET_MS``), with a margin for alignment
 (``tools/eval_cardiac.py --holds`` shows rest RMS against it)."""

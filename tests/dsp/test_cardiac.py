@@ -156,3 +156,15 @@ def test_highpass_fallback_is_the_chain_with_its_band_from_30_hz():
         assert chain.cardiac_report() == {"delay_ms": 0.0, "methods": [str(CardiacMethod.HIGHPASS)] * 2}
     with pytest.raises(ValueError, match="cardiac must be one of"):
         EmgProcessor(FS, cardiac="notch")
+
+
+@pytest.mark.parametrize("emg, fs, words", [
+    (np.zeros((0, 2)), FS, "got shape (0, 2)"),
+    (np.zeros((10, 2, 2)), FS, "samples × channels"),
+    (np.r_[np.zeros(10), np.nan], FS, "1 NaN or infinite"),
+    (np.zeros(100), -1.0, "positive sample rate"),
+])
+def test_bad_arrays_get_one_line_saying_what_is_wrong(emg, fs, words):
+    with pytest.raises(ValueError) as err:
+        remove_cardiac_artefact(emg, fs)
+    assert words in str(err.value) and "\n" not in str(err.value)

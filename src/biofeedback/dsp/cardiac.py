@@ -456,11 +456,26 @@ class CardiacRemoval:
 
 
 def remove_cardiac_artefact(emg_uv: np.ndarray, fs_hz: float, beats_s: np.ndarray | None = None) -> CardiacRemoval:
-    """Remove the cardiac artefact from a whole recording of raw EMG (n,) or (n, channels) in µV, with the live
-    chain's code (``CardiacArtefactRemover``); ``beats_s``: heart-sensor beat times in s from the first EMG sample,
-    if known. The output is shifted back by the hold-back, so it lines up with the input sample for sample.
-    Below 500 Hz it falls back to the 30 Hz high-pass (``CardiacMethod.HIGHPASS``, 4th-order Butterworth, causal)."""
+    """Remove the cardiac artefact from a whole recording of raw EMG, with the code of the live chain.
+
+    ``emg_uv``: raw (not band-passed) EMG in µV, shape (n,) or (n, channels), one continuous stretch (cut a
+    recording at its gaps and clean each piece). ``fs_hz``: its sample rate. ``beats_s``: heart-sensor beat times
+    (ECG R-peaks or HRS beat times) in s from the first sample, if known; a constant offset of their clock is
+    learnt. Returns the cleaned EMG, lined up with the input sample for sample (the live hold-back is taken out),
+    the method per channel (``CardiacMethod``) and ``report``: ``methods``, ``beats_subtracted``,
+    ``heart_confirmed``, ``late_beats`` per channel and ``delay_ms`` (the delay it adds live).
+    Below 500 Hz it falls back to the 30 Hz high-pass (``CardiacMethod.HIGHPASS``, 4th-order Butterworth, causal).
+
+    Example: ``out = remove_cardiac_artefact(emg, 1000.0, beats_s=r_peaks_s); out.emg_uv, out.methods``.
+    """
     x = np.asarray(emg_uv, dtype=float)
+    if x.ndim not in (1, 2) or x.shape[0] == 0:
+        raise ValueError(f"emg_uv must be samples (n,) or samples × channels (n, c), got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError(f"emg_uv holds {int((~np.isfinite(x)).sum())} NaN or infinite values; cut the recording at "
+                         "its gaps and clean each continuous piece")
+    if not (np.isfinite(fs_hz) and fs_hz > 0):
+        raise ValueError(f"fs_hz must be a positive sample rate in Hz, got {fs_hz}")
     two_d = x.reshape(x.shape[0], -1)
     if fs_hz < MIN_TEMPLATE_FS_HZ:
         sos = signal.butter(4, HIGHPASS_HZ, "highpass", fs=fs_hz, output="sos")

@@ -17,7 +17,8 @@ against the raw chain on the clean EMG: rest RMS error (median over samples whos
 RMS error (mean over samples whose clean RMS exceeds 50 µV). Targets (issue 14) at a 50 µV R-wave: rest within 5 %,
 gaps within 10 %, contraction within 3 %; the last column says which are met. ``--holds`` adds rest RMS against
 the template's hold-back (the delay it adds live).
-Run: ``PYTHONPATH=src .venv/bin/python tools/eval_cardiac.py [--data ../shared/data] [--holds]``.
+``--cost`` adds the live cost of a 20-sample block per method, as ratios to the plain chain measured in the same run.
+Run: ``PYTHONPATH=src .venv/bin/python tools/eval_cardiac.py [--data ../shared/data] [--holds] [--cost]``.
 """
 
 from __future__ import annotations
@@ -133,11 +134,37 @@ def verdict(r_uv: float, m: dict[str, float]) -> str:
     return "missed: " + ", ".join(missed) if missed else "met"
 
 
+def block_cost(data: Path, block: int = 20, fs_hz: float = 2000.0) -> dict[str, float]:
+    """Median wall time of one live block (``block`` samples of 2 channels at ``fs_hz``, real EMG + ECG at a 50 µV
+    R-wave, resampled) through the session chain, per ``cardiac`` mode, µs; measured in this run."""
+    import time
+
+    ecg, _ = ecg_unit(data)
+    emg = plux_uv(data / "plux-emg" / "emg_1000_hz_16_bits_solo.h5")
+    x = np.stack([emg, emg[::-1]], axis=1) + ecg[:emg.size] * np.array([50.0, RIGHT_PICKUP * 50.0])
+    x = signal.resample_poly(x, round(fs_hz / FS), 1, axis=0)
+    costs = {}
+    for mode in ("off", "highpass", "template"):
+        chain = EmgProcessor(fs_hz, channels=2, cardiac=mode)
+        times = []
+        for start in range(0, x.shape[0] - block, block):
+            t0 = time.perf_counter()
+            chain.process(x[start:start + block])
+            times.append(time.perf_counter() - t0)
+        costs[mode] = float(np.median(times[50:]) * 1e6)
+    return costs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "data")
     parser.add_argument("--holds", action="store_true", help="also the template at other hold-backs (50 µV R-wave)")
+    parser.add_argument("--cost", action="store_true", help="also the live cost of one 20-sample block per method")
     args = parser.parse_args()
+    if args.cost:
+        costs = block_cost(args.data)
+        print("live cost of one 20-sample block of 2 x 2 kHz (median, this run): " + ", ".join(
+            f"{mode} {us:.0f} µs ({us / costs['off']:.2f} x off)" for mode, us in costs.items()))
     print(f"template hold-back (delay added live): {HOLD_MS:g} ms")
     print(f"{'EMG':18} {'R µV':>5} {'method':24} {'rest RMS %':>10} {'APDF |%|':>9} {'gaps %':>8} {'(true)':>6} "
           f"{'contraction %':>13}  targets")

@@ -126,8 +126,8 @@ class EmgProcessor:
             raise ValueError(f"mains_hz must be 50 or 60 (the local mains frequency), got {mains_hz}")
         if cardiac not in CARDIAC_MODES:
             raise ValueError(f"cardiac must be one of {', '.join(CARDIAC_MODES)}, got {cardiac!r}")
-        self._cardiac = CardiacArtefactRemover(fs_hz, channels) if cardiac == "template" and fs_hz >= MIN_TEMPLATE_FS_HZ \
-            else None
+        template = cardiac == "template" and fs_hz >= MIN_TEMPLATE_FS_HZ
+        self._cardiac = CardiacArtefactRemover(fs_hz, channels) if template else None
         fallback = cardiac != "off" and self._cardiac is None
         self._cardiac_fixed = CardiacMethod.HIGHPASS if fallback else CardiacMethod.OFF
         low_hz = max(float(band_hz[0]), HIGHPASS_HZ) if fallback else float(band_hz[0])
@@ -255,7 +255,8 @@ class EmgProcessor:
         self._count += shape[0]
         return out
 
-    def rms_every(self, samples_uv: np.ndarray, step: int, beats_s: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def rms_every(self, samples_uv: np.ndarray, step: int,
+                  beats_s: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Offline, over a long recording: the moving RMS (µV) at every ``step``-th sample, and per step whether
         any of its samples is flagged bad. Equal to ``process(x).rms_uv[::step]`` and the OR of ``bad`` over each
         step, but fed in chunks, so memory stays near the size of this result instead of four full-rate outputs.

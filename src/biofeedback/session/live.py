@@ -4,9 +4,9 @@
 every display and the recorder:
 
 - EMG blocks of the first EMG sensor go through one ``dsp.EmgProcessor`` with the cardiac artefact removed
-  (``dsp.emg.SESSION_CARDIAC``; the beat times of every RR block go to it, ``EmgProcessor.add_beats``, placed on
-  the EMG's samples by the newest EMG block's times; ``cardiac_report`` says what ran). **Tension** is, everywhere in the
-  program, the ``dsp.TensionIndex`` of the chain's band-passed 250 ms moving RMS (``EmgOutput.rms_uv``): the
+  (``dsp.emg.SESSION_CARDIAC``; the beat times of every RR block go to it, ``EmgProcessor.add_beats``, placed
+  on the EMG's samples by the newest EMG block's times; ``cardiac_report`` says what ran). **Tension** is,
+  everywhere in the program, the ``dsp.TensionIndex`` of the chain's band-passed 250 ms moving RMS (``EmgOutput.rms_uv``): the
   dashboard's numbers and trace, the terminal line, the home feedback, the monitor and the offline analysis
   (which keeps the same RMS at 20 Hz) all show this one quantity.
 - RR blocks go through one ``dsp.LiveHrv`` per source (Lipponen & Tarvainen correction with a 5-beat look-ahead);

@@ -82,8 +82,8 @@ LEVEL_CLIP = 4.0
 SMOOTH_MS = 5.0
 REFRACTORY_S = 0.25
 """No second beat within this time (heart rate ≤ 240 bpm)."""
-TEMPLATE_BEATS = 16
-"""The template is the mean of the last this many segments that joined it (its noise: the EMG's / 4)."""
+TEMPLATE_BEATS = 32
+"""The template is the weighted mean of the last this many segments that joined it (its noise: the EMG's / 5.7)."""
 ARM_BEATS = 4
 """Segments needed before a channel's template is first used."""
 MIN_CONSISTENCY = 0.3

@@ -95,7 +95,8 @@ def test_heart_beats_on_a_clock_offset_by_hrs_latency_still_confirm_the_template
     ecg, beats = real_ecg(30.0, 50.0)
     out = remove_cardiac_artefact(emg + ecg, FS, beats_s=beats + 0.35)
     assert out.methods == (CardiacMethod.TEMPLATE_HEART,)
-    assert out.report["heart_confirmed"][0] > 0.8 * beats.size
+    # all but the first few (offset being learnt) and those of the last CONFIRM_WAIT_S (never decided)
+    assert out.report["heart_confirmed"][0] >= beats.size - 10
     clean_rms = band_rms(emg)
     assert abs(band_rms(out.emg_uv) ** 2 - clean_rms**2) < 0.35 * (band_rms(emg + ecg) ** 2 - clean_rms**2)
 
@@ -117,14 +118,14 @@ def _session_chain_inputs(seconds: float = 24.0):
 
 
 def test_session_chain_live_block_by_block_with_late_beats_equals_offline():
-    # Live: 20-sample blocks, each heart beat handed over 0.9 s after it happened (an HRS notification's lag);
+    # Live: 20-sample blocks, each heart beat handed over 1.4 s after it happened (an HRS notification's lag, and more);
     # offline: the whole recording with every beat at once (EmgProcessor.rms_every, as analysis.data does).
     _, x, beats = _session_chain_inputs()
     live = EmgProcessor(FS, channels=2, cardiac="template")
     handed = 0
     rms = []
     for start in range(0, x.shape[0], 20):
-        due = np.searchsorted(beats, (start - 900) / FS)
+        due = np.searchsorted(beats, (start - 1400) / FS)
         live.add_beats(beats[handed:due] * FS)
         handed = max(handed, due)
         rms.append(live.process(x[start:start + 20]).rms_uv)

@@ -40,4 +40,5 @@ def test_live_tension_with_late_rr_blocks_equals_the_offline_chain():
     report = live.cardiac_report()
     assert report["channels"] == ["left", "right"]
     assert report["methods"] == [str(CardiacMethod.TEMPLATE_HEART)] * 2
-    assert min(report["beats_subtracted"]) > 0.7 * beats.size  # all but those before the template is armed
+    # all but those before the template is armed (4 segments, each decided CONFIRM_WAIT_S after its beat)
+    assert min(report["beats_subtracted"]) >= beats.size - 9

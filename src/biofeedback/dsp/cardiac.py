@@ -25,8 +25,8 @@ detector and template ("armed" separately), since left and right pick the heart 
    new template beside the old one (electrodes moved).
 5. **Heart sensor** (``add_beats``: Polar R-peaks or HRS beat times): a QRS joins the template only if a
    heart-sensor beat confirms it (within ``CONFIRM_TOLERANCE_S``, after the sensor's running clock offset). The
-   decision waits ``CONFIRM_WAIT_S``: heart beats arriving within that bound give the same output live and
-   offline; later ones are not used.
+   decision waits ``CONFIRM_WAIT_S``: heart beats arriving within ``ARRIVAL_BOUND_S`` of their time give the same
+   output live and offline; later ones may not be used.
 
 Why the heart sensor's beats do not place the subtraction live: they arrive 0.2-1 s after the beat (an ECG
 R-peak detector's confirmation, an HRS notification), and holding the EMG back that long breaks the feedback
@@ -105,8 +105,12 @@ HEART_CONTEXT_S = 1.0
 time of it (the heart sensor is on)."""
 OFFSET_WEIGHT = 0.1
 """Weight of each QRS in the running mean offset between the heart sensor's clock and the QRS in the EMG."""
-CONFIRM_WAIT_S = 1.2
-"""A QRS joins the template (or not) this long after it: the bound on how late a heart-sensor beat may arrive."""
+CONFIRM_WAIT_S = 2.5
+"""A QRS joins the template (or not) this long after it (this delays template updates, not the output). The
+nearest heart-sensor beat is looked for up to ``HEART_CONTEXT_S`` after the QRS, so beats that arrive within
+``ARRIVAL_BOUND_S`` of their time give the same output live as offline."""
+ARRIVAL_BOUND_S = CONFIRM_WAIT_S - HEART_CONTEXT_S
+"""How late a heart-sensor beat may reach ``add_beats`` and still count as it would offline (HRS: ~1 s)."""
 MIN_TEMPLATE_FS_HZ = 500.0
 """Below this EMG rate the QRS cannot be placed to the millisecond: ``CardiacMethod.HIGHPASS`` instead."""
 HIGHPASS_HZ = 30.0
@@ -406,8 +410,8 @@ class CardiacArtefactRemover:
     def add_beats(self, sample_positions: np.ndarray) -> None:
         """Heart-sensor beats (R-peak or HRS beat times) as positions in this remover's input samples (float).
 
-        A beat counts if it is here ``CONFIRM_WAIT_S`` after it happened (any split of the input and any arrival
-        time within that bound give the same output); beats older than the history are dropped."""
+        A beat handed over within ``ARRIVAL_BOUND_S`` of when it happened counts as it would offline (any split of
+        the input and any such arrival give the same output); beats older than the history are dropped."""
         p = np.asarray(sample_positions, dtype=float).ravel()
         p = p[np.isfinite(p)]
         kept = np.concatenate((self._heart, p))

@@ -195,7 +195,8 @@ class EmgProcessor:
 
     def add_beats(self, sample_positions: np.ndarray) -> None:
         """Heart-sensor beats (Polar R-peaks, HRS beat times) as positions in the samples counted by ``samples_in``
-        (float); used if they come within ``dsp.cardiac.CONFIRM_WAIT_S`` of the beat. Ignored without a template."""
+        (float); counted as offline if they come within ``dsp.cardiac.ARRIVAL_BOUND_S`` of the beat. Ignored without a
+        template."""
         if self._cardiac is not None:
             self._cardiac.add_beats(sample_positions)
 

@@ -329,13 +329,13 @@ def cardiac_block(
                 gain = 0.0
                 if cints[c, 2]:
                     cur, gain = _fit(hp, c, cur, pre, a, t_hp[c], radius, min_corr, gain_max)
-                if o > cur - onset:
-                    counts[c, 2] += 1  # placed after its QRS began to leave: subtracted from here on
                 ints[c, _CUR] = cur
                 ints[c, _FITTED] = 1
                 floats[c, _GAIN] = gain
                 if gain > 0:
                     counts[c, 0] += 1
+                    if o > cur - onset:
+                        counts[c, 2] += 1  # placed after its QRS began to leave: subtracted from here on
             y = hist[o % size, c] if o >= 0 else 0.0
             if ints[c, _FITTED] == 1 and cur - pre <= o < cur + post:
                 y -= floats[c, _GAIN] * t_raw[c, o - cur + pre]

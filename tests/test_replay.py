@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from biofeedback.dsp import EmgProcessor, LiveHrv
+from biofeedback.dsp.emg import SESSION_CARDIAC
 from biofeedback.session.acquisition import acquire
 from biofeedback.session.live import MIN_LIVE_RMSSD_BEATS, LiveProcessor
 from biofeedback.cli import main
@@ -170,9 +171,9 @@ def test_replay_follows_the_recorded_times_scaled_by_speed(recording):
 
 def test_monitor_replay_prints_the_numbers_of_the_recording(capsys):
     """Each line's numbers recomputed from the blocks the replay had handed on by then (its packet counts): EMG as the
-    band-passed 250 ms RMS of ``dsp.EmgProcessor`` over the samples since the last EMG gap, RMSSD as ``dsp.LiveHrv``'s
-    over the beats since the last RR gap once ``MIN_LIVE_RMSSD_BEATS`` are decided (none before), HR as the strap's
-    own newest value."""
+    band-passed 250 ms RMS of the session's ``dsp.EmgProcessor`` (``SESSION_CARDIAC``) over the samples since the
+    last EMG gap, RMSSD as ``dsp.LiveHrv``'s over the beats since the last RR gap once ``MIN_LIVE_RMSSD_BEATS`` are
+    decided (none before), HR as the strap's own newest value."""
     before = (EXAMPLE.read_bytes(), EXAMPLE.stat().st_mtime_ns)
     assert main(["monitor", "--replay", str(EXAMPLE), "--speed", "100", "--json"]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
@@ -193,7 +194,8 @@ def test_monitor_replay_prints_the_numbers_of_the_recording(capsys):
     hr_vs_beats = []
     for n in lines[5:]:
         emg = since_last_gap(timelines["open-emg"][: n["sensors"]["open-emg"]["packets"]], StreamKind.EMG)
-        rms = EmgProcessor(emg[-1].rate_hz, channels=2).process(np.concatenate([b.data for b in emg])).rms_uv[-1]
+        chain = EmgProcessor(emg[-1].rate_hz, channels=2, cardiac=SESSION_CARDIAC)  # no heart in the virtual EMG
+        rms = chain.process(np.concatenate([b.data for b in emg])).rms_uv[-1]
         assert list(n["emg_rms_uv"].values()) == pytest.approx(rms.tolist(), abs=0.006)
         heart = timelines["polar-h10"][: n["sensors"]["polar-h10"]["packets"]]
         assert n["hr_bpm"] == [b for b in heart if b.stream == StreamKind.HR][-1].data[0, 0]

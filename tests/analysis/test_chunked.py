@@ -15,6 +15,7 @@ import pytest
 from biofeedback.analysis import data as data_module
 from biofeedback.analysis import load_session, summarize
 from biofeedback.dsp import EmgProcessor
+from biofeedback.dsp.emg import SESSION_CARDIAC
 from biofeedback.store import SessionReader, SessionWriter
 from biofeedback.store.export import contact_lost_stretches
 from biofeedback.stream import NS_PER_S, Block, BlockFlag, StreamKind
@@ -62,6 +63,7 @@ def whole_file_emg(path: Path) -> tuple:
         source = next(src for s, src in reader.streams() if s == StreamKind.EMG)
         rate = reader.rate_hz(StreamKind.EMG, source)
         t, x = reader.samples(StreamKind.EMG, source)
+        beats = reader.beats()["t_s"]
         spans = [(float(b["times_s"][0]), float(b["times_s"][-1]), bool(b["flags"] & BlockFlag.SENSOR_CONTACT_LOST))
                  for b in reader.raw_blocks(StreamKind.EMG, source) if b["n"]]
     order = np.argsort(t, kind="stable")
@@ -69,7 +71,8 @@ def whole_file_emg(path: Path) -> tuple:
     step = round(rate / data_module.ANALYSIS_RATE_HZ)
     out = []
     for seg in np.split(np.arange(t.size), np.flatnonzero(np.diff(t) > data_module.EMG_BREAK_S) + 1):
-        rms, flagged = EmgProcessor(rate, channels=x.shape[1]).rms_every(x[seg], step)
+        rms, flagged = EmgProcessor(rate, channels=x.shape[1], cardiac=SESSION_CARDIAC).rms_every(
+            x[seg], step, beats_s=beats - t[seg[0]])
         out.append((t[seg][::step], rms, flagged))
     return (np.concatenate([o[0] for o in out]), np.concatenate([o[1] for o in out]),
             np.concatenate([o[2] for o in out]), contact_lost_stretches(spans, rate))

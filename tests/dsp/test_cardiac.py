@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import wfdb
 from scipy import signal
 
@@ -84,3 +85,88 @@ def test_contraction_keeps_its_power():
 def test_low_rates_fall_back_to_the_30_hz_high_pass():
     out = remove_cardiac_artefact(emg_like(2.0, 3.0, 6)[::4], 250.0)
     assert out.methods == (CardiacMethod.HIGHPASS,)
+
+
+def test_heart_beats_on_a_clock_offset_by_hrs_latency_still_confirm_the_template():
+    # HRS beat times are rebuilt from RR sums and aligned to arrival: here 0.35 s late, beyond the tolerance; the
+    # running offset brings them onto the QRS found in the EMG, so the template is taught by confirmed beats only
+    # (the first few beats, while the offset is learnt, teach nothing).
+    emg = emg_like(30.0, 3.0, 8)
+    ecg, beats = real_ecg(30.0, 50.0)
+    out = remove_cardiac_artefact(emg + ecg, FS, beats_s=beats + 0.35)
+    assert out.methods == (CardiacMethod.TEMPLATE_HEART,)
+    # all but the first few (offset being learnt) and those of the last CONFIRM_WAIT_S (never decided)
+    assert out.report["heart_confirmed"][0] >= beats.size - 10
+    clean_rms = band_rms(emg)
+    assert abs(band_rms(out.emg_uv) ** 2 - clean_rms**2) < 0.35 * (band_rms(emg + ecg) ** 2 - clean_rms**2)
+
+
+def test_a_channel_without_the_heart_in_it_is_left_alone():
+    # Left picks the heart up, right does not: only the left is armed; the right comes out as it went in.
+    ecg, _ = real_ecg(20.0, 80.0)
+    right = emg_like(20.0, 3.0, 9)
+    x = np.stack([emg_like(20.0, 3.0, 10) + ecg, right], axis=1)
+    out = remove_cardiac_artefact(x, FS)
+    assert out.methods == (CardiacMethod.TEMPLATE_EMG, CardiacMethod.TEMPLATE_NONE_FOUND)
+    np.testing.assert_array_equal(out.emg_uv[:, 1], right)
+
+
+def _session_chain_inputs(seconds: float = 24.0):
+    ecg, beats = real_ecg(seconds, 50.0)
+    clean = np.stack([emg_like(seconds, 3.0, 11), emg_like(seconds, 3.0, 12)], axis=1)
+    return clean, clean + ecg[:, None] * np.array([1.0, 0.6]), beats
+
+
+def test_session_chain_live_block_by_block_with_late_beats_equals_offline():
+    # Live: 20-sample blocks, each heart beat handed over 1.4 s after it happened (an HRS notification's lag, and more);
+    # offline: the whole recording with every beat at once (EmgProcessor.rms_every, as analysis.data does).
+    _, x, beats = _session_chain_inputs()
+    live = EmgProcessor(FS, channels=2, cardiac="template")
+    handed = 0
+    rms = []
+    for start in range(0, x.shape[0], 20):
+        due = np.searchsorted(beats, (start - 1400) / FS)
+        live.add_beats(beats[handed:due] * FS)
+        handed = max(handed, due)
+        rms.append(live.process(x[start:start + 20]).rms_uv)
+    offline = EmgProcessor(FS, channels=2, cardiac="template")
+    rms_offline, _ = offline.rms_every(x, 1, beats_s=beats)
+    np.testing.assert_array_equal(np.concatenate(rms), rms_offline)
+    assert live.cardiac_report() == offline.cardiac_report()
+    assert live.cardiac_report()["methods"] == [str(CardiacMethod.TEMPLATE_HEART)] * 2
+
+
+def test_session_chain_rest_rms_is_that_of_the_clean_emg_delayed_by_the_hold():
+    clean, x, beats = _session_chain_inputs()
+    chain = EmgProcessor(FS, channels=2, cardiac="template")
+    hold = round(chain.cardiac_delay_ms * FS / 1000.0)
+    assert chain.rms_delay_ms - EmgProcessor(FS, channels=2).rms_delay_ms == pytest.approx(chain.cardiac_delay_ms)
+    chain.add_beats(beats * FS)
+    ours = np.mean(chain.process(x).rms_uv[5000:] ** 2, axis=0)  # mean power of the 250 ms RMS, µV²
+    truth = np.mean(EmgProcessor(FS, channels=2).process(clean).rms_uv[5000 - hold:-hold] ** 2, axis=0)
+    raw = np.mean(EmgProcessor(FS, channels=2).process(x).rms_uv[5000 - hold:-hold] ** 2, axis=0)
+    assert np.all(raw > 1.4 * truth)  # the artefact matters
+    assert np.all(np.abs(ours - truth) < 0.2 * (raw - truth))
+
+
+def test_highpass_fallback_is_the_chain_with_its_band_from_30_hz():
+    x = np.stack([emg_like(4.0, 3.0, 13), emg_like(4.0, 3.0, 14)], axis=1)[::4]  # 250 Hz: too slow for a template
+    for mode in ("template", "highpass"):
+        chain = EmgProcessor(250.0, channels=2, cardiac=mode)
+        banded = EmgProcessor(250.0, band_hz=(30.0, 450.0)).process(x).rms_uv
+        np.testing.assert_array_equal(chain.process(x).rms_uv, banded)
+        assert chain.cardiac_report() == {"delay_ms": 0.0, "methods": [str(CardiacMethod.HIGHPASS)] * 2}
+    with pytest.raises(ValueError, match="cardiac must be one of"):
+        EmgProcessor(FS, cardiac="notch")
+
+
+@pytest.mark.parametrize("emg, fs, words", [
+    (np.zeros((0, 2)), FS, "got shape (0, 2)"),
+    (np.zeros((10, 2, 2)), FS, "samples × channels"),
+    (np.r_[np.zeros(10), np.nan], FS, "1 NaN or infinite"),
+    (np.zeros(100), -1.0, "positive sample rate"),
+])
+def test_bad_arrays_get_one_line_saying_what_is_wrong(emg, fs, words):
+    with pytest.raises(ValueError) as err:
+        remove_cardiac_artefact(emg, fs)
+    assert words in str(err.value) and "\n" not in str(err.value)

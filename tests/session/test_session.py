@@ -114,3 +114,14 @@ def test_live_summary_comes_first_and_agrees_with_the_recordings(reader, recorde
         assert abs(hr[phase] - row["hr_bpm"]) < 2.0
     assert hr["post"] < hr["baseline"]
     assert live.count("too little clean data") >= 2 and "verdict: " in rest
+
+def test_meta_says_how_the_cardiac_artefact_was_handled_per_channel(reader):
+    # The live chain's own report (EmgProcessor.cardiac_report), written by the recorder when it closes.
+    from biofeedback.dsp.cardiac import HOLD_MS, CardiacMethod
+
+    cardiac = reader.meta["cardiac"]
+    emg_source = next(source for stream, source in reader.streams() if stream == "emg")
+    assert cardiac["channels"] == list(reader.channels("emg", emg_source))
+    assert len(cardiac["methods"]) == len(cardiac["channels"]) == 2
+    assert set(cardiac["methods"]) <= {str(m) for m in CardiacMethod if m not in (CardiacMethod.OFF, CardiacMethod.HIGHPASS)}
+    assert cardiac["delay_ms"] == HOLD_MS

@@ -49,6 +49,7 @@ from typing import NamedTuple
 import numpy as np
 
 from biofeedback.dsp import EmgProcessor, correct_rr
+from biofeedback.dsp.emg import SESSION_CARDIAC
 from biofeedback.store import SessionReader
 from biofeedback.store.session_file import CHUNK_SAMPLES
 from biofeedback.store.export import contact_lost_stretches
@@ -66,6 +67,9 @@ WINDOW_S = 5.0
 MIN_WINDOW_VALID = 0.5
 """A window enters the statistics when at least this fraction of its samples is valid."""
 PROGRESS_EVERY_S = 600.0
+# heart-sensor beats reach the EMG chain this far ahead of the samples they fall in (the cardiac stage waits at most
+# dsp.cardiac.ARRIVAL_BOUND_S for a beat, so one second ahead keeps them all "early", as in one whole-file call)
+BEAT_LOOKAHEAD_S = 1.0
 """Session seconds of EMG between two progress lines of the offline processing."""
 MIN_CLEAN_S = 30.0
 """Least clean data in a phase (valid EMG in windows, or the RR of valid beats) to report a level."""
@@ -319,8 +323,12 @@ class _EmgChain:
     anywhere: the samples short of a whole step wait for the next piece, so the result does not depend on where
     the pieces end."""
 
-    def __init__(self, rate_hz: float, channels: int, step: int) -> None:
+    def __init__(self, rate_hz: float, channels: int, step: int, beats_s: np.ndarray | None = None) -> None:
         self.rate_hz, self.channels, self.step = rate_hz, channels, step
+        # the heart sensor's beat times (s, sorted): each handed to the stretch's processor once, with the piece
+        # it falls in (or up to BEAT_LOOKAHEAD_S before), for the cardiac-artefact stage
+        self._beats = np.sort(np.asarray(beats_s if beats_s is not None else [], dtype=float))
+        self._next_beat = 0
         self._processor: EmgProcessor | None = None
         self._tail_t, self._tail_x = np.empty(0), np.empty((0, channels))
         self._last_t: float | None = None
@@ -355,8 +363,14 @@ class _EmgChain:
 
     def _run(self, t_s: np.ndarray, x_uv: np.ndarray) -> None:
         if self._processor is None:
-            self._processor = EmgProcessor(self.rate_hz, channels=self.channels)
-        rms, flagged = self._processor.rms_every(x_uv, self.step)
+            self._processor = EmgProcessor(self.rate_hz, channels=self.channels, cardiac=SESSION_CARDIAC)
+            self._next_beat = int(np.searchsorted(self._beats, t_s[0]))
+            self._stretch_t0 = float(t_s[0])
+        upto = int(np.searchsorted(self._beats, t_s[-1] + BEAT_LOOKAHEAD_S))
+        # placed as sample positions from the stretch's first sample, as one whole-stretch call would place them
+        beats = self._beats[self._next_beat:upto] - self._stretch_t0 - self._processor.samples_in / self.rate_hz
+        self._next_beat = max(self._next_beat, upto)
+        rms, flagged = self._processor.rms_every(x_uv, self.step, beats_s=beats)
         self.t_s.append(t_s[::self.step])
         self.rms_uv.append(rms)
         self.flagged.append(flagged)
@@ -381,7 +395,7 @@ def _process_emg(reader: SessionReader, progress: Progress | None, duration_s: f
     rate = reader.rate_hz(StreamKind.EMG, source)
     channels = reader.channels(StreamKind.EMG, source)
     step = max(1, round(rate / ANALYSIS_RATE_HZ))
-    chain = _EmgChain(rate, len(channels), step)
+    chain = _EmgChain(rate, len(channels), step, reader.beats()["t_s"])
     lost: list[tuple[float, float, bool]] = []
     if progress:
         progress(f"processing EMG ({len(channels)} channels at {rate:g} Hz, {duration_s / 60:.0f} min)")

@@ -12,6 +12,8 @@ name                                  returns                                   
                                       quality flags, each (n, channels)
 ``EmgProcessor.rms_delay_ms``         delay of the moving RMS                             ms
 ``EmgProcessor.envelope_delay_ms``    delay of the low-latency envelope                   ms
+``EmgProcessor.cardiac_delay_ms``     delay added by cardiac artefact removal             ms
+``EmgProcessor.cardiac_report``       cardiac method per channel, counts (``cardiac=``)   ``CardiacMethod``
 ``TensionIndex.__call__``             tension index per channel (``.unit``)               %RVC, %MVC, %rest or µV
 ``percent_of_reference``              amplitude relative to rest / RVC / MVC              %
 ``median_frequency``                  median frequency of the spectrum                    Hz

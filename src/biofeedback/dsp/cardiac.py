@@ -6,27 +6,34 @@ The 20-450 Hz band-pass keeps about 5 % of its power, enough to double a resting
 cleans rest but also removes the part of the contraction's power below 30 Hz.
 
 ``CardiacArtefactRemover`` works on raw EMG (µV), before the EMG chain's band-pass, causally and per sample,
-with state kept across blocks (any split of a recording gives the same output):
+with state kept across blocks (any split of a recording gives the same output). Every channel has its own
+detector and template ("armed" separately), since left and right pick the heart up unequally:
 
-1. **QRS found in the EMG itself.** Each channel is band-passed to the QRS band (``QRS_BAND_HZ``) and squared,
-   divided by a slowly tracking level of that channel, summed over channels and smoothed (5 ms). A crossing of
-   ``DETECT_RATIO`` outside the refractory period opens a ``LOCATE_MS`` search; the beat is placed at the peak.
-2. **Hold-back.** The output lags the input by ``hold_ms`` (default ``HOLD_MS``): a beat is known ``LOCATE_MS``
-   after its QRS began to show, and its template must be subtracted from ``PRE_MS`` before the peak.
-3. **Template per channel**: the mean of the linearly detrended raw segments [-``PRE_MS``, +``POST_MS``] around
-   accepted beats (running mean over the first ``TEMPLATE_BEATS``, then exponential with weight
-   1/``TEMPLATE_BEATS``). Subtracted once ``ARM_BEATS`` segments are in.
-4. **What a segment must pass to join the template**: once the template is armed, correlation ≥
-   ``MIN_CORRELATION`` with it (rejects contraction bursts and motion). With a heart sensor (``add_beats`` was
-   called), also a heart-sensor beat within ``CONFIRM_TOLERANCE_S`` of it; the decision then waits
-   ``CONFIRM_WAIT_S`` for the beat to arrive (an HRS notification comes up to ~1 s after its beat).
-   ``RESET_AFTER_REJECTS`` rejections in a row restart the template (electrodes moved).
+1. **QRS found in the EMG itself.** The channel is band-passed to the QRS band (``QRS_BAND_HZ``), squared,
+   divided by a slowly tracking level and smoothed (5 ms). A crossing of ``DETECT_RATIO`` outside the refractory
+   period starts a search; the beat is placed at the peak, once no higher value has come for ``LOCATE_MS``.
+2. **Hold-back.** The output lags the input by ``hold_ms`` (default ``HOLD_MS``, the delay the removal adds).
+3. **Fit per beat**: when the output reaches the beat's window, the template is moved by up to
+   ``ALIGN_RADIUS_MS`` to where it correlates best with the 20 Hz high-passed input seen so far, and scaled by
+   its least-squares gain there; a beat correlating less than ``MIN_CORRELATION`` is left alone. A false
+   detection in a burst therefore takes out at most the burst's projection on the template (a fraction of a
+   per cent of its power), and a contraction keeps its power.
+4. **Template per channel**: the inverse-energy weighted mean of the last ``TEMPLATE_BEATS`` aligned, detrended
+   segments [-``PRE_MS``, +``POST_MS``], used only while they are consistent (``MIN_CONSISTENCY``): a channel
+   without a cardiac artefact is never touched, and a contraction does not overwrite the template. Once armed,
+   a segment joins only if it correlates with the template; ``RESET_AFTER_REJECTS`` rejections in a row start a
+   new template beside the old one (electrodes moved).
+5. **Heart sensor** (``add_beats``: Polar R-peaks or HRS beat times): a QRS joins the template only if a
+   heart-sensor beat confirms it (within ``CONFIRM_TOLERANCE_S``, after the sensor's running clock offset). The
+   decision waits ``CONFIRM_WAIT_S``: heart beats arriving within ``ARRIVAL_BOUND_S`` of their time give the same
+   output live and offline; later ones may not be used.
 
 Why the heart sensor's beats do not place the subtraction live: they arrive 0.2-1 s after the beat (an ECG
 R-peak detector's confirmation, an HRS notification), and holding the EMG back that long breaks the feedback
-budget of 100-150 ms end to end (DESIGN.md). The QRS in the EMG is also the better timing reference: it is the
-artefact itself, at the EMG's own sample rate and clock. The heart sensor decides which QRS found in the EMG
-may teach the template.
+budget (DESIGN.md). The QRS in the EMG is also the better timing reference: it is the artefact itself, at the
+EMG's own sample rate and clock.
+
+Evaluation (``tools/eval_cardiac.py``, real EMG + MIT-BIH ECG): see the README section "Cardiac artefact".
 """
 
 from __future__ import annotations
@@ -40,34 +47,70 @@ from scipy import signal
 
 QRS_BAND_HZ = (15.0, 45.0)
 """Band of the detection signal: most of the band-passed QRS power, little of the EMG's (50-150 Hz)."""
-HOLD_MS = 70.0
-"""Default hold-back, about ``PRE_MS`` + ``LOCATE_MS`` + ``ALIGN_RADIUS_MS``; the delay the removal adds to the live chain."""
-PRE_MS = 30.0
-"""Template start before the detection (about the R peak) (98 % of the band-passed QRS power of MIT-BIH 100 lies in -25..+30 ms)."""
-POST_MS = 80.0
-"""Template end after the detection."""
-LOCATE_MS = 30.0
-"""A beat is placed (aligned to the template) this long after the detection signal crosses its threshold."""
+FIT_HIGHPASS_HZ = 20.0
+"""Beats are aligned and scaled on the EMG high-passed here (2nd order, the EMG chain's lower edge), where the
+artefact that reaches the tension lives; the template subtracted is that of the raw EMG."""
+PRE_MS = 60.0
+"""Template start before the beat (the detection's peak lies 0-25 ms after the R peak, and each beat is aligned by
+up to ``ALIGN_RADIUS_MS``)."""
+QRS_ONSET_MS = 30.0
+"""The QRS starts at most this long before the beat (98 % of the band-passed QRS power of MIT-BIH 100 lies within
+-25..+30 ms of the R peak); ``PRE_MS`` leaves room to align. A beat placed after its onset had to leave is
+counted in ``report()['late_beats']``."""
+POST_MS = 90.0
+"""Template end after the beat."""
+LOCATE_MS = 20.0
+"""A beat is placed at the peak of the detection signal once no higher value has come for this long ..."""
+MAX_SEARCH_MS = 60.0
+"""... or this long after the signal crossed its threshold."""
+ALIGN_RADIUS_MS = 25.0
+"""Each beat is moved by up to this much to where its scaled template takes the most energy out."""
+HOLD_MS = 60.0
+"""Default hold-back, the delay the removal adds to the live chain: a beat is placed ``LOCATE_MS`` after its peak,
+and must be known before its QRS onset leaves (``QRS_ONSET_MS``), with a margin for alignment
+(``tools/eval_cardiac.py --holds`` shows rest RMS against it)."""
+TAPER_MS = 5.0
+"""The template's ends are tapered (half cosine) so that subtracting it leaves no step."""
 DETECT_RATIO = 12.0
 """Detection threshold on the smoothed detection signal, in units of each channel's running level."""
+DETECT_AFTER_S = 0.5
+"""No detection before the running level has seen this much signal."""
 LEVEL_TIME_S = 2.0
 """Time constant of each channel's running level of the QRS-band power."""
 LEVEL_CLIP = 4.0
 """A sample enters the running level at most this many times the level (a QRS hardly moves it)."""
 SMOOTH_MS = 5.0
-ALIGN_RADIUS_MS = 8.0
-"""Once a template is armed, each beat is moved by up to this much to where it fits the template best."""
 REFRACTORY_S = 0.25
 """No second beat within this time (heart rate ≤ 240 bpm)."""
-TEMPLATE_BEATS = 8
+TEMPLATE_BEATS = 32
+"""The template is the weighted mean of the last this many segments that joined it (its noise: the EMG's / 5.7)."""
 ARM_BEATS = 4
+"""Segments needed before a channel's template is first used."""
+MIN_CONSISTENCY = 0.3
+"""A channel's template is (re)made from its segments only while the energy of their weighted mean is at least this
+fraction of the segments' harmonic mean energy (1/``TEMPLATE_BEATS`` for EMG alone, near 1 for a clear artefact):
+a channel without a consistent cardiac shape is left alone, and a contraction does not overwrite the template."""
 MIN_CORRELATION = 0.5
+"""Once a channel is armed, a segment joins its template only if it correlates this well with it."""
 RESET_AFTER_REJECTS = 8
+"""After this many rejected segments in a row (electrodes moved?) a new template is learnt beside the old one,
+which stays in use until the new one is consistent."""
+MAX_GAIN = 2.0
+"""The least-squares gain of the template per beat is clipped to 0..this."""
 CONFIRM_TOLERANCE_S = 0.2
 """A heart-sensor beat this close to a QRS found in the EMG confirms it (HRS beat times are rebuilt from RR
 sums and aligned to arrival times, so they can be off by tens of ms)."""
-CONFIRM_WAIT_S = 1.2
-"""With a heart sensor, a QRS joins the template (or not) this long after its peak."""
+HEART_CONTEXT_S = 1.0
+"""A QRS found in the EMG must be confirmed to teach the template when a heart-sensor beat lies within this
+time of it (the heart sensor is on)."""
+OFFSET_WEIGHT = 0.1
+"""Weight of each QRS in the running mean offset between the heart sensor's clock and the QRS in the EMG."""
+CONFIRM_WAIT_S = 2.5
+"""A QRS joins the template (or not) this long after it (this delays template updates, not the output). The
+nearest heart-sensor beat is looked for up to ``HEART_CONTEXT_S`` after the QRS, so beats that arrive within
+``ARRIVAL_BOUND_S`` of their time give the same output live as offline."""
+ARRIVAL_BOUND_S = CONFIRM_WAIT_S - HEART_CONTEXT_S
+"""How late a heart-sensor beat may reach ``add_beats`` and still count as it would offline (HRS: ~1 s)."""
 MIN_TEMPLATE_FS_HZ = 500.0
 """Below this EMG rate the QRS cannot be placed to the millisecond: ``CardiacMethod.HIGHPASS`` instead."""
 HIGHPASS_HZ = 30.0
@@ -84,12 +127,14 @@ class CardiacMethod(StrEnum):
     OFF = "off"
 
 
-# Indices into the integer state vector of the kernel.
-_CUR, _SEARCH_END, _BEST_POS, _LAST, _NPEND, _HEART_ON, _LATE = range(7)
+# Columns of the per-channel integer state of the kernel.
+_CUR, _SEARCH_END, _BEST_POS, _LAST, _NPEND, _SEARCH_START, _FITTED = range(7)
+# Columns of the per-channel float state.
+_SMOOTH, _BEST_VAL, _GAIN, _OFFSET = range(4)
 
 
 @njit(cache=True, inline="always")
-def _qrs_step(sos: np.ndarray, zi: np.ndarray, c: int, x: float) -> float:
+def _sos_step(sos: np.ndarray, zi: np.ndarray, c: int, x: float) -> float:
     for s in range(sos.shape[0]):
         y = sos[s, 0] * x + zi[c, s, 0]
         zi[c, s, 0] = sos[s, 1] * x - sos[s, 4] * y + zi[c, s, 1]
@@ -99,147 +144,201 @@ def _qrs_step(sos: np.ndarray, zi: np.ndarray, c: int, x: float) -> float:
 
 
 @njit(cache=True)
-def _align(hist: np.ndarray, beat: int, pre: int, last: int, template: np.ndarray, accepted: np.ndarray, arm: int,
-           radius: int) -> int:
-    """``beat`` moved by up to ``radius`` samples to where subtracting the armed templates leaves the least energy
-    (input and template each without their mean, over the part of the template span that reaches no further than sample ``last`` at any shift)."""
-    size = hist.shape[0]
+def _fit(hp: np.ndarray, c: int, beat: int, pre: int, last: int, template: np.ndarray, radius: int,
+         min_corr: float, gain_max: float) -> tuple[int, float]:
+    """Channel ``c``'s ``beat`` moved by up to ``radius`` samples to where the high-passed input up to sample
+    ``last`` correlates best with the high-passed ``template``. Returns the position and the least-squares gain of
+    the template there (at most ``gain_max``; 0 where the correlation is below ``min_corr``)."""
+    size = hp.shape[0]
+    width = template.shape[0]
     best = beat
-    best_fit = -np.inf
-    span = min(template.shape[1], last - (beat + radius - pre) + 1)  # the same span at every shift
-    means = np.zeros(template.shape[0])
-    for c in range(template.shape[0]):
-        for k in range(span):
-            means[c] += template[c, k] / span
+    best_corr = -np.inf
+    best_gain = 0.0
     for step in range(2 * radius + 1):
-        b = beat + (step + 1) // 2 * (1 if step % 2 else -1)  # 0, +1, -1, +2, ...: no template, no move
-        fit = 0.0
-        for c in range(hist.shape[1]):
-            if accepted[c] < arm:
-                continue
-            mean = 0.0
-            for k in range(span):
-                mean += hist[(b - pre + k) % size, c] / span
-            for k in range(span):
-                v = hist[(b - pre + k) % size, c] - mean
-                fit += v * (2.0 * (template[c, k] - means[c]) - v)
-        if fit > best_fit:
-            best_fit = fit
+        b = beat + (step + 1) // 2 * (1 if step % 2 else -1)  # 0, +1, -1, +2, ...: ties stay near the detection
+        span = min(width, last - (b - pre) + 1)
+        sxy = 0.0
+        sxx = 0.0
+        syy = 0.0
+        for k in range(span):
+            v = hp[(b - pre + k) % size, c]
+            sxy += v * template[k]
+            sxx += v * v
+            syy += template[k] * template[k]
+        if sxx > 0 and syy > 0 and sxy / np.sqrt(sxx * syy) > best_corr:
+            best_corr = sxy / np.sqrt(sxx * syy)
             best = b
-    return best
+            best_gain = sxy / syy
+    return best, min(best_gain, gain_max) if best_corr >= min_corr else 0.0
 
 
 @njit(cache=True)
-def _learn(hist: np.ndarray, beat: int, pre: int, post: int, template: np.ndarray, accepted: np.ndarray,
-           rejects: np.ndarray, heart_ok: bool, needs_heart: bool, min_corr: float, template_beats: int,
-           arm: int, reset_after: int, confirmed: np.ndarray, radius: int) -> None:
-    """Offer the detrended raw segment around ``beat`` to each channel's template (gates in the module text)."""
+def _learn(hist: np.ndarray, hp: np.ndarray, c: int, beat: int, pre: int, t_raw: np.ndarray, t_hp: np.ndarray,
+           c_raw: np.ndarray, c_hp: np.ndarray, taper: np.ndarray, ring_raw: np.ndarray, ring_hp: np.ndarray,
+           ring_e: np.ndarray, cints: np.ndarray, params: np.ndarray) -> None:
+    """Offer channel ``c``'s segment around ``beat`` to its template (rules in the module text).
+
+    ``cints`` columns: segments in the ring, next ring slot, armed, rejections in a row, relearning."""
+    min_corr, arm, reset_after, c_min = params[11], int(params[13]), int(params[14]), params[16]
     size = hist.shape[0]
-    width = pre + post
-    ch = hist.shape[1]
+    width = t_raw.shape[1]
+    slots = ring_raw.shape[1]
     seg = np.empty(width)
-    beat = _align(hist, beat, pre, beat + post - 1, template, accepted, arm, radius)
-    for c in range(ch):
+    seg_hp = np.empty(width)
+    energy = 0.0
+    for k in range(width):
+        seg[k] = hist[(beat - pre + k) % size, c]
+        seg_hp[k] = hp[(beat - pre + k) % size, c]
+        energy += seg_hp[k] * seg_hp[k]
+    if energy <= 0:
+        return
+    if cints[c, 2] and not cints[c, 4]:
+        sxy = 0.0
+        syy = 0.0
         for k in range(width):
-            seg[k] = hist[(beat - pre + k) % size, c]
-        head = (seg[0] + seg[1] + seg[2] + seg[3]) / 4.0
-        tail = (seg[width - 1] + seg[width - 2] + seg[width - 3] + seg[width - 4]) / 4.0
+            sxy += seg_hp[k] * t_hp[c, k]
+            syy += t_hp[c, k] * t_hp[c, k]
+        if not sxy >= min_corr * np.sqrt(energy * syy):
+            cints[c, 3] += 1
+            if cints[c, 3] >= reset_after:  # electrodes moved? learn a new template beside the old one
+                cints[c, 4] = 1
+                cints[c, 0] = 0
+            return
+    cints[c, 3] = 0
+    head = (seg[0] + seg[1] + seg[2] + seg[3]) / 4.0
+    tail = (seg[width - 1] + seg[width - 2] + seg[width - 3] + seg[width - 4]) / 4.0
+    p = cints[c, 1]
+    for k in range(width):
+        ring_raw[c, p, k] = (seg[k] - head - (tail - head) * (k - 1.5) / (width - 4.0)) * taper[k]
+        ring_hp[c, p, k] = seg_hp[k]
+    ring_e[c, p] = energy
+    cints[c, 1] = (p + 1) % slots
+    cints[c, 0] = min(cints[c, 0] + 1, slots)
+    n = cints[c, 0]
+    # candidate: the inverse-energy weighted mean of the segments (a burst or contraction weighs little);
+    # consistency: its energy over the harmonic mean energy of the segments (1/n for EMG alone, 1 for a
+    # repeated shape, about k/n for k clean beats among segments of much stronger EMG)
+    weights = 0.0
+    for j in range(n):
+        weights += 1.0 / ring_e[c, j]
+    mean_energy = 0.0
+    for k in range(width):
+        a = 0.0
+        b = 0.0
+        for j in range(n):
+            a += ring_raw[c, j, k] / ring_e[c, j]
+            b += ring_hp[c, j, k] / ring_e[c, j]
+        c_raw[c, k] = a / weights
+        c_hp[c, k] = b / weights
+        mean_energy += c_hp[c, k] * c_hp[c, k]
+    if n >= arm and mean_energy * weights / n >= c_min:
         for k in range(width):
-            seg[k] -= head + (tail - head) * (k - 1.5) / (width - 4.0)
-        ok = heart_ok or not needs_heart
-        if ok and accepted[c] >= arm:
-            sxy = 0.0
-            sxx = 0.0
-            syy = 0.0
-            for k in range(width):
-                sxy += seg[k] * template[c, k]
-                sxx += seg[k] * seg[k]
-                syy += template[c, k] * template[c, k]
-            ok = sxx > 0 and syy > 0 and sxy >= min_corr * np.sqrt(sxx * syy)
-        if ok:
-            accepted[c] += 1
-            rejects[c] = 0
-            if needs_heart:
-                confirmed[c] += 1
-            w = 1.0 / min(accepted[c], template_beats)
-            for k in range(width):
-                template[c, k] += w * (seg[k] - template[c, k])
-        else:
-            rejects[c] += 1
-            if rejects[c] >= reset_after:
-                accepted[c] = 0
-                rejects[c] = 0
-                for k in range(width):
-                    template[c, k] = 0.0
+            t_raw[c, k] = c_raw[c, k]
+            t_hp[c, k] = c_hp[c, k]
+        cints[c, 2] = 1
+        cints[c, 4] = 0
 
 
 @njit(cache=True)
 def cardiac_block(
-    x: np.ndarray, out: np.ndarray, start: int, hist: np.ndarray, qrs_sos: np.ndarray, qrs_zi: np.ndarray,
-    level: np.ndarray, smooth: np.ndarray, ints: np.ndarray, pending: np.ndarray, heart: np.ndarray,
-    template: np.ndarray, accepted: np.ndarray, rejects: np.ndarray, confirmed: np.ndarray, subtracted: np.ndarray,
-    params: np.ndarray,
+    x: np.ndarray, out: np.ndarray, start: int, hist: np.ndarray, hp: np.ndarray, hp_sos: np.ndarray,
+    hp_zi: np.ndarray, qrs_sos: np.ndarray, qrs_zi: np.ndarray, level: np.ndarray, floats: np.ndarray,
+    ints: np.ndarray, pending: np.ndarray, heart: np.ndarray, t_raw: np.ndarray, t_hp: np.ndarray,
+    c_raw: np.ndarray, c_hp: np.ndarray, taper: np.ndarray, ring_raw: np.ndarray, ring_hp: np.ndarray,
+    ring_e: np.ndarray, cints: np.ndarray, counts: np.ndarray, params: np.ndarray,
 ) -> None:
     """``CardiacArtefactRemover`` over a block ``x`` (n, channels) of raw µV whose first sample is number ``start``;
-    writes ``out`` (n, channels): the input ``hold`` samples earlier, minus the armed templates at known beats.
+    writes ``out`` (n, channels): the input ``hold`` samples earlier, minus each channel's scaled template at its
+    beats. Every channel has its own detector, template and state (row ``c`` of each state array).
 
     ``params``: hold, pre, post, locate, refractory (samples), level weight, smoothing weight, threshold, first
-    level weight, confirm wait (samples), confirm tolerance (samples), min correlation, template beats, arm,
-    reset after, alignment radius (samples).
+    level weight, confirm wait (samples), confirm tolerance (samples), min correlation, template slots, arm,
+    reset after, alignment radius (samples), consistency, maximum gain, heart context (samples), detection start,
+    longest search (samples), QRS onset before the beat (samples).
+    ``counts`` columns: beats subtracted, template segments confirmed by a heart-sensor beat, late beats.
     """
     hold, pre, post, locate, refractory = int(params[0]), int(params[1]), int(params[2]), int(params[3]), int(params[4])
     level_w, smooth_w, threshold, warm_w = params[5], params[6], params[7], params[8]
-    wait, tol, min_corr = int(params[9]), params[10], params[11]
-    template_beats, arm, reset_after, radius = int(params[12]), int(params[13]), int(params[14]), int(params[15])
+    wait, tol, min_corr, radius = int(params[9]), params[10], params[11], int(params[15])
+    gain_max, context, detect_from, max_search = params[17], params[18], int(params[19]), int(params[20])
+    onset = int(params[21])
     n, ch = x.shape
     size = hist.shape[0]
     for i in range(n):
         a = start + i
-        s = 0.0
+        o = a - hold
         for c in range(ch):
             hist[a % size, c] = x[i, c]
-            d = _qrs_step(qrs_sos, qrs_zi, c, x[i, c])
+            hp[a % size, c] = _sos_step(hp_sos, hp_zi, c, x[i, c])
+            d = _sos_step(qrs_sos, qrs_zi, c, x[i, c])
             d2 = d * d
-            w = max(level_w, warm_w / (a + 1.0))
+            s = d2 / level[c] if level[c] > 0 else 0.0
             if level[c] > 0:
-                s += d2 / level[c]
                 d2 = min(d2, LEVEL_CLIP * level[c])
-            level[c] += w * (d2 - level[c])
-        smooth[0] += smooth_w * (s - smooth[0])
-        sm = smooth[0]
-        if ints[_SEARCH_END] >= 0 and a >= ints[_SEARCH_END]:  # enough of the QRS seen: place it
-            beat = _align(hist, ints[_BEST_POS], pre, a, template, accepted, arm, radius)
-            ints[_SEARCH_END] = -1
-            ints[_LAST] = beat
-            ints[_CUR] = beat
-            if beat - pre < a - hold:
-                ints[_LATE] += 1  # its first samples have left: subtracted from here on
-            if ints[_NPEND] < pending.shape[0]:
-                pending[ints[_NPEND]] = beat
-                ints[_NPEND] += 1
-        elif ints[_SEARCH_END] < 0 and sm > threshold * ch and a - ints[_LAST] >= refractory and a >= size:
-            ints[_SEARCH_END] = a + locate
-            ints[_BEST_POS] = a
-        # template decisions due now
-        due = wait if ints[_HEART_ON] else 0
-        while ints[_NPEND] > 0 and a >= pending[0] + post + due:
-            beat = pending[0]
-            k = np.searchsorted(heart, beat)
-            heart_ok = (k < heart.shape[0] and heart[k] - beat <= tol) or (k > 0 and beat - heart[k - 1] <= tol)
-            _learn(hist, beat, pre, post, template, accepted, rejects, heart_ok, ints[_HEART_ON] == 1, min_corr,
-                   template_beats, arm, reset_after, confirmed, radius)
-            for k in range(ints[_NPEND] - 1):
-                pending[k] = pending[k + 1]
-            ints[_NPEND] -= 1
-        # output: the sample ``hold`` earlier, minus the current beat's template where armed
-        o = a - hold
-        cur = ints[_CUR]
-        for c in range(ch):
+            level[c] += max(level_w, warm_w / (a + 1.0)) * (d2 - level[c])
+            floats[c, _SMOOTH] += smooth_w * (s - floats[c, _SMOOTH])
+            sm = floats[c, _SMOOTH]
+            # QRS detection: threshold crossing, then the peak of the detection signal within ``locate``
+            if ints[c, _SEARCH_END] >= 0:
+                if sm > floats[c, _BEST_VAL]:
+                    floats[c, _BEST_VAL] = sm
+                    ints[c, _BEST_POS] = a
+                    ints[c, _SEARCH_END] = min(a + locate, ints[c, _SEARCH_START] + max_search)
+                if a >= ints[c, _SEARCH_END]:
+                    beat = ints[c, _BEST_POS]
+                    ints[c, _SEARCH_END] = -1
+                    ints[c, _LAST] = beat
+                    ints[c, _CUR] = beat
+                    ints[c, _FITTED] = 0
+                    if ints[c, _NPEND] < pending.shape[1]:
+                        pending[c, ints[c, _NPEND]] = beat
+                        ints[c, _NPEND] += 1
+            elif sm > threshold and a - ints[c, _LAST] >= refractory and a >= detect_from:
+                ints[c, _SEARCH_END] = a + locate
+                ints[c, _SEARCH_START] = a
+                ints[c, _BEST_POS] = a
+                floats[c, _BEST_VAL] = sm
+            # template decisions due now (a heart-sensor beat has had ``wait`` to arrive)
+            while ints[c, _NPEND] > 0 and a >= pending[c, 0] + post + radius + wait:
+                beat = pending[c, 0]
+                if cints[c, 0] > 0:
+                    beat = _fit(hp, c, beat, pre, beat + post + radius - 1, c_hp[c], radius, -np.inf, gain_max)[0]
+                # the heart sensor's beat nearest to where its clock puts this QRS (``_OFFSET``: the running mean of
+                # heart beat - QRS, so that HRS times aligned to arrival still confirm)
+                expected = beat + floats[c, _OFFSET]
+                k = np.searchsorted(heart, expected)
+                gap = np.inf
+                if k < heart.shape[0]:
+                    gap = heart[k] - expected
+                if k > 0 and expected - heart[k - 1] < abs(gap):
+                    gap = heart[k - 1] - expected
+                heart_on = abs(gap) <= context
+                if heart_on:
+                    floats[c, _OFFSET] += OFFSET_WEIGHT * max(-context, min(context, gap))
+                if abs(gap) <= tol or not heart_on:
+                    _learn(hist, hp, c, beat, pre, t_raw, t_hp, c_raw, c_hp, taper, ring_raw, ring_hp, ring_e, cints,
+                           params)
+                    if heart_on:
+                        counts[c, 1] += 1
+                for j in range(ints[c, _NPEND] - 1):
+                    pending[c, j] = pending[c, j + 1]
+                ints[c, _NPEND] -= 1
+            # output: the sample ``hold`` earlier, minus the current beat's scaled template
+            cur = ints[c, _CUR]
+            if cur >= 0 and ints[c, _FITTED] == 0 and o >= cur - pre - radius:
+                gain = 0.0
+                if cints[c, 2]:
+                    cur, gain = _fit(hp, c, cur, pre, a, t_hp[c], radius, min_corr, gain_max)
+                ints[c, _CUR] = cur
+                ints[c, _FITTED] = 1
+                floats[c, _GAIN] = gain
+                if gain > 0:
+                    counts[c, 0] += 1
+                    if o > cur - onset:
+                        counts[c, 2] += 1  # placed after its QRS began to leave: subtracted from here on
             y = hist[o % size, c] if o >= 0 else 0.0
-            if cur >= 0 and cur - pre <= o < cur + post and accepted[c] >= arm:
-                y -= template[c, o - cur + pre]
-                if o == cur:
-                    subtracted[c] += 1
+            if ints[c, _FITTED] == 1 and cur - pre <= o < cur + post:
+                y -= floats[c, _GAIN] * t_raw[c, o - cur + pre]
             out[i, c] = y
 
 
@@ -255,15 +354,26 @@ class CardiacArtefactRemover:
         ms = self.fs_hz / 1000.0
         self.hold = max(0, round(hold_ms * ms))
         self.pre, self.post = round(PRE_MS * ms), round(POST_MS * ms)
+        radius = round(ALIGN_RADIUS_MS * ms)
         wait = round(CONFIRM_WAIT_S * fs_hz)
-        self._size = wait + self.pre + self.post + self.hold + round(0.1 * fs_hz)
-        self._sos = np.ascontiguousarray(signal.butter(2, QRS_BAND_HZ, "bandpass", fs=fs_hz, output="sos"))
+        self._size = wait + self.pre + self.post + 2 * radius + self.hold + round(0.1 * fs_hz)
+        self._hp_sos = np.ascontiguousarray(signal.butter(2, FIT_HIGHPASS_HZ, "highpass", fs=fs_hz, output="sos"))
+        self._qrs_sos = np.ascontiguousarray(signal.butter(2, QRS_BAND_HZ, "bandpass", fs=fs_hz, output="sos"))
+        width = self.pre + self.post
+        ramp = max(1, round(TAPER_MS * ms))
+        self._taper = np.ones(width)
+        self._taper[:ramp] = 0.5 - 0.5 * np.cos(np.pi * (np.arange(ramp) + 0.5) / ramp)
+        self._taper[width - ramp:] = self._taper[:ramp][::-1]
         self._params = np.array([
             self.hold, self.pre, self.post, round(LOCATE_MS * ms), round(REFRACTORY_S * fs_hz),
             1.0 / (LEVEL_TIME_S * fs_hz), 1.0 / (SMOOTH_MS * ms), DETECT_RATIO, 1.0, wait,
             CONFIRM_TOLERANCE_S * fs_hz, MIN_CORRELATION, TEMPLATE_BEATS, ARM_BEATS, RESET_AFTER_REJECTS,
-            round(ALIGN_RADIUS_MS * ms),
+            radius, MIN_CONSISTENCY, MAX_GAIN, HEART_CONTEXT_S * fs_hz, round(DETECT_AFTER_S * fs_hz),
+            round(MAX_SEARCH_MS * ms), round(QRS_ONSET_MS * ms),
         ], dtype=np.float64)
+        self._counts = np.zeros((self.channels, 3), dtype=np.int64)
+        """Per channel, since the start (kept across resets): beats subtracted, template segments confirmed by a
+        heart-sensor beat, beats placed too late to be subtracted whole."""
         self.reset()
         self.process(np.empty((0, self.channels)))  # compile, or load the cached kernel, now
 
@@ -273,30 +383,39 @@ class CardiacArtefactRemover:
         return self.hold / self.fs_hz * 1000.0
 
     def reset(self) -> None:
-        """Forget everything, as after a gap (templates are learnt again from the next beats)."""
-        ch = self.channels
+        """Forget the signal, as after a gap (templates are learnt again from the next beats); the counts of
+        ``report`` stay."""
+        ch, width = self.channels, self.pre + self.post
         self._n = 0
         self._hist = np.zeros((self._size, ch))
-        self._zi = np.zeros((ch, self._sos.shape[0], 2))
+        self._hp = np.zeros((self._size, ch))
+        self._hp_zi = np.zeros((ch, self._hp_sos.shape[0], 2))
+        self._qrs_zi = np.zeros((ch, self._qrs_sos.shape[0], 2))
         self._level = np.zeros(ch)
-        self._smooth = np.zeros(2)
-        self._ints = np.array([-1, -1, 0, -(10**12), 0, 0, 0], dtype=np.int64)
-        self._pending = np.zeros(16, dtype=np.int64)
+        self._floats = np.zeros((ch, 4))
+        self._ints = np.tile(np.array([-1, -1, 0, -(10**12), 0, 0, 0], dtype=np.int64), (ch, 1))
+        self._pending = np.zeros((ch, 16), dtype=np.int64)
         self._heart = np.zeros(0)
-        self.template_uv = np.zeros((ch, self.pre + self.post))
-        """Per channel: the current QRS template (raw µV, detrended), ``PRE_MS`` before to ``POST_MS`` after the peak."""
-        self._accepted = np.zeros(ch, dtype=np.int64)
-        self._rejects = np.zeros(ch, dtype=np.int64)
-        self._confirmed = np.zeros(ch, dtype=np.int64)
-        self._subtracted = np.zeros(ch, dtype=np.int64)
+        self.template_uv = np.zeros((ch, width))
+        """Per channel: the QRS template in use (raw µV, detrended, tapered), ``PRE_MS`` before to ``POST_MS``
+        after the beat; zeros until the channel is armed."""
+        self._t_hp = np.zeros((ch, width))
+        self._c_raw = np.zeros((ch, width))
+        self._c_hp = np.zeros((ch, width))
+        self._ring_raw = np.zeros((ch, TEMPLATE_BEATS, width))
+        self._ring_hp = np.zeros((ch, TEMPLATE_BEATS, width))
+        self._ring_e = np.ones((ch, TEMPLATE_BEATS))
+        self._cints = np.zeros((ch, 5), dtype=np.int64)
 
     def add_beats(self, sample_positions: np.ndarray) -> None:
-        """Heart-sensor beats (R-peak or HRS beat times) as positions in this remover's input samples (float)."""
+        """Heart-sensor beats (R-peak or HRS beat times) as positions in this remover's input samples (float).
+
+        A beat handed over within ``ARRIVAL_BOUND_S`` of when it happened counts as it would offline (any split of
+        the input and any such arrival give the same output); beats older than the history are dropped."""
         p = np.asarray(sample_positions, dtype=float).ravel()
         p = p[np.isfinite(p)]
-        self._ints[_HEART_ON] = 1
         kept = np.concatenate((self._heart, p))
-        self._heart = np.sort(kept[kept >= self._n - self._size])  # older beats can confirm nothing any more
+        self._heart = np.sort(kept[kept >= self._n - self._size])
 
     @property
     def samples_in(self) -> int:
@@ -307,25 +426,27 @@ class CardiacArtefactRemover:
         """Raw EMG (n, channels) µV in; the same rows ``hold`` samples earlier (zeros before the start), cleaned."""
         x = np.ascontiguousarray(samples_uv, dtype=np.float64)
         out = np.empty_like(x)
-        cardiac_block(x, out, self._n, self._hist, self._sos, self._zi, self._level, self._smooth, self._ints,
-                      self._pending, self._heart, self.template_uv, self._accepted, self._rejects, self._confirmed,
-                      self._subtracted, self._params)
+        cardiac_block(x, out, self._n, self._hist, self._hp, self._hp_sos, self._hp_zi, self._qrs_sos, self._qrs_zi,
+                      self._level, self._floats, self._ints, self._pending, self._heart, self.template_uv, self._t_hp,
+                      self._c_raw, self._c_hp, self._taper, self._ring_raw, self._ring_hp, self._ring_e, self._cints,
+                      self._counts, self._params)
         self._n += x.shape[0]
         return out
 
     def methods(self) -> tuple[CardiacMethod, ...]:
         """Per channel, what ran so far."""
+        subtracted, confirmed = self._counts[:, 0], self._counts[:, 1]
         return tuple(
-            CardiacMethod.TEMPLATE_NONE_FOUND if self._subtracted[c] == 0
-            else CardiacMethod.TEMPLATE_HEART if self._confirmed[c] > 0 else CardiacMethod.TEMPLATE_EMG
+            CardiacMethod.TEMPLATE_NONE_FOUND if subtracted[c] == 0
+            else CardiacMethod.TEMPLATE_HEART if confirmed[c] > 0 else CardiacMethod.TEMPLATE_EMG
             for c in range(self.channels))
 
     def report(self) -> dict:
-        """What ran, per channel, for the recording: method, beats subtracted, template beats confirmed by the
-        heart sensor, added delay."""
+        """What ran, per channel, for the recording: method, beats subtracted, template segments confirmed by a
+        heart-sensor beat, beats found too late to be subtracted whole; the added delay."""
         return {"delay_ms": self.delay_ms, "methods": [str(m) for m in self.methods()],
-                "beats_subtracted": self._subtracted.tolist(), "heart_confirmed": self._confirmed.tolist(),
-                "late_beats": int(self._ints[_LATE])}
+                "beats_subtracted": self._counts[:, 0].tolist(), "heart_confirmed": self._counts[:, 1].tolist(),
+                "late_beats": self._counts[:, 2].tolist()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,11 +460,26 @@ class CardiacRemoval:
 
 
 def remove_cardiac_artefact(emg_uv: np.ndarray, fs_hz: float, beats_s: np.ndarray | None = None) -> CardiacRemoval:
-    """Remove the cardiac artefact from a whole recording of raw EMG (n,) or (n, channels) in µV, with the live
-    chain's code (``CardiacArtefactRemover``); ``beats_s``: heart-sensor beat times in s from the first EMG sample,
-    if known. The output is shifted back by the hold-back, so it lines up with the input sample for sample.
-    Below 500 Hz it falls back to the 30 Hz high-pass (``CardiacMethod.HIGHPASS``, 4th-order Butterworth, causal)."""
+    """Remove the cardiac artefact from a whole recording of raw EMG, with the code of the live chain.
+
+    ``emg_uv``: raw (not band-passed) EMG in µV, shape (n,) or (n, channels), one continuous stretch (cut a
+    recording at its gaps and clean each piece). ``fs_hz``: its sample rate. ``beats_s``: heart-sensor beat times
+    (ECG R-peaks or HRS beat times) in s from the first sample, if known; a constant offset of their clock is
+    learnt. Returns the cleaned EMG, lined up with the input sample for sample (the live hold-back is taken out),
+    the method per channel (``CardiacMethod``) and ``report``: ``methods``, ``beats_subtracted``,
+    ``heart_confirmed``, ``late_beats`` per channel and ``delay_ms`` (the delay it adds live).
+    Below 500 Hz it falls back to the 30 Hz high-pass (``CardiacMethod.HIGHPASS``, 4th-order Butterworth, causal).
+
+    Example: ``out = remove_cardiac_artefact(emg, 1000.0, beats_s=r_peaks_s); out.emg_uv, out.methods``.
+    """
     x = np.asarray(emg_uv, dtype=float)
+    if x.ndim not in (1, 2) or x.shape[0] == 0:
+        raise ValueError(f"emg_uv must be samples (n,) or samples × channels (n, c), got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError(f"emg_uv holds {int((~np.isfinite(x)).sum())} NaN or infinite values; cut the recording at "
+                         "its gaps and clean each continuous piece")
+    if not (np.isfinite(fs_hz) and fs_hz > 0):
+        raise ValueError(f"fs_hz must be a positive sample rate in Hz, got {fs_hz}")
     two_d = x.reshape(x.shape[0], -1)
     if fs_hz < MIN_TEMPLATE_FS_HZ:
         sos = signal.butter(4, HIGHPASS_HZ, "highpass", fs=fs_hz, output="sos")

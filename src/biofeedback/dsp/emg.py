@@ -2,6 +2,9 @@
 
 The live chain (``EmgProcessor``), per channel and per sample, all causal with state kept across blocks:
 
+0. cardiac artefact (``cardiac=``, ``dsp.cardiac``): adaptive template subtraction on the raw EMG, using the
+   heart sensor's beats handed to ``add_beats`` when there are any, delaying the chain by ``cardiac_delay_ms``;
+   or the 30 Hz high-pass fallback (the band-pass's lower edge moves to 30 Hz);
 1. band-pass, Butterworth order 4 (two sections), default 20-450 Hz, upper edge at most 0.45·fs;
 2. mains notch (IIR, Q 30) at 50 or 60 Hz and its first harmonics below the upper edge;
 3. amplitude: moving RMS over ``rms_window_ms`` (default 250 ms) and a low-latency RMS envelope,
@@ -33,6 +36,7 @@ import numpy as np
 from scipy import signal
 
 from biofeedback.dsp._streaming import MovingSum, SosFilter, emg_block
+from biofeedback.dsp.cardiac import HIGHPASS_HZ, MIN_TEMPLATE_FS_HZ, CardiacArtefactRemover, CardiacMethod
 
 # Policy in named constants (STYLE.md, rule 5).
 MIN_SPECTRAL_FS_HZ = 500.0
@@ -45,6 +49,12 @@ MOTION_BAND_HZ = (1.0, 10.0)
 """Band where movement artefacts live and EMG has little power."""
 OFFLINE_CHUNK_SAMPLES = 1 << 16
 """``EmgProcessor.rms_every`` feeds a recording in chunks of about this many samples (33 s at 2 kHz)."""
+CARDIAC_MODES = ("template", "highpass", "off")
+"""``EmgProcessor(cardiac=...)``: template subtraction (``dsp.cardiac``; the 30 Hz high-pass below 500 Hz), the
+30 Hz high-pass (the band-pass starts at ``dsp.cardiac.HIGHPASS_HZ``), or nothing."""
+SESSION_CARDIAC = "template"
+"""The cardiac-artefact handling of every session's EMG chain: live (``session.live``) and offline
+(``analysis.data``) run the same ``EmgProcessor``."""
 
 
 class QualityFlag:
@@ -110,10 +120,17 @@ class EmgProcessor:
         rms_window_ms: float = 250.0,
         envelope_cutoff_hz: float = 6.0,
         thresholds: QualityThresholds = QualityThresholds(),
+        cardiac: str = "off",
     ) -> None:
         if mains_hz not in (50.0, 60.0):
             raise ValueError(f"mains_hz must be 50 or 60 (the local mains frequency), got {mains_hz}")
-        low_hz = float(band_hz[0])
+        if cardiac not in CARDIAC_MODES:
+            raise ValueError(f"cardiac must be one of {', '.join(CARDIAC_MODES)}, got {cardiac!r}")
+        template = cardiac == "template" and fs_hz >= MIN_TEMPLATE_FS_HZ
+        self._cardiac = CardiacArtefactRemover(fs_hz, channels) if template else None
+        fallback = cardiac != "off" and self._cardiac is None
+        self._cardiac_fixed = CardiacMethod.HIGHPASS if fallback else CardiacMethod.OFF
+        low_hz = max(float(band_hz[0]), HIGHPASS_HZ) if fallback else float(band_hz[0])
         high_hz = min(float(band_hz[1]), UPPER_EDGE_FRACTION_OF_FS * fs_hz)
         if not 0 < low_hz < high_hz:
             raise ValueError(
@@ -156,13 +173,39 @@ class EmgProcessor:
 
     @property
     def rms_delay_ms(self) -> float:
-        """Delay of ``rms_uv``: half the RMS window plus the band-pass and notch delay, ms."""
-        return (self.rms_window - 1) / 2.0 / self.fs_hz * 1000.0 + self.filter_delay_ms
+        """Delay of ``rms_uv``: half the RMS window plus the cardiac hold-back, band-pass and notch delay, ms."""
+        return (self.rms_window - 1) / 2.0 / self.fs_hz * 1000.0 + self.cardiac_delay_ms + self.filter_delay_ms
 
     @property
     def envelope_delay_ms(self) -> float:
-        """Delay of ``envelope_uv``: low-pass group delay at 0 Hz plus the band-pass and notch delay, ms."""
-        return float(self._envelope.group_delay_ms(np.array([1e-3]), self.fs_hz)[0]) + self.filter_delay_ms
+        """Delay of ``envelope_uv``: low-pass group delay at 0 Hz plus the cardiac hold-back, band-pass and notch
+        delay, ms."""
+        return (float(self._envelope.group_delay_ms(np.array([1e-3]), self.fs_hz)[0]) + self.cardiac_delay_ms
+                + self.filter_delay_ms)
+
+    @property
+    def cardiac_delay_ms(self) -> float:
+        """Delay added by the cardiac artefact removal (its hold-back), ms; 0 for the high-pass or none."""
+        return 0.0 if self._cardiac is None else self._cardiac.delay_ms
+
+    @property
+    def samples_in(self) -> int:
+        """Samples processed since the start or the last reset (the origin of ``add_beats`` positions)."""
+        return self._count
+
+    def add_beats(self, sample_positions: np.ndarray) -> None:
+        """Heart-sensor beats (Polar R-peaks, HRS beat times) as positions in the samples counted by ``samples_in``
+        (float); counted as offline if they come within ``dsp.cardiac.ARRIVAL_BOUND_S`` of the beat. Ignored without a
+        template."""
+        if self._cardiac is not None:
+            self._cardiac.add_beats(sample_positions)
+
+    def cardiac_report(self) -> dict:
+        """What the cardiac step did, for the recording's meta: per channel ``methods`` (``CardiacMethod``
+        strings) and ``delay_ms``; with template subtraction also its counts (``CardiacArtefactRemover.report``)."""
+        if self._cardiac is None:
+            return {"delay_ms": 0.0, "methods": [str(self._cardiac_fixed)] * self.channels}
+        return self._cardiac.report()
 
     @property
     def filter_delay_ms(self) -> float:
@@ -176,6 +219,8 @@ class EmgProcessor:
         """Forget all state, as after a gap in the data: the next samples are flagged WARMUP again."""
         for f in (self._bandpass, self._notch, self._motion, self._envelope, self._moving):
             f.reset()
+        if self._cardiac is not None:
+            self._cardiac.reset()
         self._count = 0
 
     def process(self, samples_uv: np.ndarray) -> EmgOutput:
@@ -183,6 +228,8 @@ class EmgProcessor:
         x = np.ascontiguousarray(samples_uv, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != self.channels:
             raise ValueError(f"expected samples of shape (n, {self.channels}), got {x.shape}")
+        if self._cardiac is not None:
+            x = self._cardiac.process(x)
         shape = x.shape
         out = EmgOutput(np.empty(shape), np.empty(shape), np.empty(shape), np.empty(shape, dtype=np.uint8))
         self._moving.pos = emg_block(
@@ -209,10 +256,14 @@ class EmgProcessor:
         self._count += shape[0]
         return out
 
-    def rms_every(self, samples_uv: np.ndarray, step: int) -> tuple[np.ndarray, np.ndarray]:
+    def rms_every(self, samples_uv: np.ndarray, step: int,
+                  beats_s: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Offline, over a long recording: the moving RMS (µV) at every ``step``-th sample, and per step whether
         any of its samples is flagged bad. Equal to ``process(x).rms_uv[::step]`` and the OR of ``bad`` over each
-        step, but fed in chunks, so memory stays near the size of this result instead of four full-rate outputs."""
+        step, but fed in chunks, so memory stays near the size of this result instead of four full-rate outputs.
+        ``beats_s``: heart-sensor beat times, s after the first of these samples (``add_beats``)."""
+        if beats_s is not None:
+            self.add_beats(self._count + np.asarray(beats_s, dtype=float) * self.fs_hz)
         n = samples_uv.shape[0]
         chunk = step * max(1, OFFLINE_CHUNK_SAMPLES // step)
         rms = np.empty((-(-n // step), self.channels))

@@ -3,8 +3,10 @@
 ``LiveProcessor`` listens on a ``StreamHub`` (on the acquisition loop's thread, like the recorder) and feeds
 every display and the recorder:
 
-- EMG blocks of the first EMG sensor go through one ``dsp.EmgProcessor``. **Tension** is, everywhere in the
-  program, the ``dsp.TensionIndex`` of the chain's band-passed 250 ms moving RMS (``EmgOutput.rms_uv``): the
+- EMG blocks of the first EMG sensor go through one ``dsp.EmgProcessor`` with the cardiac artefact removed
+  (``dsp.emg.SESSION_CARDIAC``; the beat times of every RR block go to it, ``EmgProcessor.add_beats``, placed
+  on the EMG's samples by the newest EMG block's times; ``cardiac_report`` says what ran). **Tension** is,
+  everywhere in the program, the ``dsp.TensionIndex`` of the chain's band-passed 250 ms moving RMS (``EmgOutput.rms_uv``): the
   dashboard's numbers and trace, the terminal line, the home feedback, the monitor and the offline analysis
   (which keeps the same RMS at 20 Hz) all show this one quantity.
 - RR blocks go through one ``dsp.LiveHrv`` per source (Lipponen & Tarvainen correction with a 5-beat look-ahead);
@@ -24,6 +26,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from biofeedback.dsp import BeatMetrics, Calibration, EmgProcessor, LiveHrv, QualityFlag, TensionIndex, symmetry_index
+from biofeedback.dsp.emg import SESSION_CARDIAC
 from biofeedback.stream import Block, BlockFlag, Gap, RingBuffer, StreamHub, StreamKind
 
 TENSION_TRACE_HZ = 50.0
@@ -129,6 +132,8 @@ class LiveProcessor:
         """Beats that went into RR correction (each exactly once)."""
         self._emg: EmgProcessor | None = None
         self._emg_key: tuple[str, str] | None = None
+        self._emg_anchor: tuple[int, float] | None = None
+        """(``EmgProcessor.samples_in`` at the newest EMG block's first sample, that sample's session time)."""
         self._step = 1
         self._phase = 0
         self._hrv: dict[str, LiveHrv] = {}
@@ -159,6 +164,9 @@ class LiveProcessor:
         elif block.stream == StreamKind.RR:
             times = np.asarray(block.times_s, dtype=float)
             self._beats.append(times, block.data[:, :1])
+            if self._emg_anchor is not None:
+                first_sample, first_s = self._emg_anchor
+                self._emg.add_beats(first_sample + (times - first_s) * self._emg.fs_hz)
             self.beats_in += int(np.isfinite(block.data[:, 0]).sum())
             self.values = replace(self.values, heart=True)
             if block.source not in self._hrv:
@@ -170,12 +178,13 @@ class LiveProcessor:
         if self._emg_key is None:
             self._emg_key = key
             self.emg_channels = block.channels
-            self._emg = EmgProcessor(block.rate_hz, channels=block.data.shape[1])
+            self._emg = EmgProcessor(block.rate_hz, channels=block.data.shape[1], cardiac=SESSION_CARDIAC)
             self._step = max(1, round(block.rate_hz / TENSION_TRACE_HZ))
             self.trace_rate_hz = block.rate_hz / self._step
             self.tension = RingBuffer(int(TENSION_HISTORY_SESSION_S * TENSION_TRACE_HZ) + 64, block.data.shape[1] + 1)
         if key != self._emg_key:
             return  # one EMG sensor drives the tension
+        self._emg_anchor = (self._emg.samples_in, float(block.times_s[0]))
         out = self._emg.process(block.data)
         self.emg_blocks += 1
         contact_lost = bool(block.flags & BlockFlag.SENSOR_CONTACT_LOST)
@@ -223,6 +232,7 @@ class LiveProcessor:
     def on_gap(self, gap: Gap) -> None:
         if gap.stream == StreamKind.EMG and (gap.stream, gap.source) == self._emg_key:
             self._emg.reset()
+            self._emg_anchor = None
             self.tension.mark_gap(gap.start_s)
         elif gap.stream == StreamKind.RR and gap.source in self._hrv:
             hrv = self._hrv[gap.source]
@@ -231,6 +241,13 @@ class LiveProcessor:
             self._run_beats[gap.source] = 0
             self.hrv.mark_gap(gap.start_s)
             self._beats.mark_gap(gap.start_s)
+
+    def cardiac_report(self) -> dict | None:
+        """What the EMG chain did about the cardiac artefact, per channel (``EmgProcessor.cardiac_report``), with the
+        channel names; None before any EMG."""
+        if self._emg is None:
+            return None
+        return {"channels": list(self.emg_channels), **self._emg.cardiac_report()}
 
     def hr_now_bpm(self) -> float:
         """The strap's own newest HR when it sends one (the corrected beats' HR lags five beats), else theirs."""

@@ -49,12 +49,16 @@ class Recorder:
         ])
 
     def close(self) -> None:
-        """Detach from the hub, write held beats and close the file; safe to call twice."""
+        """Detach from the hub, write held beats and what the EMG chain did about the cardiac artefact (meta
+        ``cardiac``: ``LiveProcessor.cardiac_report``), and close the file; safe to call twice."""
         if self._closed:
             return
         self._closed = True
         self._detach()
         try:
             self.live.close()
+            cardiac = self.live.cardiac_report()
+            if cardiac is not None:
+                self.writer.set_meta("cardiac", cardiac)
         finally:
             self.writer.close()

@@ -67,8 +67,8 @@ def test_hands_on_and_electrode_off_are_excluded_and_counted(make_session):
                electrode_off=(20.0, 50.0))
     c = compare(load_session(make_session(s, seed=2)), n_boot=200, with_neurokit=False)
     ex = c.exclusions["baseline"]
-    assert 29.0 <= ex["emg_low_quality_s"]["left_trapezius"] <= 32.0
-    assert ex["emg_low_quality_s"]["right_trapezius"] < 2.0
+    assert 29.0 <= ex["emg_no_signal_s"]["left_trapezius"] <= 32.0
+    assert ex["emg_no_signal_s"]["right_trapezius"] < 2.0
     # Zeros while the electrode was off must not pull the baseline level down.
     assert c.metric("emg.left_trapezius.rms_uv").verdict == "no clear change"
     data = load_session(make_session(s, seed=2, name="again.bfsession"))
@@ -76,6 +76,37 @@ def test_hands_on_and_electrode_off_are_excluded_and_counted(make_session):
     ex_t = compare(data, "treatment", "post", n_boot=100, with_neurokit=False).exclusions["treatment"]
     assert ex_t["emg_hands_on_s"] == pytest.approx(0.7 * treatment.duration_s, abs=0.5)
     assert ex_t["beats_hands_on"] > 0
+
+
+def test_a_side_with_no_signal_says_so_not_zero_tension(make_session):
+    """The left electrode off for most of the baseline: no level from zeros, and the sentences say 'no signal'."""
+    s = Script(phases=SHORT, electrode_off=(5.0, 80.0))
+    c = compare(load_session(make_session(s, seed=4)), n_boot=100, with_neurokit=False)
+    left = c.metric("emg.left_trapezius.rms_uv")
+    assert left.verdict == "not available" and np.isnan(left.a)
+    assert "no signal (electrode off or bad contact): left 75 s of baseline" in left.sentence
+    assert "no signal" in c.metric(PRIMARY).sentence and "no signal" in c.overall["text"]
+    assert c.metric("emg.right_trapezius.rms_uv").verdict != "not available"
+    assert "no signal" not in c.metric("emg.right_trapezius.rms_uv").sentence
+
+
+@pytest.mark.parametrize("calibrated", [True, False])
+def test_symmetry_and_apdf_on_each_sides_normalised_amplitude(make_session, calibrated):
+    """Identical muscles, the left electrode picking up twice the µV (gain, placement): in raw µV that reads +67 %
+    asymmetry; on %RVC (per-side calibration) or, without one, on % of each side's own baseline it reads about 0,
+    and the APDF levels are in that unit (RVC 80 and 40 µV: 40 µV RMS is 50 %RVC on both sides)."""
+    cal = {"rest_rms_uv": [8.0, 4.0], "rvc_rms_uv": [80.0, 40.0], "mvc_rms_uv": None} if calibrated else None
+    s = Script(phases=SHORT, emg_uv=(40.0, 20.0), calibration=cal)
+    c = compare(load_session(make_session(s, seed=6)), n_boot=200, with_neurokit=False)
+    sym = c.metric("emg.both.symmetry_pct")
+    unit = "%RVC" if calibrated else "% own baseline"
+    assert sym.label == f"Left/right symmetry index (on {unit}; + = left higher)"
+    assert abs(sym.a) < 5.0 and abs(sym.b) < 5.0, (sym.a, sym.b)
+    for side in ("left", "right"):
+        m = c.metric(f"emg.{side}_trapezius.apdf50")
+        assert m.unit == unit
+        # The median of the 250 ms RMS sits near the scripted level (its fluctuation is log-normal about it).
+        assert m.a == pytest.approx(50.0 if calibrated else 100.0, rel=0.15)
 
 
 def test_moving_block_indices_are_runs():

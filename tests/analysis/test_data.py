@@ -131,7 +131,10 @@ def test_summary_and_comparison_agree_on_what_was_clean(make_session):
     assert c.overall["label"] == Verdict.NOT_COMPARABLE
     assert "too little clean data in baseline" in c.metric(PRIMARY).sentence
     line = next(ln for ln in format_summary(list(rows.values())).splitlines() if ln.strip().startswith("baseline"))
-    assert "left --, right " in line and "[too little clean data in baseline (left " in line
+    # The electrode-off stretch reads "no signal" with its length, never a tension of 0.
+    assert base["emg_no_signal_s"]["left_trapezius"] == pytest.approx(100.0, abs=1.0)
+    assert base["emg_no_signal_s"]["right_trapezius"] < 1.0
+    assert "left no signal 100 s, right " in line and "[too little clean data in baseline (left " in line
 
 
 def test_hands_on_beats_are_left_out_of_the_summary(make_session):

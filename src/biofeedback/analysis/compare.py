@@ -8,7 +8,10 @@ successive differences only between adjacent beats).
 Each phase is resampled on its own by moving blocks (``stats``), the metric recomputed on every
 resample, and the 95 % percentile interval of the change taken. A change counts ("fell", "rose")
 only when its interval excludes zero *and* it is at least the smallest detectable change (SDC95)
-from the within-phase variability of 30-s segments; otherwise it is "no clear change". The effect
+from the within-phase variability of 30-s segments (Student's t for their few degrees of freedom: an SD from two or
+three segments per phase is often far too small by chance, and slow drift of resting tension then passes for a
+change); otherwise it is "no clear change". Symmetry and APDF are computed on each side's normalised amplitude
+(``side_references``). The effect
 size is the change over that within-phase SD (log scale for ratio metrics), a standardised mean
 difference in the style of Cohen's d.
 
@@ -40,7 +43,7 @@ from biofeedback.analysis.stats import (
     block_length,
     moving_block_indices,
     percentile_ci,
-    pooled_within_sd,
+    pooled_within,
     smallest_detectable_change,
 )
 from biofeedback.dsp import (
@@ -337,16 +340,16 @@ def _judge(m: MetricChange, ua: _Units, ub: _Units | None, stat: Callable, rng: 
             m.change = 100.0 * (m.b / m.a - 1.0)
             lo, hi = percentile_ci(np.log(boot_b / boot_a))
             m.change_ci = (100.0 * np.expm1(lo), 100.0 * np.expm1(hi))
-            sd = pooled_within_sd([np.log(seg_a), np.log(seg_b)])
-            sdc_log = smallest_detectable_change(sd)
+            sd, df = pooled_within([np.log(seg_a), np.log(seg_b)])
+            sdc_log = smallest_detectable_change(sd, df)
             m.sdc = 100.0 * np.expm1(sdc_log)
             shift = np.log(m.b / m.a)
         else:
             m.change_unit = m.unit
             m.change = m.b - m.a
             m.change_ci = percentile_ci(boot_b - boot_a)
-            sd = pooled_within_sd([seg_a, seg_b])
-            sdc_log = m.sdc = smallest_detectable_change(sd)
+            sd, df = pooled_within([seg_a, seg_b])
+            sdc_log = m.sdc = smallest_detectable_change(sd, df)
             shift = m.change
     if min(seg_a.size, seg_b.size) < MIN_VERDICT_SEGMENTS or not np.isfinite(sd):
         m.sentence = (f"too short to judge a change (needs {MIN_VERDICT_SEGMENTS} clean {SEGMENT_S:.0f}-s segments "

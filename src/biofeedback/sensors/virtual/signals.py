@@ -12,7 +12,7 @@ EMG (``EmgSynth``), per channel, in µV, as surface electrodes over the upper tr
 
 - muscle activity: zero-mean Gaussian noise band-limited to 20-450 Hz (the surface-EMG band, SENIAM) whose
   RMS is ``EmgSynth.muscle_uv``: the scripted amplitude (``TensionScript``) times a slow log-normal drift
-  (Ornstein-Uhlenbeck, ~30 s), raised by short postural bursts and by talking, plus shrugs;
+  (Ornstein-Uhlenbeck, ~20 s), raised by short postural bursts and by talking, plus shrugs;
 - a noise floor of electrodes and amplifier, 1-3 µV RMS at rest with good skin preparation (Marker & Maluf
   2014, J Electromyogr Kinesiol 24:1, report upper-trapezius rest of 1-5 µV RMS, on the same order as the
   noise floor), in the same band;
@@ -166,15 +166,15 @@ class EmgBody:
     mains_uv: float = 1.5
     """Peak amplitude of the 50 Hz hum (its 3rd harmonic at a fifth of it)."""
     mains_hz: float = 50.0
-    drift_sd: float = 0.10
-    """SD of the slow drift of tension, natural log (0.1: about ±10 %)."""
-    drift_tau_s: float = 30.0
+    drift_sd: float = 0.08
+    """SD of the slow drift of tension, natural log (0.08: about ±8 %)."""
+    drift_tau_s: float = 20.0
     """Time constant of that drift."""
     bursts_per_min: float = 2.0
     """Short postural bursts: 0.3-1.5 s at 1.5-3 times the muscle amplitude, one side or both."""
     talking_per_min: float = 0.3
     """Talking: 3-10 s of activity raised 15-45 %, modulated at the syllable rate (~4 Hz)."""
-    shrugs_per_min: float = 0.2
+    shrugs_per_min: float = 0.1
     """Shrugs: 1-2.5 s bilateral contractions adding 60-150 µV RMS (Hann envelope)."""
     motion_per_min: float = 0.4
     """Motion artefacts: 0.2-0.8 s swings at 2-6 Hz, 100-400 µV, not muscle activity."""

@@ -34,6 +34,8 @@ def test_release_is_found_and_ci_holds_the_truth(make_session):
         m = c.metric(key)
         assert m.verdict == "fell"
         assert m.change_ci[0] <= -30.0 <= m.change_ci[1], (key, m.change_ci)
+        # A change judged larger than the measurement noise reads so: the SDC in % of the same direction.
+        assert 0 < m.sdc <= abs(m.change), (key, m.sdc, m.change)
     # True RMSSD change: the same generator over 20-minute phases.
     long = [("baseline", "rest", 1200.0), ("treatment", "treatment", 60.0), ("post", "rest", 1200.0)]
     truth = compare(load_session(make_session(Script(phases=long, emg=False, rsa_gain=1.6), seed=99, name="long.bfsession")),

@@ -37,16 +37,18 @@ def _quiet(*argv: str) -> tuple[int, str]:
 
 @pytest.fixture(scope="module")
 def virtual_recording(tmp_path_factory) -> Path:
-    """A calibrated session recorded through the virtual BLE sensors (release scripted after treatment)."""
+    """A calibrated session recorded through the virtual BLE sensors (release scripted after treatment; the muscle
+    activity alone, ``--virtual-body clean``, so that its 70-s phases always show the release the report is about)."""
     tmp = tmp_path_factory.mktemp("virtual")
     (tmp / "p.toml").write_text(PROTOCOL)
     (tmp / "c.toml").write_text(CALIBRATION)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("BIOFEEDBACK_HOME", str(tmp / "home"))
-        code, out = _quiet("calibrate", "--client", "V001", "--virtual", "--auto", "--speed", "10", "--protocol", str(tmp / "c.toml"))
+        code, out = _quiet("calibrate", "--client", "V001", "--virtual", "--auto", "--speed", "10", "--protocol", str(tmp / "c.toml"),
+                            "--virtual-body", "clean")
         assert code == 0, out
         code, out = _quiet("session", "--client", "V001", "--virtual", "--auto", "--speed", "10", "--protocol",
-                           str(tmp / "p.toml"), "--answers", "all-clear", "--headless")
+                           str(tmp / "p.toml"), "--answers", "all-clear", "--headless", "--virtual-body", "clean")
         assert code == 0, out
     (path,) = sorted((tmp / "home/clients/V001/sessions").glob("*.bfsession"))
     return path

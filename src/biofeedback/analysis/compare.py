@@ -342,7 +342,8 @@ def _judge(m: MetricChange, ua: _Units, ub: _Units | None, stat: Callable, rng: 
             m.change_ci = (100.0 * np.expm1(lo), 100.0 * np.expm1(hi))
             sd, df = pooled_within([np.log(seg_a), np.log(seg_b)])
             sdc_log = smallest_detectable_change(sd, df)
-            m.sdc = 100.0 * np.expm1(sdc_log)
+            # The same log-scale SDC as a percentage in the direction of the change (a fall of 26 % is a rise of 35 %).
+            m.sdc = 100.0 * (np.expm1(sdc_log) if m.b >= m.a else -np.expm1(-sdc_log))
             shift = np.log(m.b / m.a)
         else:
             m.change_unit = m.unit

@@ -199,6 +199,7 @@ class Episode(NamedTuple):
 
 
 EPISODE_KINDS = ("burst", "talking", "shrug", "motion")
+LONGEST_EPISODE_S = 10.0
 DRIFT_STEP_S = 0.1
 PLAN_AHEAD_S = 10.0
 
@@ -228,7 +229,7 @@ class EmgSynth:
         self._next_s = {k: self._wait_s(k, 0.0) for k in EPISODE_KINDS}
         self._drift = np.array([rng.standard_normal()])
         self._planned_s = 0.0
-        self._arrays: tuple[np.ndarray, ...] | None = None
+        self._starts: list[float] = []
 
     # --- plan: drift and episodes, generated ahead ----------------------------------------------
     def _wait_s(self, kind: str, t_s: float) -> float:
@@ -262,11 +263,14 @@ class EmgSynth:
                 self.episodes.append(ep)
                 self._next_s[kind] = self._wait_s(kind, ep.end_s)
         self.episodes.sort(key=lambda e: e.start_s)
+        self._starts = [e.start_s for e in self.episodes]
         self._planned_s = (self._drift.size - 1) * DRIFT_STEP_S
-        self._arrays = None
 
     def _active(self, t: np.ndarray, kind: str) -> list[Episode]:
-        return [e for e in self.episodes if e.kind == kind and e.start_s < t[-1] and e.end_s > t[0]]
+        """Episodes of ``kind`` overlapping the span of ``t`` (sorted), found by their starts."""
+        lo = bisect.bisect_left(self._starts, t[0] - LONGEST_EPISODE_S)
+        hi = bisect.bisect_left(self._starts, t[-1])
+        return [e for e in self.episodes[lo:hi] if e.kind == kind and e.end_s > t[0]]
 
     # --- truth ---------------------------------------------------------------------------------
     def drift_factor(self, t_s: np.ndarray) -> np.ndarray:

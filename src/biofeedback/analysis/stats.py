@@ -73,11 +73,6 @@ def pooled_within(groups: list[np.ndarray]) -> tuple[float, int]:
     return (float(np.sqrt(ss / df)), df) if df > 0 else (float("nan"), 0)
 
 
-def pooled_within_sd(groups: list[np.ndarray]) -> float:
-    """Pooled standard deviation of values within groups (ddof=1 per group); NaN if no group has two values."""
-    return pooled_within(groups)[0]
-
-
 def smallest_detectable_change(sem: float, df: int | None = None) -> float:
     """SDC95 = q·√2·SEM (Weir 2005, J Strength Cond Res 19:231), same unit as ``sem``: q = 1.96, or, when the SEM is
     estimated with few degrees of freedom ``df``, Student's t quantile (0.975, df), as Weir's SEM-based intervals do

@@ -398,14 +398,12 @@ OWN_BASELINE = "% own baseline"
 
 def side_references(data: SessionData, cal: Calibration | None, baseline: PhaseSpan) -> tuple[np.ndarray, str]:
     """Per side, the amplitude (µV) that is 100 on the normalised scale, and that scale's unit: the reference voluntary
-    contraction ("%RVC") of the calibration, else its rest ("%rest"), else that side's own mean RMS in the baseline
-    phase (``OWN_BASELINE``; NaN where the side has too little clean baseline). Symmetry and APDF use this scale, so
-    a difference in electrode gain between the sides is no asymmetry."""
+    contraction ("%RVC") of the session's calibration (``_calibration``: one with an RVC per side), else that side's
+    own mean RMS in the baseline phase (``OWN_BASELINE``; NaN where the side has too little clean baseline). Symmetry
+    and APDF use this scale, so a difference in electrode gain between the sides is no asymmetry."""
     track = data.emg
-    if cal is not None and cal.rvc_rms_uv is not None:
+    if cal is not None:
         return np.asarray(cal.rvc_rms_uv, dtype=float), "%RVC"
-    if cal is not None and cal.rest_rms_uv is not None:
-        return np.asarray(cal.rest_rms_uv, dtype=float), "%rest"
     refs = []
     for c in range(len(track.channels)):
         w = track.channel_windows(baseline, c)

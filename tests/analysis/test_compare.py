@@ -112,6 +112,49 @@ def test_symmetry_and_apdf_on_each_sides_normalised_amplitude(make_session, cali
         assert m.a == pytest.approx(50.0 if calibrated else 100.0, rel=0.15)
 
 
+def test_emg_gaps_are_counted_at_their_scale(tmp_path):
+    """Issue 14: 0.2-0.4 s gaps in the baseline (band-limited EMG at 8 µV RMS, down to a 1 µV floor in each gap), none
+    after: the comparison counts them from the short-window amplitude at their true rate per minute (the 250 ms RMS
+    saw none of them), and the post phase has none."""
+    from scipy import signal
+
+    from biofeedback.store import SessionWriter
+    from biofeedback.stream import NS_PER_S, Block
+
+    fs, rng = 1000.0, np.random.default_rng(12)
+    phases = [("baseline", "rest", 70.0), ("treatment", "treatment", 5.0), ("post", "rest", 70.0)]
+    n = int(145.0 * fs)
+    level = np.full(n, 8.0)
+    t, gaps = 1.0, 0
+    while t < 69.0:
+        gap = rng.uniform(0.2, 0.4)
+        if t + gap < 69.0:
+            level[int(t * fs):int((t + gap) * fs)] = 0.0
+            gaps += 1
+        t += gap + rng.uniform(1.0, 2.5)
+    sos = signal.butter(4, (20.0, 450.0), "bandpass", fs=fs, output="sos")
+    noise = signal.sosfilt(sos, rng.standard_normal((n + 1000, 4)), axis=0)[1000:]
+    noise /= noise.std(axis=0)
+    x = noise[:, :2] * level[:, None] + noise[:, 2:] * 1.0
+    path = tmp_path / "gaps.bfsession"
+    writer = SessionWriter(path, {"client_id": "T001", "utc_anchor": 1.7e9, "protocol": "synthetic", "calibration": None,
+                                  "tension_index_unit": "uV"})
+    for i0 in range(0, n, int(fs)):
+        writer.add_block(Block("emg", "open-emg", int(i0 / fs * NS_PER_S), x[i0:i0 + int(fs)], rate_hz=fs, first_index=i0,
+                               channels=("left_trapezius", "right_trapezius")), i0 / fs)
+    t0 = 0.0
+    for name, kind, dur in phases:
+        writer.add_event("phase", t0, name, dur, {"kind": kind, "planned_s": dur})
+        t0 += dur
+    writer.close()
+    c = compare(load_session(path), n_boot=100, with_neurokit=False)
+    for side in ("left", "right"):
+        m = c.metric(f"emg.{side}_trapezius.emg_gaps_per_min")
+        assert m.a == pytest.approx(gaps / (70.0 / 60.0), rel=0.1), (m.a, gaps)
+        assert m.b < 0.5
+        assert "for >= 0.2 s" in m.label
+
+
 def test_moving_block_indices_are_runs():
     rng = np.random.default_rng(0)
     idx = moving_block_indices(20, 4, 5, rng)

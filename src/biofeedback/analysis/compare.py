@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from biofeedback.analysis.data import (
+    GAP_RATE_HZ,
     WINDOW_S,
     EmgTrack,
     EmgWindows,
@@ -59,6 +60,7 @@ from biofeedback.dsp import (
     pns_index,
     sns_index,
 )
+from biofeedback.dsp.emg import GAP_RMS_WINDOW_S
 from biofeedback.errors import BiofeedbackError, Reason
 from biofeedback.vocab import Verdict
 
@@ -229,9 +231,11 @@ def _apdf(q: float) -> Callable:
 
 
 def _gaps_per_min(rate_hz: float, threshold: float) -> Callable:
+    """EMG gaps per minute of each row of the short-window gap amplitude (``EmgTrack.gap_windows``)."""
     def stat(x: np.ndarray) -> np.ndarray:
         rows = _flat(x)
-        return np.array([emg_gaps(r, rate_hz, threshold, valid=np.isfinite(r)).per_minute for r in rows])
+        return np.array([emg_gaps(r, rate_hz, threshold, valid=np.isfinite(r), window_s=GAP_RMS_WINDOW_S).per_minute
+                         for r in rows])
     return stat
 
 
@@ -438,6 +442,7 @@ def _emg_metrics(data: SessionData, a: PhaseSpan, b: PhaseSpan | None, rng, n_bo
     for c, ch in enumerate(track.channels):
         side = _side(ch)
         units = [_window_units(track.channel_windows(p, c)) if p else None for p in (a, b)]
+        gap_units = [_window_units(track.gap_windows(p, c)) if p else None for p in (a, b)]
         scaled = [None if u is None else _scaled(u, 100.0 / refs[c]) for u in units]
         threshold = EMG_GAP_RVC_FRACTION * cal.rvc_rms_uv[c] if cal else EMG_GAP_FALLBACK_UV
         specs = [
@@ -445,8 +450,8 @@ def _emg_metrics(data: SessionData, a: PhaseSpan, b: PhaseSpan | None, rng, n_bo
             ("apdf10", f"{side} trapezius static load (APDF 10 %)", scale, "ratio", "down", _apdf(0.1), scaled),
             ("apdf50", f"{side} trapezius median load (APDF 50 %)", scale, "ratio", "down", _apdf(0.5), scaled),
             ("apdf90", f"{side} trapezius peak load (APDF 90 %)", scale, "ratio", "down", _apdf(0.9), scaled),
-            ("emg_gaps_per_min", f"{side} trapezius EMG gaps (< {threshold:.2g} µV)", "1/min", "difference", "up",
-             _gaps_per_min(track.rate_hz, threshold), units),
+            ("emg_gaps_per_min", f"{side} trapezius EMG gaps (< {threshold:.2g} µV for >= 0.2 s)", "1/min",
+             "difference", "up", _gaps_per_min(GAP_RATE_HZ, threshold), gap_units),
         ]
         for key, label, unit, kind, better, stat, u in specs:
             if not np.isfinite(refs[c]) and u is scaled:

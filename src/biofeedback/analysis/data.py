@@ -46,6 +46,7 @@ from typing import NamedTuple
 import numpy as np
 
 from biofeedback.dsp import EmgProcessor, correct_rr
+from biofeedback.dsp.emg import GAP_RMS_WINDOW_S
 from biofeedback.store import SessionReader
 from biofeedback.store.export import contact_lost_stretches
 from biofeedback.stream import BlockFlag, Gap, StreamKind
@@ -53,6 +54,8 @@ from biofeedback.vocab import EventKind
 
 ANALYSIS_RATE_HZ = 20.0
 """Rate at which the 250 ms moving RMS is kept for analysis (it holds nothing above ~4 Hz)."""
+GAP_RATE_HZ = 100.0
+"""Rate at which the amplitude behind EMG gaps (a ``dsp.emg.GAP_RMS_WINDOW_S`` moving RMS) is kept: gap edges to 10 ms."""
 EMG_BREAK_S = 0.25
 """A jump in EMG sample times longer than this restarts the filter chain (a gap in the data)."""
 RR_BREAK_FACTOR = 1.5
@@ -158,6 +161,9 @@ class EmgTrack:
     flagged: np.ndarray
     """(n, channels) True where ``EmgProcessor`` flagged a sample."""
     annotations: Annotations
+    gap_t_s: np.ndarray | None = None
+    gap_uv: np.ndarray | None = None
+    """(m, channels) short-window moving RMS (µV) at ``GAP_RATE_HZ``, times ``gap_t_s``: the amplitude of EMG gaps."""
 
     @cached_property
     def hands_on(self) -> np.ndarray:
@@ -184,24 +190,33 @@ class EmgTrack:
         """(n, channels) True where a sample may enter statistics."""
         return ~self.flagged & ~self.rejected[:, None]
 
-    def windows(self, span: PhaseSpan, values: np.ndarray, valid: np.ndarray) -> EmgWindows:
+    def windows(self, span: PhaseSpan, values: np.ndarray, valid: np.ndarray, t_s: np.ndarray | None = None,
+                rate_hz: float | None = None) -> EmgWindows:
         """``values`` (n,) in ``span`` as ``WINDOW_S`` windows, masked by ``valid`` (n,); windows under
-        ``MIN_WINDOW_VALID`` valid are left out."""
-        m = max(1, round(WINDOW_S * self.rate_hz))
+        ``MIN_WINDOW_VALID`` valid are left out. ``t_s``, ``rate_hz``: of another series than the moving RMS."""
+        t_s = self.t_s if t_s is None else t_s
+        rate_hz = self.rate_hz if rate_hz is None else rate_hz
+        m = max(1, round(WINDOW_S * rate_hz))
         count = int(span.duration_s // WINDOW_S)
-        sel = (self.t_s >= span.start_s) & (self.t_s < span.start_s + count * WINDOW_S)
-        rel = self.t_s[sel] - span.start_s
-        w = np.minimum((rel // WINDOW_S).astype(int), max(count - 1, 0))
-        pos = np.minimum(((rel - w * WINDOW_S) * self.rate_hz).astype(int), m - 1)
+        sel = (t_s >= span.start_s) & (t_s < span.start_s + count * WINDOW_S)
+        k = np.round((t_s[sel] - span.start_s) * rate_hz).astype(int)  # sample number in the phase
+        w = np.minimum(k // m, max(count - 1, 0))
+        pos = np.minimum(k - w * m, m - 1)
         mat = np.full((count, m), np.nan)
         mat[w, pos] = np.where(valid[sel], values[sel], np.nan)
         keep = np.mean(np.isfinite(mat), axis=1) >= MIN_WINDOW_VALID
         mat = mat[keep]
-        return EmgWindows(mat, np.flatnonzero(keep), float(np.isfinite(mat).sum() / self.rate_hz))
+        return EmgWindows(mat, np.flatnonzero(keep), float(np.isfinite(mat).sum() / rate_hz))
 
     def channel_windows(self, span: PhaseSpan, channel: int) -> EmgWindows:
         """The moving RMS of one channel in ``span`` as windows of its valid samples."""
         return self.windows(span, self.rms_uv[:, channel], self.valid[:, channel])
+
+    def gap_windows(self, span: PhaseSpan, channel: int) -> EmgWindows:
+        """The gap amplitude of one channel in ``span`` as windows, valid where the moving RMS's nearest earlier
+        sample is (the same exclusions)."""
+        near = np.clip(np.searchsorted(self.t_s, self.gap_t_s, side="right") - 1, 0, self.t_s.size - 1)
+        return self.windows(span, self.gap_uv[:, channel], self.valid[near, channel], self.gap_t_s, GAP_RATE_HZ)
 
 
 @dataclass
@@ -295,6 +310,8 @@ class _Emg:
     rms_uv: np.ndarray
     flagged: np.ndarray
     contact: list[Annotation]
+    gap_t_s: np.ndarray
+    gap_uv: np.ndarray
     """``BAD_contact`` stretches: runs of blocks in which the sensor reported lost skin contact, each from its
     first sample to half a sample after its last (so the next block's first sample, whose time may jitter
     early, stays out)."""
@@ -326,7 +343,8 @@ def _process_emg(reader: SessionReader, progress: Progress | None) -> _Emg | Non
         progress(f"processing {t.size} EMG samples ({len(channels)} channels at {rate:g} Hz)")
     breaks = np.flatnonzero(np.diff(t) > EMG_BREAK_S) + 1
     step = max(1, round(rate / ANALYSIS_RATE_HZ))
-    out_t, out_rms, out_flagged = [], [], []
+    gap_step = max(1, round(rate / GAP_RATE_HZ))
+    out_t, out_rms, out_flagged, gap_t, gap_uv = [], [], [], [], []
     for seg in np.split(np.arange(t.size), breaks):
         if seg.size == 0:
             continue
@@ -334,8 +352,11 @@ def _process_emg(reader: SessionReader, progress: Progress | None) -> _Emg | Non
         out_t.append(t[seg][::step])
         out_rms.append(rms)
         out_flagged.append(flagged)
+        short = EmgProcessor(rate, channels=x.shape[1], rms_window_ms=1000.0 * GAP_RMS_WINDOW_S)
+        gap_uv.append(short.rms_every(x[seg[0]:seg[-1] + 1], gap_step)[0])
+        gap_t.append(t[seg][::gap_step])
     return _Emg(tuple(channels), rate / step, np.concatenate(out_t), np.concatenate(out_rms), np.concatenate(out_flagged),
-                contact)
+                contact, np.concatenate(gap_t), np.concatenate(gap_uv))
 
 
 def load_session(path: str | Path, progress: Progress | None = None) -> SessionData:
@@ -357,7 +378,7 @@ def load_session(path: str | Path, progress: Progress | None = None) -> SessionD
     stretches = events + (processed.contact if processed is not None else [])
     annotations = Annotations(tuple(sorted(stretches, key=lambda a: (a.onset_s, a.description))))
     emg = None if processed is None else EmgTrack(processed.channels, processed.rate_hz, processed.t_s, processed.rms_uv,
-                                                  processed.flagged, annotations)
+                                                  processed.flagged, annotations, processed.gap_t_s, processed.gap_uv)
     if beats["t_s"].size:
         keep = beats["source"] == beats["source"][0]
         t, rr, flags, index = offline_correction(beats["t_s"][keep], beats["rr_raw_ms"][keep])

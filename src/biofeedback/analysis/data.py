@@ -17,7 +17,8 @@ feedback and the home summary all read ``emg.valid`` and ``beats.valid`` and ask
 phase holds enough clean data, so none of them can disagree about what was clean.
 
 EMG: run through ``dsp.EmgProcessor.rms_every`` (restarted after every break in the data, so no filter
-spans a gap); its 250 ms moving RMS (µV) is kept at ``ANALYSIS_RATE_HZ``. A sample is valid when the
+spans a gap); its 250 ms moving RMS (µV) is kept at ``ANALYSIS_RATE_HZ``, and a 25 ms moving RMS at ``GAP_RATE_HZ``
+for EMG gaps (0.2 s and longer: the 250 ms RMS hides them). A sample is valid when the
 processor did not flag it (warm-up, flat line or electrode off, mains, motion, saturation) and no
 rejecting annotation holds it (``onset <= t < onset + duration``, as MNE's ``reject_by_annotation``).
 Statistics take EMG in ``WINDOW_S`` windows holding at least ``MIN_WINDOW_VALID`` valid samples.

@@ -131,7 +131,10 @@ def test_summary_and_comparison_agree_on_what_was_clean(make_session):
     assert c.overall["label"] == Verdict.NOT_COMPARABLE
     assert "too little clean data in baseline" in c.metric(PRIMARY).sentence
     line = next(ln for ln in format_summary(list(rows.values())).splitlines() if ln.strip().startswith("baseline"))
-    assert "left --, right " in line and "[too little clean data in baseline (left " in line
+    # The electrode-off stretch reads "no signal" with its length, never a tension of 0.
+    assert base["emg_no_signal_s"]["left_trapezius"] == pytest.approx(100.0, abs=1.0)
+    assert base["emg_no_signal_s"]["right_trapezius"] < 1.0
+    assert "left no signal 100 s, right " in line and "[too little clean data in baseline (left " in line
 
 
 def test_hands_on_beats_are_left_out_of_the_summary(make_session):
@@ -188,3 +191,17 @@ def test_beats_are_corrected_offline_per_stretch_as_neurokit_does(tmp_path):
         _, fixed = nk.signal_fixpeaks(peaks, sampling_rate=1000, method="kubios", iterative=True)
         # neurokit2 truncates moved and inserted beats to whole samples (1 ms here): 1 ms.
         np.testing.assert_allclose(b.rr_ms[part], np.diff(fixed), atol=1.0)
+
+
+@pytest.mark.parametrize("rate_hz", [20.0, 100.0])
+def test_windows_hold_every_sample_of_the_phase(rate_hz):
+    """Sample times are float multiples of 1/rate (0.15 * 20 = 2.9999999999999996): each sample lands in its own
+    place of its window, none is lost to a neighbour's (flooring the float times left 20-30 % of them out)."""
+    from biofeedback.analysis.data import Annotations, EmgTrack, PhaseSpan
+
+    t = np.arange(int(60 * rate_hz)) / rate_hz
+    values = np.arange(t.size, dtype=float)
+    track = EmgTrack(("left_trapezius",), rate_hz, t, values[:, None], np.zeros((t.size, 1), dtype=bool), Annotations())
+    w = track.windows(PhaseSpan("baseline", "rest", 10.0, 40.0), values, np.ones(t.size, dtype=bool))
+    assert w.n == 6 and w.clean_s == pytest.approx(30.0)
+    np.testing.assert_array_equal(w.values.ravel(), values[(t >= 10.0) & (t < 40.0)])

@@ -63,7 +63,9 @@ INTENSITY = {"S01": 6.0, "S02": 5.0, "S03": 4.0}
 WINDOW_DAYS = 7
 SPEED = "40"
 LEVEL_TOLERANCE = 0.15
-"""Measured resting RMS against the scripted amplitude (the EMG chain's band-pass and noise floor)."""
+"""Measured resting RMS against the scripted amplitude (the EMG chain's band-pass and noise floor). The sessions use
+``--virtual-body clean`` (the muscle activity alone): the realistic body's drift (±8 % over ~20 s) would move 55-s phase
+levels by about as much as this tolerance, and this test is about the study pipeline, not the signals."""
 
 RECORD = r'''
 import json, sys, time
@@ -89,7 +91,7 @@ def study_home(tmp_path_factory) -> Path:
     protocol.write_text(PROTOCOL)
     plan = [[days, ["session", "--client", client, "--virtual", "--speed", SPEED, "--protocol", str(protocol), "--auto",
                     "--answers", "all-clear", "--headless", "--seed", str(i),
-                    "--virtual-emg-uv", f"{left:g},{RIGHT_OF_LEFT * left:g}"]]
+                    "--virtual-emg-uv", f"{left:g},{RIGHT_OF_LEFT * left:g}", "--virtual-body", "clean"]]
             for i, (client, days, left) in enumerate((c, d, u) for c in LEFT_UV for d, u in zip(DAYS_AGO, LEFT_UV[c]))]
     env = {**os.environ, "BIOFEEDBACK_HOME": str(home)}
     recorders = [subprocess.Popen([sys.executable, "-c", RECORD, json.dumps(plan[k::2])], env=env,

@@ -8,6 +8,7 @@ from scipy import signal
 
 from biofeedback.dsp._streaming import MovingSum, SosFilter
 from biofeedback.dsp.emg import (
+    GAP_RMS_WINDOW_S,
     Calibration,
     EmgProcessor,
     QualityFlag,
@@ -16,6 +17,7 @@ from biofeedback.dsp.emg import (
     TensionIndex,
     apdf_levels,
     emg_gaps,
+    gap_amplitude_uv,
     mean_power_frequency,
     median_frequency,
     percent_of_reference,
@@ -289,6 +291,49 @@ def test_emg_gaps_counts_runs_at_least_0_2_s_below_threshold():
     valid_s = (6000 - 25) / fs
     assert g.per_minute == pytest.approx(3 / (valid_s / 60))
     assert g.relative_time == pytest.approx(1.45 / valid_s)
+
+
+def test_gap_amplitude_is_a_centred_moving_rms():
+    x = np.random.default_rng(2).standard_normal((400, 2))
+    a = gap_amplitude_uv(x, 1000.0, window_s=0.025)
+    k = 200
+    np.testing.assert_allclose(a[k], np.sqrt(np.mean(x[k - 12:k + 13] ** 2, axis=0)), rtol=1e-12)
+    np.testing.assert_allclose(a[0], np.sqrt(np.mean(x[:13] ** 2, axis=0)), rtol=1e-12)
+
+
+def test_emg_gaps_at_their_scale_finds_0_2_to_0_4_s_gaps_with_their_length():
+    """Hägg & Åström 1997: a gap is >= 0.2 s below threshold. Band-limited EMG (4-15 µV RMS stretches) with 100 gaps
+    of 0.2-0.4 s (uniform) down to a 1.5 µV noise floor, through the live chain's band-pass and notch: the 25 ms centred RMS
+    finds >= 95 % of them, each with its true start and length within 50 ms, and invents none. The 250 ms RMS (the
+    tension index's) finds few of them: the scale the issue found wrong."""
+    fs, rng = 1000.0, np.random.default_rng(7)
+    true_gaps, level, t = [], [], 0.0
+    while True:
+        active = rng.uniform(0.5, 2.5)
+        level.append((t, t + active, rng.uniform(4.0, 15.0)))
+        t += active
+        if len(true_gaps) == 100:
+            break
+        gap = rng.uniform(0.2, 0.4)
+        true_gaps.append((t, gap))
+        t += gap
+    n = int(t * fs)
+    rms = np.zeros(n)
+    for a, b, uv in level:
+        rms[int(a * fs):int(b * fs)] = uv
+    activity = emg_like(n / fs, 1.0, seed=3, fs=fs)
+    floor = emg_like(n / fs, 1.5, seed=4, fs=fs)
+    filtered = EmgProcessor(fs, channels=1).process((activity * rms + floor)[:, None]).filtered_uv[:, 0]
+    found = emg_gaps(gap_amplitude_uv(filtered, fs), fs, threshold=3.0, window_s=GAP_RMS_WINDOW_S)
+    starts, lengths = np.array(found.starts_s), np.array(found.lengths_s)
+    hits = 0
+    for start, length in true_gaps:
+        near = np.flatnonzero(np.abs(starts - start) <= 0.05)
+        hits += bool(near.size and abs(lengths[near[0]] - length) <= 0.05)
+    assert hits >= 0.95 * len(true_gaps), hits
+    assert found.count <= len(true_gaps)
+    coarse = emg_gaps(EmgProcessor(fs, channels=1).process((activity * rms + floor)[:, None]).rms_uv[:, 0], fs, 3.0)
+    assert coarse.count < 0.5 * len(true_gaps)
 
 
 def test_symmetry_index():

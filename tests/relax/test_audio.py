@@ -12,7 +12,7 @@ import wave
 import numpy as np
 
 from biofeedback.relax.audio import CUE_HZ, SAMPLE_RATE_HZ, render_timeline, write_wav
-from biofeedback.sensors.virtual import Faults, Scenario, TensionScript
+from biofeedback.sensors.virtual import EmgBody, Faults, Scenario, TensionScript
 from biofeedback.store import SessionReader
 from biofeedback.stream import StreamKind
 from tests.conftest import ARTIFACTS
@@ -40,7 +40,8 @@ def spearman(a, b) -> float:
 
 def test_sound_follows_tension_is_silent_at_target_and_pauses_while_the_electrode_is_off(make_protocol):
     proto = make_protocol(10, 50, 6)
-    scenario = Scenario(devices=("open-emg",), tension=TensionScript(TIMES, LEVELS, LEVELS),
+    # The muscle activity alone (no drift, bursts or shrugs): the sound must follow the scripted tension.
+    scenario = Scenario(devices=("open-emg",), tension=TensionScript(TIMES, LEVELS, LEVELS), body=EmgBody.clean(),
                         faults={"open-emg": Faults(electrode_off=[(31.0, 37.0, -1)])})
     path, session = run_headless(proto, scenario, 5.0)
     t0 = session.timeline[0][0]

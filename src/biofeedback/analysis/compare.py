@@ -8,7 +8,10 @@ successive differences only between adjacent beats).
 Each phase is resampled on its own by moving blocks (``stats``), the metric recomputed on every
 resample, and the 95 % percentile interval of the change taken. A change counts ("fell", "rose")
 only when its interval excludes zero *and* it is at least the smallest detectable change (SDC95)
-from the within-phase variability of 30-s segments; otherwise it is "no clear change". The effect
+from the within-phase variability of 30-s segments (Student's t for their few degrees of freedom: an SD from two or
+three segments per phase is often far too small by chance, and slow drift of resting tension then passes for a
+change); otherwise it is "no clear change". Symmetry and APDF are computed on each side's normalised amplitude
+(``side_references``). The effect
 size is the change over that within-phase SD (log scale for ratio metrics), a standardised mean
 difference in the style of Cohen's d.
 
@@ -25,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from biofeedback.analysis.data import (
+    GAP_RATE_HZ,
     WINDOW_S,
     EmgTrack,
     EmgWindows,
@@ -40,7 +44,7 @@ from biofeedback.analysis.stats import (
     block_length,
     moving_block_indices,
     percentile_ci,
-    pooled_within_sd,
+    pooled_within,
     smallest_detectable_change,
 )
 from biofeedback.dsp import (
@@ -58,6 +62,7 @@ from biofeedback.dsp import (
     spectrum_unavailable_reason,
 )
 from biofeedback.dsp.emg import UPPER_EDGE_FRACTION_OF_FS
+from biofeedback.dsp.emg import GAP_RMS_WINDOW_S
 from biofeedback.errors import BiofeedbackError, Reason
 from biofeedback.vocab import Verdict
 
@@ -233,15 +238,22 @@ def _apdf(q: float) -> Callable:
 
 
 def _gaps_per_min(rate_hz: float, threshold: float) -> Callable:
+    """EMG gaps per minute of each row of the short-window gap amplitude (``EmgTrack.gap_windows``)."""
     def stat(x: np.ndarray) -> np.ndarray:
         rows = _flat(x)
-        return np.array([emg_gaps(r, rate_hz, threshold, valid=np.isfinite(r)).per_minute for r in rows])
+        return np.array([emg_gaps(r, rate_hz, threshold, valid=np.isfinite(r), window_s=GAP_RMS_WINDOW_S).per_minute
+                         for r in rows])
     return stat
 
 
 def _symmetry(x: np.ndarray) -> np.ndarray:
+    """``dsp.symmetry_index`` of each row's mean left and right amplitude (the per-side normalised amplitudes)."""
     left, right = _nanmean(x[..., 0]), _nanmean(x[..., 1])
     return 100.0 * (left - right) / ((left + right) / 2.0)
+
+
+def _scaled(u: _Units, factor: float) -> _Units:
+    return _Units(tuple(a * factor for a in u.arrays), u.segment, u.valid_s, u.block_series)
 
 
 def _heart(rr: np.ndarray, d: np.ndarray) -> dict[str, np.ndarray]:
@@ -340,16 +352,17 @@ def _judge(m: MetricChange, ua: _Units, ub: _Units | None, stat: Callable, rng: 
             m.change = 100.0 * (m.b / m.a - 1.0)
             lo, hi = percentile_ci(np.log(boot_b / boot_a))
             m.change_ci = (100.0 * np.expm1(lo), 100.0 * np.expm1(hi))
-            sd = pooled_within_sd([np.log(seg_a), np.log(seg_b)])
-            sdc_log = smallest_detectable_change(sd)
-            m.sdc = 100.0 * np.expm1(sdc_log)
+            sd, df = pooled_within([np.log(seg_a), np.log(seg_b)])
+            sdc_log = smallest_detectable_change(sd, df)
+            # The same log-scale SDC as a percentage in the direction of the change (a fall of 26 % is a rise of 35 %).
+            m.sdc = 100.0 * (np.expm1(sdc_log) if m.b >= m.a else -np.expm1(-sdc_log))
             shift = np.log(m.b / m.a)
         else:
             m.change_unit = m.unit
             m.change = m.b - m.a
             m.change_ci = percentile_ci(boot_b - boot_a)
-            sd = pooled_within_sd([seg_a, seg_b])
-            sdc_log = m.sdc = smallest_detectable_change(sd)
+            sd, df = pooled_within([seg_a, seg_b])
+            sdc_log = m.sdc = smallest_detectable_change(sd, df)
             shift = m.change
     if min(seg_a.size, seg_b.size) < MIN_VERDICT_SEGMENTS or not np.isfinite(sd):
         m.sentence = (f"too short to judge a change (needs {MIN_VERDICT_SEGMENTS} clean {SEGMENT_S:.0f}-s segments "
@@ -391,27 +404,71 @@ def _side(channel: str) -> str:
     return channel.split("_")[0].capitalize()
 
 
+OWN_BASELINE = "% own baseline"
+"""Unit of an amplitude normalised to that side's own mean in the baseline phase (no calibration)."""
+
+
+def side_references(data: SessionData, cal: Calibration | None, baseline: PhaseSpan) -> tuple[np.ndarray, str]:
+    """Per side, the amplitude (µV) that is 100 on the normalised scale, and that scale's unit: the reference voluntary
+    contraction ("%RVC") of the session's calibration (``_calibration``: one with an RVC per side), else that side's
+    own mean RMS in the baseline phase (``OWN_BASELINE``; NaN where the side has too little clean baseline). Symmetry
+    and APDF use this scale, so a difference in electrode gain between the sides is no asymmetry."""
+    track = data.emg
+    if cal is not None:
+        return np.asarray(cal.rvc_rms_uv, dtype=float), "%RVC"
+    refs = []
+    for c in range(len(track.channels)):
+        w = track.channel_windows(baseline, c)
+        refs.append(float(np.nanmean(w.values)) if enough_clean(w.clean_s, w.n) else np.nan)
+    return np.array(refs), OWN_BASELINE
+
+
+def no_signal_s(track: EmgTrack, span: PhaseSpan) -> dict[str, float]:
+    """Per channel, seconds of ``span`` (hands-on left out) with no usable signal: the sensor reported lost contact or
+    the processor flagged the line (flat, saturated, mains, motion, warm-up). Never counted as zero tension."""
+    sel = (track.t_s >= span.start_s) & (track.t_s < span.end_s) & ~track.hands_on
+    return {ch: float((sel & track.quality_bad[:, c]).sum() / track.rate_hz) for c, ch in enumerate(track.channels)}
+
+
+def _with_no_signal(m: MetricChange, track: EmgTrack, spans: tuple[PhaseSpan | None, ...], channels: tuple[int, ...]) -> None:
+    """Where a level is missing, say how much of each phase had no signal on the channels it needs."""
+    if m.verdict != "not available":
+        return
+    lost = [f"{_side(track.channels[c]).lower()} {s:.0f} s of {p.name}" for p in spans if p is not None
+            for c, s in enumerate(no_signal_s(track, p).values()) if c in channels and s >= 1.0]
+    if lost:
+        m.sentence += f"; no signal (electrode off or bad contact): {', '.join(lost)}"
+
+
 def _emg_metrics(data: SessionData, a: PhaseSpan, b: PhaseSpan | None, rng, n_boot: int, phases) -> tuple[list[MetricChange], str]:
     track = data.emg
     cal = _calibration(data, track.channels)
     index = TensionIndex(cal)
     valid = track.valid
+    refs, scale = side_references(data, cal, a)
     out = []
     for c, ch in enumerate(track.channels):
         side = _side(ch)
         units = [_window_units(track.channel_windows(p, c)) if p else None for p in (a, b)]
+        gap_units = [_window_units(track.gap_windows(p, c)) if p else None for p in (a, b)]
+        scaled = [None if u is None else _scaled(u, 100.0 / refs[c]) for u in units]
         threshold = EMG_GAP_RVC_FRACTION * cal.rvc_rms_uv[c] if cal else EMG_GAP_FALLBACK_UV
         specs = [
-            ("rms_uv", f"{side} trapezius tension (RMS)", "µV", "ratio", "down", _nanmean),
-            ("apdf10_uv", f"{side} trapezius static load (APDF 10 %)", "µV", "ratio", "down", _apdf(0.1)),
-            ("apdf50_uv", f"{side} trapezius median load (APDF 50 %)", "µV", "ratio", "down", _apdf(0.5)),
-            ("apdf90_uv", f"{side} trapezius peak load (APDF 90 %)", "µV", "ratio", "down", _apdf(0.9)),
-            ("emg_gaps_per_min", f"{side} trapezius EMG gaps (< {threshold:.2g} µV)", "1/min", "difference", "up",
-             _gaps_per_min(track.rate_hz, threshold)),
+            ("rms_uv", f"{side} trapezius tension (RMS)", "µV", "ratio", "down", _nanmean, units),
+            ("apdf10", f"{side} trapezius static load (APDF 10 %)", scale, "ratio", "down", _apdf(0.1), scaled),
+            ("apdf50", f"{side} trapezius median load (APDF 50 %)", scale, "ratio", "down", _apdf(0.5), scaled),
+            ("apdf90", f"{side} trapezius peak load (APDF 90 %)", scale, "ratio", "down", _apdf(0.9), scaled),
+            ("emg_gaps_per_min", f"{side} trapezius EMG gaps (< {threshold:.2g} µV for >= 0.2 s)", "1/min",
+             "difference", "up", _gaps_per_min(GAP_RATE_HZ, threshold), gap_units),
         ]
-        for key, label, unit, kind, better, stat in specs:
-            m = _judge(MetricChange(f"emg.{ch}.{key}", label, unit, "emg", kind, better), units[0], units[1], stat, rng,
-                       n_boot, phases)
+        for key, label, unit, kind, better, stat, u in specs:
+            if not np.isfinite(refs[c]) and u is scaled:
+                m = MetricChange(f"emg.{ch}.{key}", label, unit, "emg", kind, better,
+                                 sentence=f"no {OWN_BASELINE} scale: {too_little(a.name, f'{units[0].valid_s:.0f} s')}")
+            else:
+                m = _judge(MetricChange(f"emg.{ch}.{key}", label, unit, "emg", kind, better), u[0], u[1], stat, rng,
+                           n_boot, phases)
+            _with_no_signal(m, track, (a, b), (c,))
             if key == "rms_uv" and np.isfinite(m.a):
                 m.levels["%baseline"] = (100.0, 100.0 * m.b / m.a)
                 if cal is not None:
@@ -422,10 +479,12 @@ def _emg_metrics(data: SessionData, a: PhaseSpan, b: PhaseSpan | None, rng, n_bo
     ti = index.combined(track.rms_uv)
     units = [_emg_windows(track, p, ti, both) if p else None for p in (a, b)]
     label = "Trapezius tension index (both sides)"
-    out.insert(0, _judge(MetricChange(PRIMARY, label, index.unit, "emg", "ratio", "down"), units[0], units[1], _nanmean, rng,
-                         n_boot, phases))
-    if len(track.channels) == 2:
-        pair = np.where(both[:, None], track.rms_uv, np.nan)
+    primary = _judge(MetricChange(PRIMARY, label, index.unit, "emg", "ratio", "down"), units[0], units[1], _nanmean, rng,
+                     n_boot, phases)
+    _with_no_signal(primary, track, (a, b), tuple(range(len(track.channels))))
+    out.insert(0, primary)
+    if len(track.channels) == 2 and np.all(np.isfinite(refs)):
+        pair = np.where(both[:, None], track.rms_uv * (100.0 / refs), np.nan)
         units = []
         for p in (a, b):
             if p is None:
@@ -435,8 +494,9 @@ def _emg_metrics(data: SessionData, a: PhaseSpan, b: PhaseSpan | None, rng, n_bo
             right = _emg_windows(track, p, pair[:, 1], both)
             units.append(_Units((np.stack((left.arrays[0], right.arrays[0]), axis=-1),), left.segment, left.valid_s,
                                 left.block_series))
-        out.append(_judge(MetricChange("emg.both.symmetry_pct", "Left/right symmetry index (+ = left higher)", "%",
-                                       "emg", "difference", "none"), units[0], units[1], _symmetry, rng, n_boot, phases))
+        out.append(_judge(MetricChange("emg.both.symmetry_pct", f"Left/right symmetry index (on {scale}; + = left higher)",
+                                       "%", "emg", "difference", "none"), units[0], units[1], _symmetry, rng, n_boot,
+                          phases))
     return out, index.unit
 
 
@@ -475,8 +535,7 @@ def _exclusions(data: SessionData, span: PhaseSpan) -> dict:
         present_s = sel.sum() / e.rate_hz
         out["emg_no_data_s"] = max(0.0, span.duration_s - present_s)
         out["emg_hands_on_s"] = float((sel & e.hands_on).sum() / e.rate_hz)
-        out["emg_low_quality_s"] = {ch: float((sel & ~e.hands_on & e.quality_bad[:, c]).sum() / e.rate_hz)
-                                    for c, ch in enumerate(e.channels)}
+        out["emg_no_signal_s"] = no_signal_s(e, span)
         out["emg_used_s"] = {ch: float((sel & e.valid[:, c]).sum() / e.rate_hz) for c, ch in enumerate(e.channels)}
     if data.beats is not None:
         bt = data.beats

@@ -20,7 +20,8 @@ EMG: read from the file in pieces (``SessionReader.chunks`` in time order, ``CHU
 holds the result and one piece, not the session's raw samples) and run through ``dsp.EmgProcessor.rms_every``
 (restarted after every break in the data, so no filter spans a gap; ``_EmgChain`` carries each stretch's processor
 and its last partial step from piece to piece, so the result is the same wherever the pieces end); its 250 ms moving
-RMS (µV) is kept at ``ANALYSIS_RATE_HZ``. A sample is valid when the
+RMS (µV) is kept at ``ANALYSIS_RATE_HZ``, and a 25 ms moving RMS of the same cleaned signal at ``GAP_RATE_HZ``
+for EMG gaps (0.2 s and longer: the 250 ms RMS hides them). A sample is valid when the
 processor did not flag it (warm-up, flat line or electrode off, mains, motion, saturation) and no
 rejecting annotation holds it (``onset <= t < onset + duration``, as MNE's ``reject_by_annotation``).
 Statistics take EMG in ``WINDOW_S`` windows holding at least ``MIN_WINDOW_VALID`` valid samples.
@@ -49,7 +50,7 @@ from typing import NamedTuple
 import numpy as np
 
 from biofeedback.dsp import EmgProcessor, correct_rr
-from biofeedback.dsp.emg import SESSION_CARDIAC
+from biofeedback.dsp.emg import GAP_RMS_WINDOW_S, SESSION_CARDIAC
 from biofeedback.store import SessionReader
 from biofeedback.store.session_file import CHUNK_SAMPLES
 from biofeedback.store.export import contact_lost_stretches
@@ -58,6 +59,8 @@ from biofeedback.vocab import EventKind
 
 ANALYSIS_RATE_HZ = 20.0
 """Rate at which the 250 ms moving RMS is kept for analysis (it holds nothing above ~4 Hz)."""
+GAP_RATE_HZ = 100.0
+"""Rate at which the amplitude behind EMG gaps (a ``dsp.emg.GAP_RMS_WINDOW_S`` moving RMS) is kept: gap edges to 10 ms."""
 EMG_BREAK_S = 0.25
 """A jump in EMG sample times longer than this restarts the filter chain (a gap in the data)."""
 RR_BREAK_FACTOR = 1.5
@@ -172,6 +175,9 @@ class EmgTrack:
     """The recorded stream's sample rate (``rate_hz`` is the analysis rate of ``rms_uv``)."""
     band_hz: tuple[float, float] = (float("nan"), float("nan"))
     """The band-pass ``EmgProcessor`` used at ``sensor_rate_hz`` (its upper edge is at most 0.45 of the rate)."""
+    gap_t_s: np.ndarray | None = None
+    gap_uv: np.ndarray | None = None
+    """(m, channels) short-window moving RMS (µV) at ``GAP_RATE_HZ``, times ``gap_t_s``: the amplitude of EMG gaps."""
 
     @cached_property
     def hands_on(self) -> np.ndarray:
@@ -198,24 +204,33 @@ class EmgTrack:
         """(n, channels) True where a sample may enter statistics."""
         return ~self.flagged & ~self.rejected[:, None]
 
-    def windows(self, span: PhaseSpan, values: np.ndarray, valid: np.ndarray) -> EmgWindows:
+    def windows(self, span: PhaseSpan, values: np.ndarray, valid: np.ndarray, t_s: np.ndarray | None = None,
+                rate_hz: float | None = None) -> EmgWindows:
         """``values`` (n,) in ``span`` as ``WINDOW_S`` windows, masked by ``valid`` (n,); windows under
-        ``MIN_WINDOW_VALID`` valid are left out."""
-        m = max(1, round(WINDOW_S * self.rate_hz))
+        ``MIN_WINDOW_VALID`` valid are left out. ``t_s``, ``rate_hz``: of another series than the moving RMS."""
+        t_s = self.t_s if t_s is None else t_s
+        rate_hz = self.rate_hz if rate_hz is None else rate_hz
+        m = max(1, round(WINDOW_S * rate_hz))
         count = int(span.duration_s // WINDOW_S)
-        sel = (self.t_s >= span.start_s) & (self.t_s < span.start_s + count * WINDOW_S)
-        rel = self.t_s[sel] - span.start_s
-        w = np.minimum((rel // WINDOW_S).astype(int), max(count - 1, 0))
-        pos = np.minimum(((rel - w * WINDOW_S) * self.rate_hz).astype(int), m - 1)
+        sel = (t_s >= span.start_s) & (t_s < span.start_s + count * WINDOW_S)
+        k = np.round((t_s[sel] - span.start_s) * rate_hz).astype(int)  # sample number in the phase
+        w = np.minimum(k // m, max(count - 1, 0))
+        pos = np.minimum(k - w * m, m - 1)
         mat = np.full((count, m), np.nan)
         mat[w, pos] = np.where(valid[sel], values[sel], np.nan)
         keep = np.mean(np.isfinite(mat), axis=1) >= MIN_WINDOW_VALID
         mat = mat[keep]
-        return EmgWindows(mat, np.flatnonzero(keep), float(np.isfinite(mat).sum() / self.rate_hz))
+        return EmgWindows(mat, np.flatnonzero(keep), float(np.isfinite(mat).sum() / rate_hz))
 
     def channel_windows(self, span: PhaseSpan, channel: int) -> EmgWindows:
         """The moving RMS of one channel in ``span`` as windows of its valid samples."""
         return self.windows(span, self.rms_uv[:, channel], self.valid[:, channel])
+
+    def gap_windows(self, span: PhaseSpan, channel: int) -> EmgWindows:
+        """The gap amplitude of one channel in ``span`` as windows, valid where the moving RMS's nearest earlier
+        sample is (the same exclusions)."""
+        near = np.clip(np.searchsorted(self.t_s, self.gap_t_s, side="right") - 1, 0, self.t_s.size - 1)
+        return self.windows(span, self.gap_uv[:, channel], self.valid[near, channel], self.gap_t_s, GAP_RATE_HZ)
 
 
 @dataclass
@@ -309,6 +324,8 @@ class _Emg:
     rms_uv: np.ndarray
     flagged: np.ndarray
     contact: list[Annotation]
+    gap_t_s: np.ndarray
+    gap_uv: np.ndarray
     """``BAD_contact`` stretches: runs of blocks in which the sensor reported lost skin contact, each from its
     first sample to half a sample after its last (so the next block's first sample, whose time may jitter
     early, stays out)."""
@@ -325,6 +342,9 @@ class _EmgChain:
 
     def __init__(self, rate_hz: float, channels: int, step: int, beats_s: np.ndarray | None = None) -> None:
         self.rate_hz, self.channels, self.step = rate_hz, channels, step
+        self.gap_step = max(1, round(rate_hz / GAP_RATE_HZ))
+        self.gap_t_s: list[np.ndarray] = []
+        self.gap_uv: list[np.ndarray] = []
         # the heart sensor's beat times (s, sorted): each handed to the stretch's processor once, with the piece
         # it falls in (or up to BEAT_LOOKAHEAD_S before), for the cardiac-artefact stage
         self._beats = np.sort(np.asarray(beats_s if beats_s is not None else [], dtype=float))
@@ -364,6 +384,8 @@ class _EmgChain:
     def _run(self, t_s: np.ndarray, x_uv: np.ndarray) -> None:
         if self._processor is None:
             self._processor = EmgProcessor(self.rate_hz, channels=self.channels, cardiac=SESSION_CARDIAC)
+            self._short = EmgProcessor(self.rate_hz, channels=self.channels, cardiac=SESSION_CARDIAC,
+                                       rms_window_ms=1000.0 * GAP_RMS_WINDOW_S)
             self._next_beat = int(np.searchsorted(self._beats, t_s[0]))
             self._stretch_t0 = float(t_s[0])
         upto = int(np.searchsorted(self._beats, t_s[-1] + BEAT_LOOKAHEAD_S))
@@ -371,9 +393,18 @@ class _EmgChain:
         beats = self._beats[self._next_beat:upto] - self._stretch_t0 - self._processor.samples_in / self.rate_hz
         self._next_beat = max(self._next_beat, upto)
         rms, flagged = self._processor.rms_every(x_uv, self.step, beats_s=beats)
+        # the gap amplitude: the same cleaned signal (same cardiac stage, same beats) under a 25 ms window
+        self.gap_uv.append(self._short.rms_every(x_uv, self.gap_step, beats_s=beats)[0])
+        self.gap_t_s.append(t_s[::self.gap_step])
         self.t_s.append(t_s[::self.step])
         self.rms_uv.append(rms)
         self.flagged.append(flagged)
+
+    def gaps(self) -> tuple[np.ndarray, np.ndarray]:
+        """Times (s) and the 25 ms moving RMS (µV) for EMG gaps, at ``GAP_RATE_HZ``; after ``finish``."""
+        if not self.gap_t_s:
+            return np.empty(0), np.empty((0, self.channels))
+        return np.concatenate(self.gap_t_s), np.concatenate(self.gap_uv)
 
     def finish(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Times (s), moving RMS (µV) and flags of every kept sample, once every piece has been fed."""
@@ -412,7 +443,7 @@ def _process_emg(reader: SessionReader, progress: Progress | None, duration_s: f
         return None
     contact = [Annotation(a, b - a, BAD_CONTACT, StreamKind.EMG) for a, b in contact_lost_stretches(lost, rate)]
     band_hz = EmgProcessor(rate, channels=len(channels)).band_hz
-    return _Emg(tuple(channels), rate / step, t, rms, flagged, contact, rate, band_hz)
+    return _Emg(tuple(channels), rate / step, t, rms, flagged, contact, *chain.gaps(), rate, band_hz)
 
 
 def load_session(path: str | Path, progress: Progress | None = None) -> SessionData:
@@ -434,7 +465,8 @@ def load_session(path: str | Path, progress: Progress | None = None) -> SessionD
     stretches = events + (processed.contact if processed is not None else [])
     annotations = Annotations(tuple(sorted(stretches, key=lambda a: (a.onset_s, a.description))))
     emg = None if processed is None else EmgTrack(processed.channels, processed.rate_hz, processed.t_s, processed.rms_uv,
-                                                  processed.flagged, annotations, processed.sensor_rate_hz, processed.band_hz)
+                                                  processed.flagged, annotations, processed.sensor_rate_hz, processed.band_hz,
+                                                  processed.gap_t_s, processed.gap_uv)
     if beats["t_s"].size:
         keep = beats["source"] == beats["source"][0]
         t, rr, flags, index = offline_correction(beats["t_s"][keep], beats["rr_raw_ms"][keep])

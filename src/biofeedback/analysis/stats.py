@@ -60,8 +60,9 @@ def percentile_ci(values: np.ndarray, level: float = CI_LEVEL) -> tuple[float, f
     return float(lo), float(hi)
 
 
-def pooled_within_sd(groups: list[np.ndarray]) -> float:
-    """Pooled standard deviation of values within groups (ddof=1 per group); NaN if no group has two values."""
+def pooled_within(groups: list[np.ndarray]) -> tuple[float, int]:
+    """Pooled standard deviation of values within groups (ddof=1 per group) and its degrees of freedom; NaN and 0
+    if no group has two values."""
     ss, df = 0.0, 0
     for g in groups:
         g = np.asarray(g, dtype=float)
@@ -69,9 +70,15 @@ def pooled_within_sd(groups: list[np.ndarray]) -> float:
         if g.size >= 2:
             ss += float(np.sum((g - g.mean()) ** 2))
             df += g.size - 1
-    return float(np.sqrt(ss / df)) if df > 0 else float("nan")
+    return (float(np.sqrt(ss / df)), df) if df > 0 else (float("nan"), 0)
 
 
-def smallest_detectable_change(sem: float) -> float:
-    """SDC95 = 1.96·√2·SEM (Weir 2005, J Strength Cond Res 19:231), same unit as ``sem``."""
-    return Z95 * np.sqrt(2.0) * sem
+def smallest_detectable_change(sem: float, df: int | None = None) -> float:
+    """SDC95 = q·√2·SEM (Weir 2005, J Strength Cond Res 19:231), same unit as ``sem``: q = 1.96, or, when the SEM is
+    estimated with few degrees of freedom ``df``, Student's t quantile (0.975, df), as Weir's SEM-based intervals do
+    for small samples (an SD from two or three segments per phase is often far too small by chance)."""
+    if df is None:
+        return Z95 * np.sqrt(2.0) * sem
+    from scipy import stats
+
+    return float(stats.t.ppf(0.975, df)) * np.sqrt(2.0) * sem if df > 0 else float("nan")

@@ -4,7 +4,9 @@ Everything is read from the loaded session (``analysis.data.SessionData``), whic
 exclusion rules: EMG RMS is the mean of the 250 ms moving RMS over the valid samples of the phase's
 windows (hands-on intervals, recorded gaps, contact loss and samples the processor flags left out),
 the same number the comparison reports as the phase's level. Where a side has less clean EMG than the
-comparison needs for a level (``data.enough_clean``), the row gives no number but a ``note`` saying so.
+comparison needs for a level (``data.enough_clean``), the row gives no number but a ``note`` saying so. Stretches
+without a usable signal (electrode off, lost contact, a flagged line: ``compare.no_signal_s``) read "no signal" with
+their seconds, never a tension of 0.
 HR and RMSSD use the valid corrected RR of the phase, successive differences only between adjacent
 beats. The full statistics are ``analysis.compare``'s job.
 """
@@ -31,7 +33,10 @@ def _side(channel: str) -> str:
 
 def summarize(data: SessionData | str | Path) -> list[dict]:
     """Per phase: phase, start_s, duration_s, emg_rms_uv {channel: µV} (channels with enough clean EMG),
-    emg_clean_s {channel: s}, note (why EMG is missing, or None), hr_bpm, rmssd_ms, beats."""
+    emg_clean_s {channel: s}, emg_no_signal_s {channel: s}, note (why EMG is missing, or None), hr_bpm, rmssd_ms,
+    beats."""
+    from biofeedback.analysis.compare import no_signal_s
+
     if not isinstance(data, SessionData):
         data = load_session(data)
     rows = []
@@ -39,6 +44,7 @@ def summarize(data: SessionData | str | Path) -> list[dict]:
         row = {"phase": ph.name, "start_s": ph.start_s, "duration_s": ph.duration_s, "emg_rms_uv": {}, "emg_clean_s": {},
                "note": None, "hr_bpm": None, "rmssd_ms": None, "beats": 0}
         if data.emg is not None:
+            row["emg_no_signal_s"] = no_signal_s(data.emg, ph)
             short = []
             for c, ch in enumerate(data.emg.channels):
                 w = data.emg.channel_windows(ph, c)
@@ -59,11 +65,23 @@ def summarize(data: SessionData | str | Path) -> list[dict]:
     return rows
 
 
+NO_SIGNAL_SHOWN_S = 1.0
+"""Least seconds without a usable signal in a phase for the summary to say so."""
+
+
+def _emg_side(row: dict, channel: str) -> str:
+    """One side's level in a summary line: µV, '--' or 'no signal', with the seconds that had no signal."""
+    lost = row.get("emg_no_signal_s", {}).get(channel, 0.0)
+    shown = lost >= NO_SIGNAL_SHOWN_S
+    if channel not in row["emg_rms_uv"]:
+        return f"{_side(channel)} " + (f"no signal {lost:.0f} s" if shown else "--")
+    return f"{_side(channel)} {row['emg_rms_uv'][channel]:.1f}" + (f" (no signal {lost:.0f} s)" if shown else "")
+
+
 def format_summary(rows: list[dict]) -> str:
     lines = []
     for row in rows:
-        emg = ", ".join(f"{_side(c)} {row['emg_rms_uv'][c]:.1f}" if c in row["emg_rms_uv"] else f"{_side(c)} --"
-                        for c in row["emg_clean_s"]) or "--"
+        emg = ", ".join(_emg_side(row, c) for c in row["emg_clean_s"]) or "--"
         if row["note"]:
             emg += f" [{row['note']}]"
         hr = "--" if row["hr_bpm"] is None else f"{row['hr_bpm']:.0f} bpm"

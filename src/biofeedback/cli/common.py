@@ -76,11 +76,14 @@ def add_virtual_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--virtual-corrupt-rate", type=number, default=0.0, help="probability a data packet is garbage")
     g.add_argument("--virtual-electrode-off", default="", help="start,end device seconds with the left electrode off")
     g.add_argument("--seed", type=seed, default=1, help=f"random seed of the virtual sensors (0-{SEED_RANGE[1]})")
+    g.add_argument("--virtual-body", choices=("realistic", "clean"), default="realistic",
+                   help="realistic: the EMG carries a noise floor, the heart's ECG, mains hum, drift, bursts and "
+                        "motion as real electrodes do; clean: the scripted muscle activity alone")
 
 
 def scenario_from_args(args: argparse.Namespace) -> Scenario:
     """The virtual sensors' script and faults from the ``--virtual-*`` options."""
-    from biofeedback.sensors.virtual import Faults, HeartScript, Scenario, TensionScript
+    from biofeedback.sensors.virtual import EmgBody, Faults, HeartScript, Scenario, TensionScript
 
     emg = floats(args.virtual_emg_uv, "--virtual-emg-uv", *EMG_RANGE_UV)
     if len(emg) != 2:
@@ -99,7 +102,8 @@ def scenario_from_args(args: argparse.Namespace) -> Scenario:
     )
     devices = tuple(d.strip() for d in args.virtual_devices.split(",") if d.strip())
     return Scenario(devices=devices, tension=TensionScript.constant(*emg), heart=HeartScript.constant(args.virtual_hr),
-                    faults={d: faults for d in devices}, seed=args.seed)
+                    faults={d: faults for d in devices}, seed=args.seed,
+                    body=EmgBody.clean() if args.virtual_body == "clean" else EmgBody())
 
 
 def use_virtual(args: argparse.Namespace) -> bool:

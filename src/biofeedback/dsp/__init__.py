@@ -19,7 +19,9 @@ name                                  returns                                   
 ``median_frequency``                  median frequency of the spectrum                    Hz
 ``mean_power_frequency``              mean power frequency                                Hz
 ``apdf_levels``                       APDF levels (default 10/50/90 %)                    unit of input
-``emg_gaps``                          ``EmgGaps``: count, per minute, total, fraction     -, 1/min, s, 0-1
+``gap_amplitude_uv``                  centred 25 ms moving RMS, the amplitude for gaps    µV
+``emg_gaps``                          ``EmgGaps``: count, per minute, total, fraction,    -, 1/min, s, 0-1; s
+                                      each gap's start and length
 ``symmetry_index``                    left/right symmetry                                 %
 ``remove_cardiac_artefact``           ``CardiacRemoval``: raw EMG without the QRS         µV; ``CardiacMethod``
                                       (adaptive per-channel template; ``dsp.cardiac``)    per channel
@@ -69,6 +71,7 @@ from biofeedback.dsp.emg import (
     TensionIndex,
     apdf_levels,
     emg_gaps,
+    gap_amplitude_uv,
     mean_power_frequency,
     median_frequency,
     percent_of_reference,
@@ -170,6 +173,7 @@ __all__ = [
     "TensionIndex",
     "apdf_levels",
     "emg_gaps",
+    "gap_amplitude_uv",
     "mean_power_frequency",
     "median_frequency",
     "percent_of_reference",

@@ -400,6 +400,25 @@ def apdf_levels(
     return np.nanquantile(a, np.asarray(probabilities, dtype=float), axis=0)
 
 
+GAP_RMS_WINDOW_S = 0.025
+"""Window of the amplitude behind EMG gaps: a centred moving RMS this long moves each gap edge by at most half of
+it, so a 0.2 s gap (Hägg & Åström 1997) is seen with its length within ±25 ms; the 250 ms RMS of the tension index
+hides it."""
+
+
+def gap_amplitude_uv(filtered_uv: np.ndarray, fs_hz: float, window_s: float = GAP_RMS_WINDOW_S) -> np.ndarray:
+    """Centred moving RMS (µV) of band-passed EMG over ``window_s``, same shape as ``filtered_uv``: the amplitude
+    ``emg_gaps`` needs (offline: no delay; the ends use the part of the window inside the signal)."""
+    x = np.asarray(filtered_uv, dtype=float)
+    m = max(1, int(round(window_s * fs_hz)))
+    power = np.cumsum(np.concatenate([np.zeros((1,) + x.shape[1:]), x * x]), axis=0)
+    i = np.arange(x.shape[0])
+    lo = np.clip(i - m // 2, 0, x.shape[0])
+    hi = np.clip(i - m // 2 + m, 0, x.shape[0])
+    count = (hi - lo).reshape((-1,) + (1,) * (x.ndim - 1))
+    return np.sqrt(np.maximum(power[hi] - power[lo], 0.0) / count)
+
+
 @dataclass(frozen=True, slots=True)
 class EmgGaps:
     """Short periods of near-complete rest in a window (Veiersted et al. 1990)."""
@@ -410,6 +429,9 @@ class EmgGaps:
     total_s: float
     relative_time: float
     """Fraction of valid time spent in gaps, 0-1."""
+    starts_s: tuple[float, ...] = ()
+    """Start of each gap, seconds from the first sample."""
+    lengths_s: tuple[float, ...] = ()
 
 
 def emg_gaps(
@@ -418,17 +440,31 @@ def emg_gaps(
     threshold: float,
     min_gap_s: float = 0.2,
     valid: np.ndarray | None = None,
+    window_s: float = 0.0,
 ) -> EmgGaps:
     """EMG gaps: runs of ≥ ``min_gap_s`` below ``threshold`` (e.g. 0.5 %RVC; Hägg & Åström 1997), one channel.
 
-    Invalid samples (``valid`` False) end a run and do not count as time.
+    ``amplitude`` at ``fs_hz`` must be short-window (``gap_amplitude_uv``, or a series of it kept at ≥ 50 Hz):
+    a 250 ms RMS hides gaps of 0.2-0.4 s. ``window_s``: that amplitude's moving window; the window sees the activity
+    around a gap until it lies wholly inside, so each run below threshold is widened by half a window at each end
+    that meets valid activity (the gap as it is when the activity is well above threshold). Invalid samples
+    (``valid`` False) end a run and do not count as time.
     """
     a = np.asarray(amplitude, dtype=float)
     ok = np.ones(a.shape, dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
     below = (a < threshold) & ok
     edges = np.diff(np.concatenate(([0], below.view(np.int8), [0])))
-    lengths = np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)
-    gaps = lengths[lengths >= round(min_gap_s * fs_hz)]
+    starts = np.flatnonzero(edges == 1)
+    ends = np.flatnonzero(edges == -1)
+    half = int(round(window_s * fs_hz / 2))
+    if half:
+        grow_start = (starts > 0) & ok[np.maximum(starts - 1, 0)]
+        grow_end = (ends < a.size) & ok[np.minimum(ends, a.size - 1)]
+        starts = np.maximum(starts - half * grow_start, 0)
+        ends = np.minimum(ends + half * grow_end, a.size)
+    lengths = ends - starts
+    long_enough = lengths >= round(min_gap_s * fs_hz)
+    gaps = lengths[long_enough]
     valid_s = ok.sum() / fs_hz
     total_s = gaps.sum() / fs_hz
     return EmgGaps(
@@ -436,6 +472,8 @@ def emg_gaps(
         per_minute=float(gaps.size / (valid_s / 60.0)) if valid_s > 0 else float("nan"),
         total_s=float(total_s),
         relative_time=float(total_s / valid_s) if valid_s > 0 else float("nan"),
+        starts_s=tuple((starts[long_enough] / fs_hz).tolist()),
+        lengths_s=tuple((gaps / fs_hz).tolist()),
     )
 
 

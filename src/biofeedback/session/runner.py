@@ -124,7 +124,7 @@ def session_scenario(base: Scenario, protocol: Protocol) -> Scenario:
     left, right = base.tension.left_uv[0], base.tension.right_uv[0]
     tension = TensionScript.release(treat[0], treat[1] - treat[0], left, right)
     heart = HeartScript.release(treat[0], treat[1] - treat[0], base.heart.hr_bpm[0])
-    return Scenario(devices=base.devices, tension=tension, heart=heart, faults=base.faults, seed=base.seed)
+    return Scenario(devices=base.devices, tension=tension, heart=heart, faults=base.faults, seed=base.seed, body=base.body)
 
 
 def device_offsets_s(world: VirtualWorld | None, clock) -> dict[str, float]:

@@ -7,7 +7,10 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from biofeedback.sensors.ble import BleBackend
 from biofeedback.sensors.source import SensorError
@@ -18,9 +21,9 @@ from biofeedback.sensors.virtual.hrs import VirtualHeartRateStrap
 from biofeedback.sensors.virtual.open_emg import VirtualOpenEmg
 from biofeedback.sensors.virtual.peripherals import Faults, VirtualPeripheral
 from biofeedback.sensors.virtual.polar_h10 import VirtualPolarH10
-from biofeedback.sensors.virtual.signals import HeartScript, TensionScript
+from biofeedback.sensors.virtual.signals import BeatGenerator, EmgBody, Heart, HeartScript, TensionScript
 
-__all__ = ["Faults", "HeartScript", "Scenario", "TensionScript", "VirtualWorld"]
+__all__ = ["EmgBody", "Faults", "HeartScript", "Scenario", "TensionScript", "VirtualWorld"]
 
 ADDRESSES = {"open-emg": "C0:EE:00:00:00:01", "polar-h10": "C0:EE:00:00:00:02", "hrs-strap": "C0:EE:00:00:00:03",
              "ganglion": "C0:EE:00:00:00:05"}
@@ -43,6 +46,8 @@ class Scenario:
     keep_truth: bool = False
     ganglion_firmware: int = 2
     """Packet format of the virtual OpenBCI Ganglion: 2 (delta compression, reset packets) or 3 (absolute values)."""
+    body: EmgBody = field(default_factory=EmgBody)
+    """What skin, electrodes, the heart, posture and the room add to the scripted EMG (``EmgBody.clean()``: nothing)."""
     emg_samples_per_frame: int | None = None
     """Samples per open-EMG frame; by default 20 in real time, 50 up to 5x and 100 above (MTU 517 holds
     124), so the in-process link (about 2,000 notifications/s on one core) keeps up."""
@@ -61,20 +66,24 @@ class VirtualWorld:
         self.profiles = profiles or load_profiles()
         self.radio = VirtualRadio()
         self.peripherals: dict[str, VirtualPeripheral] = {}
+        self.heart = Heart(BeatGenerator(self.scenario.heart, np.random.default_rng([self.scenario.seed, 7])))
+        """The body's one heart: the straps send its beats and the EMG picks up its ECG."""
+        self._origin = time.monotonic()
         self.backend = BleBackend(BumbleScanner, BumbleClient, {"radio": self.radio}, virtual=True)
 
     def _make(self, kind: str, index: int) -> VirtualPeripheral:
         sc = self.scenario
-        common = dict(speed=self.speed, faults=sc.faults.get(kind, Faults()), seed=sc.seed * 100 + index)
+        common = dict(speed=self.speed, faults=sc.faults.get(kind, Faults()), seed=sc.seed * 100 + index,
+                      clock_origin=self._origin)
         args = (self.radio, self.profiles[kind], NAMES[kind], ADDRESSES[kind])
         if kind == "open-emg":
             spf = sc.emg_samples_per_frame or (20 if self.speed <= 2 else 50 if self.speed <= 5 else 100)
             return VirtualOpenEmg(*args, tension=sc.tension, sample_rate_hz=sc.emg_rate_hz, keep_truth=sc.keep_truth,
-                                  samples_per_frame=spf, drift_ppm=40.0, **common)
+                                  samples_per_frame=spf, drift_ppm=40.0, body=sc.body, heart=self.heart, **common)
         if kind == "polar-h10":
-            return VirtualPolarH10(*args, heart=sc.heart, ecg_rate_hz=sc.ecg_rate_hz, drift_ppm=-25.0, **common)
+            return VirtualPolarH10(*args, heart=self.heart, ecg_rate_hz=sc.ecg_rate_hz, drift_ppm=-25.0, **common)
         if kind == "hrs-strap":
-            return VirtualHeartRateStrap(*args, heart=sc.heart, **common)
+            return VirtualHeartRateStrap(*args, heart=self.heart, **common)
         if kind == "ganglion":
             return VirtualGanglion(*args, tension=sc.tension, firmware=sc.ganglion_firmware, keep_truth=sc.keep_truth,
                                    drift_ppm=30.0, **common)

@@ -9,7 +9,7 @@ from bumble import gatt
 from bumble.core import UUID
 
 from biofeedback.sensors.virtual.peripherals import VirtualPeripheral, gatt_characteristic
-from biofeedback.sensors.virtual.signals import BeatGenerator, HeartScript
+from biofeedback.sensors.virtual.signals import BeatGenerator, Heart, HeartScript
 
 HRS_NOTIFY_PERIOD_S = 1.0
 """Seconds between Heart Rate Measurement notifications (straps send about one a second)."""
@@ -18,26 +18,30 @@ HRS_NOTIFY_PERIOD_S = 1.0
 class HeartRateServer:
     """The Bluetooth SIG Heart Rate Service part of a strap: one notification per second."""
 
-    def __init__(self, owner: VirtualPeripheral, heart: BeatGenerator) -> None:
+    def __init__(self, owner: VirtualPeripheral, heart: Heart) -> None:
         self.owner = owner
-        self.beats = heart
+        self.heart = heart
         self.measurement = gatt_characteristic(owner.profile.uuid("hrs", "measurement"), gatt.Characteristic.Properties.NOTIFY)
         owner.device.add_service(gatt.Service(UUID(owner.profile.uuid("hrs", "service")), [self.measurement]))
         self._next_notify_s = HRS_NOTIFY_PERIOD_S
         self._energy_kj = 0
-        self.beat_times_s: list[float] = []
-        self.beat_rr_ms: list[float] = []
-        """Every beat the heart made (generated ahead of time, so the ECG can draw it)."""
         self._reported = 0
         self.sent: list[tuple[bytes, tuple[float, ...], str]] = []
         """Every notification meant for the host: (packet, RR values in ms, ``PacketFate``)."""
 
-    def beats_ahead(self, until_s: float) -> np.ndarray:
-        """Beat times generated up to ``until_s``; the newest few, for drawing an ECG."""
-        times, rrs = self.beats.until(until_s)
-        self.beat_times_s.extend(times.tolist())
-        self.beat_rr_ms.extend(rrs.tolist())
-        return np.array(self.beat_times_s[-12:])
+    @property
+    def beats(self) -> BeatGenerator:
+        """The beat generator (its ``script`` may be changed while running)."""
+        return self.heart.beats
+
+    @property
+    def beat_times_s(self) -> list[float]:
+        """Every beat the heart made, body seconds (generated ahead of time, so the ECG can draw it)."""
+        return self.heart.beat_times_s
+
+    @property
+    def beat_rr_ms(self) -> list[float]:
+        return self.heart.beat_rr_ms
 
     def encode(self, hr_bpm: int, rr_ms: np.ndarray, contact: bool, with_energy: bool) -> bytes:
         """Heart Rate Measurement per the SIG specification (flags, HR, energy, RR in 1/1024 s)."""
@@ -60,9 +64,10 @@ class HeartRateServer:
         while now_s >= self._next_notify_s:
             t = self._next_notify_s
             self._next_notify_s += HRS_NOTIFY_PERIOD_S
-            self.beats_ahead(t + 1.0)
+            body_t = self.owner.clock.body_s(t)
+            self.heart.until(body_t + 1.0)
             k = self._reported
-            while k < len(self.beat_times_s) and self.beat_times_s[k] <= t:
+            while k < len(self.beat_times_s) and self.beat_times_s[k] <= body_t:
                 k += 1
             rrs = np.array(self.beat_rr_ms[self._reported : k])
             self._reported = k
@@ -77,14 +82,19 @@ class HeartRateServer:
             self.sent.append((packet, tuple(round(r * 1024 / 1000) * 1000 / 1024 for r in rr_sent), fate))
 
 
+def body_heart(heart: HeartScript | Heart | None, rng: np.random.Generator) -> Heart:
+    """The body's heart a strap listens to: the one given, or a heart of its own following a script."""
+    return heart if isinstance(heart, Heart) else Heart(BeatGenerator(heart or HeartScript(), rng))
+
+
 class VirtualHeartRateStrap(VirtualPeripheral):
     """Any Heart Rate Service strap."""
 
     model = "Virtual HRM strap"
 
-    def __init__(self, *args, heart: HeartScript | None = None, **kwargs) -> None:
+    def __init__(self, *args, heart: HeartScript | Heart | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.hrs = HeartRateServer(self, BeatGenerator(heart or HeartScript(), self.rng))
+        self.hrs = HeartRateServer(self, body_heart(heart, self.rng))
 
     def tick_s(self) -> float:
         return 0.25

@@ -14,7 +14,7 @@ from bumble import gatt
 from bumble.core import UUID
 
 from biofeedback.sensors.virtual.peripherals import VirtualPeripheral, gatt_characteristic
-from biofeedback.sensors.virtual.signals import EmgSynth, TensionScript
+from biofeedback.sensors.virtual.signals import EmgBody, EmgSynth, Heart, TensionScript
 
 
 CRC16_CCITT_POLY = 0x1021
@@ -59,6 +59,8 @@ class VirtualOpenEmg(VirtualPeripheral):
         samples_per_frame: int = 20,
         keep_truth: bool = False,
         protocol_version: int = 2,
+        body: EmgBody | None = None,
+        heart: Heart | None = None,
         **kwargs,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -66,7 +68,8 @@ class VirtualOpenEmg(VirtualPeripheral):
         self.script = tension or TensionScript.constant(40.0, 30.0)
         self.sample_rate_hz = sample_rate_hz
         self.samples_per_frame = samples_per_frame
-        self.synth = EmgSynth(sample_rate_hz, self.script, self.rng)
+        self.body, self.heart = body, heart
+        self.synth = EmgSynth(sample_rate_hz, self.script, self.rng, body, heart)
         props = gatt.Characteristic.Properties
         p = self.profile
         self.info = gatt_characteristic(p.uuid("open-emg", "info"), props.READ, gatt.CharacteristicValue(read=lambda _c: self.encode_info()))
@@ -116,7 +119,7 @@ class VirtualOpenEmg(VirtualPeripheral):
             else:
                 if rate != self.sample_rate_hz:  # the ADC restarts at the new rate
                     self.sample_rate_hz = rate
-                    self.synth = EmgSynth(rate, self.script, self.rng)
+                    self.synth = EmgSynth(rate, self.script, self.rng, self.body, self.heart)
                     self._next_index = int(np.ceil(self.clock.now_s() * rate))
                 status = 0
                 self.channel_mask = mask
@@ -152,7 +155,7 @@ class VirtualOpenEmg(VirtualPeripheral):
             idx = np.arange(self._next_index, self._next_index + spf)
             t = idx / fs
             self._next_index += spf
-            uv = self.synth.block(t)
+            uv = self.synth.block(self.clock.body_s(t))
             counts = np.clip(np.round(uv * 1000.0 / self.NV_PER_LSB), -32768, 32767)
             flags = 0
             for c in range(2):

@@ -74,15 +74,22 @@ class PacketFate(StrEnum):
 
 
 class DeviceClock:
-    """A device's own clock: real time since power-on, times ``speed``, with a rate error in ppm."""
+    """A device's own clock: real time since power-on, times ``speed``, with a rate error in ppm.
 
-    def __init__(self, speed: float = 1.0, drift_ppm: float = 0.0) -> None:
+    Body time (the virtual body's heart and muscles) runs at ``speed`` from ``origin`` (``time.monotonic()``, shared by
+    the devices of one world); a device powered on at that origin reads body time times its rate error."""
+
+    def __init__(self, speed: float = 1.0, drift_ppm: float = 0.0, origin: float | None = None) -> None:
         self.speed = speed
         self.rate = speed * (1.0 + drift_ppm * 1e-6)
-        self._t0 = time.monotonic()
+        self._t0 = time.monotonic() if origin is None else origin
 
     def now_s(self) -> float:
         return (time.monotonic() - self._t0) * self.rate
+
+    def body_s(self, device_s: np.ndarray | float) -> np.ndarray | float:
+        """Body seconds at device seconds ``device_s``."""
+        return device_s * (self.speed / self.rate)
 
     def wall_s(self, device_s: float) -> float:
         return device_s / self.rate
@@ -110,11 +117,12 @@ class VirtualPeripheral:
         faults: Faults | None = None,
         seed: int = 0,
         drift_ppm: float = 0.0,
+        clock_origin: float | None = None,
     ) -> None:
         self.profile = profile
         self.name = name
         self.address = address
-        self.clock = DeviceClock(speed, drift_ppm)
+        self.clock = DeviceClock(speed, drift_ppm, clock_origin)
         self.faults = faults or Faults()
         self.rng = np.random.default_rng(seed)
         self.device = radio.new_device(name, address)

@@ -10,9 +10,9 @@ import numpy as np
 from bumble import gatt
 from bumble.core import UUID
 
-from biofeedback.sensors.virtual.hrs import HeartRateServer
+from biofeedback.sensors.virtual.hrs import HeartRateServer, body_heart
 from biofeedback.sensors.virtual.peripherals import VirtualPeripheral, gatt_characteristic
-from biofeedback.sensors.virtual.signals import BeatGenerator, HeartScript, ecg_uv
+from biofeedback.sensors.virtual.signals import Heart, HeartScript, ecg_uv
 
 POLAR_EPOCH_UNIX_S = 946684800
 """2000-01-01T00:00:00Z, the epoch of Polar PMD timestamps."""
@@ -29,9 +29,9 @@ class VirtualPolarH10(VirtualPeripheral):
     SAMPLES_PER_FRAME = 73
     MIN_MTU = 232
 
-    def __init__(self, *args, heart: HeartScript | None = None, ecg_rate_hz: float = 129.6, **kwargs) -> None:
+    def __init__(self, *args, heart: HeartScript | Heart | None = None, ecg_rate_hz: float = 129.6, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.hrs = HeartRateServer(self, BeatGenerator(heart or HeartScript(), self.rng))
+        self.hrs = HeartRateServer(self, body_heart(heart, self.rng))
         props = gatt.Characteristic.Properties
         self.control = gatt_characteristic(
             self.profile.uuid("polar-pmd", "control"),
@@ -99,7 +99,8 @@ class VirtualPolarH10(VirtualPeripheral):
             idx = np.arange(self._next_sample, self._next_sample + self.SAMPLES_PER_FRAME)
             self._next_sample += self.SAMPLES_PER_FRAME
             t = self.sample_time_s(idx)
-            ecg = ecg_uv(t, self.hrs.beats_ahead(t[-1] + 1.0), self.rng)
+            body_t = self.clock.body_s(t)
+            ecg = ecg_uv(body_t, self.hrs.heart.near(body_t[0], body_t[-1]), self.rng)
             if self.faults.electrode_off_at(float(t[0])):
                 ecg = self.rng.normal(0, 3.0, ecg.shape)
             stamp_s = t[-1] + sum(jump for at, jump in self.faults.ecg_timestamp_jumps if t[-1] >= at)

@@ -209,10 +209,14 @@ def test_a_screening_that_forbids_the_start_is_said_and_nothing_opens(qtbot, hom
             qtbot.mouseClick(dialog.findChild(QtWidgets.QRadioButton, f"{q.key}-{answer}"), QtCore.Qt.MouseButton.LeftButton)
         seen.append(dialog.start_button.text())
         qtbot.mouseClick(dialog.start_button, QtCore.Qt.MouseButton.LeftButton)
+        # the dialog now says why it will not start, and the next click closes it
+        assert dialog.isVisible() and dialog.explained and dialog.start_button.text() == "Close"
+        seen.append(dialog.start_button.text())
+        qtbot.mouseClick(dialog.start_button, QtCore.Qt.MouseButton.LeftButton)
 
     QtCore.QTimer.singleShot(300, refuse_consent)
     qtbot.mouseClick(window.findChild(QtWidgets.QPushButton, "start-session"), QtCore.Qt.MouseButton.LeftButton)
-    assert seen == [STOP_TEXT] and window.session_window is None
+    assert seen == [STOP_TEXT, "Close"] and window.session_window is None
     assert window.status.text().startswith("session not started: ") and "answers kept" in window.status.text()
     assert list((home / "clients" / "C009" / "sessions").glob("*.bfsession")) == []
 

@@ -58,7 +58,7 @@ def test_normalize_uuid_rejects(text):
 def test_default_dir_is_the_repository_devices(monkeypatch):
     monkeypatch.delenv("BIOFEEDBACK_DEVICES", raising=False)
     assert default_devices_dir() == REPO_DEVICES
-    assert set(load_profiles()) == {"hrs-strap", "polar-h10", "open-emg"}
+    assert set(load_profiles()) == {"hrs-strap", "polar-h10", "open-emg", "bitalino", "polar-verity"}
 
 
 def test_default_dir_follows_the_environment(monkeypatch, tmp_path):
@@ -69,7 +69,7 @@ def test_default_dir_follows_the_environment(monkeypatch, tmp_path):
 
 
 def test_every_shipped_profile_loads(shipped):
-    assert sorted(shipped) == ["hrs-strap", "open-emg", "polar-h10"]
+    assert sorted(shipped) == ["bitalino", "hrs-strap", "open-emg", "polar-h10", "polar-verity"]
     for name, p in shipped.items():
         assert p.name == name and p.path == REPO_DEVICES / f"{name}.toml"
         assert p.label
@@ -125,7 +125,7 @@ def test_lookups_of_absent_roles_and_streams_say_so(shipped):
 
 
 def test_profiles_are_hashable(shipped):
-    assert len(set(shipped.values())) == 3
+    assert len(set(shipped.values())) == len(shipped)
 
 
 # --- Matching and priority --------------------------------------------------------------------
@@ -146,6 +146,9 @@ def test_profiles_are_hashable(shipped):
         ("MyDevice", [f"b10fee00{EMG_TAIL}"], None),
         ("OpenEMG-3A7F", ["not-a-uuid", f"b10fee00{EMG_TAIL}"], "open-emg"),
         ("Speaker", ["110b"], None),
+        ("Polar Sense 1A2B3C4D", ["180d"], "polar-verity"),
+        ("Polar OH1 1A2B3C4D", ["180d"], "polar-verity"),
+        ("BITalino-3B-8C", ["c566488a-0882-4e1b-a6d0-0b717e652234"], "bitalino"),
     ],
 )
 def test_best_profile(shipped, name, services, expected):

@@ -143,6 +143,8 @@ class Comparison:
     neurokit: dict
     """Per phase: neurokit2 HRV values, or a note saying why not."""
     n_boot: int
+    sensors: list[dict] = field(default_factory=list)
+    """Which sensor and rate each quantity came from (``SessionData.sensors``)."""
 
     def metric(self, key: str) -> MetricChange:
         for m in self.metrics:
@@ -586,5 +588,5 @@ def compare(data: SessionData, phase_a: str | None = None, phase_b: str | None =
     return Comparison(
         session=str(data.path), client_id=meta.get("client_id"), started_utc=meta.get("utc_anchor"), phase_a=a, phase_b=b,
         tension_unit=unit, metrics=metrics, overall=_overall(metrics, phases, b is not None and a is not None), notes=notes,
-        exclusions={p.name: _exclusions(data, p) for p in spans}, neurokit=nk, n_boot=n_boot,
+        exclusions={p.name: _exclusions(data, p) for p in spans}, neurokit=nk, n_boot=n_boot, sensors=data.sensors,
     )

@@ -96,6 +96,9 @@ def render_html(comparison: Comparison, pngs: dict[str, bytes]) -> str:
         for name, title, _, _ in FIGURES if name in pngs
     )
     rows = "".join(_metric_row(m) for m in c.metrics)
+    sensors = "".join(f"<li>{html.escape(x['quantity'])}: {html.escape(str(x['profile']))} ({html.escape(str(x['source']))})"
+                      + (f", {x['rate_hz']:g} Hz" if x.get("rate_hz") else "")
+                      + (f", from {html.escape(x['from'])}" if x.get("from") else "") + "</li>" for x in c.sensors)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Session report {html.escape(str(c.client_id))}</title>
 <style>
@@ -111,6 +114,7 @@ img {{ max-width: 100%; }} figure {{ margin: 1.5em 0; }} small {{ color: #666; }
 <p>Client <b>{html.escape(str(c.client_id))}</b> · {_started(c)} · comparing <b>{html.escape(a)}</b> with <b>{html.escape(b)}</b>
 · tension index in {html.escape(c.tension_unit)} · file {html.escape(Path(c.session).name)}</p>
 <p class="verdict {html.escape(c.overall['label'].replace(' ', '-'))}">{html.escape(c.overall['text'])}</p>
+<h2>Sensors</h2><ul>{sensors or "<li>none recorded</li>"}</ul>
 <h2>What could not be compared</h2><ul>{notes}</ul>
 <h2>Findings</h2><ul>{sentences}</ul>
 <h2>All numbers</h2>

@@ -156,11 +156,12 @@ def test_a_crc_error_is_counted_and_the_stream_resynchronises():
     reader = BitalinoFrameReader(3)
     frames = [f for at in range(0, len(damaged), 20) for f in reader.feed(damaged[at:at + 20])]
     assert reader.crc_errors == 1
-    # Frame 9 is not followed by a good frame, so it goes with the damaged one (the gap after it counts both).
-    assert [f.analog for f in frames] == values[:9] + values[11:-1]
+    # Frame 9 is not followed by a good frame, so it goes with the damaged one; of the three good frames that
+    # resynchronise the reader the first is given up too (the gap after frame 8 counts all three).
+    assert [f.analog for f in frames] == values[:9] + values[12:-1]
     after = frames[9]
-    assert after.resynced and (after.seq - frames[8].seq - 1) % 16 == 2  # two frames missing, by the sequence
-    assert reader.skipped_bytes == 12
+    assert after.resynced and (after.seq - frames[8].seq - 1) % 16 == 3  # three frames missing, by the sequence
+    assert reader.skipped_bytes == 18
 
 
 def test_lost_bytes_are_skipped_and_the_jump_counted_by_the_sequence():
@@ -168,9 +169,9 @@ def test_lost_bytes_are_skipped_and_the_jump_counted_by_the_sequence():
     cut = data[:6 * 20 + 4] + data[6 * 25 + 1:]  # frames 20-25 damaged or gone: 21-24 whole, 20 and 25 in part
     reader = BitalinoFrameReader(3)
     frames = [f for at in range(0, len(cut), 19) for f in reader.feed(cut[at:at + 19])]
-    assert [f.analog for f in frames] == values[:19] + values[26:-1]
-    assert frames[19].resynced and (frames[19].seq - frames[18].seq - 1) % 16 == 7
-    assert reader.skipped_bytes == 6 + 4 + 5
+    assert [f.analog for f in frames] == values[:19] + values[27:-1]
+    assert frames[19].resynced and (frames[19].seq - frames[18].seq - 1) % 16 == 8
+    assert reader.skipped_bytes == 6 + 4 + 5 + 6
 
 
 def test_frames_lost_from_the_sequence_and_the_arrival():

@@ -36,8 +36,13 @@ def test_a_session_on_one_bitalino_records_reports_and_exports(tmp_path, monkeyp
         assert reader.rate_hz("emg", "bitalino") == 1000 and reader.channels("emg", "bitalino") == (
             "left_trapezius", "right_trapezius")
         beats = reader.beats()
+        baseline = next(e for e in reader.events("phase") if e["label"] == "baseline")
     assert beats["t_s"].size > 35
-    assert abs(60000.0 / np.median(beats["rr_raw_ms"]) - 66) < 3  # R peaks of the board's own ECG
+    # R peaks of the board's own ECG; the virtual heart beats at the scripted 66 bpm in the baseline (it slows after
+    # treatment, as a released client's does).
+    during = (beats["t_s"] > baseline["t_s"]) & (beats["t_s"] < baseline["t_s"] + baseline["duration_s"])
+    assert during.sum() > 8
+    assert abs(60000.0 / np.median(beats["rr_raw_ms"][during]) - 66) < 2
     assert "verdict: " in out
 
     # The report says which sensor and rate each number came from.

@@ -20,6 +20,16 @@ from tests.sensors.test_virtual_ble import chain_gain_on_virtual_emg
 EMG_UV_PER_COUNT = 3.3 / 1009 / 1024 * 1e6
 
 
+def test_scan_lists_each_new_sensor_with_its_profile_and_what_it_carries(capsys):
+    assert main(["scan", "--virtual", "--virtual-devices", "bitalino,verity,open-emg"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    bitalino = next(line for line in lines if " bitalino " in line)
+    assert "emg 1000 Hz, ecg 1000 Hz, rr" in bitalino and "BITalino (r)evolution BLE" in bitalino
+    verity = next(line for line in lines if " polar-verity " in line)
+    assert verity.startswith("Polar Sense VIRTUAL") and verity.endswith(": hr, rr")
+    assert any(" open-emg " in line for line in lines)
+
+
 def test_monitor_bitalino_prints_the_emg_and_heart_rate_it_was_told(capsys):
     assert main(["monitor", "--virtual", "--seconds", "24", "--speed", "4", "--json", "--virtual-devices", "bitalino",
                  "--virtual-emg-uv", "40,25", "--virtual-hr", "72"]) == 0

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pytest
 
 from biofeedback.cli import main
 from biofeedback.store import SessionReader
@@ -67,3 +68,24 @@ def test_a_session_on_one_bitalino_records_reports_and_exports(tmp_path, monkeyp
     [edf] = (tmp_path / "edf").glob("*.edf")
     header = edf.read_bytes()[:4096].decode("latin-1")
     assert "left_trapezius" in header and "ecg" in header.lower()
+
+
+def test_the_remembered_choice_is_used_checked_and_a_damaged_file_is_one_line(tmp_path, monkeypatch, capsys):
+    from biofeedback.cli.session import sensor_choice
+    from biofeedback.errors import BiofeedbackError
+    from biofeedback.sensors.profiles import load_profiles
+
+    monkeypatch.setenv("BIOFEEDBACK_HOME", str(tmp_path / "home"))
+    profiles = load_profiles()
+    assert sensor_choice("C020", None, profiles) is None  # nothing chosen yet: the best sensors found
+    assert sensor_choice("C020", "open-emg, polar-verity", profiles) == ("open-emg", "polar-verity")
+    assert sensor_choice("C020", None, profiles) == ("open-emg", "polar-verity")
+    assert "remembered for C020" in capsys.readouterr().out
+    folder = tmp_path / "home/clients/C020"
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    with pytest.raises(BiofeedbackError, match=r"--sensors: 'toaster': give profile names from bitalino, "):
+        sensor_choice("C020", "open-emg,toaster", profiles)
+    assert remembered_sensors("C020") == ("open-emg", "polar-verity")  # a refused choice is not remembered
+    (folder / "sensors.json").write_text("{not json")
+    with pytest.raises(BiofeedbackError, match="sensors.json: not a remembered sensor choice; delete it or choose again"):
+        sensor_choice("C020", None, profiles)

@@ -91,13 +91,16 @@ def _crc4_step(reg: int, nibble: int) -> int:
     return reg ^ nibble
 
 
+_CRC4_BYTE = tuple(tuple(_crc4_step(_crc4_step(reg, byte >> 4), byte & 0xF) for byte in range(256)) for reg in range(16))
+"""The register after one whole byte (both nibbles), by register and byte: one lookup a byte."""
+
+
 def bitalino_crc4(frame: bytes | bytearray) -> int:
     """CRC-4 (x^4 + x + 1, init 0) of a frame, its own CRC nibble (the low nibble of the last byte) taken as 0."""
     reg = 0
-    for i, byte in enumerate(frame):
-        reg = _crc4_step(reg, byte >> 4)
-        reg = _crc4_step(reg, 0 if i == len(frame) - 1 else byte & 0xF)
-    return reg
+    for byte in frame[:-1]:
+        reg = _CRC4_BYTE[reg][byte]
+    return _CRC4_BYTE[reg][frame[-1] & 0xF0] if frame else 0
 
 
 def bitalino_frame_bytes(channels: int) -> int:
@@ -204,9 +207,12 @@ class BitalinoFrameReader:
         self._resynced = False
         self._pos = 0
         """Stream offset of the first byte held: bytes fed (and declared missing, ``gap``) before it."""
+        self._next: BitalinoFrame | None = None
+        """The frame after the first, decoded as the first's look-ahead (decoded once, not twice)."""
 
     def reset(self) -> None:
         """A new acquisition (START after a reconnect): forget the bytes, the sequence and the offset."""
+        self._next = None
         self._buf.clear()
         self._in_step = False
         self._last_seq = None
@@ -219,12 +225,17 @@ class BitalinoFrameReader:
         self._pos += len(self._buf) + missing
         self.skipped_bytes += len(self._buf)
         self._buf.clear()
+        self._next = None
         self._in_step = False
         self._resynced = True
 
     def _drop(self, n: int) -> None:
+        """Take ``n`` bytes off the front; ``_next`` (the frame decoded at ``frame_bytes``) is kept only when
+        whole frames go."""
         del self._buf[:n]
         self._pos += n
+        if n != self.frame_bytes:
+            self._next = None
 
     def _try(self, at: int) -> BitalinoFrame | None:
         try:
@@ -263,12 +274,14 @@ class BitalinoFrameReader:
                 return out
             if len(self._buf) < 2 * self.frame_bytes:
                 return out
-            frame, after = self._try(0), self._try(self.frame_bytes)
+            frame = self._next if self._next is not None else self._try(0)
+            after = self._next = self._try(self.frame_bytes)
             follows = frame is not None and (self._last_seq is None
                                              or frame.seq == (self._last_seq + 1) % BITALINO_SEQ_MODULO)
             if not (follows and after is not None and after.seq == (frame.seq + 1) % BITALINO_SEQ_MODULO):
                 if frame is None or after is None:
                     self.crc_errors += 1
+                self._next = None
                 self._in_step = False
                 self._resynced = True
                 continue

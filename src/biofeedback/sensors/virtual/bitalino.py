@@ -38,13 +38,18 @@ CRC_POLY = 0b10011
 """x^4 + x + 1."""
 
 
-def crc4_gf2(frame: bytes) -> int:
-    """Remainder of the frame (big-endian number, low nibble of the last byte cleared) modulo x^4 + x + 1."""
-    value = int.from_bytes(frame, "big") & ~0xF
-    for bit in range(value.bit_length() - 1, 3, -1):
-        if value >> bit & 1:
-            value ^= CRC_POLY << (bit - 4)
-    return value
+def crc4_gf2(frames: np.ndarray) -> np.ndarray:
+    """Per row of ``frames`` (n, length) bytes: the remainder of the frame read as one big-endian number, the low
+    nibble of its last byte cleared, modulo x^4 + x + 1 (long division over GF(2), a byte at a time, all rows at
+    once)."""
+    frames = np.asarray(frames, dtype=np.int64)
+    rem = np.zeros(len(frames), dtype=np.int64)
+    for i, column in enumerate(frames.T):
+        value = rem << 8 | (column & 0xF0 if i == frames.shape[1] - 1 else column)
+        for bit in range(11, 3, -1):
+            value ^= ((value >> bit) & 1) * (CRC_POLY << (bit - 4))
+        rem = value
+    return rem
 
 
 def volts_to_counts(uv: np.ndarray, gain: float, bits: int = 10) -> np.ndarray:
@@ -140,7 +145,7 @@ class VirtualBitalino(VirtualPeripheral):
         for c in range(6, 0, -1):
             out += (512).to_bytes(2, "little") if c not in WIRING else (500 + c).to_bytes(2, "little")
         out += (890).to_bytes(2, "little") + bytes([0, 0, 0])
-        out[-1] = crc4_gf2(bytes(out))
+        out[-1] |= int(crc4_gf2(np.frombuffer(bytes(out), dtype=np.uint8)[None, :])[0])
         return bytes(out)
 
     def on_disconnected(self) -> None:
@@ -183,14 +188,10 @@ class VirtualBitalino(VirtualPeripheral):
         b[:, 2] = (a[:, 2] & 0x3) << 6 | a[:, 3] >> 4
         b[:, 1] = (a[:, 3] & 0xF) << 4 | a[:, 4] >> 2
         b[:, 0] = (a[:, 4] & 0x3) << 6 | a[:, 5]
-        length = frame_length(k)
-        out = bytearray()
-        for i in range(n):
-            frame = bytearray(b[i, 8 - length:].astype(np.uint8).tobytes())
-            frame[-1] = ((first_seq + i) & 0xF) << 4
-            frame[-1] |= crc4_gf2(bytes(frame))
-            out += frame
-        return bytes(out)
+        frames = b[:, 8 - frame_length(k):].copy()
+        frames[:, -1] = ((first_seq + np.arange(n)) & 0xF) << 4
+        frames[:, -1] |= crc4_gf2(frames)
+        return frames.astype(np.uint8).tobytes()
 
     async def produce(self, now_s: float) -> None:
         fs = self.rate_hz

@@ -25,6 +25,7 @@ from biofeedback.sensors.protocols.bitalino import (
     decode_bitalino_state,
     decode_bitalino_version,
     frames_lost,
+    frames_lost_by_bytes,
 )
 
 # BITalinoCRC.java: CRC4tab, the table of x^4 * v mod (x^4 + x + 1).
@@ -181,6 +182,19 @@ def test_frames_lost_from_the_sequence_and_the_arrival():
     assert frames_lost(0, 0.016, 1000.0, resynced=True) == 16
     assert frames_lost(5, 0.060, 1000.0, resynced=False) == 53  # 5 + 3 * 16, ~60 by arrival
     assert frames_lost(5, -0.5, 1000.0, resynced=False) == 5  # never fewer than the sequence says
+
+
+def test_frames_lost_counted_from_the_sequence_and_the_bytes():
+    # 6-byte frames in 39-byte notifications; step: bytes received from one frame's start to the next one's.
+    assert frames_lost_by_bytes(0, 6, 6, 39, 1000) == 0  # nothing lost
+    # One notification dropped, 7 frames with it: the true distance 8 * 6 = 48 = 9 received + 39.
+    assert frames_lost_by_bytes(7, 9, 6, 39, 1000) == 7
+    # Three dropped, 20 frames: the sequence says 4 (20 mod 16), the bytes (126 = 9 + 3 * 39) say 20, not 4.
+    assert frames_lost_by_bytes(4, 9, 6, 39, 1000) == 20
+    # 228 frames (35 notifications) would fit too, 208 frames further on: the smallest is taken.
+    assert (1 + 228) * 6 - 9 == 35 * 39
+    assert frames_lost_by_bytes(4, 9, 6, 39, 15) is None  # nothing up to 15 fits
+    assert frames_lost_by_bytes(3, 7, 6, 39, 40) is None  # 3, 19, 35: none fits, the sizes were not all 39
 
 
 def test_fuzzed_and_truncated_bytes_never_crash_and_are_counted():

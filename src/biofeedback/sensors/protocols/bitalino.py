@@ -348,6 +348,24 @@ def frames_lost(seq_jump: int, late_s: float, rate_hz: float, resynced: bool) ->
     return seq_jump + BITALINO_SEQ_MODULO * k
 
 
+def frames_lost_by_bytes(jump: int, step_bytes: int, frame_bytes: int, payload_bytes: int, most: int) -> int | None:
+    """Frames lost between two frames ``step_bytes`` apart in the bytes received, the later one's sequence
+    ``jump`` (mod 16) past the one expected, from a board that sends notifications of ``payload_bytes`` each.
+
+    Whole notifications go missing, so the true distance, ``(1 + lost) * frame_bytes``, is the bytes received
+    plus a multiple of ``payload_bytes``; with ``lost = jump + 16 k`` that leaves one count in every
+    ``16 * payload / gcd(16 * frame_bytes, payload)`` frames (208 for 39-byte notifications of 6-byte frames). The
+    smallest is taken: arrival time on a busy host lags by more than that (0.2-0.4 s measured at load 10 on 2
+    cores), while a link that stays up rarely loses so many notifications in a row. None when no count up to
+    ``most`` fits (the notifications were not all of one size).
+    """
+    for lost in range(jump, most + 1, BITALINO_SEQ_MODULO):
+        extra = (1 + lost) * frame_bytes - step_bytes
+        if extra >= 0 and extra % payload_bytes == 0:
+            return lost
+    return None
+
+
 @dataclass(eq=False)
 class _Run:
     """Consecutive frames of one notification, numbered from ``first_index``; ``loss``: frames the sequence says were
@@ -542,22 +560,14 @@ class BitalinoDriver(SampledDriver):
 
     def _frames_lost(self, jump: int, late: float, run: _Run) -> int:
         """Frames lost before ``run``, whose sequence jumped by ``jump`` and whose notifications came ``late`` frames
-        after the fit's time for them.
-
-        A board that sends notifications of one size S loses whole notifications: the bytes between the newest frame
-        placed and this one are then those received plus a multiple of S, which leaves one loss in every
-        16 S / gcd(16 L, S) frames (208 for S = 39 and 6-byte frames) that also fits the sequence. The smallest is
-        taken: arrival time on a busy host lags by more than that (measured: 0.2-0.4 s at load 10 on 2 cores), while
-        a link that stays up rarely loses 0.2 s of notifications in a row. Otherwise, or when none fits, the arrival
-        alone decides (``frames_lost``).
-        """
-        fs, length = self.nominal_rate_hz, self.reader.frame_bytes
+        after the fit's time for them: counted from the bytes (``frames_lost_by_bytes``) when the board's
+        notifications have one size, else from the arrival (``frames_lost``)."""
+        fs = self.nominal_rate_hz
         if self._payload and self._ref_offset is not None and run.frames[0].offset >= 0:
-            step = run.frames[0].offset - self._ref_offset
-            fits = [c for c in range(jump, int(LOSS_MAX_S * fs) + 1, BITALINO_SEQ_MODULO)
-                    if (1 + c) * length >= step and ((1 + c) * length - step) % self._payload == 0]
-            if fits:
-                return fits[0]
+            lost = frames_lost_by_bytes(jump, run.frames[0].offset - self._ref_offset, self.reader.frame_bytes,
+                                        self._payload, int(LOSS_MAX_S * fs))
+            if lost is not None:
+                return lost
         return frames_lost(jump, (late + jump) / fs, fs, resynced=True)
 
     def _place_run(self, run: _Run) -> None:

@@ -89,3 +89,16 @@ def test_the_remembered_choice_is_used_checked_and_a_damaged_file_is_one_line(tm
     (folder / "sensors.json").write_text("{not json")
     with pytest.raises(BiofeedbackError, match="sensors.json: not a remembered sensor choice; delete it or choose again"):
         sensor_choice("C020", None, profiles)
+
+
+def test_home_relaxation_connects_the_sensors_the_therapist_chose(tmp_path, monkeypatch, capsys):
+    from biofeedback.cli import build_parser
+    from biofeedback.cli.relax import prepare
+    from biofeedback.store.sensor_choice import remember_sensors
+
+    monkeypatch.setenv("BIOFEEDBACK_HOME", str(tmp_path / "home"))
+    remember_sensors("C021", ("bitalino",))
+    args = build_parser().parse_args(["relax", "--client", "C021", "--virtual", "--answers", "all-clear"])
+    plan, _, _ = prepare(args, None)
+    assert plan.sensors == ("bitalino",)
+    assert "sensors: bitalino (remembered for C021" in capsys.readouterr().out

@@ -82,7 +82,7 @@ def sensor_choice(client: str, text: str | None, profiles: dict) -> tuple[str, .
     if text is None:
         chosen = remembered_sensors(client)
         if chosen:
-            print(f"sensors: {', '.join(chosen)} (remembered for {client}; --sensors to change)")
+            print(f"sensors: {', '.join(chosen)} (remembered for {client}; `session --sensors` changes them)")
         return chosen
     names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
     unknown = [n for n in names if n not in profiles]

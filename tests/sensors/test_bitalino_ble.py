@@ -8,6 +8,7 @@ import asyncio
 import json
 
 import numpy as np
+import pytest
 
 from biofeedback.cli import main
 from biofeedback.sensors.ble import BleSource, scan
@@ -18,6 +19,30 @@ from tests.sensors.test_virtual_ble import chain_gain_on_virtual_emg
 
 # PLUX data sheets (BITalino (r)evolution EMG: VCC 3.3 V, G 1009; ECG: G 1100), 10-bit channels.
 EMG_UV_PER_COUNT = 3.3 / 1009 / 1024 * 1e6
+
+
+@pytest.mark.parametrize("settings, says", [
+    ("sample_rate_hz = 500", "settings.sample_rate_hz 500: a BITalino offers 1, 10, 100 or 1000 Hz"),
+    ("ecg_input = 2", "must name distinct analog inputs 1-6 (A1-A6), got (1, 2, 2)"),
+    ("ecg_input = 7", "must name distinct analog inputs 1-6 (A1-A6), got (1, 2, 7)"),
+])
+def test_a_wrong_bitalino_setting_is_one_line_before_connecting(tmp_path, settings, says):
+    from bleak.backends.device import BLEDevice
+
+    from biofeedback.errors import BiofeedbackError
+    from biofeedback.sensors.profiles import default_devices_dir, load_profile
+
+    text = (default_devices_dir() / "bitalino.toml").read_text()
+    key = settings.split(" = ")[0]
+    lines = [settings if line.startswith(f"{key} =") else line for line in text.splitlines()]
+    if key == "sample_rate_hz":  # the streams' rate must follow, or the profile check stops it first
+        lines = [line.replace("rate_hz = 1000", "rate_hz = 500") for line in lines]
+    (tmp_path / "bitalino.toml").write_text("\n".join(lines) + "\n")
+    profile = load_profile(tmp_path / "bitalino.toml")
+    with pytest.raises(BiofeedbackError) as err:
+        BleSource(BLEDevice("C0:EE:00:00:00:04", "BITalino", None), profile, SessionClock(), StreamHub(SessionClock()),
+                  None)
+    assert says in str(err.value) and "bitalino.toml" in str(err.value) and "\n" not in str(err.value)
 
 
 def test_scan_lists_each_new_sensor_with_its_profile_and_what_it_carries(capsys):

@@ -115,10 +115,10 @@ def board_index(truth: dict[int, tuple[int, ...]], first: list[tuple[int, ...]])
 
 
 def test_dropped_and_garbled_notifications_and_a_lost_link_leave_every_gap_recorded_with_its_length():
-    faults = Faults(disconnect_at_s=[9.0], offline_s=1.0, drop_rate=0.02, corrupt_rate=0.01)
+    faults = Faults(disconnect_at_s=[6.0], offline_s=1.0, drop_rate=0.02, corrupt_rate=0.01)
     scenario = Scenario(devices=("bitalino",), tension=TensionScript.constant(30.0, 30.0), keep_truth=True,
                         faults={"bitalino": faults})
-    world, source, hub, blocks = asyncio.run(_run(18.0, 2.0, scenario))
+    world, source, hub, blocks = asyncio.run(_run(13.0, 2.0, scenario))
     board = world.peripherals["bitalino"]
     truth = delivered_frames(board)
     assert set(truth) == {0, 1} and board.counters["dropped"] > 5 and board.counters["corrupted"] > 2

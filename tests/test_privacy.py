@@ -150,12 +150,21 @@ def layers(path: Path):
         yield "gunzip", gzip.decompress(data)
     if data.startswith(b"%PDF"):
         for m in re.finditer(rb"stream\r?\n(.*?)endstream", data, re.S):
+            if b"/Image" in data[data.rfind(b"endobj", 0, m.start()):m.start()]:
+                continue  # an image's pixels (its bytes are still scanned above)
             try:
                 inflated = zlib.decompress(m.group(1))
             except zlib.error:
                 continue
             yield "pdf stream", inflated
             yield "pdf text", b"".join(re.findall(rb"\(((?:[^()\\]|\\.)*)\)", inflated))
+        import pypdfium2  # the laid-out text as a reader sees it (fonts may encode it as glyph numbers in the streams)
+
+        doc = pypdfium2.PdfDocument(data)
+        try:
+            yield "pdf page text", "\n".join(doc[i].get_textpage().get_text_range() for i in range(len(doc))).encode()
+        finally:
+            doc.close()
     if path.suffix == ".h5":
         import h5py
 
@@ -207,3 +216,45 @@ def test_shift_days_reaches_the_calibration_and_the_pdf(outputs):
     assert any(s in data for _, data in layers(pdf) for s in spellings(max(outputs["days"])) + spellings(
         min(outputs["days"])))
     assert shifted_day.strftime("%Y%m%d") in meta or shifted_day.strftime("%Y-%m-%d") in meta
+
+
+READ_ONLY = (["trend", "--client", "C404"], ["diary", "--client", "C404", "list"], ["sessions", "--client", "C404"],
+             ["sessions"], ["report", "latest", "--client", "C404"], ["export", "latest", "--client", "C404", "--format", "csv"])
+"""Commands that only read (or fail for want of a session): for a client nobody has recorded, they create nothing."""
+
+
+def test_read_only_commands_create_no_folder(tmp_path, monkeypatch, capsys):
+    home, work = tmp_path / "home", tmp_path / "work"
+    work.mkdir()
+    monkeypatch.setenv("BIOFEEDBACK_HOME", str(home))
+    monkeypatch.chdir(work)
+    for argv in READ_ONLY:
+        assert main(argv) in (0, 2), argv
+    out = capsys.readouterr()
+    assert "no sessions recorded for client C404" in out.out and "no readable recorded session" in out.err
+    assert not home.exists() and not any(work.iterdir())
+    (home / "clients" / "C001").mkdir(parents=True)  # a data folder in use, another client in it
+    for argv in READ_ONLY:
+        main(argv)
+    capsys.readouterr()
+    assert sorted(p.relative_to(home).as_posix() for p in home.rglob("*")) == ["clients", "clients/C001"]
+    assert not any(work.iterdir())
+
+
+def test_reports_and_exports_go_to_the_clients_folder_not_the_working_directory(tmp_path, monkeypatch, capsys):
+    home, work = tmp_path / "home", tmp_path / "work"
+    work.mkdir()
+    monkeypatch.setenv("BIOFEEDBACK_HOME", str(home))
+    monkeypatch.chdir(work)
+    session = tmp_path / "example-demo.bfsession"
+    session.write_bytes((Path(__file__).resolve().parents[1] / "recordings" / "example-demo.bfsession").read_bytes())
+    assert main(["report", str(session), "--json"]) == 0
+    assert main(["export", str(session), "--format", "csv"]) == 0
+    out = capsys.readouterr().out
+    reports = home / "clients" / "demo" / "reports"  # the recording's client
+    assert (reports / "example-demo-report.json").is_file() and f"wrote {reports / 'example-demo-report.json'}" in out
+    assert any((reports / "example-demo-csv").glob("*_events.csv")) and f"to {reports / 'example-demo-csv'}" in out
+    assert stat.S_IMODE(reports.stat().st_mode) == 0o700
+    assert not any(work.iterdir())
+    assert main(["report", str(session), "--json", "--out", "mine"]) == 0  # the working directory only when asked
+    assert (work / "mine" / "example-demo-report.json").is_file()

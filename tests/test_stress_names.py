@@ -86,8 +86,9 @@ def test_dashboard_names_the_live_value_kubios_si_with_its_unit(qtbot, tmp_path)
 
 
 def test_report_html_and_json_use_the_same_names_and_units(recorded):
-    c = compare(load_session(recorded), n_boot=100)
-    page = html.unescape(re.sub(r"data:image/png;base64,[^'\"]+", "", render_html(c, {})))
+    data = load_session(recorded)
+    c = compare(data, n_boot=100)
+    page = html.unescape(re.sub(r"data:image/png;base64,[^'\"]+", "", render_html(c, data, {})))
     doc = json.loads(json.dumps(c.to_dict()))
     by_key = {m["key"]: m for m in doc["metrics"]}
     for q in (BAEVSKY_SI, PNS, SNS):  # the report's per-phase quantities

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import io
 import json
 import os
@@ -17,13 +18,15 @@ from conftest import Script, write_session
 
 from biofeedback.analysis import PRIMARY, compare, load_session
 from biofeedback.analysis.diary import add_entry, read_diary
-from biofeedback.analysis.report import figures, render_html, write_report
+from biofeedback.analysis.report import figures, headlines, render_html, write_report
 from biofeedback.analysis.trend import session_trend, trend_figure
-from biofeedback.analysis.plots import png_bytes
+from biofeedback.analysis.plots import emg_figure, png_bytes
 from biofeedback.cli import main
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "_artifacts" / "analysis"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+UNROUNDED = re.compile(r"(?<![\d.])(?:[1-9]\d*\.\d{3,}|0\.0*[1-9]\d{3,})")
+"""A decimal number with four or more significant digits after its point: not rounded for a reader."""
 PROTOCOL = (Path(__file__).resolve().parents[1] / "data" / "protocols" / "analysis-report.toml").read_text()
 CALIBRATION = (Path(__file__).resolve().parents[1] / "data" / "calibration" / "test-quick.toml").read_text()
 
@@ -59,8 +62,31 @@ def _save_pictures(name: str, pngs: dict[str, bytes]) -> None:
         (ARTIFACTS / f"{name}-{key}.png").write_bytes(png)
 
 
-def test_report_of_a_virtual_recording(virtual_recording, tmp_path):
+def pdf_pages(path: Path, name: str) -> list[str]:
+    """Each page's text (pdfium's extraction); each page saved as PNG under tests/_artifacts/analysis for a look."""
+    import pypdfium2
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    doc = pypdfium2.PdfDocument(path)
+    try:
+        texts = []
+        for i in range(len(doc)):
+            page = doc[i]
+            page.render(scale=1.4).to_pil().save(ARTIFACTS / f"{name}-page{i + 1}.png")
+            texts.append(page.get_textpage().get_text_range())
+        return texts
+    finally:
+        doc.close()
+
+
+def shown_text(page: str) -> str:
+    """An HTML page without its embedded pictures."""
+    return re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", page)
+
+
+def test_report_of_a_virtual_recording(virtual_recording, tmp_path, monkeypatch):
     out = tmp_path / "reports"
+    monkeypatch.setenv("BIOFEEDBACK_HOME", str(virtual_recording.parents[3]))  # the client sheet reads V001's sessions
     code, text = _quiet("report", str(virtual_recording), "--html", "--pdf", "--json", "--out", str(out))
     assert code == 0, text
     assert "processing" in text  # progress went to stderr
@@ -73,9 +99,48 @@ def test_report_of_a_virtual_recording(virtual_recording, tmp_path):
     assert summary["exclusions"]["baseline"]["beats_used"] > 60
     for f in out.iterdir():
         assert stat.S_IMODE(f.stat().st_mode) == 0o600
-    assert next(out.glob("*-report.pdf")).read_bytes().startswith(b"%PDF")
+    left = next(m for m in summary["metrics"] if m["key"] == "emg.left_trapezius.rms_uv")
+    pages = pdf_pages(next(out.glob("*-report.pdf")), "virtual-report")
+    n = len(pages)
+    assert n >= 3 and all(f"Page {i} of {n}" in t for i, t in enumerate(pages, 1))
+    first = pages[0]
+    # the therapist's page: the headline per side in plain words with its interval, traces, exclusions, sensors
+    assert "Session summary" in first and "Researcher appendix" not in first
+    assert f"Left shoulder: tension fell by {abs(left['change']):.0f} %" in " ".join(first.split())
+    assert (f"most likely between {abs(left['change_ci'][1]):.0f} and {abs(left['change_ci'][0]):.0f} % lower"
+            in " ".join(first.split()))
+    assert "Right shoulder:" in first and "Markers and notes" in first and "trigger-point pressure" in first
+    left_out = " ".join(first.split("Left out, and why")[1].split("Sensors")[0].split())
+    assert re.search(r"(baseline|post): |nothing: every second", left_out), left_out
+    assert "open-emg" in first and "virtual" in first  # the sensors as recorded
+    assert "Researcher appendix" in pages[1]
+    everything = "\n".join(pages)
+    assert "µV" in everything and not re.search(r"(?<![A-Za-z])uV", everything)
+    assert "{'" not in everything and not UNROUNDED.search(everything)  # no raw dicts, numbers rounded
+    client = pdf_pages(next(out.glob("*-client.pdf")), "virtual-client")
+    assert "Your session on" in client[0] and "Page 1 of" in client[0] and "your shoulders relaxed" in client[0]
+    assert "Researcher" not in "".join(client) and "SDC" not in "".join(client)
+    html_page = shown_text(next(out.glob("*-report.html")).read_text())
+    assert "Left shoulder:" in html_page and "data:image" not in html_page
     data = load_session(virtual_recording)
     _save_pictures("virtual", figures(data, compare(data, n_boot=200)))
+
+
+def test_marker_labels_on_the_traces_never_overlap(make_session):
+    data = load_session(make_session(seed=3))
+    close = [{"kind": "marker", "t_s": 130.0 + 1.5 * i, "duration_s": 0.0, "label": f"technique {i}", "data": None}
+             for i in range(9)]
+    data = dataclasses.replace(data, markers=close + data.markers)
+    fig = emg_figure(data)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    labels = [t for ax in fig.axes for t in ax.texts if t.get_gid() == "marker-label"]
+    assert sorted(int(t.get_text()) for t in labels) == list(range(1, len(data.markers) + 1))
+    boxes = [t.get_bbox_patch().get_window_extent(renderer) for t in labels]
+    touching = [(labels[i].get_text(), labels[j].get_text()) for i in range(len(boxes)) for j in range(i)
+                if boxes[i].overlaps(boxes[j])]
+    assert touching == []
+    _save_pictures("markers", {"emg": png_bytes(fig)})
 
 
 def test_html_report_is_self_contained_with_every_plot(make_session):
@@ -84,11 +149,15 @@ def test_html_report_is_self_contained_with_every_plot(make_session):
     pngs = figures(data, c)
     assert set(pngs) == {"emg", "heart", "bars", "tachogram"}
     _save_pictures("synthetic", pngs)
-    page = render_html(c, pngs)
+    page = render_html(c, data, pngs)
     assert page.count("data:image/png;base64,") == 4
-    assert "src='http" not in page and "<link" not in page
-    assert "Released: Trapezius tension index (both sides) fell" in page
-    first = page.split("data:image/png;base64,")[1].split("'")[0]
+    assert "src=\"http" not in page and "<link" not in page
+    text = shown_text(page)
+    left = c.metric("emg.left_trapezius.rms_uv")
+    assert f"tension fell by {abs(left.change):.0f} %" in text
+    assert "µV" in text and not re.search(r"(?<![A-Za-z])uV", text)
+    assert "{'" not in text and not UNROUNDED.search(text)
+    first = page.split("data:image/png;base64,")[1].split('"')[0]
     assert base64.b64decode(first).startswith(PNG_MAGIC)
     doc = c.to_dict()
     json.dumps(doc, allow_nan=False)
@@ -104,6 +173,10 @@ def test_too_short_session_says_what_cannot_be_judged(make_session, tmp_path):
     assert re.search(r"too little clean data in baseline \(1\d s; needs 30 s\)", c.metric(PRIMARY).sentence)
     assert "too few clean beats in baseline" in c.metric("heart.rmssd_ms").sentence
     assert "neurokit2 HRV needs ≥ 60 s" in c.neurokit["baseline"]["note"]
+    left, _, heart = headlines(c)  # in plain words, and why
+    assert re.fullmatch(r"tension could not be compared: too little clean data in baseline \(1\d s; needs 30 s\)\.",
+                        left["text"]) and left["who"] == "Left shoulder:"
+    assert heart["text"].startswith("heart-rate variability could not be compared: too few clean beats in baseline")
     assert write_report(data, c, tmp_path / "r", pdf_out=True)
 
 
@@ -113,6 +186,8 @@ def test_missing_sensor_and_missing_post_phase(make_session, tmp_path):
     assert any("no EMG sensor" in n for n in c.notes)
     assert c.overall["label"] == "not comparable"
     assert "Trapezius tension cannot be compared (no EMG in this recording)" in c.overall["text"]
+    assert headlines(c)[0] == {"who": "Shoulders:", "text": "tension was not measured (no EMG in this recording).",
+                               "verdict": ""}
     assert c.metric("heart.rmssd_ms").verdict == "rose"
     assert set(figures(heart_only, c)) == {"heart", "bars", "tachogram"}
 
@@ -170,3 +245,29 @@ def test_report_command_errors_are_one_line(make_session):
     code, text = _quiet("report", str(path.with_name("missing.bfsession")))
     assert code == 2 and "no session file" in text
     assert os.path.exists(path)
+
+
+def test_pdf_without_pango_is_one_line_naming_what_to_install(make_session, tmp_path):
+    """A machine without Pango: the system's library loader (cffi's dlopen, not ours) refuses every Pango name."""
+    import subprocess
+    import sys
+
+    session = make_session(seed=2)
+    out = tmp_path / "reports"
+    script = ("import cffi.api as api\n"
+              "load = api.FFI.dlopen\n"
+              "def refuse(self, name, flags=0):\n"
+              "    if 'pango' in str(name):\n"
+              "        raise OSError(f'cannot load library {name!r}: No such file or directory')\n"
+              "    return load(self, name, flags)\n"
+              "api.FFI.dlopen = refuse\n"
+              "from biofeedback.cli import main\n"
+              f"raise SystemExit(main(['report', {str(session)!r}, '--pdf', '--html', '--out', {str(out)!r}]))\n")
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert run.returncode == 2, run.stderr
+    [line] = [x for x in run.stderr.splitlines() if not x.startswith("...")]
+    assert line.startswith("biofeedback: error: PDF reports need the Pango text library")
+    assert "apt install libpango-1.0-0" in line and "cannot load library" in line
+    assert "-----" not in run.stdout + run.stderr  # WeasyPrint's own notice held back
+    assert not out.exists()  # said before anything was written

@@ -229,3 +229,20 @@ def test_study_finds_the_scripted_effects_and_redoes_nothing(study_home, tmp_pat
         assert main(["study", "--home", str(study_home), "--out", str(out), "--scheduler", cluster.scheduler_address]) == 0
         assert "1 analysed on 1 Dask workers" in capsys.readouterr().out
         assert len(log.finished) == 1 and log.finished[0].startswith("biofeedback-session-")
+
+
+def test_a_headache_of_unknown_length_is_unknown_in_the_study_tables():
+    """A diary entry without its duration makes that day's and that window's hours unknown, never 0 or a partial sum."""
+    from biofeedback.analysis.study import diary_days
+    from biofeedback.analysis.study_stats import diary_windows
+
+    today = dt.date(2024, 3, 10)
+    sessions = pd.DataFrame({"client_id": ["S01", "S02"], "date": ["2024-03-01", "2024-03-01"]})
+    entry = {"intensity": 5.0, "medication": "", "added_utc": 0}
+    diaries = {"S01": [{**entry, "date": "2024-03-02", "duration_h": None}, {**entry, "date": "2024-03-03", "duration_h": 2.0}],
+               "S02": [{**entry, "date": "2024-03-02", "duration_h": 1.5}, {**entry, "date": "2024-03-03", "duration_h": 2.0}]}
+    days = diary_days(sessions, diaries, today).set_index(["client_id", "date"])
+    assert pd.isna(days.loc[("S01", "2024-03-02"), "duration_h"]) and days.loc[("S01", "2024-03-03"), "duration_h"] == 2.0
+    windows = diary_windows(sessions, days.reset_index(), 7, today).set_index("client_id")
+    assert pd.isna(windows.loc["S01", "headache_hours"]) and windows.loc["S02", "headache_hours"] == 3.5
+    assert (windows["headache_days"] == 2).all()

@@ -19,6 +19,15 @@ from biofeedback.session.runner import SessionPlan  # noqa: E402
 
 
 
+def relax_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    """``biofeedback relax`` for C001 on virtual sensors at 20x, headless, screening all clear: (exit code, out, err)."""
+    from biofeedback.cli import main
+
+    code = main(["relax", "--client", "C001", "--virtual", "--speed", "20", "--answers", "all-clear", "--headless", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
 def protocol_text(baseline_s: float, relax_s: float, post_s: float) -> str:
     return f"""
 name = "test-home"

@@ -54,8 +54,9 @@ def test_a_session_on_one_bitalino_records_reports_and_exports(tmp_path, monkeyp
     assert by_quantity["EMG tension"]["profile"] == "bitalino" and by_quantity["EMG tension"]["rate_hz"] == 1000
     assert by_quantity["heart rate and HRV"]["from"] == "R peaks in its ECG"
     assert any(m["key"].startswith("emg") or "tension" in m["key"] for m in doc["metrics"])
-    html = next((tmp_path / "reports").glob("*.html")).read_text()
-    assert "bitalino (bitalino), 1000 Hz" in html
+    pages = [p.read_text() for p in (tmp_path / "reports").glob("*.html")]
+    assert any("EMG tension: bitalino at 1000 Hz" in page and "heart rate and HRV: bitalino, from R peaks in its ECG"
+               in page for page in pages)
 
     # Exports: EDF+ and HDF5 carry both EMG channels and the ECG, with the source and rate in their metadata.
     assert main(["export", str(session), "--format", "hdf5", "--out", str(tmp_path / "h5")]) == 0

@@ -33,6 +33,9 @@ def answer_when_shown(qtbot, choices: dict[str, str] | None) -> None:
             return
         click(qtbot, dialog, choices)
         qtbot.mouseClick(dialog.start_button, QtCore.Qt.MouseButton.LeftButton)
+        if dialog.isVisible():  # a stopping answer: the dialog said why; the next click closes it
+            assert dialog.explained and dialog.start_button.text() == "Close"
+            qtbot.mouseClick(dialog.start_button, QtCore.Qt.MouseButton.LeftButton)
     QtCore.QTimer.singleShot(200, act)
 
 

@@ -55,7 +55,9 @@ from biofeedback.dsp import (
     frequency_hrv,
     pns_index,
     sns_index,
+    spectrum_unavailable_reason,
 )
+from biofeedback.dsp.emg import UPPER_EDGE_FRACTION_OF_FS
 from biofeedback.errors import BiofeedbackError, Reason
 from biofeedback.vocab import Verdict
 
@@ -143,6 +145,8 @@ class Comparison:
     neurokit: dict
     """Per phase: neurokit2 HRV values, or a note saying why not."""
     n_boot: int
+    emg_processing: dict = field(default_factory=dict)
+    """The EMG sensor's rate, the band-pass the EMG numbers come from, and whether spectral measures are available."""
     sensors: list[dict] = field(default_factory=list)
     """Which sensor and rate each quantity came from (``SessionData.sensors``)."""
 
@@ -434,6 +438,18 @@ def _emg_metrics(data: SessionData, a: PhaseSpan, b: PhaseSpan | None, rng, n_bo
     return out, index.unit
 
 
+def _emg_processing(track: EmgTrack) -> tuple[dict, list[str]]:
+    """What the EMG numbers were computed from (sensor rate, band-pass) and whether spectra exist at that rate; notes."""
+    rate, (low, high) = track.sensor_rate_hz, track.band_hz
+    reason = spectrum_unavailable_reason(rate)
+    notes = [f"EMG: {reason}"] if reason else []
+    if high < UPPER_EDGE_FRACTION_OF_FS * 1000.0:
+        notes.append(f"EMG band-pass {low:g}-{high:g} Hz at the sensor's {rate:g} Hz (the upper edge is at most "
+                     f"{UPPER_EDGE_FRACTION_OF_FS:g} of the rate; the usual 20-450 Hz needs 1000 Hz): its levels are not "
+                     "comparable with a faster sensor's")
+    return {"sensor_rate_hz": rate, "band_hz": (low, high), "spectral": reason or "available"}, notes
+
+
 def _heart_metrics(data: SessionData, a: PhaseSpan, b: PhaseSpan | None, rng, n_boot: int, phases) -> list[MetricChange]:
     ua = _beat_units(data, a)
     ub = _beat_units(data, b) if b else None
@@ -566,6 +582,10 @@ def compare(data: SessionData, phase_a: str | None = None, phase_b: str | None =
     rng = np.random.default_rng(seed)
     metrics: list[MetricChange] = []
     unit = "uV"
+    processing: dict = {}
+    if data.emg is not None:
+        processing, emg_notes = _emg_processing(data.emg)
+        notes += emg_notes
     if a is not None and data.emg is not None:
         if progress:
             progress(f"EMG statistics ({n_boot} block-bootstrap resamples)")
@@ -588,5 +608,6 @@ def compare(data: SessionData, phase_a: str | None = None, phase_b: str | None =
     return Comparison(
         session=str(data.path), client_id=meta.get("client_id"), started_utc=meta.get("utc_anchor"), phase_a=a, phase_b=b,
         tension_unit=unit, metrics=metrics, overall=_overall(metrics, phases, b is not None and a is not None), notes=notes,
-        exclusions={p.name: _exclusions(data, p) for p in spans}, neurokit=nk, n_boot=n_boot, sensors=data.sensors,
+        exclusions={p.name: _exclusions(data, p) for p in spans}, neurokit=nk, n_boot=n_boot, emg_processing=processing,
+        sensors=data.sensors,
     )

@@ -158,6 +158,10 @@ class EmgTrack:
     flagged: np.ndarray
     """(n, channels) True where ``EmgProcessor`` flagged a sample."""
     annotations: Annotations
+    sensor_rate_hz: float = float("nan")
+    """The recorded stream's sample rate (``rate_hz`` is the analysis rate of ``rms_uv``)."""
+    band_hz: tuple[float, float] = (float("nan"), float("nan"))
+    """The band-pass ``EmgProcessor`` used at ``sensor_rate_hz`` (its upper edge is at most 0.45 of the rate)."""
 
     @cached_property
     def hands_on(self) -> np.ndarray:
@@ -300,6 +304,8 @@ class _Emg:
     """``BAD_contact`` stretches: runs of blocks in which the sensor reported lost skin contact, each from its
     first sample to half a sample after its last (so the next block's first sample, whose time may jitter
     early, stays out)."""
+    sensor_rate_hz: float
+    band_hz: tuple[float, float]
 
 
 def _process_emg(reader: SessionReader, progress: Progress | None) -> _Emg | None:
@@ -329,6 +335,7 @@ def _process_emg(reader: SessionReader, progress: Progress | None) -> _Emg | Non
     breaks = np.flatnonzero(np.diff(t) > EMG_BREAK_S) + 1
     step = max(1, round(rate / ANALYSIS_RATE_HZ))
     out_t, out_rms, out_flagged = [], [], []
+    band_hz = EmgProcessor(rate, channels=x.shape[1]).band_hz
     for seg in np.split(np.arange(t.size), breaks):
         if seg.size == 0:
             continue
@@ -337,7 +344,7 @@ def _process_emg(reader: SessionReader, progress: Progress | None) -> _Emg | Non
         out_rms.append(rms)
         out_flagged.append(flagged)
     return _Emg(tuple(channels), rate / step, np.concatenate(out_t), np.concatenate(out_rms), np.concatenate(out_flagged),
-                contact)
+                contact, rate, band_hz)
 
 
 def load_session(path: str | Path, progress: Progress | None = None) -> SessionData:
@@ -360,7 +367,7 @@ def load_session(path: str | Path, progress: Progress | None = None) -> SessionD
     stretches = events + (processed.contact if processed is not None else [])
     annotations = Annotations(tuple(sorted(stretches, key=lambda a: (a.onset_s, a.description))))
     emg = None if processed is None else EmgTrack(processed.channels, processed.rate_hz, processed.t_s, processed.rms_uv,
-                                                  processed.flagged, annotations)
+                                                  processed.flagged, annotations, processed.sensor_rate_hz, processed.band_hz)
     if beats["t_s"].size:
         keep = beats["source"] == beats["source"][0]
         t, rr, flags, index = offline_correction(beats["t_s"][keep], beats["rr_raw_ms"][keep])

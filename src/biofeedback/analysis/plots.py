@@ -18,6 +18,8 @@ from biofeedback.vocab import EventKind  # noqa: E402
 
 PHASE_COLOURS = {"rest": "#d8ecd8", "treatment": "#f6e3c6", "task": "#dfe3f3"}
 HANDS_ON_COLOUR = "#e8a33d"
+MARKER_ROWS = 6
+"""Rows of marker numbers at the top of a plot; a number moves down a row rather than touch another."""
 ROLLING_RMSSD_S = 30.0
 """Window of the rolling RMSSD curve."""
 BAR_METRICS = (PRIMARY, "emg.left_trapezius.rms_uv", "emg.right_trapezius.rms_uv", "heart.hr_bpm", "heart.rmssd_ms",
@@ -32,8 +34,33 @@ def png_bytes(fig: Figure, dpi: int = 110) -> bytes:
     return buf.getvalue()
 
 
+def numbered_markers(data: SessionData) -> list[dict]:
+    """The session's markers and notes in time order, each with its number (1, 2, ...) as the plots label it."""
+    return [{**m, "number": i} for i, m in enumerate(sorted(data.markers, key=lambda m: m["t_s"]), 1)]
+
+
+def _label_markers(ax, markers: list[dict]) -> None:
+    """Each marker's number in a small box at the top of ``ax``, moved down a row wherever it would touch a label
+    already placed (placement in display pixels, so it holds whatever the figure size)."""
+    fig = ax.figure
+    renderer = fig.canvas.get_renderer()
+    placed: list = []
+    for m in markers:
+        for row in range(MARKER_ROWS):
+            text = ax.text(m["t_s"], 0.97 - row * 0.13, str(m["number"]), transform=ax.get_xaxis_transform(), ha="center",
+                           va="top", fontsize=8, color="#222222", gid="marker-label", zorder=4,
+                           bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "#7a3db8", "lw": 0.6})
+            text.update_bbox_position_size(renderer)
+            box = text.get_bbox_patch().get_window_extent(renderer).padded(1.0)
+            if not any(box.overlaps(other) for other in placed) or row == MARKER_ROWS - 1:
+                placed.append(box)
+                break
+            text.remove()
+
+
 def _context(ax, data: SessionData, labels: bool) -> None:
-    """Shade phases, hands-on intervals and gaps; draw markers."""
+    """Shade phases, hands-on intervals and gaps; draw markers (numbered where ``labels``: see ``numbered_markers``)."""
+    ax.set_xlim(0.0, max(data.duration_s, 1.0))  # before the labels are placed in pixels
     for p in data.phases:
         ax.axvspan(p.start_s, p.end_s, color=PHASE_COLOURS.get(p.kind, "#eeeeee"), zorder=0, lw=0)
         if labels:
@@ -43,19 +70,25 @@ def _context(ax, data: SessionData, labels: bool) -> None:
         ax.axvspan(a, b, ymin=0, ymax=0.04, color=HANDS_ON_COLOUR, zorder=1, lw=0)
     for g in data.gaps:
         ax.axvspan(g.start_s, g.end_s, color="#999999", alpha=0.4, zorder=1, lw=0)
-    for m in data.markers:
+    markers = numbered_markers(data)
+    for m in markers:
         ax.axvline(m["t_s"], color="#7a3db8" if m["kind"] == EventKind.MARKER else "#444444", ls="--", lw=0.8, zorder=2)
-        if labels:
-            ax.text(m["t_s"], 0.97, " " + m["label"][:32], transform=ax.get_xaxis_transform(), rotation=90, va="top",
-                    ha="right", fontsize=7, color="#333333")
+    if labels:
+        _label_markers(ax, markers)
 
 
-def emg_figure(data: SessionData) -> Figure | None:
+WIDTH_IN = 11.0
+"""Width of the session figures; a narrower one keeps their shape with larger text where it is printed small."""
+
+
+def emg_figure(data: SessionData, width_in: float = WIDTH_IN) -> Figure | None:
     """Moving RMS per trapezius side over the whole session; excluded samples greyed."""
     e = data.emg
     if e is None:
         return None
-    fig, axes = plt.subplots(len(e.channels), 1, sharex=True, figsize=(11, 2.3 * len(e.channels) + 0.6), squeeze=False)
+    scale = width_in / WIDTH_IN
+    fig, axes = plt.subplots(len(e.channels), 1, sharex=True, figsize=(width_in, (2.3 * len(e.channels) + 0.6) * scale),
+                             squeeze=False)
     for c, (ax, ch) in enumerate(zip(axes[:, 0], e.channels)):
         _context(ax, data, labels=c == 0)
         good = np.where(e.valid[:, c], e.rms_uv[:, c], np.nan)
@@ -66,7 +99,7 @@ def emg_figure(data: SessionData) -> Figure | None:
         top = np.nanpercentile(e.rms_uv[:, c], 99.5) if np.isfinite(e.rms_uv[:, c]).any() else 1.0
         ax.set_ylim(0, top * 1.15)
     axes[0, 0].legend(loc="lower left", fontsize=7, framealpha=0.8)
-    axes[-1, 0].set_xlabel("session time (s)   — dashed: markers and notes; orange bar: hands on; grey: gaps")
+    axes[-1, 0].set_xlabel("session time (s)   — numbered dashes: markers and notes; orange bar: hands on; grey: gaps")
     fig.suptitle("Trapezius EMG over the session", y=1.04)
     return fig
 
@@ -90,14 +123,14 @@ def _broken(t: np.ndarray, y: np.ndarray, contiguous: np.ndarray) -> tuple[np.nd
     return np.insert(t, at, np.nan), np.insert(y, at, np.nan)
 
 
-def heart_figure(data: SessionData) -> Figure | None:
+def heart_figure(data: SessionData, width_in: float = WIDTH_IN) -> Figure | None:
     """Beat-to-beat heart rate and a rolling 30-s RMSSD over the session."""
     b = data.beats
     if b is None:
         return None
     ok = b.valid
     t, rr = b.t_s[ok], b.rr_ms[ok]
-    fig, (ax1, ax2) = plt.subplots(2, 1, sharex=True, figsize=(11, 4.8))
+    fig, (ax1, ax2) = plt.subplots(2, 1, sharex=True, figsize=(width_in, 4.8 * width_in / WIDTH_IN))
     for ax in (ax1, ax2):
         _context(ax, data, labels=ax is ax1)
     contiguous = contiguous_with_previous(t, rr)

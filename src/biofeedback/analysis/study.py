@@ -88,7 +88,7 @@ SESSION_COLUMNS = {
     "window_complete": ("true/false", "window_end is on or before the study date, so the window was observed whole"),
     "headache_days": ("days", "days in the window with at least one diary entry"),
     "mean_intensity": ("0-10", "mean over the window's days of the day's highest intensity (0 on a day without entry)"),
-    "headache_hours": ("h", "sum of the durations of the window's entries"),
+    "headache_hours": ("h", "sum of the durations of the window's entries (empty when one is unknown)"),
     "problems": ("", "what is missing or doubtful in the recording, in words; empty if nothing"),
     "error": ("", "why the session could not be analysed (then most columns are empty)"),
 }
@@ -131,7 +131,7 @@ DIARY_COLUMNS = {
     "date": ("YYYY-MM-DD", "calendar day"),
     "headache": ("0/1", "1 if the diary has an entry that day"),
     "intensity_max": ("0-10", "highest intensity entered that day (0 without entry)"),
-    "duration_h": ("h", "sum of the day's entries' durations"),
+    "duration_h": ("h", "sum of the day's entries' durations (empty when one was entered without its duration)"),
     "medication": ("", "medication entered that day, joined with '; '"),
     "entries": ("count", "diary entries that day"),
     "sessions": ("count", "sessions recorded that day"),
@@ -392,7 +392,8 @@ def diary_days(sessions: pd.DataFrame, diaries: dict[str, list[dict]], today: dt
             es = by_day.get(iso, [])
             rows.append({"client_id": client, "date": iso, "headache": int(bool(es)),
                          "intensity_max": max((e["intensity"] for e in es), default=0.0),
-                         "duration_h": float(sum(e["duration_h"] for e in es)),
+                         "duration_h": None if any(e["duration_h"] is None for e in es)  # one unknown
+                         else float(sum(e["duration_h"] for e in es)),
                          "medication": "; ".join(e["medication"] for e in es if e.get("medication")),
                          "entries": len(es), "sessions": n_sessions,
                          "days_since_session": None if last_session is None else (day - last_session).days})

@@ -132,7 +132,7 @@ def diary_windows(sessions: pd.DataFrame, days: pd.DataFrame, window_days: int, 
         cols["window_complete"].append(end <= today)
         cols["headache_days"].append(int(sel["headache"].sum()))
         cols["mean_intensity"].append(float(sel["intensity_max"].mean()) if len(sel) else None)
-        cols["headache_hours"].append(float(sel["duration_h"].sum()))
+        cols["headache_hours"].append(float(sel["duration_h"].sum(skipna=False)))  # NaN: a duration not known
     for c, values in cols.items():
         out[c] = values
     return out.astype({"window_start": "string", "window_end": "string", "window_complete": "boolean",

@@ -22,7 +22,7 @@ import numpy as np
 
 from biofeedback.analysis.compare import PRIMARY, _clean, compare
 from biofeedback.analysis.data import Progress, load_session
-from biofeedback.analysis.diary import read_diary
+from biofeedback.analysis.diary import duration_text, read_diary
 from biofeedback.analysis.plots import png_bytes
 from biofeedback.analysis.report import _write
 from biofeedback.store import StoreError, list_sessions
@@ -78,7 +78,7 @@ def format_trend(rows: list[dict], diary: list[dict]) -> str:
                      + (f"  ({r['problem']})" if r["problem"] else ""))
     lines.append("")
     lines.append("headache diary:")
-    lines += [f"  {e['date']}  intensity {e['intensity']:.0f}/10  {e['duration_h']:.1f} h  {e['medication'] or '-'}"
+    lines += [f"  {e['date']}  intensity {e['intensity']:.0f}/10  {duration_text(e)}  {e['medication'] or '-'}"
               for e in diary] or ["  (empty)"]
     return "\n".join(lines)
 
@@ -101,7 +101,8 @@ def trend_figure(rows: list[dict], diary: list[dict]):
             err = np.nan_to_num(np.abs(ci.T - y))
             ax.errorbar(x, y, yerr=err, fmt="o", color=colour, capsize=3, label="baseline" if which == "a" else "post")
         ax.set_ylabel(title)
-        ax.legend(fontsize=8, loc="best")
+        if ax.get_legend_handles_labels()[1]:  # a client with no sessions yet has nothing to name
+            ax.legend(fontsize=8, loc="best")
     for r in rows:
         m = r["metrics"].get(PRIMARY)
         if m and r["started"] and np.isfinite(m["a"]):

@@ -2,7 +2,7 @@
 
 One module per group of commands: ``sensors`` (devices, scan, monitor, replay), ``session`` (session,
 calibrate), ``relax`` (relax) and ``records`` (export, sessions, report, trend, diary); ``common`` holds the
-argument helpers they share. Every command imports what it needs when it runs, so ``biofeedback --version``
+argument helpers they share. ``home`` (and no command at all on a desktop) opens the home window. Every command imports what it needs when it runs, so ``biofeedback --version``
 and ``biofeedback devices`` start without numpy's analysis stack, numba, bleak, bumble or Qt.
 """
 
@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from biofeedback import __version__
 from biofeedback.cli import imports, records, relax, sensors, session, study
+from biofeedback.cli.common import has_display
 from biofeedback.errors import BiofeedbackError
 
 
@@ -28,10 +29,39 @@ def build_parser() -> argparse.ArgumentParser:
     relax.add_parsers(sub)
     study.add_parsers(sub)
     imports.add_parsers(sub)
+    add_home_parser(sub)
     return parser
 
 
+def add_home_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("home", help="open the home window: clients, sessions, calibration, relaxation, reports, replay "
+                                    "(also what `biofeedback` with no arguments opens on a desktop)")
+    p.add_argument("--theme", choices=("light", "dark"), default="light", help="window colours")
+    p.add_argument("--install-desktop", action="store_true",
+                   help="install the launcher (.desktop file and icon) in your desktop's menu, then exit")
+    p.set_defaults(func=cmd_home)
+
+
+def cmd_home(args: argparse.Namespace) -> int:
+    """The home window; its Qt platform's system libraries are checked first (one line naming what to install)."""
+    if args.install_desktop:
+        from biofeedback.ui.desktop import install_desktop_entry
+
+        for path in install_desktop_entry():
+            print(f"installed {path}")
+        return 0
+    from biofeedback.ui.qtcheck import check_qt_platform
+
+    check_qt_platform()
+    from biofeedback.ui.home import run_home
+
+    return run_home(args.theme)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv and has_display():  # started from a desktop, or typed with no command: the home window
+        argv = ["home"]
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
@@ -46,3 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # from failing again when it flushes stdout at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+
+
+def gui_main() -> int:
+    """The ``biofeedback-app`` launcher (a gui-script: no console window on Windows): the home window."""
+    return main(["home"])

@@ -22,7 +22,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--client", help="with 'latest': that client's newest session")
     p.add_argument("--format", required=True, help=f"one of {', '.join(FORMATS)}")
     p.add_argument("--out", type=pathlib.Path,
-                   help="output folder (default: ./<session name>-<format>, its date shifted with --shift-days)")
+                   help="output folder (default: <session name>-<format> in the client's reports folder in the data "
+                        "folder, its date shifted with --shift-days)")
     p.add_argument("--shift-days", type=shift_days, default=0, help="shift every date by N days (anonymity)")
     p.add_argument("--bids-authors", action="append", default=[], metavar="NAME",
                    help="bids: an author of the dataset (repeat for each; default: none, the validator warns, and "
@@ -42,7 +43,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--html", action="store_true", help="write a self-contained HTML report")
     p.add_argument("--pdf", action="store_true", help="write a PDF report")
     p.add_argument("--json", action="store_true", help="write a JSON summary with every number and its CI")
-    p.add_argument("--out", type=pathlib.Path, help="output folder (default: ./reports)")
+    p.add_argument("--out", type=pathlib.Path, help="output folder (default: the client's reports folder in the data folder)")
     p.add_argument("--compare", nargs=2, metavar=("PHASE_A", "PHASE_B"),
                    help="phases to compare (default: baseline rest and post-treatment rest)")
     p.add_argument("--shift-days", type=shift_days, default=0,
@@ -53,7 +54,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--client", required=True, help="pseudonymous client ID, e.g. C001")
     p.add_argument("--html", action="store_true", help="write a self-contained HTML trend report")
     p.add_argument("--json", action="store_true", help="write the trend as JSON")
-    p.add_argument("--out", type=pathlib.Path, help="output folder (default: ./reports)")
+    p.add_argument("--out", type=pathlib.Path, help="output folder (default: the client's reports folder in the data folder)")
     p.add_argument("--shift-days", type=shift_days, default=0,
                    help="shift every date in the written trend by N days, the diary's included (anonymity)")
     p.set_defaults(func=cmd_trend)
@@ -63,7 +64,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     a = actions.add_parser("add", help="add a headache")
     a.add_argument("--intensity", type=number, required=True, help="pain 0-10 (0 none, 10 worst imaginable)")
-    a.add_argument("--duration-h", type=number, required=True, help="how long it lasted, hours")
+    a.add_argument("--duration-h", type=number, help="how long it lasted, hours (default: unknown)")
     a.add_argument("--medication", default="", help="medication taken, e.g. ibuprofen 400 mg (default: none)")
     a.add_argument("--date", help="YYYY-MM-DD (default: today)")
     actions.add_parser("list", help="list the diary")
@@ -73,8 +74,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 def cmd_report(args: argparse.Namespace) -> int:
     from biofeedback.analysis.compare import compare
     from biofeedback.analysis.data import load_session
-    from biofeedback.analysis.report import write_report
+    from biofeedback.analysis.report import pdf_engine, write_report
+    from biofeedback.store.paths import client_output_dir
 
+    if args.pdf:
+        pdf_engine()  # a missing system library is said before minutes of analysis
     path = resolve_session(args.session, args.client)
     data = load_session(path, progress=_progress)
     a, b = args.compare or (None, None)
@@ -83,7 +87,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     for note in comparison.notes:
         print(f"  not compared: {note}")
     if args.html or args.pdf or args.json:
-        out = args.out or pathlib.Path.cwd() / "reports"
+        out = args.out or client_output_dir(data.meta.get("client_id"))
         for w in write_report(data, comparison, out, args.html, args.pdf, args.json, progress=_progress,
                               shift_days=args.shift_days):
             print(f"wrote {w}")
@@ -94,6 +98,7 @@ def cmd_trend(args: argparse.Namespace) -> int:
     from biofeedback.analysis.diary import read_diary
     from biofeedback.analysis.trend import format_trend, session_trend, write_trend
     from biofeedback.store import validate_client_id
+    from biofeedback.store.paths import client_output_dir
 
     client = validate_client_id(args.client)
     rows = session_trend(client, progress=_progress)
@@ -102,7 +107,7 @@ def cmd_trend(args: argparse.Namespace) -> int:
         print(f"no sessions recorded for client {client}")
     print(format_trend(rows, diary))
     if args.html or args.json:
-        out = args.out or pathlib.Path.cwd() / "reports"
+        out = args.out or client_output_dir(client)
         for w in write_trend(client, rows, diary, out, args.html, args.json, shift_days=args.shift_days):
             print(f"wrote {w}")
     return 0
@@ -128,9 +133,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     from biofeedback.store.export import DEFAULT_BIDS_LICENSE, BidsDataset, export_session
 
     path = resolve_session(args.session, args.client)
-    from biofeedback.store.paths import shift_dates
+    from biofeedback.store import SessionReader
+    from biofeedback.store.paths import client_output_dir, shift_dates
 
-    out = args.out or pathlib.Path.cwd() / f"{shift_dates(path.stem, args.shift_days)}-{fmt}"  # named by its start
+    if args.out is None:
+        with SessionReader(path) as reader:
+            client = reader.meta.get("client_id")
+    out = args.out or client_output_dir(client) / f"{shift_dates(path.stem, args.shift_days)}-{fmt}"  # named by its start
     bids = BidsDataset(tuple(args.bids_authors), args.bids_license or DEFAULT_BIDS_LICENSE)
     written = export_session(path, fmt, out, shift_days=args.shift_days, bids=bids,
                              warn=lambda line: print(f"biofeedback: warning: {line}", file=sys.stderr))

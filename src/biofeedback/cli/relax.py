@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
-from functools import partial
 from typing import TYPE_CHECKING
 
-from biofeedback.cli.common import ALL_CLEAR, DEFAULT_MINUTES, HOME_PROTOCOL, add_lsl_option, add_virtual_options, ask_window, \
-    number, scenario_from_args, use_virtual, use_window
+from biofeedback.cli.common import ALL_CLEAR, DEFAULT_MINUTES, HOME_PROTOCOL, add_lsl_option, add_virtual_options, number, \
+    scenario_from_args, use_virtual, use_window
 from biofeedback.errors import UsageError
 from biofeedback.relax.pacer import MAX_RATE_BPM, MIN_RATE_BPM
 from biofeedback.validate import EMG_RANGE_UV, MAX_DURATION_S, check_number, parser_type
@@ -36,13 +34,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="start the relaxation by stepping the breathing rate 7 → 4.5 per minute and keep the rate "
                         "with the largest heart-rate swing")
     p.add_argument("--sham", metavar="simulated|FILE",
-                   help="blinded trials: feedback follows a simulated signal or a recorded session, not the live one")
+                   help="blinded trials: feedback follows a simulated signal or a recorded session, not the live one; "
+                        "nothing shown to the participant says so, the session file's meta (relax.feedback) records it")
     p.add_argument("--no-chimes", action="store_true", help="no chime at each inhale and exhale")
     p.add_argument("--headless", action="store_true", help="terminal only: print the pacer and feedback state")
     p.add_argument("--audio-wav", metavar="FILE", help="also write the feedback sound of the session to a WAV file")
     p.add_argument("--answers", help=f"screening answers: {ALL_CLEAR} or key=yes|no,... (needed without a terminal)")
     p.add_argument("--headache", type=number, metavar="0-10", help="add today's headache (intensity 0-10) to the diary")
-    p.add_argument("--headache-hours", type=number, default=0.0, help="how long today's headache lasted (hours)")
+    p.add_argument("--headache-hours", type=number, help="how long today's headache lasted (hours; default: unknown)")
     add_lsl_option(p)
     add_virtual_options(p)
     p.add_argument("--virtual-resonance-bpm", default=5.5,
@@ -112,8 +111,16 @@ def prepare(args: argparse.Namespace, ask: Callable | None) -> tuple[SessionPlan
     return plan, settings, sham
 
 
+def ask_client(questions) -> dict[str, bool] | None:
+    """The screening questions in a dialog worded for the client, who answers alone at home."""
+    from biofeedback.ui.screening_dialog import ask_in_window
+
+    return ask_in_window(questions, "relaxation", reader="client")
+
+
 def cmd_relax(args: argparse.Namespace) -> int:
-    """A home session in the relaxation window, or in the terminal; then its summary, history and diary."""
+    """A home session in the relaxation window, or in the terminal; then its summary, history and diary. With
+    ``--sham`` nothing printed or shown says so (the participant is blind to it); the recording's meta keeps it."""
     import asyncio
     from biofeedback.analysis.diary import add_entry
     from biofeedback.relax.audio import render_timeline, write_wav
@@ -126,7 +133,7 @@ def cmd_relax(args: argparse.Namespace) -> int:
     if args.headache is not None:
         add_entry(validate_client_id(args.client), args.headache, args.headache_hours)
     windowed = use_window(args.headless)
-    plan, settings, sham = prepare(args, partial(ask_window, activity="relaxation") if windowed else None)
+    plan, settings, sham = prepare(args, ask_client if windowed else None)
     if windowed:
         from biofeedback.ui.relax_window import run_relax_window
 
@@ -138,8 +145,6 @@ def cmd_relax(args: argparse.Namespace) -> int:
         shifted = [(t - timeline[0][0], fb, ph) for t, fb, ph in timeline] if timeline else []
         print(f"feedback sound: {write_wav(args.audio_wav, render_timeline(shifted, chimes=settings.chimes))}")
     print(f"recording: {outcome.path}")
-    if sham is not None:
-        print(f"feedback: {sham.meta()['feedback']} ({sham.source}), recorded in the session meta", file=sys.stderr)
     for line in plain_summary(start_end(outcome.summary)):
         print(line)
     print(history_text(relax_history(plan.client_id)))

@@ -70,6 +70,7 @@ from biofeedback.dsp.emg import (
     mean_power_frequency,
     median_frequency,
     percent_of_reference,
+    spectrum_unavailable_reason,
     symmetry_index,
 )
 
@@ -170,5 +171,6 @@ __all__ = [
     "mean_power_frequency",
     "median_frequency",
     "percent_of_reference",
+    "spectrum_unavailable_reason",
     "symmetry_index",
 ]

@@ -287,12 +287,25 @@ class SpectrumUnavailableError(BiofeedbackError, ValueError):
     """Spectral EMG statistics need raw EMG sampled at ≥ 500 Hz."""
 
 
-def _power_spectrum(emg_uv: np.ndarray, fs_hz: float, band_hz: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+def spectrum_unavailable_reason(fs_hz: float, envelope: bool = False) -> str | None:
+    """Why median and mean power frequency cannot be computed for a stream, in words; None when they can.
+
+    They need raw (not rectified or smoothed) EMG sampled at ``MIN_SPECTRAL_FS_HZ`` or faster: the surface-EMG
+    spectrum reaches past 250 Hz, so a 200 Hz stream (OpenBCI Ganglion) sees only its lower part.
+    """
+    if envelope:
+        return ("median and mean power frequency are not available for an envelope stream: they need raw EMG; "
+                "the tension level (RMS) is unaffected")
     if fs_hz < MIN_SPECTRAL_FS_HZ:
-        raise SpectrumUnavailableError(
-            f"median and mean power frequency need raw EMG sampled at >= {MIN_SPECTRAL_FS_HZ:.0f} Hz; this stream "
-            f"is {fs_hz:g} Hz (or an envelope). Use amplitude statistics, or a sensor that sends raw EMG faster."
-        )
+        return (f"median and mean power frequency are not available at this sample rate ({fs_hz:g} Hz): they need "
+                f"raw EMG sampled at >= {MIN_SPECTRAL_FS_HZ:.0f} Hz; the tension level (RMS) is unaffected")
+    return None
+
+
+def _power_spectrum(emg_uv: np.ndarray, fs_hz: float, band_hz: tuple[float, float],
+                    envelope: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    if (reason := spectrum_unavailable_reason(fs_hz, envelope)) is not None:
+        raise SpectrumUnavailableError(reason)
     x = np.asarray(emg_uv, dtype=float)
     nperseg = min(x.shape[0], int(2 ** np.ceil(np.log2(fs_hz / 4.0))))
     f, p = signal.welch(x, fs=fs_hz, nperseg=nperseg, axis=0)
@@ -300,9 +313,13 @@ def _power_spectrum(emg_uv: np.ndarray, fs_hz: float, band_hz: tuple[float, floa
     return f[keep], p[keep]
 
 
-def median_frequency(emg_uv: np.ndarray, fs_hz: float, band_hz: tuple[float, float] = (20.0, 450.0)) -> np.ndarray:
-    """Median frequency (Hz) of the Welch spectrum within ``band_hz``: half the power lies below it."""
-    f, p = _power_spectrum(emg_uv, fs_hz, band_hz)
+def median_frequency(emg_uv: np.ndarray, fs_hz: float, band_hz: tuple[float, float] = (20.0, 450.0),
+                     envelope: bool = False) -> np.ndarray:
+    """Median frequency (Hz) of the Welch spectrum within ``band_hz``: half the power lies below it.
+
+    ``SpectrumUnavailableError`` for an envelope or a rate below ``MIN_SPECTRAL_FS_HZ`` (``spectrum_unavailable_reason``).
+    """
+    f, p = _power_spectrum(emg_uv, fs_hz, band_hz, envelope)
     cum = np.cumsum(p, axis=0)
     half = cum[-1] / 2.0
     if cum.ndim == 1:
@@ -310,9 +327,10 @@ def median_frequency(emg_uv: np.ndarray, fs_hz: float, band_hz: tuple[float, flo
     return np.array([np.interp(half[c], cum[:, c], f) for c in range(cum.shape[1])])
 
 
-def mean_power_frequency(emg_uv: np.ndarray, fs_hz: float, band_hz: tuple[float, float] = (20.0, 450.0)) -> np.ndarray:
-    """Mean power frequency (Hz) of the Welch spectrum within ``band_hz``: Σ f·P / Σ P."""
-    f, p = _power_spectrum(emg_uv, fs_hz, band_hz)
+def mean_power_frequency(emg_uv: np.ndarray, fs_hz: float, band_hz: tuple[float, float] = (20.0, 450.0),
+                         envelope: bool = False) -> np.ndarray:
+    """Mean power frequency (Hz) of the Welch spectrum within ``band_hz``: Σ f·P / Σ P (same availability as MDF)."""
+    f, p = _power_spectrum(emg_uv, fs_hz, band_hz, envelope)
     f = f if p.ndim == 1 else f[:, None]
     return np.sum(f * p, axis=0) / np.sum(p, axis=0)
 

@@ -26,6 +26,7 @@ from biofeedback.relax.sham import ShamSignal
 from biofeedback.session.live import LiveProcessor, LiveValues
 from biofeedback.session.phases import PhaseMachine
 from biofeedback.session.protocol import Phase, Protocol, SessionError
+from biofeedback.stream import StreamKind
 from biofeedback.vocab import EventKind
 
 DEFAULT_MINUTES = 10.0
@@ -262,4 +263,4 @@ def relax_meta(settings: RelaxSettings, sham: ShamSignal | None) -> dict:
 
 
 def has_emg_sensor(sources) -> bool:
-    return any("open-emg" in s.profile.protocols for s in sources)
+    return any(st.kind == StreamKind.EMG for s in sources for st in s.profile.streams)

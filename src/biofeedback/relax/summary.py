@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 
 from biofeedback.analysis.data import SessionData
-from biofeedback.analysis.diary import read_diary
+from biofeedback.analysis.diary import duration_text, read_diary
 from biofeedback.analysis.summary import summarize
 from biofeedback.store import SessionReader, StoreError, list_sessions
 from biofeedback.store.paths import FILE_MODE, data_home, private_dir, validate_client_id
@@ -78,13 +78,17 @@ def _history_path(client_id: str, home: Path | None) -> Path:
 
 
 def relax_history(client_id: str, home: Path | None = None) -> list[dict]:
-    """Home sessions, oldest first: date, session, feedback (live/sham), tension/HR/RMSSD at start and end."""
+    """Home sessions, oldest first: date, session, tension/HR/RMSSD at start and end. Which feedback a session gave
+    (live or sham) is not here: the history is shown to the participant, who may be blind to it (the session file's
+    meta keeps it for the trial)."""
     path = _history_path(client_id, home)
     try:
         cache = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
     except (OSError, ValueError):
         cache = {}
-    rows, changed = [], False
+    changed = any(isinstance(v, dict) and "feedback" in v for v in cache.values())  # written by an earlier version
+    cache = {k: {f: x for f, x in v.items() if f != "feedback"} if isinstance(v, dict) else v for k, v in cache.items()}
+    rows = []
     for s in list_sessions(client_id, home):
         name = Path(s["path"]).name
         if s["error"] is not None or not s["complete"]:
@@ -95,8 +99,7 @@ def relax_history(client_id: str, home: Path | None = None) -> list[dict]:
                 with SessionReader(s["path"]) as r:
                     relax = r.meta.get("relax")
                 cache[name] = None if relax is None else {
-                    "date": (s["started"] or "")[:10], "feedback": relax.get("feedback", "live"),
-                    **{k: list(v) for k, v in start_end(s["path"]).items()}}
+                    "date": (s["started"] or "")[:10], **{k: list(v) for k, v in start_end(s["path"]).items()}}
             except StoreError:
                 cache[name] = None
         if cache[name] is not None:
@@ -118,7 +121,8 @@ def todays_diary(client_id: str, home: Path | None = None) -> list[dict]:
 def diary_text(entries: list[dict]) -> str:
     if not entries:
         return "No headache noted for today."
-    return "; ".join(f"headache {e['intensity']:.0f}/10 for {e['duration_h']:.1f} h"
+    return "; ".join(f"headache {e['intensity']:.0f}/10, " + ("how long unknown" if e["duration_h"] is None
+                                                            else f"for {duration_text(e)}")
                      + (f", took {e['medication']}" if e["medication"] else "") for e in entries)
 
 

@@ -9,12 +9,17 @@ closed it, where the driver declared it live.
 
 It sits in ``sensors/`` beside the BLE source, behind the one ``Source`` interface (as BrainFlow's playback
 board sits beside its real boards). It is the one source that reads the session store.
+
+A replay runs on a ``ReplayClock``: a session clock that can pause and jump ahead. Paused, no block falls due;
+after a jump the blocks up to the new time are handed on at once, so the live processor, the phases and the
+windows see everything in between, as a replay running behind would (a jump back replays from the start).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -26,6 +31,8 @@ from biofeedback.vocab import SourceState
 
 MIN_SLEEP_WALL_S = 0.002
 """Wall seconds below which a replay hands on a due block at once instead of sleeping (timer granularity)."""
+MAX_SLEEP_WALL_S = 0.1
+"""Longest wall sleep of a replay between looks at its clock, so a resume or a jump shows within it."""
 GAP_END_TOLERANCE_S = 1e-9
 """A gap closed at the first block of its stream that starts at or after the gap's end, within float rounding."""
 
@@ -54,6 +61,42 @@ def recorded_timeline(reader: SessionReader, source: str) -> Iterator[tuple[int,
         yield due_ns, gap
 
 
+class ReplayClock(SessionClock):
+    """The session clock of a replay: it can ``pause``, ``resume`` and ``seek_s`` ahead (never back)."""
+
+    def __init__(self, speed: float = 1.0) -> None:
+        super().__init__(speed)
+        self._paused_ns: int | None = None
+
+    @property
+    def paused(self) -> bool:
+        return self._paused_ns is not None
+
+    def now_ns(self) -> int:
+        return self._paused_ns if self._paused_ns is not None else super().now_ns()
+
+    def pause(self) -> None:
+        if self._paused_ns is None:
+            self._paused_ns = super().now_ns()
+
+    def resume(self) -> None:
+        if self._paused_ns is not None:
+            self._restart_at(self._paused_ns)
+            self._paused_ns = None
+
+    def seek_s(self, t_s: float) -> float:
+        """Jump to session time ``t_s`` if it lies ahead (paused or not); returns the clock's time after the jump."""
+        target = max(round(t_s * NS_PER_S), self.now_ns())
+        if self._paused_ns is not None:
+            self._paused_ns = target
+        else:
+            self._restart_at(target)
+        return self.now_s()
+
+    def _restart_at(self, t_ns: int) -> None:
+        self._t0 = time.monotonic_ns() - round(t_ns / self.speed)
+
+
 class ReplaySource(Source):
     """One recorded source of a session file, played into a sink on the session clock; ends at the end of the file.
 
@@ -65,13 +108,14 @@ class ReplaySource(Source):
         self.path = Path(path)
 
     async def _until(self, due_ns: int) -> bool:
-        """Wait until session time ``due_ns``; False if stopped meanwhile."""
-        wait_s = self.clock.wall_seconds((due_ns - self.clock.now_ns()) / NS_PER_S)
-        if wait_s > MIN_SLEEP_WALL_S:
+        """Wait until session time ``due_ns`` (a paused clock holds it back); False if stopped meanwhile."""
+        while not self._stopping.is_set():
+            wait_s = self.clock.wall_seconds((due_ns - self.clock.now_ns()) / NS_PER_S)
+            if wait_s <= MIN_SLEEP_WALL_S:
+                await asyncio.sleep(0)  # a replay running behind still lets the rest of the loop run
+                break
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), wait_s)
-        else:
-            await asyncio.sleep(0)  # a replay running behind still lets the rest of the loop run
+                await asyncio.wait_for(self._stopping.wait(), min(wait_s, MAX_SLEEP_WALL_S))
         return not self._stopping.is_set()
 
     async def run(self) -> None:

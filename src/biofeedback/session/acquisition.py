@@ -17,7 +17,7 @@ from pathlib import Path
 
 from biofeedback.dsp import load_kernels
 from biofeedback.errors import Reason
-from biofeedback.sensors.replay import ReplaySource, recorded_sources
+from biofeedback.sensors.replay import ReplayClock, ReplaySource, recorded_sources
 from biofeedback.sensors.ble import BleBackend, BleSource, FoundSensor, scan
 from biofeedback.sensors.source import SensorError, Source
 from biofeedback.sensors.profiles import DeviceProfile
@@ -112,7 +112,7 @@ async def acquire(
               file=sys.stderr)
     if replay is not None:
         names = recorded_sources(replay, wanted, replay_sources)
-        clock = SessionClock(speed)
+        clock = ReplayClock(speed)
         hub = StreamHub(clock)
         async with Acquisition(clock, hub).running(ReplaySource(Path(replay), n, clock, hub) for n in names) as acq:
             yield acq

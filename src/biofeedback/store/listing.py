@@ -22,7 +22,7 @@ def utc_iso(utc_s: float) -> str:
 
 def list_clients(home: Path | None = None) -> list[str]:
     """Client IDs that have a folder under ``<home>/clients``, sorted."""
-    clients = (data_home() if home is None else Path(home)) / "clients"
+    clients = (data_home(create=False) if home is None else Path(home)) / "clients"
     if not clients.is_dir():
         return []
     return sorted(p.name for p in clients.iterdir() if p.is_dir() and _is_client_id(p.name))
@@ -35,7 +35,7 @@ def list_sessions(client_id: str | None = None, home: Path | None = None) -> lis
     it: killed, crashed, power lost; what was committed is kept). A file that cannot be read is listed with
     ``error`` set (one line) and None for what is unknown.
     """
-    home = data_home() if home is None else Path(home)
+    home = data_home(create=False) if home is None else Path(home)
     clients = [validate_client_id(client_id)] if client_id is not None else list_clients(home)
     sessions = []
     for client in clients:

@@ -41,10 +41,25 @@ ADDRESS_KEYS = frozenset({"address", "mac", "mac_address", "bd_addr", "device_ad
 """Keys whose values are device addresses (MAC, or the UUID CoreBluetooth gives instead), whatever their form."""
 
 
-def data_home() -> Path:
-    """The per-user data folder (``$BIOFEEDBACK_HOME`` or the platform's user data dir), created 0700."""
+def data_home(create: bool = True) -> Path:
+    """The per-user data folder (``$BIOFEEDBACK_HOME`` or the platform's user data dir), created 0700 unless
+    ``create`` is False (a read-only look-up)."""
     home = Path(os.environ.get(HOME_ENV) or platformdirs.user_data_dir("biofeedback", appauthor=False))
-    return private_dir(home)
+    return private_dir(home) if create else home
+
+
+def find_client_dir(client_id: str, home: Path | None = None) -> Path | None:
+    """A client's folder in the data home if it exists, else None; creates nothing (read-only commands use it)."""
+    folder = (data_home(create=False) if home is None else Path(home)) / "clients" / validate_client_id(client_id)
+    return folder if folder.is_dir() else None
+
+
+def client_output_dir(client_id: str | None, home: Path | None = None) -> Path:
+    """Where a client's reports and exports go by default: ``<home>/clients/<id>/reports`` (created 0700 when written);
+    ``<home>/reports`` for a recording without a valid client ID (e.g. an imported one)."""
+    home = data_home(create=False) if home is None else Path(home)
+    valid = isinstance(client_id, str) and _CLIENT_ID.fullmatch(client_id)
+    return home / "clients" / client_id / "reports" if valid else home / "reports"
 
 
 def private_dir(path: Path) -> Path:

@@ -42,6 +42,9 @@ QDoubleSpinBox, QSpinBox {{ background: white; padding: 4px; }}
 """
 
 
+HISTORY_TITLE = "Your home sessions: shoulder tension at the start and at the end (µV)"
+
+
 def _label(text: str = "", name: str = "", align=QtCore.Qt.AlignmentFlag.AlignCenter) -> QtWidgets.QLabel:
     w = QtWidgets.QLabel(text)
     if name:
@@ -120,7 +123,9 @@ class RelaxWindow(QtWidgets.QWidget):
         self.view: RelaxView | None = None
         self.summary_shown = False
         self.synth = FeedbackSynth(chimes=settings.chimes)
-        self.audio = AudioOut(self.synth) if audio else None
+        self.no_sound_reason = "" if audio else "sound is turned off for this session"
+        self.no_sound_detail = ""
+        self.audio = AudioOut(self.synth, notice=self._no_sound) if audio else None
         self.setWindowTitle("Relaxation")
         self.setStyleSheet(STYLE)
         self.resize(1000, 760)
@@ -155,6 +160,12 @@ class RelaxWindow(QtWidgets.QWidget):
         self.sound_box.setChecked(bool(self.audio and self.audio.ok))
         self.sound_box.setEnabled(bool(self.audio and self.audio.ok))
         row.addWidget(self.sound_box)
+        self.sound_reason = _label(f"No sound: {self.no_sound_reason}. Follow the bar on the screen instead."
+                                   if self.no_sound_reason else "", "muted", QtCore.Qt.AlignmentFlag.AlignLeft)
+        self.sound_reason.setToolTip(self.no_sound_detail)
+        self.sound_reason.setMinimumWidth(560)  # one or two lines, not a narrow column
+        self.sound_reason.setVisible(bool(self.no_sound_reason))
+        row.addWidget(self.sound_reason, 1)
         row.addStretch(1)
         row.addWidget(self.stop_button)
         lay.addLayout(row)
@@ -169,7 +180,7 @@ class RelaxWindow(QtWidgets.QWidget):
         lay.addWidget(self.summary_text)
         self.history = pg.PlotWidget(background=CALM["background"])
         self.history.setMinimumHeight(220)
-        self.history.setTitle("Your home sessions: shoulder tension at the start and at the end (µV)", color=CALM["text"])
+        self.history.setTitle(HISTORY_TITLE, color=CALM["text"])
         self.history.addLegend(offset=(-10, 10))
         lay.addWidget(self.history, 1)
         self.diary_text = _label("", align=QtCore.Qt.AlignmentFlag.AlignLeft)
@@ -183,6 +194,7 @@ class RelaxWindow(QtWidgets.QWidget):
         self.headache_h = QtWidgets.QDoubleSpinBox()
         self.headache_h.setRange(0, 168)
         self.headache_h.setDecimals(1)
+        self.headache_h.setSpecialValueText("unknown")  # the minimum, 0 h: no duration given
         row.addWidget(self.headache_h)
         save = QtWidgets.QPushButton("Save")
         save.clicked.connect(self.save_diary)
@@ -193,6 +205,14 @@ class RelaxWindow(QtWidgets.QWidget):
         row.addWidget(close)
         lay.addLayout(row)
         return page
+
+    def _no_sound(self, text: str) -> None:
+        """``AudioOut``'s notice: told on the terminal as is, and on the screen in the client's words (the technical
+        reason in the tooltip)."""
+        print(text, file=sys.stderr)
+        self.no_sound_detail = text
+        self.no_sound_reason = ("no speakers or headphones were found" if "no sound output device" in text
+                                else "this computer's sound could not be started")
 
     # --- running ----------------------------------------------------------------------------------
     @property
@@ -261,12 +281,17 @@ class RelaxWindow(QtWidgets.QWidget):
         end = np.array([r["tension"][1] for r in rows], dtype=float)
         self.history.addItem(pg.BarGraphItem(x=x - 0.18, height=np.nan_to_num(start), width=0.34, brush="#c9853f", name="start"))
         self.history.addItem(pg.BarGraphItem(x=x + 0.18, height=np.nan_to_num(end), width=0.34, brush="#6fa86f", name="end"))
+        measured = np.isfinite(start).any() or np.isfinite(end).any()
+        self.history.setTitle(HISTORY_TITLE if measured else HISTORY_TITLE.split(":")[0]
+                              + ": shoulder tension not measured yet (no EMG sensor or too little clean signal)",
+                              color=CALM["text"])
         ax = self.history.getAxis("bottom")
         ax.setTicks([[(i, r["date"][5:]) for i, r in enumerate(rows)]])
         self.history.setXRange(-0.6, max(len(rows), 5) - 0.4)
 
     def save_diary(self) -> None:
-        add_entry(self.plan.client_id, float(self.headache.value()), float(self.headache_h.value()))
+        hours = self.headache_h.value()
+        add_entry(self.plan.client_id, float(self.headache.value()), float(hours) if hours > 0 else None)
         self.diary_text.setText("Today: " + diary_text(todays_diary(self.plan.client_id)))
 
     def closeEvent(self, ev) -> None:  # noqa: N802 - Qt's name

@@ -16,6 +16,7 @@ from biofeedback.sensors.source import SensorError
 from biofeedback.sensors.bumble_backend import BumbleClient, BumbleScanner, VirtualRadio, drop_late_gatt_responses
 from biofeedback.sensors.profiles import DeviceProfile, load_profiles
 from biofeedback.sensors.virtual.bitalino import VirtualBitalino
+from biofeedback.sensors.virtual.ganglion import VirtualGanglion
 from biofeedback.sensors.virtual.hrs import VirtualHeartRateStrap
 from biofeedback.sensors.virtual.open_emg import VirtualOpenEmg
 from biofeedback.sensors.virtual.peripherals import Faults, VirtualPeripheral
@@ -25,10 +26,12 @@ from biofeedback.sensors.virtual.signals import HeartScript, TensionScript
 
 __all__ = ["Faults", "HeartScript", "Scenario", "TensionScript", "VirtualWorld"]
 
-ADDRESSES = {"open-emg": "C0:EE:00:00:00:01", "polar-h10": "C0:EE:00:00:00:02", "hrs-strap": "C0:EE:00:00:00:03"}
-NAMES = {"open-emg": "OpenEMG1", "polar-h10": "Polar H10 VIRTUAL", "hrs-strap": "HRM Strap VIRTUAL"}
+ADDRESSES = {"open-emg": "C0:EE:00:00:00:01", "polar-h10": "C0:EE:00:00:00:02", "hrs-strap": "C0:EE:00:00:00:03",
+             "ganglion": "C0:EE:00:00:00:05"}
+NAMES = {"open-emg": "OpenEMG1", "polar-h10": "Polar H10 VIRTUAL", "hrs-strap": "HRM Strap VIRTUAL",
+         "ganglion": "Ganglion-VIRTUAL"}
 ADDRESSES["bitalino"], NAMES["bitalino"] = "C0:EE:00:00:00:04", "BITalino-VIRTUAL"
-ADDRESSES["polar-verity"], NAMES["polar-verity"] = "C0:EE:00:00:00:05", "Polar Sense VIRTUAL"
+ADDRESSES["polar-verity"], NAMES["polar-verity"] = "C0:EE:00:00:00:06", "Polar Sense VIRTUAL"
 ALIASES = {"verity": "polar-verity"}
 """Short names ``--virtual-devices`` also takes."""
 
@@ -46,6 +49,8 @@ class Scenario:
     ecg_rate_hz: float = 129.6
     """True rate of the virtual Polar H10's nominal 130 Hz ECG (real straps run at 128-131 Hz)."""
     keep_truth: bool = False
+    ganglion_firmware: int = 2
+    """Packet format of the virtual OpenBCI Ganglion: 2 (delta compression, reset packets) or 3 (absolute values)."""
     emg_samples_per_frame: int | None = None
     """Samples per open-EMG frame; by default 20 in real time, 50 up to 5x and 100 above (MTU 517 holds
     124), so the in-process link (about 2,000 notifications/s on one core) keeps up."""
@@ -80,6 +85,9 @@ class VirtualWorld:
             return VirtualPolarH10(*args, heart=sc.heart, ecg_rate_hz=sc.ecg_rate_hz, drift_ppm=-25.0, **common)
         if kind == "hrs-strap":
             return VirtualHeartRateStrap(*args, heart=sc.heart, **common)
+        if kind == "ganglion":
+            return VirtualGanglion(*args, tension=sc.tension, firmware=sc.ganglion_firmware, keep_truth=sc.keep_truth,
+                                   drift_ppm=30.0, **common)
         if kind == "bitalino":  # payload: not a multiple of a 6-byte frame, sized so the link keeps up at speed
             return VirtualBitalino(*args, tension=sc.tension, heart=sc.heart, keep_truth=sc.keep_truth,
                                    payload_bytes=20 * int(np.ceil(self.speed)) - 1, drift_ppm=30.0, **common)

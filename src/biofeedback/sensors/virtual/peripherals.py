@@ -97,6 +97,8 @@ class VirtualPeripheral:
     """Common part: GATT server, advertising, connection state, pacing and fault bookkeeping."""
 
     model = "virtual"
+    software_revision: str | None = None
+    """Device Information's Software Revision String (0x2A28), for devices whose host reads it."""
 
     def __init__(
         self,
@@ -130,6 +132,8 @@ class VirtualPeripheral:
                     gatt_characteristic("2A29", gatt.Characteristic.Properties.READ, b"biofeedback virtual sensors"),
                     gatt_characteristic("2A24", gatt.Characteristic.Properties.READ, self.model.encode()),
                     gatt_characteristic("2A26", gatt.Characteristic.Properties.READ, b"virtual-1.0"),
+                    *([gatt_characteristic("2A28", gatt.Characteristic.Properties.READ, self.software_revision.encode())]
+                      if self.software_revision else []),
                 ],
             )
         )

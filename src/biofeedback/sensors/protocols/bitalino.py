@@ -22,7 +22,8 @@ notifies). Our own words for what those files say:
 The frames carry no device time and a sequence number that wraps every 16 frames (16 ms at 1 kHz). The driver
 counts samples from START: a frame whose sequence number does not follow, or frames after bytes that had to be
 skipped to find the frame boundaries again, are after a gap; its length in frames is the sequence jump plus the
-multiple of 16 that the arrival time says (``frames_lost``). Sample times come from the sample count through the
+multiple of 16 that the bytes say when the board's notifications are all of one size (``frames_lost_by_bytes``),
+else, and after a reconnect, what the arrival time says (``frames_lost``). Sample times come from the sample count through the
 drift fit (``SampledDriver``), as for devices with a clock. ADC counts become µV through PLUX's published EMG and
 ECG sensor transfer functions (``store.importers.TRANSFER``: BITalino EMG VCC 3.3 V, G 1009; ECG VCC 3.3 V,
 G 1100). Heart beats are found in the ECG channel by the live R-peak detector (``dsp.ecg.LiveRPeakDetector``) and

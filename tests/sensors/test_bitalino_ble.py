@@ -56,7 +56,7 @@ def test_scan_lists_each_new_sensor_with_its_profile_and_what_it_carries(capsys)
 
 
 def test_monitor_bitalino_prints_the_emg_and_heart_rate_it_was_told(capsys):
-    assert main(["monitor", "--virtual", "--seconds", "24", "--speed", "4", "--json", "--virtual-devices", "bitalino",
+    assert main(["monitor", "--virtual", "--virtual-body", "clean", "--seconds", "24", "--speed", "4", "--json", "--virtual-devices", "bitalino",
                  "--virtual-emg-uv", "40,25", "--virtual-hr", "72"]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert list(lines[-1]["sensors"]) == ["bitalino"]

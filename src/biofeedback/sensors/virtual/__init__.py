@@ -94,9 +94,9 @@ class VirtualWorld:
             return VirtualHeartRateStrap(*args, heart=self.heart, **common)
         if kind == "ganglion":
             return VirtualGanglion(*args, tension=sc.tension, firmware=sc.ganglion_firmware, keep_truth=sc.keep_truth,
-                                   drift_ppm=30.0, **common)
+                                   body=sc.body, drift_ppm=30.0, **common)
         if kind == "bitalino":  # payload: not a multiple of a 6-byte frame, sized so the link keeps up at speed
-            return VirtualBitalino(*args, tension=sc.tension, heart=sc.heart, keep_truth=sc.keep_truth,
+            return VirtualBitalino(*args, tension=sc.tension, heart=sc.heart, keep_truth=sc.keep_truth, body=sc.body,
                                    payload_bytes=20 * int(np.ceil(self.speed)) - 1, drift_ppm=30.0, **common)
         if kind == "polar-verity":
             return VirtualPolarVerity(*args, heart=sc.heart, drift_ppm=-20.0, **common)

@@ -24,7 +24,7 @@ from bumble import gatt
 from bumble.core import UUID
 
 from biofeedback.sensors.virtual.peripherals import PacketFate, VirtualPeripheral, gatt_characteristic
-from biofeedback.sensors.virtual.signals import BeatGenerator, EmgSynth, HeartScript, TensionScript, ecg_uv
+from biofeedback.sensors.virtual.signals import BeatGenerator, EmgBody, EmgSynth, HeartScript, TensionScript, ecg_uv
 
 VCC_V = 3.3
 EMG_GAIN = 1009.0
@@ -69,9 +69,10 @@ class VirtualBitalino(VirtualPeripheral):
     model = "BITalino (r)evolution BLE (virtual)"
 
     def __init__(self, *args, tension: TensionScript | None = None, heart: HeartScript | None = None,
-                 payload_bytes: int = 20, keep_truth: bool = False, **kwargs) -> None:
+                 payload_bytes: int = 20, keep_truth: bool = False, body: EmgBody | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.tension = tension or TensionScript.constant(40.0, 30.0)
+        self.body = body
         self.beats = BeatGenerator(heart or HeartScript(), self.rng)
         self.beat_times_s: list[float] = []
         """Every beat the heart made (generated ahead, so the ECG can draw it): the truth the RR stream is checked on."""
@@ -82,7 +83,7 @@ class VirtualBitalino(VirtualPeripheral):
         self.frames = gatt_characteristic(p.uuid("bitalino", "frames"), props.NOTIFY)
         self.device.add_service(gatt.Service(UUID(p.uuid("bitalino", "service")), [self.commands, self.frames]))
         self.rate_hz = 1000
-        self.synth = EmgSynth(self.rate_hz, self.tension, self.rng)
+        self.synth = EmgSynth(self.rate_hz, self.tension, self.rng, body=self.body)
         self.payload_bytes = payload_bytes
         self.inputs: tuple[int, ...] = ()
         self.acquiring = False
@@ -122,7 +123,7 @@ class VirtualBitalino(VirtualPeripheral):
             rate = RATES_HZ[byte >> 6]
             if rate != self.rate_hz:
                 self.rate_hz = rate
-                self.synth = EmgSynth(rate, self.tension, self.rng)
+                self.synth = EmgSynth(rate, self.tension, self.rng, body=self.body)
                 self._next_index = int(math.ceil(self.clock.now_s() * rate))
         elif byte & 0x03 == 0x01:
             mask = byte >> 2

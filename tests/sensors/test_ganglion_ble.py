@@ -23,7 +23,7 @@ def test_scan_finds_the_virtual_ganglion_with_its_profile(capsys):
 
 
 def test_monitor_prints_the_emg_the_virtual_ganglion_was_told_to_send(capsys):
-    assert main(["monitor", "--virtual", "--virtual-devices", "ganglion", "--seconds", "30", "--speed", "10",
+    assert main(["monitor", "--virtual", "--virtual-body", "clean", "--virtual-devices", "ganglion", "--seconds", "30", "--speed", "10",
                  "--json", "--virtual-emg-uv", "40,25"]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     steady = [n for n in lines if n["t_s"] >= 5]

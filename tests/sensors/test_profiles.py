@@ -146,6 +146,9 @@ def test_profiles_are_hashable(shipped):
         ("MyDevice", [f"b10fee00{EMG_TAIL}"], None),
         ("OpenEMG-3A7F", ["not-a-uuid", f"b10fee00{EMG_TAIL}"], "open-emg"),
         ("Speaker", ["110b"], None),
+        ("Polar Sense 1A2B3C4D", ["180d"], "polar-verity"),
+        ("Polar OH1 1A2B3C4D", ["180d"], "polar-verity"),
+        ("BITalino-3B-8C", ["c566488a-0882-4e1b-a6d0-0b717e652234"], "bitalino"),
     ],
 )
 def test_best_profile(shipped, name, services, expected):

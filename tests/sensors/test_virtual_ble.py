@@ -22,15 +22,15 @@ def test_scan_finds_each_virtual_sensor_with_its_profile(capsys):
 
 
 def chain_gain_on_virtual_emg(fs_hz: float) -> float:
-    """RMS out / RMS in of the live EMG chain (2nd-order Butterworth band-pass and mains notches, as
+    """RMS out / RMS in of the live EMG chain (its cardiac stage's band; 2nd-order Butterworth band-pass and mains notches, as
     ``dsp.EmgProcessor`` documents them) for the virtual sensor's noise (4th-order Butterworth 20-450 Hz, unit power),
     from the two frequency responses."""
     from scipy import signal
 
     from biofeedback.dsp import EmgProcessor
-    from biofeedback.dsp.emg import NOTCH_Q
+    from biofeedback.dsp.emg import NOTCH_Q, SESSION_CARDIAC
 
-    chain = EmgProcessor(fs_hz, channels=1)
+    chain = EmgProcessor(fs_hz, channels=1, cardiac=SESSION_CARDIAC)  # the live chain's band (30 Hz up below 500 Hz)
     f = np.linspace(0.01, fs_hz / 2, 200_000)
     _, source = signal.sosfreqz(signal.butter(4, (20.0, min(450.0, 0.45 * fs_hz)), "bandpass", fs=fs_hz, output="sos"),
                                 worN=f, fs=fs_hz)

@@ -155,6 +155,8 @@ class Comparison:
     n_boot: int
     emg_processing: dict = field(default_factory=dict)
     """The EMG sensor's rate, the band-pass the EMG numbers come from, and whether spectral measures are available."""
+    sensors: list[dict] = field(default_factory=list)
+    """Which sensor and rate each quantity came from (``SessionData.sensors``)."""
 
     def metric(self, key: str) -> MetricChange:
         for m in self.metrics:
@@ -670,4 +672,5 @@ def compare(data: SessionData, phase_a: str | None = None, phase_b: str | None =
         session=str(data.path), client_id=meta.get("client_id"), started_utc=meta.get("utc_anchor"), phase_a=a, phase_b=b,
         tension_unit=unit, metrics=metrics, overall=_overall(metrics, phases, b is not None and a is not None), notes=notes,
         exclusions={p.name: _exclusions(data, p) for p in spans}, neurokit=nk, n_boot=n_boot, emg_processing=processing,
+        sensors=data.sensors,
     )

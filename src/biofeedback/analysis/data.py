@@ -293,6 +293,8 @@ class SessionData:
     """What is missing or doubtful in this recording, in plain words."""
     losses: list[str] = field(default_factory=list)
     """Data this recording lost (values the writer could not store, damaged parts of the file); also in ``problems``."""
+    sensors: list[dict] = field(default_factory=list)
+    """Which sensor each analysed quantity came from: quantity, source, profile, rate (``rate_hz``; None for beats)."""
 
     @property
     def hands_on(self) -> list[tuple[float, float]]:
@@ -460,6 +462,7 @@ def load_session(path: str | Path, progress: Progress | None = None) -> SessionD
         events += [Annotation(g.start_s, g.end_s - g.start_s, BAD_ACQ_SKIP, g.stream) for g in gaps]
         processed = _process_emg(reader, progress, duration, CHUNK_SAMPLES)
         beats = reader.beats()
+        sensors = _sensors(reader, meta, beats)
         recording_problems = [f"while recording: {e['label']}" for e in reader.events(EventKind.RECORDING_PROBLEM)]
         skipped = [f"damaged in the file: {p}" for p in reader.problems]
     stretches = events + (processed.contact if processed is not None else [])
@@ -495,7 +498,27 @@ def load_session(path: str | Path, progress: Progress | None = None) -> SessionD
     losses = recording_problems + skipped
     problems += losses
     return SessionData(path, meta, duration, sorted(phases, key=lambda p: p.start_s), markers, annotations, gaps, emg,
-                       beat_track, calibration, problems, losses)
+                       beat_track, calibration, problems, losses, sensors)
+
+
+def _sensors(reader: SessionReader, meta: dict, beats: dict) -> list[dict]:
+    """Which sensor (source, profile) and rate the analysed EMG and heartbeats came from: the first EMG source (as
+    ``_process_emg`` takes it) and the source of the first recorded beat."""
+    profiles = {d.get("source"): d.get("profile") for d in meta.get("devices") or [] if isinstance(d, dict)}
+    out = []
+    emg_sources = [src for s, src in reader.streams() if s == StreamKind.EMG]
+    if emg_sources:
+        src = emg_sources[0]
+        out.append({"quantity": "EMG tension", "source": src, "profile": profiles.get(src, src),
+                    "rate_hz": reader.rate_hz(StreamKind.EMG, src)})
+    if beats["t_s"].size:
+        src = str(beats["source"][0])
+        kinds = {s for s, source in reader.streams() if source == src}
+        derived = StreamKind.ECG in kinds and StreamKind.HR not in kinds  # a board that sends ECG only (BITalino)
+        origin = "R peaks in its ECG" if derived else "the intervals it sent"
+        out.append({"quantity": "heart rate and HRV", "source": src, "profile": profiles.get(src, src),
+                    "rate_hz": None, "from": origin})
+    return out
 
 
 def offline_correction(t_s: np.ndarray, rr_raw_ms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -209,6 +209,8 @@ def sensors_used(data: SessionData) -> list[str]:
     if not out:
         out = [x for x, present in (("EMG sensor", data.emg is not None), ("heart sensor", data.beats is not None))
                if present] or ["none recorded"]
+    out += [f"{x['quantity']}: {x['profile']}" + (f" at {x['rate_hz']:g} Hz" if x.get("rate_hz") else "")
+            + (f", from {x['from']}" if x.get("from") else "") for x in data.sensors]  # which number came from which
     return out
 
 

@@ -68,7 +68,8 @@ def add_virtual_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--speed", type=speed, default=1.0,
                    help=f"run virtual sensors N times faster than real time ({SPEED_RANGE[0]:g}-{SPEED_RANGE[1]:g})")
     g.add_argument("--virtual-devices", default="open-emg,polar-h10",
-                   help="virtual sensors to power on (profiles: open-emg, polar-h10, hrs-strap, ganglion)")
+                   help="virtual sensors to power on (profiles: open-emg, polar-h10, hrs-strap, ganglion, bitalino, "
+                        "polar-verity or verity)")
     g.add_argument("--virtual-emg-uv", default="40,30", help="scripted EMG RMS left,right in µV")
     g.add_argument("--virtual-hr", type=heart_rate, default=70.0, help="scripted mean heart rate in bpm")
     g.add_argument("--virtual-disconnect-at", default="", help="device seconds at which sensors drop the link, e.g. 10,25")

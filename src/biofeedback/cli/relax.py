@@ -91,7 +91,9 @@ def settings_from(protocol: Protocol, args: argparse.Namespace) -> tuple[Protoco
 def prepare(args: argparse.Namespace, ask: Callable | None) -> tuple[SessionPlan, RelaxSettings, ShamSignal | None]:
     """Screening (in ``ask``'s dialog when given), calibration, scenario: the plan, settings and sham signal
     of a home session."""
+    from biofeedback.cli.session import sensor_choice
     from biofeedback.relax.sham import sham_signal
+    from biofeedback.sensors.profiles import load_profiles
     from biofeedback.session.calibration import latest_calibration
     from biofeedback.session.protocol import load_protocol
     from biofeedback.session.runner import SessionPlan, is_interactive, session_scenario
@@ -103,7 +105,8 @@ def prepare(args: argparse.Namespace, ask: Callable | None) -> tuple[SessionPlan
     screening = screen(client, protocol, args.answers, not is_interactive(), "relaxation", ask)
     virtual = use_virtual(args)
     scenario = session_scenario(scenario_from_args(args), protocol) if virtual else None
-    plan = SessionPlan(client, protocol, virtual, args.speed, True, scenario, screening, latest_calibration(client))
+    plan = SessionPlan(client, protocol, virtual, args.speed, True, scenario, screening, latest_calibration(client),
+                       sensors=sensor_choice(client, None, load_profiles()))  # the sensors the therapist chose
     sham = sham_signal(settings.sham, sum(p.planned_s() for p in protocol.phases), args.seed)
     return plan, settings, sham
 

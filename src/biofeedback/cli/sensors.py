@@ -84,8 +84,9 @@ async def _scan(args: argparse.Namespace, virtual: bool) -> int:
         print("No sensors found. Switch them on and wear them (straps sleep without skin contact).")
         return 1
     for f in found:
-        print(f"{f.device.name or '(no name)':<20} {f.profile.name:<10} rssi {f.advertisement.rssi:>4} dBm"
-              f"{'  [virtual]' if virtual else ''}")
+        carries = ", ".join(f"{s.kind} {s.rate_hz:g} Hz" if s.rate_hz else s.kind for s in f.profile.streams)
+        print(f"{f.device.name or '(no name)':<20} {f.profile.name:<13} rssi {f.advertisement.rssi:>4} dBm"
+              f"{'  [virtual]' if virtual else ''}  {f.profile.label}: {carries}")
     return 0
 
 

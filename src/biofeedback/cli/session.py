@@ -22,6 +22,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="unattended: phases follow the protocol's durations and scripted markers (also without a terminal)")
     p.add_argument("--answers", help=f"screening answers: {ALL_CLEAR} (consent given, no contraindication) or "
                                      "key=yes|no,... (needed for unattended sessions)")
+    p.add_argument("--sensors", help="profile names of the sensors to use, e.g. bitalino (EMG and ECG on one board) or "
+                                     "open-emg,polar-verity; remembered for the client (default: the last choice, "
+                                     "else the best sensors found; `biofeedback devices` lists the profiles)")
     add_lsl_option(p)
     add_virtual_options(p)
     p.set_defaults(func=cmd_session)
@@ -49,6 +52,7 @@ def cmd_session(args: argparse.Namespace) -> int:
 
     client = validate_client_id(args.client)
     protocol = load_protocol(args.protocol)
+    sensors = sensor_choice(client, args.sensors, load_profiles())
     windowed = use_window(args.headless)
     # In a window the therapist is there (even when started from a desktop launcher with no terminal).
     auto = args.auto or (not windowed and not is_interactive())
@@ -59,7 +63,8 @@ def cmd_session(args: argparse.Namespace) -> int:
           "calibration: none for this client (tension in µV; run `biofeedback calibrate` first for %RVC)")
     virtual = use_virtual(args)
     scenario = session_scenario(scenario_from_args(args), protocol) if virtual else None
-    plan = SessionPlan(client, protocol, virtual, args.speed, auto, scenario, screening, calibration)
+    plan = SessionPlan(client, protocol, virtual, args.speed, auto, scenario, screening, calibration,
+                       sensors=sensors)
     if windowed:
         outcome = dashboard(plan, load_profiles(), args.theme, lsl=args.lsl)
     else:
@@ -67,6 +72,25 @@ def cmd_session(args: argparse.Namespace) -> int:
     print(f"recording: {outcome.path}")
     print(outcome.text())
     return 0
+
+
+def sensor_choice(client: str, text: str | None, profiles: dict) -> tuple[str, ...] | None:
+    """``--sensors`` (checked against the profiles and remembered for the client), else the client's remembered
+    choice, else None (the best sensors found)."""
+    from biofeedback.store.sensor_choice import remember_sensors, remembered_sensors
+
+    if text is None:
+        chosen = remembered_sensors(client)
+        if chosen:
+            print(f"sensors: {', '.join(chosen)} (remembered for {client}; `session --sensors` changes them)")
+        return chosen
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    unknown = [n for n in names if n not in profiles]
+    if not names or unknown:
+        raise UsageError(f"--sensors: {', '.join(map(repr, unknown)) or 'nothing given'}: give profile names from "
+                         f"{', '.join(sorted(profiles))}")
+    remember_sensors(client, names)
+    return names
 
 
 def _contractions(text: str, count: int, rest_uv: float) -> list[list[float]]:

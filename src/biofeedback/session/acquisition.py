@@ -37,14 +37,20 @@ def quiet_bumble_logs() -> None:
 
 
 def choose_sensors(found: Iterable[FoundSensor], wanted: Iterable[str] | None = None) -> list[FoundSensor]:
-    """One sensor per wanted profile; by default one EMG sensor and the best heart sensor."""
+    """One sensor per wanted profile; by default the best EMG sensor and, unless it carries the heart too (a
+    BITalino with an ECG sensor), the best heart sensor."""
     found = list(found)
     if wanted:
         firsts = {name: next((f for f in found if f.profile.name == name), None) for name in wanted}
         return [f for f in firsts.values() if f is not None]
-    emg = [f for f in found if any(s.kind == StreamKind.EMG for s in f.profile.streams)]
-    heart = [f for f in found if "hrs" in f.profile.protocols]
-    return emg[:1] + heart[:1]
+
+    def carries(f: FoundSensor, kind: str) -> bool:
+        return any(s.kind == kind for s in f.profile.streams)
+
+    chosen = [f for f in found if carries(f, StreamKind.EMG)][:1]
+    if not (chosen and carries(chosen[0], StreamKind.RR)):
+        chosen += [f for f in found if carries(f, StreamKind.RR) and f not in chosen][:1]
+    return chosen
 
 
 @dataclass

@@ -80,6 +80,8 @@ class SessionPlan:
     """A recorded session to play instead of sensors (view only: nothing is recorded)."""
     replay_sources: tuple[str, ...] | None = None
     """The replay's source names, from the one read through of the file that checked it (``replay_plan``)."""
+    sensors: tuple[str, ...] | None = None
+    """Profile names of the sensors to connect (``--sensors``, or the client's remembered choice); None: the best found."""
 
 
 def replay_plan(path: pathlib.Path | str, speed: float) -> SessionPlan:
@@ -256,14 +258,15 @@ class SessionRun:
         """Run the session until it ends; returns the outcome of its recording (None when nothing was recorded)."""
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        wanted = None
+        wanted = self.plan.sensors
         if choose is not None and self.plan.replay is None:
             self.state = WorkerState.SCANNING
             self.found = await self.scan()
             self.state = WorkerState.FOUND
-            wanted = await choose(self)
-            if wanted is False:
+            chosen = await choose(self)
+            if chosen is False:
                 return None
+            wanted = chosen or wanted
         self.state = WorkerState.CONNECTING
         plan = self.plan
         if self.record:

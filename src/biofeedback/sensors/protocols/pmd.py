@@ -15,13 +15,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
+from itertools import groupby
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from bleak.exc import BleakError
 
-from biofeedback.sensors.protocols.base import DecodeError, ProtocolSpec, SampledDriver, u8, u16
+from biofeedback.sensors.protocols.base import DecodeError, Driver, ProtocolSpec, SampledDriver, u8, u16
 from biofeedback.sensors.source import SensorError
 from biofeedback.sensors.timing import (
     CONTROL_RESPONSE_TIMEOUT_S,
@@ -30,7 +31,7 @@ from biofeedback.sensors.timing import (
     FrameMark,
     clock_jump_s,
 )
-from biofeedback.stream import NS_PER_S, Block, StreamKind
+from biofeedback.stream import NS_PER_S, RR_GAP_TOLERANCE_S, Block, BlockFlag, Gap, RRTimeline, StreamKind
 
 if TYPE_CHECKING:
     from bleak import BleakClient
@@ -193,6 +194,63 @@ def decode_pmd_ecg_frame(data: bytes | bytearray | memoryview) -> PmdEcgFrame:
     return PmdEcgFrame(timestamp_ns=timestamp_ns, frame_type=frame_type, samples_uv=_int24_le(payload))
 
 
+PMD_MEASUREMENT_PPI = 3
+"""Pulse-to-pulse intervals from the optical sensor (Verity Sense, OH1)."""
+PMD_PPI_SAMPLE_BYTES = 6
+PPI_FLAG_BLOCKER = 0x01
+"""The interval is not valid (movement or another cause, the device says)."""
+PPI_FLAG_SKIN_CONTACT = 0x02
+"""The sensor touches the skin (meaningful when ``PPI_FLAG_CONTACT_SUPPORTED`` is set)."""
+PPI_FLAG_CONTACT_SUPPORTED = 0x04
+
+
+def pmd_start_ppi_command() -> bytes:
+    """Control-point write that starts PPI: op, type, and no settings (PPI has none)."""
+    return bytes([PMD_OP_START, PMD_MEASUREMENT_PPI])
+
+
+@dataclass(frozen=True, eq=False)
+class PmdPpiFrame:
+    """One PMD PPI data notification: per interval HR, PP interval, error estimate and flags."""
+
+    timestamp_ns: int
+    """0 on Verity Sense and OH1 (Polar: "timestamp N/A, always 0")."""
+    hr_bpm: np.ndarray
+    pp_ms: np.ndarray
+    """Pulse-to-pulse intervals, ms."""
+    error_ms: np.ndarray
+    """The device's estimate of each interval's absolute error, ms (below 10 ms: very accurate; above 30 ms: likely
+    movement or loose contact, Polar's PPI documentation)."""
+    flags: np.ndarray
+
+    @property
+    def usable(self) -> np.ndarray:
+        """True for intervals without the blocker bit and with skin contact (or no contact sensing)."""
+        blocked = (self.flags & PPI_FLAG_BLOCKER) != 0
+        no_contact = ((self.flags & PPI_FLAG_CONTACT_SUPPORTED) != 0) & ((self.flags & PPI_FLAG_SKIN_CONTACT) == 0)
+        return ~blocked & ~no_contact
+
+
+def decode_pmd_ppi_frame(data: bytes | bytearray | memoryview) -> PmdPpiFrame:
+    """Decode a PMD data notification carrying PPI: type 3, u64 timestamp, frame type 0, then 6-byte samples
+    (u8 HR bpm, u16 PP ms, u16 error estimate ms, u8 flags: bit 0 blocker, bit 1 skin contact, bit 2 contact
+    supported)."""
+    raw = bytes(data)
+    if len(raw) < PMD_ECG_HEADER_BYTES:
+        raise DecodeError(f"PMD PPI frame: {len(raw)} bytes, need at least {PMD_ECG_HEADER_BYTES}")
+    if raw[0] != PMD_MEASUREMENT_PPI:
+        raise DecodeError(f"PMD PPI frame: measurement type {raw[0]}, expected {PMD_MEASUREMENT_PPI} (PPI)")
+    if raw[9] != PMD_FRAME_TYPE_RAW:
+        raise DecodeError(f"PMD PPI frame: frame type 0x{raw[9]:02x} not supported, expected {PMD_FRAME_TYPE_RAW}")
+    payload = raw[PMD_ECG_HEADER_BYTES:]
+    if len(payload) % PMD_PPI_SAMPLE_BYTES:
+        raise DecodeError(f"PMD PPI frame: {len(payload)} sample bytes, not a whole number of 6-byte samples")
+    rows = np.frombuffer(payload, dtype=np.dtype([("hr", "u1"), ("pp", "<u2"), ("err", "<u2"), ("flags", "u1")]))
+    return PmdPpiFrame(timestamp_ns=struct.unpack_from("<Q", raw, 1)[0], hr_bpm=rows["hr"].astype(float),
+                       pp_ms=rows["pp"].astype(float), error_ms=rows["err"].astype(float),
+                       flags=rows["flags"].astype(np.int64))
+
+
 @dataclass(frozen=True)
 class RateAnchor:
     """Start of a run of contiguous frames: the device time (s) of the sample the count starts after."""
@@ -224,7 +282,39 @@ def measure_rate(anchor: RateAnchor | None, last_device_s: float, n: int, prev_e
     return anchor, None
 
 
-class PmdEcgDriver(SampledDriver):
+class PmdControlPoint:
+    """The control-point half of a PMD driver (ECG or PPI): write a command, wait for the indication that answers it."""
+
+    _responses: asyncio.Queue[PmdControlResponse]
+
+    async def request(self, client: BleakClient, command: bytes) -> PmdControlResponse:
+        """Write ``command`` to the control point and return the reply that answers it.
+
+        Replies to other requests (a late answer to an earlier command, another app's) are logged
+        and skipped; replies that came before the write cannot answer it and are dropped.
+        """
+        while not self._responses.empty():
+            self._responses.get_nowait()
+        await client.write_gatt_char(self.profile.uuid("polar-pmd", "control"), command, response=True)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CONTROL_RESPONSE_TIMEOUT_S
+        while True:
+            try:
+                reply = await asyncio.wait_for(self._responses.get(), max(0.0, deadline - loop.time()))
+            except asyncio.TimeoutError as exc:
+                raise SensorError(f"{self.source.name}: no answer to PMD command 0x{command[0]:02x} "
+                                  f"(measurement type {command[1]}); switch the strap off and on") from exc
+            if reply.answers(command):
+                return reply
+            log.info("%s: skipped a PMD reply to op 0x%02x type %d while waiting for op 0x%02x type %d",
+                     self.source.name, reply.op_code, reply.measurement_type, command[0], command[1])
+
+    def _on_control(self, _char: Any, data: bytearray) -> None:
+        if (reply := self.decode(decode_pmd_control_response, bytes(data))) is not None:
+            self._responses.put_nowait(reply)
+
+
+class PmdEcgDriver(PmdControlPoint, SampledDriver):
     """Polar PMD ECG: start through the control point, decode frames, map device time to host time."""
 
     stream = StreamKind.ECG
@@ -266,28 +356,6 @@ class PmdEcgDriver(SampledDriver):
         if not reply.ok and reply.status != PMD_STATUS_ALREADY_IN_STATE:  # already streaming is fine
             raise SensorError(f"{self.source.name}: {reply.refusal('ECG start')}")
 
-    async def request(self, client: BleakClient, command: bytes) -> PmdControlResponse:
-        """Write ``command`` to the control point and return the reply that answers it.
-
-        Replies to other requests (a late answer to an earlier command, another app's) are logged
-        and skipped; replies that came before the write cannot answer it and are dropped.
-        """
-        while not self._responses.empty():
-            self._responses.get_nowait()
-        await client.write_gatt_char(self.profile.uuid("polar-pmd", "control"), command, response=True)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + CONTROL_RESPONSE_TIMEOUT_S
-        while True:
-            try:
-                reply = await asyncio.wait_for(self._responses.get(), max(0.0, deadline - loop.time()))
-            except asyncio.TimeoutError as exc:
-                raise SensorError(f"{self.source.name}: no answer to PMD command 0x{command[0]:02x} "
-                                  f"(measurement type {command[1]}); switch the strap off and on") from exc
-            if reply.answers(command):
-                return reply
-            log.info("%s: skipped a PMD reply to op 0x%02x type %d while waiting for op 0x%02x type %d",
-                     self.source.name, reply.op_code, reply.measurement_type, command[0], command[1])
-
     async def _restart_if_silent(self, client: BleakClient) -> None:
         """Polar quirk: ECG sometimes starts late or not at all; re-send start until frames flow."""
         while client.is_connected:
@@ -307,10 +375,6 @@ class PmdEcgDriver(SampledDriver):
             "measured_rate_hz": self.source.status.rate_hz.get(StreamKind.ECG),
             "clock_jumps": [{"t_s": round(t, 6), "jump_s": round(j, 9)} for t, j in self.clock_jumps],
         }}
-
-    def _on_control(self, _char: Any, data: bytearray) -> None:
-        if (reply := self.decode(decode_pmd_control_response, bytes(data))) is not None:
-            self._responses.put_nowait(reply)
 
     def _mark(self, frame: PmdEcgFrame, arrival_s: float) -> FrameMark:
         """The frame's device times, its timestamps read back by the clock jumps seen so far."""
@@ -384,4 +448,86 @@ SPEC = ProtocolSpec(
     driver=PmdEcgDriver,
     rate_setting=(StreamKind.ECG, "ecg_rate_hz"),
     rate_range_setting="ecg_true_rate_hz",
+)
+
+
+class PmdPpiDriver(PmdControlPoint, Driver):
+    """Polar PMD PPI (Verity Sense, OH1): start PPI, rebuild beat times from the intervals, honour the quality flags.
+
+    The frames carry no usable timestamp, so beat times are the running sum of every interval (flagged ones too:
+    that time did pass) against arrival, as for a heart-rate strap (``stream.RRTimeline``). Per notification: an HR
+    block (one row per interval, the notification's raw bytes, so flagged intervals stay in the recording) and an RR
+    block of the usable intervals only; each run of flagged intervals is an RR gap whose reason names the flag
+    (``ppi-blocker``, ``ppi-no-contact``) and whose length is the run's, so HRV never takes a difference across it.
+    """
+
+    def __init__(self, source: BleSource) -> None:
+        super().__init__(source)
+        self.timeline = RRTimeline(source.name, tolerance_s=RR_GAP_TOLERANCE_S + source.clock.jitter_s())
+        self._responses = asyncio.Queue()
+        self._seen_gaps = 0
+        self._before_drop: float | None = None
+        self.flagged = {"ppi-blocker": 0, "ppi-no-contact": 0}
+        """Intervals recorded but left out of HRV, by reason."""
+
+    async def setup(self, client: BleakClient) -> None:
+        p = self.profile
+        self._responses = asyncio.Queue()
+        await client.start_notify(p.uuid("polar-pmd-ppi", "control"), self._on_control)
+        await client.start_notify(p.uuid("polar-pmd-ppi", "data"), self._on_data)
+        reply = await self.request(client, pmd_start_ppi_command())
+        if not reply.ok and reply.status != PMD_STATUS_ALREADY_IN_STATE:
+            raise SensorError(f"{self.source.name}: {reply.refusal('PPI start')}")
+
+    def on_link_lost(self) -> None:
+        if self.timeline.last_beat_s is not None:
+            self._before_drop = self.timeline.last_beat_s
+        self.timeline.restart()
+
+    def timing_report(self) -> dict[str, dict]:
+        """The intervals recorded but left out of HRV, by flag."""
+        return {StreamKind.RR: {"ppi_flagged": dict(self.flagged)}}
+
+    def _on_data(self, _char: Any, data: bytearray) -> None:
+        host_ns = self.clock.now_ns()
+        raw = bytes(data)
+        if (frame := self.decode(decode_pmd_ppi_frame, raw)) is None:
+            self.timeline.missed()
+            return
+        if not len(frame.pp_ms):
+            return
+        src, arrival_s = self.source.name, host_ns / NS_PER_S
+        times = self.timeline.add(arrival_s, frame.pp_ms)
+        for gap in self.timeline.gaps[self._seen_gaps:]:
+            self.source.gap(gap)
+        self._seen_gaps = len(self.timeline.gaps)
+        if self._before_drop is not None:
+            self.source.gap(Gap(StreamKind.RR, src, self._before_drop, float(times[0] - frame.pp_ms[0] / 1000.0),
+                                "disconnect"))
+            self._before_drop = None
+        no_contact = ((frame.flags & PPI_FLAG_CONTACT_SUPPORTED) != 0) & ((frame.flags & PPI_FLAG_SKIN_CONTACT) == 0)
+        self.source.status.contact = (not bool(no_contact[-1]),)
+        self.source.emit(Block(StreamKind.HR, src, host_ns, frame.hr_bpm.reshape(-1, 1), channels=("hr",), raw=raw,
+                               flags=BlockFlag.SENSOR_CONTACT_LOST if no_contact.any() else 0, times_s=times))
+        start = 0
+        for ok, run in groupby(frame.usable):
+            n = len(list(run))
+            part, start = slice(start, start + n), start + n
+            if ok:
+                self.source.emit(Block(StreamKind.RR, src, host_ns, frame.pp_ms[part].reshape(-1, 1), channels=("rr",),
+                                       times_s=times[part]))
+                continue
+            reason = "ppi-blocker" if np.any(frame.flags[part] & PPI_FLAG_BLOCKER) else "ppi-no-contact"
+            self.flagged[reason] += n
+            self.source.gap(Gap(StreamKind.RR, src, float(times[part.start] - frame.pp_ms[part.start] / 1000.0),
+                                float(times[part.stop - 1]), reason, n))
+
+
+PPI_SPEC = ProtocolSpec(
+    name="polar-pmd-ppi",
+    gatt_table="pmd",
+    roles=("service", "control", "data"),
+    streams=(StreamKind.HR, StreamKind.RR),
+    settings={},
+    driver=PmdPpiDriver,
 )

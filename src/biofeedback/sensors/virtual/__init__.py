@@ -16,11 +16,13 @@ from biofeedback.sensors.ble import BleBackend
 from biofeedback.sensors.source import SensorError
 from biofeedback.sensors.bumble_backend import BumbleClient, BumbleScanner, VirtualRadio, drop_late_gatt_responses
 from biofeedback.sensors.profiles import DeviceProfile, load_profiles
+from biofeedback.sensors.virtual.bitalino import VirtualBitalino
 from biofeedback.sensors.virtual.ganglion import VirtualGanglion
 from biofeedback.sensors.virtual.hrs import VirtualHeartRateStrap
 from biofeedback.sensors.virtual.open_emg import VirtualOpenEmg
 from biofeedback.sensors.virtual.peripherals import Faults, VirtualPeripheral
 from biofeedback.sensors.virtual.polar_h10 import VirtualPolarH10
+from biofeedback.sensors.virtual.polar_verity import VirtualPolarVerity
 from biofeedback.sensors.virtual.signals import BeatGenerator, EmgBody, Heart, HeartScript, TensionScript
 
 __all__ = ["EmgBody", "Faults", "HeartScript", "Scenario", "TensionScript", "VirtualWorld"]
@@ -29,6 +31,10 @@ ADDRESSES = {"open-emg": "C0:EE:00:00:00:01", "polar-h10": "C0:EE:00:00:00:02", 
              "ganglion": "C0:EE:00:00:00:05"}
 NAMES = {"open-emg": "OpenEMG1", "polar-h10": "Polar H10 VIRTUAL", "hrs-strap": "HRM Strap VIRTUAL",
          "ganglion": "Ganglion-VIRTUAL"}
+ADDRESSES["bitalino"], NAMES["bitalino"] = "C0:EE:00:00:00:04", "BITalino-VIRTUAL"
+ADDRESSES["polar-verity"], NAMES["polar-verity"] = "C0:EE:00:00:00:06", "Polar Sense VIRTUAL"
+ALIASES = {"verity": "polar-verity"}
+"""Short names ``--virtual-devices`` also takes."""
 
 
 @dataclass
@@ -59,9 +65,11 @@ class VirtualWorld:
     def __init__(self, scenario: Scenario | None = None, speed: float = 1.0,
                  profiles: dict[str, DeviceProfile] | None = None) -> None:
         self.scenario = scenario or Scenario()
+        self.scenario.devices = tuple(ALIASES.get(d, d) for d in self.scenario.devices)
+        self.scenario.faults = {ALIASES.get(d, d): f for d, f in self.scenario.faults.items()}
         unknown = [d for d in self.scenario.devices if d not in NAMES]
         if unknown:
-            raise SensorError(f"no virtual sensor for {', '.join(map(repr, unknown))}; choose from {', '.join(sorted(NAMES))}")
+            raise SensorError(f"no virtual sensor for {', '.join(map(repr, unknown))}; choose from {', '.join(sorted(NAMES))} (or verity)")
         self.speed = speed
         self.profiles = profiles or load_profiles()
         self.radio = VirtualRadio()
@@ -86,7 +94,12 @@ class VirtualWorld:
             return VirtualHeartRateStrap(*args, heart=self.heart, **common)
         if kind == "ganglion":
             return VirtualGanglion(*args, tension=sc.tension, firmware=sc.ganglion_firmware, keep_truth=sc.keep_truth,
-                                   drift_ppm=30.0, **common)
+                                   body=sc.body, drift_ppm=30.0, **common)
+        if kind == "bitalino":  # payload: not a multiple of a 6-byte frame, sized so the link keeps up at speed
+            return VirtualBitalino(*args, tension=sc.tension, heart=sc.heart, keep_truth=sc.keep_truth, body=sc.body,
+                                   payload_bytes=20 * int(np.ceil(self.speed)) - 1, drift_ppm=30.0, **common)
+        if kind == "polar-verity":
+            return VirtualPolarVerity(*args, heart=sc.heart, drift_ppm=-20.0, **common)
         raise AssertionError(kind)  # unknown kinds are refused in __init__
 
     async def start(self) -> VirtualWorld:

@@ -18,7 +18,7 @@ from bumble import gatt
 from bumble.core import UUID
 
 from biofeedback.sensors.virtual.peripherals import VirtualPeripheral, gatt_characteristic
-from biofeedback.sensors.virtual.signals import EmgSynth, TensionScript
+from biofeedback.sensors.virtual.signals import EmgBody, EmgSynth, TensionScript
 
 MCP3912_VOLTS_PER_COUNT = 1.2 / (8388607.0 * 1.5 * 51.0)
 """OpenBCI's scale factor: V_ref 1.2 V over 2^23 - 1 codes, the MCP3912's factor 1.5 and the front-end gain 51."""
@@ -43,12 +43,12 @@ class VirtualGanglion(VirtualPeripheral):
     RATE_HZ = 200
 
     def __init__(self, *args, tension: TensionScript | None = None, firmware: int = 2, keep_truth: bool = False,
-                 **kwargs) -> None:
+                 body: EmgBody | None = None, **kwargs) -> None:
         self.software_revision = f"{firmware}.0.0"
         super().__init__(*args, **kwargs)
         self.firmware = firmware
         self.script = tension or TensionScript.constant(40.0, 30.0)
-        self.synth = EmgSynth(self.RATE_HZ, self.script, self.rng)
+        self.synth = EmgSynth(self.RATE_HZ, self.script, self.rng, body=body)
         props = gatt.Characteristic.Properties
         p = self.profile
         self.receive = gatt_characteristic(p.uuid("ganglion", "receive"), props.NOTIFY)

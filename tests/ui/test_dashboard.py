@@ -155,6 +155,13 @@ def test_phases_markers_and_notes_land_in_the_recording(qtbot, start_dashboard):
     verdict = dash.worker.outcome.verdict_text
     assert verdict in labels
     assert "cannot be compared" in verdict or "not available" in verdict
+    # Issue 19: the summary of the live values was on screen before the recording's analysis was done, in the dialog
+    # that now holds the outcome (the run's live rows, phase for phase).
+    assert dash.early_before_outcome and dash.early_summary is dash.summary_dialog
+    # Issue 16 item 3: the panel says which sensor and rate the numbers come from
+    panel = dash.sensor_status.text()
+    assert "tension from open-emg at 1000 Hz" in panel and "heart rate and HRV from polar-h10" in panel
+    assert [row["phase"] for row in dash.worker.run.live_summary] == ["baseline", "treatment", "post"]
 
 
 def assert_blank_on_screen(dash, name: str, start_s: float, end_s: float) -> None:

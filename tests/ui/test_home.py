@@ -244,3 +244,10 @@ def test_a_window_that_refuses_to_close_is_still_watched(qtbot):
     window.close()
     qtbot.wait(50)
     assert ended == [True]
+
+
+def test_the_home_window_offers_every_virtual_sensor_there_is():
+    from biofeedback.sensors.virtual import ADDRESSES
+    from biofeedback.ui.home import VIRTUAL_DEVICES
+
+    assert set(VIRTUAL_DEVICES) == set(ADDRESSES)

@@ -96,6 +96,9 @@ def test_a_session_from_the_home_window_to_its_report_and_replay(qtbot, home):
     window.select_client("C001")
     assert window.sensor_kind.currentIndex() == 1 and window.protocol.currentText() == str(PROTOCOL)
     assert "(open-emg)" in window.last_devices.text() and "(polar-h10)" in window.last_devices.text()
+    from biofeedback.store.sensor_choice import remembered_sensors
+
+    assert remembered_sensors("C001") == ("open-emg", "polar-h10")  # the CLI's next session uses the same sensors
 
     opened: list[QtCore.QUrl] = []
     window.open_url = opened.append

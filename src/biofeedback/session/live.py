@@ -205,6 +205,16 @@ class LiveProcessor:
             else math.nan,
             quality=tuple(int(q) for q in quality), contact_lost=contact_lost, emg_t_s=float(block.times_s[-1]))
 
+    def origins(self) -> list[str]:
+        """Which sensor, at which rate, each live number comes from, in words (shown beside the numbers)."""
+        out = []
+        if self._emg is not None:
+            lo, hi = self._emg.band_hz
+            out.append(f"tension from {self._emg_key[1]} at {self._emg.fs_hz:g} Hz (band {lo:g}-{hi:g} Hz)")
+        if self._hrv:
+            out.append("heart rate and HRV from " + ", ".join(self._hrv))
+        return out
+
     def _tension(self, rms_uv: np.ndarray) -> np.ndarray:
         ref = self.index.reference_uv
         if ref is not None and ref.size != rms_uv.shape[1]:

@@ -173,6 +173,12 @@ class Dashboard(QtWidgets.QMainWindow):
         """Paints of the plot area since start (for benchmarks)."""
         self.latency_ms: float | None = None
         self.summary_dialog: QtWidgets.QDialog | None = None
+        """The end-of-session dialog, once it shows the recording's summary and verdict."""
+        self.early_summary: QtWidgets.QDialog | None = None
+        """The same dialog while it shows the summary of the live values (``SessionRun.live_summary``, there as soon as
+        the recording closes) and the verdict is still being computed (a long session's analysis takes a while)."""
+        self.early_before_outcome = False
+        """Whether the live summary was on screen before the outcome was ready."""
         self._plotted_host_ns: int | None = None
         self._windows: tuple[float, float] | None = None
         self._heart_plotted = 0.0
@@ -695,6 +701,9 @@ class Dashboard(QtWidgets.QMainWindow):
             self._show_numbers()
             self._show_sensors()
             self._show_phase_state()
+        if self.early_summary is None and self.summary_dialog is None and not worker.finished \
+                and worker.run.live_summary is not None:
+            self._early_summary()
         if worker.finished and self.summary_dialog is None:
             self._session_over()
 
@@ -834,6 +843,8 @@ class Dashboard(QtWidgets.QMainWindow):
         if live is not None and live.values.quality:
             q = [f"{ch.split('_')[0]}: {quality_text(b)}" for ch, b in zip(live.emg_channels, live.values.quality)]
             rows.append("EMG signal: " + "; ".join(q))
+        if live is not None:
+            rows += live.origins()
         self.sensor_status.setText("<br>".join(rows))
         if self.replay is not None:
             self.recording_label.setText(f"replay of {self.replay.name} (view only, nothing is recorded)")
@@ -905,31 +916,51 @@ class Dashboard(QtWidgets.QMainWindow):
             b.setEnabled(running or (b is self.end_button and not self.worker.finished))
 
     # --- the end ----------------------------------------------------------------------------------
-    def _session_over(self) -> None:
-        self.timer.stop()
-        self._show_log()
-        self._show_sensors()
-        self._show_phase_state()
-        dialog = self.summary_dialog = QtWidgets.QDialog(self)
+    def _summary_dialog(self) -> tuple[QtWidgets.QDialog, QtWidgets.QLabel, QtWidgets.QLabel]:
+        dialog = QtWidgets.QDialog(self)
         dialog.setWindowTitle("Session summary" if self.replay is None else f"Session summary — {self.replay.name}")
         lay = QtWidgets.QVBoxLayout(dialog)
-        outcome = self.worker.outcome
-        text = _label(summary_html(outcome.summary, self.theme) if outcome is not None
-                      else f"<p>The session stopped: {self.worker.error}</p>")
+        text = _label("")
         text.setTextFormat(QtCore.Qt.TextFormat.RichText)
         text.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
         lay.addWidget(text)
-        if outcome is not None:
-            verdict = _label(outcome.verdict_text)
-            verdict.setWordWrap(True)
-            verdict.setMaximumWidth(900)
-            lay.addWidget(verdict)
+        verdict = _label("")
+        verdict.setWordWrap(True)
+        verdict.setMaximumWidth(900)
+        lay.addWidget(verdict)
         if self.worker.path is not None:
             lay.addWidget(_label(f"recording: {self.worker.path}", "small"))
         close = QtWidgets.QPushButton("Close")
         close.clicked.connect(dialog.accept)
         lay.addWidget(close)
         dialog.setStyleSheet(stylesheet(self.theme))
+        dialog._texts = (text, verdict)  # noqa: SLF001 - filled again when the outcome is ready
+        return dialog, text, verdict
+
+    def _early_summary(self) -> None:
+        """The summary of the live values as soon as the recording is closed; the verdict follows in the same dialog."""
+        dialog, text, verdict = self._summary_dialog()
+        self.early_summary = dialog
+        self.early_before_outcome = not self.worker.finished
+        text.setText(summary_html(self.worker.run.live_summary, self.theme))
+        verdict.setText("From the live values. The recording's own analysis and the verdict follow in a moment…")
+        dialog.show()
+
+    def _session_over(self) -> None:
+        self.timer.stop()
+        self._show_log()
+        self._show_sensors()
+        self._show_phase_state()
+        if self.early_summary is not None:
+            dialog, (text, verdict) = self.early_summary, self.early_summary._texts  # noqa: SLF001
+        else:
+            dialog, text, verdict = self._summary_dialog()
+        outcome = self.worker.outcome
+        text.setText(summary_html(outcome.summary, self.theme) if outcome is not None
+                     else f"<p>The session stopped: {self.worker.error}</p>")
+        verdict.setText(outcome.verdict_text if outcome is not None else "")
+        verdict.setVisible(outcome is not None)
+        self.summary_dialog = dialog
         dialog.show()
 
     def closeEvent(self, ev: QtGui.QCloseEvent) -> None:  # noqa: N802 - Qt's name

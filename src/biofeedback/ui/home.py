@@ -31,8 +31,9 @@ from biofeedback.ui.theme import THEMES, stylesheet
 
 SETTINGS_FILE = "home-window.json"
 ARCHIVED_FILE = "archived"
-VIRTUAL_DEVICES = ("open-emg", "polar-h10", "hrs-strap")
-"""The virtual sensors one can power on (``--virtual-devices``)."""
+VIRTUAL_DEVICES = ("open-emg", "polar-h10", "hrs-strap", "bitalino", "ganglion", "polar-verity")
+"""The virtual sensors one can power on (``--virtual-devices``; every one in ``sensors.virtual.ADDRESSES``, which a
+test keeps the same)."""
 DEFAULT_VIRTUAL = ("open-emg", "polar-h10")
 WHY_PSEUDONYM = ("Use a code such as C001, never a name or an email: recordings are health data, and a code keeps "
                  "them pseudonymous if a file is shared for research.")
@@ -199,10 +200,14 @@ class HomeWindow(QtWidgets.QMainWindow):
         self.sensor_kind.currentIndexChanged.connect(self._sensor_kind_changed)
         grid.addWidget(self.sensor_kind, 0, 0)
         self.virtual_boxes: dict[str, QtWidgets.QCheckBox] = {}
-        for col, name in enumerate(VIRTUAL_DEVICES, start=1):
+        boxes = QtWidgets.QWidget()
+        box_grid = QtWidgets.QGridLayout(boxes)  # three a row, so six sensors fit a 1366 px screen
+        box_grid.setContentsMargins(0, 0, 0, 0)
+        for i, name in enumerate(VIRTUAL_DEVICES):
             box = self.virtual_boxes[name] = QtWidgets.QCheckBox(name)
             box.setObjectName(f"virtual-{name}")
-            grid.addWidget(box, 0, col)
+            box_grid.addWidget(box, i // 3, i % 3)
+        grid.addWidget(boxes, 0, 1, 1, 3)
         right = QtCore.Qt.AlignmentFlag.AlignRight
         grid.addWidget(QtWidgets.QLabel("Session protocol:"), 1, 0, right)
         self.protocol = _protocol_combo("protocol", "session")
@@ -644,6 +649,11 @@ class HomeWindow(QtWidgets.QMainWindow):
         used = [{"source": str(d.get("source", "")), "profile": str(d.get("profile", ""))}
                 for d in devices if isinstance(d, dict)]
         save_client_settings(client, {**client_settings(client), "last_devices": used})
+        profiles = sorted({d["profile"] for d in used if d["profile"]})
+        if profiles:  # the one remembered choice the CLI's session and relax also read (store.sensor_choice)
+            from biofeedback.store.sensor_choice import remember_sensors
+
+            remember_sensors(client, profiles)
 
     def start_calibration(self) -> None:
         client = self.client()

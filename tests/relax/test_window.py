@@ -47,6 +47,8 @@ def test_window_runs_a_session_and_shows_the_summary(qtbot, make_protocol, capsy
                     - window.session.machine.started_s > 14, timeout=30_000)
     qtbot.wait(200)
     assert window.breath.text() in ("Breathe in", "Breathe out")
+    # which sensor and rate the bar's tension and the heart numbers come from (issue 16 item 3)
+    assert "tension from open-emg at 1000 Hz" in window.sources.text()
     shoot(window, "session")
     qtbot.waitUntil(lambda: window.summary_shown, timeout=30_000)
     assert worker.join(30.0) and worker.error is None

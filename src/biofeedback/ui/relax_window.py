@@ -148,12 +148,14 @@ class RelaxWindow(QtWidgets.QWidget):
         self.guidance = _label("", "muted")
         self.bar = TensionBar()
         self.status = _label("Connecting to your sensors…")
+        self.sources = _label("", "muted")
+        """Which sensor, at which rate, the tension and the heart numbers come from."""
         self.stop_button = QtWidgets.QPushButton("Stop")
         self.stop_button.clicked.connect(self.stop)
         for w in (self.title, self.time_left, self.breath):
             lay.addWidget(w)
         lay.addWidget(self.guide, 1)
-        for w in (self.guidance, self.bar, self.status):
+        for w in (self.guidance, self.bar, self.status, self.sources):
             lay.addWidget(w)
         row = QtWidgets.QHBoxLayout()
         self.sound_box = QtWidgets.QCheckBox("Sound")
@@ -253,6 +255,9 @@ class RelaxWindow(QtWidgets.QWidget):
             self.guide.set(0.0, False)
         self.guidance.setText(" · ".join(t for t in (v.resonance, f"Now: {v.guidance}" if v.guidance else "") if t))
         self.bar.set(fb.tension, fb.target, fb.state)
+        live = self.worker.live
+        if live is not None:
+            self.sources.setText(" · ".join(live.origins()))
         if fb.state == PAUSED:
             self.status.setText(f"Feedback paused: {fb.reason}")
         elif fb.state == OFF:

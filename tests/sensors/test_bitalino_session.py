@@ -103,3 +103,9 @@ def test_home_relaxation_connects_the_sensors_the_therapist_chose(tmp_path, monk
     plan, _, _ = prepare(args, None)
     assert plan.sensors == ("bitalino",)
     assert "sensors: bitalino (remembered for C021" in capsys.readouterr().out
+
+
+def test_looking_up_the_sensors_of_an_unknown_client_creates_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("BIOFEEDBACK_HOME", str(tmp_path / "home"))
+    assert remembered_sensors("C404") is None
+    assert not (tmp_path / "home").exists()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from biofeedback.errors import Reason
 from biofeedback.store.errors import StoreError
-from biofeedback.store.paths import data_home, private_dir, validate_client_id, write_private
+from biofeedback.store.paths import data_home, find_client_dir, private_dir, validate_client_id, write_private
 
 SENSORS_FILE = "sensors.json"
 
@@ -27,9 +27,11 @@ def remember_sensors(client_id: str, profiles: list[str] | tuple[str, ...]) -> P
 
 
 def remembered_sensors(client_id: str) -> tuple[str, ...] | None:
-    """The profile names last chosen for a client, or None when none was chosen; a damaged file is one StoreError."""
-    path = _path(client_id)
-    if not path.exists():
+    """The profile names last chosen for a client, or None when none was chosen; a damaged file is one StoreError.
+    Creates nothing (a lookup for a client without a folder leaves none behind)."""
+    folder = find_client_dir(client_id)
+    path = None if folder is None else folder / SENSORS_FILE
+    if path is None or not path.exists():
         return None
     try:
         profiles = json.loads(path.read_text(encoding="utf-8"))["profiles"]

@@ -248,3 +248,14 @@ def test_a_headache_of_unknown_length_is_unknown_in_the_study_tables():
     windows = diary_windows(sessions, days.reset_index(), 7, today).set_index("client_id")
     assert pd.isna(windows.loc["S01", "headache_hours"]) and windows.loc["S02", "headache_hours"] == 3.5
     assert (windows["headache_days"] == 2).all()
+
+
+def test_a_study_with_no_sessions_says_so_and_creates_nothing(tmp_path, monkeypatch, capsys):
+    """The default output folder is study/ in the study folder, never the working directory; with nothing to analyse
+    the one error line comes before any folder is made."""
+    monkeypatch.setenv("BIOFEEDBACK_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["study", "--workers", "1"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no recorded sessions" in err[0]
+    assert list(tmp_path.iterdir()) == []

@@ -432,14 +432,14 @@ def run_study(out_dir: Path, home: Path | None = None, clients: Sequence[str] | 
               n_boot: int = STUDY_BOOT, today: dt.date | None = None, progress: Progress | None = None) -> Study:
     """Analyse every session under ``home`` (default: the data folder) into ``out_dir`` (0700): tables, data
     dictionary, group statistics, plots and the stated models; sessions analysed before and unchanged are not redone."""
-    home = data_home() if home is None else Path(home)
-    out_dir = private_dir(Path(out_dir))
+    home = data_home(create=False) if home is None else Path(home)
     today = dt.date.today() if today is None else today
     skipped: list[str] = []
     jobs = study_jobs(home, clients, n_boot, skipped)
-    if not jobs:
+    if not jobs:  # said before any folder is made
         raise StudyError(f"no recorded sessions under {home / 'clients'}" + (f" for {', '.join(clients)}" if clients else "")
                          + "; record some with `biofeedback session`, or give --home", Reason.NOT_ENOUGH_DATA)
+    out_dir = private_dir(Path(out_dir))
     client, t0 = None, time.perf_counter()
     if any(cached_result(out_dir, j.key) is None for j in jobs):
         client = open_client(scheduler, workers)

@@ -29,7 +29,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--home", type=pathlib.Path,
                    help="study folder holding clients/<id>/sessions (default: $BIOFEEDBACK_HOME or the data folder)")
     p.add_argument("--client", action="append", metavar="ID", help="only this client (repeat for more; default: all)")
-    p.add_argument("--out", type=pathlib.Path, help="output folder, also the cache of analysed sessions (default: ./study)")
+    p.add_argument("--out", type=pathlib.Path, help="output folder, also the cache of analysed sessions (default: study/ in the study "
+                   "folder, never the working directory)")
     p.add_argument("--workers", type=workers, default=os.cpu_count() or 1,
                    help="local Dask worker processes (default: this machine's cores)")
     p.add_argument("--scheduler", metavar="tcp://HOST:PORT",
@@ -47,7 +48,9 @@ def cmd_study(args: argparse.Namespace) -> int:
 
     clients = [validate_client_id(c) for c in args.client] if args.client else None
     window = args.diary_days or DIARY_WINDOW_DAYS
-    out = args.out or pathlib.Path.cwd() / "study"
+    from biofeedback.store.paths import data_home
+
+    out = args.out or (args.home or data_home(create=False)) / "study"
     study = run_study(out, args.home, clients, args.scheduler, args.workers, window, progress=_progress)
     st = study.stats
     where = f" on {st.workers} Dask workers ({st.cluster}) in {st.tasks_wall_s:.1f} s" if st.analysed or st.failed else ""

@@ -93,7 +93,9 @@ def test_summary_shows_heart_rate_lower_after_treatment_and_no_tension_level_fro
     rows = {r["phase"]: r for r in summarize(recorded.session)}
     for phase in ("baseline", "post"):
         assert rows[phase]["emg_rms_uv"] == {} and "too little clean data" in rows[phase]["note"]
-        assert 15.0 < min(rows[phase]["emg_clean_s"].values()) < 30.0
+        # most of each 20 s rest counts as clean (under CI's two test workers the virtual link loses up to ~5 s of it
+        # at the edges), and it is still under the 30 s a level needs
+        assert 10.0 < min(rows[phase]["emg_clean_s"].values()) < 30.0
     assert rows["post"]["hr_bpm"] < rows["baseline"]["hr_bpm"]
     assert "verdict: " in recorded.out and "cannot be compared" in recorded.out
     assert f"recording: {recorded.session}" in recorded.out

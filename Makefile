@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(BIN)/biofeedback session --client demo --virtual --speed 10 --protocol demo --auto --answers all-clear --headless
 
 test: $(STAMP)
-	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -n 2 --dist loadfile
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

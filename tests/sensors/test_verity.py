@@ -115,5 +115,9 @@ def test_flagged_intervals_are_recorded_marked_and_kept_out_of_hrv():
     # Lost notifications are gaps too (the device says which were dropped).
     dropped = sum(1 for *_, fate in device.ppi_sent if fate == "dropped")
     assert dropped == 0 or any(g.reason == "missed-notifications" for g in gaps if g.stream == StreamKind.RR)
-    # HRV stays plausible: the spoiled intervals (±120 ms of noise) never reached it.
-    assert 5 < live.values.rmssd_ms < 80
+    # HRV stays plausible: the spoiled intervals (±120 ms of noise) never reached it. Every RMSSD the live numbers
+    # showed is checked, not only the last: a notification lost in the last seconds resets HRV and blanks the newest
+    # value (shown as "--" until enough beats follow), which is right and not what this test is about.
+    _, rows = live.hrv.snapshot()
+    shown = rows[:, 1][np.isfinite(rows[:, 1])]
+    assert shown.size >= 5 and 5 < shown.min() and shown.max() < 80

@@ -154,7 +154,7 @@ def emg_block(
     the envelope low-pass (one section) of EMG²; then the quality flags. ``limits``: window width, FLAT limit
     on the EMG² sum, MAINS ratio², MOTION ratio², MOTION floor on the motion² sum, saturation µV.
     ``flag_bits``: FLAT, SATURATED, MAINS, MOTION, WARMUP; the first ``warmup_left`` samples are flagged
-    WARMUP. Writes the four (n, channels) outputs and returns the new ``pos``.
+    WARMUP and never FLAT (their window is still filling, so a low sum there is no sign of a lost electrode). Writes the four (n, channels) outputs and returns the new ``pos``.
 
     Channel by channel, with the delays of the fixed-size filters and the window totals in local variables
     for the block (registers, not memory, carry them from sample to sample).
@@ -190,7 +190,7 @@ def emg_block(
             rms[i, c] = np.sqrt(_nan_max(emg_sum, 0.0) * inv_width)
             envelope[i, c] = np.sqrt(_nan_max(smooth, 0.0))
             q = 0
-            if emg_sum < flat_limit:
+            if emg_sum < flat_limit and i >= warmup_left:  # a window still filling says nothing about contact
                 q |= flag_bits[0]
             if check_saturation:
                 saturated = window_step(ring, pos, 3 * ch + c, saturated, 1.0 if abs(raw) >= saturation_uv else 0.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -168,3 +169,52 @@ def test_unknown_phase_is_a_clear_error(make_session):
     data = load_session(make_session(seed=1))
     with pytest.raises(AnalysisError, match="its phases are: baseline, treatment, post"):
         compare(data, "baseline", "after")
+
+
+def test_apdf_of_bootstrap_resamples_equals_numpy_nanquantile_of_each_resample():
+    """The APDF replicates come from unit counts over values sorted once (issue 19: no sort per resample); each must
+    equal ``np.nanquantile`` of the resample built the plain way, NaN (excluded stretches) and all."""
+    from biofeedback.analysis.compare import _apdf
+    from biofeedback.analysis.stats import moving_block_indices
+
+    rng = np.random.default_rng(11)
+    for trial in range(12):
+        n, width = int(rng.integers(1, 50)), int(rng.integers(1, 25))
+        x = rng.gamma(2.0, 3.0, (n, width))
+        x[rng.random((n, width)) < 0.2] = np.nan
+        if trial == 0:
+            x[:] = np.nan  # nothing clean: NaN, not an error
+        if trial == 1:
+            x = np.round(rng.gamma(2.0, 3.0, (300, 40)))  # more values than QUANTILE_BLOCKS runs, and many ties
+            x[rng.random(x.shape) < 0.1] = np.nan
+            n = x.shape[0]
+        idx = moving_block_indices(n, int(rng.integers(1, 6)), 300, rng)
+        for q in (0.1, 0.5, 0.9):
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                expected = np.array([np.nanquantile(x[i], q) for i in idx])
+            got = _apdf(q).resampled((x,), idx)
+            np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12, equal_nan=True)
+            np.testing.assert_allclose(_apdf(q)(x[idx]), expected, rtol=1e-12, atol=1e-12, equal_nan=True)
+
+
+def test_means_and_symmetry_of_bootstrap_resamples_equal_numpy_on_each_resample():
+    """Resampled means come from per-window sums and counts (issue 19): each equals ``np.nanmean`` of the resample
+    built the plain way, and the symmetry index the formula of ``dsp.symmetry_index`` on those means."""
+    from biofeedback.analysis.compare import _nanmean, _symmetry
+    from biofeedback.analysis.stats import moving_block_indices
+    from biofeedback.dsp import symmetry_index
+
+    rng = np.random.default_rng(12)
+    for n, width in ((1, 1), (7, 3), (120, 50)):
+        x = rng.gamma(2.0, 3.0, (n, width, 2))
+        x[rng.random(x.shape) < 0.15] = np.nan
+        x[0, :, 1] = np.nan  # a window with nothing clean on one side
+        idx = moving_block_indices(n, 3, 400, rng)
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            left = np.array([np.nanmean(x[i, :, 0]) for i in idx])
+            right = np.array([np.nanmean(x[i, :, 1]) for i in idx])
+            expected = np.array([symmetry_index(a, b) for a, b in zip(left, right)])
+        np.testing.assert_allclose(_nanmean.resampled((x[..., 0],), idx), left, rtol=1e-10, equal_nan=True)
+        np.testing.assert_allclose(_symmetry.resampled((x,), idx), expected, rtol=1e-9, atol=1e-9, equal_nan=True)

@@ -34,6 +34,9 @@ def test_sigkill_at_random_moments_loses_at_most_one_second(tmp_path):
 
 SESSION_KILLS = 2
 SESSION_SPEED = 10.0
+AHEAD_S = 0.1
+"""How far (session s) a stream's newest sample may lie after the kill's host time: sample times come from the device's
+clock mapped onto the session's, which may run a few ms of wall time ahead of the host's (seen: 26 ms at 10x)."""
 
 
 def test_sigkill_of_the_real_session_command_loses_at_most_the_stated_bound(tmp_path):
@@ -44,5 +47,5 @@ def test_sigkill_of_the_real_session_command_loses_at_most_the_stated_bound(tmp_
         workdir.mkdir()
         figures = tool.kill_session_once(workdir, SESSION_SPEED, rng, startup=False)  # asserts: opens, nothing damaged
         for stream, lost_s in figures["lost_s"].items():
-            assert 0 <= lost_s <= tool.loss_bound_s(stream, SESSION_SPEED), (stream, lost_s, figures)
+            assert -AHEAD_S <= lost_s <= tool.loss_bound_s(stream, SESSION_SPEED), (stream, lost_s, figures)
         assert set(figures["lost_s"]) == set(tool.SESSION_STREAMS)

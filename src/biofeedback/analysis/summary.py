@@ -183,7 +183,7 @@ def session_outcome(path) -> SessionOutcome:
     rows = summarize(data)
     losses = tuple(data.losses)
     try:
-        overall = compare(data).overall
+        overall = compare(data, with_neurokit=False).overall  # no neurokit2 cross-check here: 2.4 s to import
         verdict, text = Verdict(overall["label"]), overall["text"]
     except AnalysisError as exc:
         return SessionOutcome(Path(path), rows, Verdict.NOT_COMPARABLE, f"not available ({exc})", False, losses)

@@ -29,6 +29,12 @@ SCAN_WALL_S = 3.0
 VIRTUAL_SCAN_WALL_S = 0.3
 SLOW_KERNEL_LOAD_WALL_S = 2.0
 """Say so when preparing the signal processing took longer than this (the first run after an install compiles)."""
+DRAIN_WALL_S = 2.0
+"""At the end of a protocol, wall seconds the session waits at most for samples taken before the end but still on
+their way (BLE latency; a Polar H10 ECG frame holds ~0.55 s; a busy machine running a virtual session at --speed),
+so that the last phase is recorded to its end."""
+DRAIN_STALL_WALL_S = 0.5
+"""A stream that has delivered nothing for this long (wall s) while draining is not waited for."""
 
 
 def quiet_bumble_logs() -> None:
@@ -78,6 +84,29 @@ class Acquisition:
         for source in self.sources:
             await source.stop()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    async def drain(self, until_s: float, wall_s: float = DRAIN_WALL_S) -> None:
+        """Wait (at most ``wall_s``) for samples taken before session time ``until_s`` that are still on their way:
+        until every sampled stream (EMG, ECG) that is still delivering has reached ``until_s``. A stream that
+        delivers nothing for ``DRAIN_STALL_WALL_S`` (its sensor dropped out, or it has ended) is not waited for."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wall_s
+        counts = dict(self.hub.samples)
+        moved = {key: loop.time() for key in counts}
+        while loop.time() < deadline and not self.ended():
+            now = loop.time()
+            behind = []
+            for key, buf in list(self.hub.buffers.items()):
+                if not self.hub.rates.get(key):
+                    continue  # beats, HR: no sample is due at any given time
+                if self.hub.samples.get(key, 0) != counts.get(key):
+                    counts[key], moved[key] = self.hub.samples.get(key, 0), now
+                t, _ = buf.snapshot(1)
+                if t.size and t[-1] < until_s and now - moved.get(key, now) < DRAIN_STALL_WALL_S:
+                    behind.append(key)
+            if not behind:
+                return
+            await asyncio.sleep(0.02)
 
     def failed(self) -> list[BaseException]:
         return [t.exception() for t in self.tasks if t.done() and not t.cancelled() and t.exception() is not None]

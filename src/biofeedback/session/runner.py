@@ -367,6 +367,7 @@ class SessionRun:
                 if self.driver is not None and (self.machine.started or self.plan.replay is not None):
                     self.driver.tick(now)
                     if self.machine.finished and self.plan.replay is None:
+                        await acq.drain(acq.clock.now_s())  # the last phase's samples still on their way
                         break
                 if acq.ended() and task is None:  # a body decides itself what the end of a replay means
                     if self.driver is not None:

@@ -204,8 +204,17 @@ def test_study_finds_the_scripted_effects_and_redoes_nothing(study_home, tmp_pat
     # (RELEASE x the weekly fall of the scripted tension) µV more release; S03 adds no within-client variation
     days = m.loc["tension change and headache days"]
     assert days["n_obs"] == 12 and days["ci_high"] < 0
+    # The model's slope is that of the measured changes: the within-client least-squares slope of headache days on
+    # each session's measured tension change (numpy, from the sessions table) ...
+    change = s["post_tension"] - s["baseline_tension"]
+    within = [(change - change.groupby(s["client_id"]).transform("mean")),
+              (s["headache_days"] - s["headache_days"].groupby(s["client_id"]).transform("mean"))]
+    assert days["estimate"] == pytest.approx(float((within[0] * within[1]).sum() / (within[0] ** 2).sum()), rel=0.1)
+    # ... and near the scripted one, which it need not equal: the measured releases run a few per cent under the
+    # scripted 30 % and vary from session to session, and within a client the changes span only ~10 µV, so the
+    # slope moves by a quarter or more (seen -0.34 to -0.41 against -0.31).
     expected = -1.0 / (RELEASE * abs(slope_per_session["S01"]))
-    assert days["estimate"] == pytest.approx(expected, rel=0.3)
+    assert 0.6 * expected > days["estimate"] > 1.6 * expected
     text = (out / "study-models.txt").read_text()
     for words in ("random intercept", "Assumptions", "Limits", "association, not an effect"):
         assert words in text

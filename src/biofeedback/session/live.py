@@ -119,6 +119,11 @@ class LiveValues:
         chain) or the line is saturated. Show 'no signal' for it, never a tension of 0 or of the rail."""
         return channel < len(self.quality) and bool(self.quality[channel] & NO_SIGNAL_FLAGS)
 
+    @property
+    def symmetry_scale(self) -> str:
+        """The symmetry's scale for a caption: ``symmetry_unit``, or what the symmetry waits for until it has one."""
+        return self.symmetry_unit or f"after {REST_REFERENCE_SESSION_S:.0f} s of clean rest"
+
     def settling(self, channel: int) -> bool:
         """The channel's chain is still filling its filters and RMS window (``QualityFlag.WARMUP``: at the start or
         after a gap), so its tension is from a partial window: show '--' for it, not that number."""

@@ -78,8 +78,9 @@ def live_line(run: SessionRun, new_gaps: NewGaps) -> str:
                         + ("no signal" if v.no_signal(c) else "--" if v.settling(c) else _num(x, '6.1f'))
                         for c, (ch, x) in enumerate(zip(live.emg_channels, v.tension)))
                + f" {unit_text(live.index.unit)}") if v.tension else "--"
-    symmetry = f"  sym L-R {_num(v.symmetry_pct, '+.0f')} % ({v.symmetry_scale})" \
-        if len(v.tension) == 2 else ""
+    sym = round(v.symmetry_pct) if math.isfinite(v.symmetry_pct) else None
+    symmetry = (f"  sym L-R {'--' if sym is None else f'{sym:+d}' if sym else '0'} % ({v.symmetry_scale})"
+                if len(v.tension) == 2 else "")  # never '-0'
     phase = machine.phase.name if machine is not None and machine.phase is not None else ""
     line = (f"{run.now_s():7.1f} s  {phase:<10} tension {tension}{symmetry}  HR {_num(live.hr_now_bpm(), '.0f')} bpm  "
             f"RMSSD {_num(v.rmssd_ms, '.1f')} ms" + ("  [hands on]" if machine is not None and machine.hands_on else ""))

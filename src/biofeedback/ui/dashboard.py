@@ -802,8 +802,8 @@ class Dashboard(QtWidgets.QMainWindow):
             # settling after a gap: the tension of a partial window would read low, so none until the window is full
             label.setText(NO_SIGNAL if off[c] else "--" if v.settling(c) else self._fmt(ten[c]))
         self.captions["symmetry"].setText(f"{SYMMETRY_CAPTION} ({v.symmetry_scale})")
-        self.numbers["symmetry"].setText("--" if any(off) else
-                                         ("+" if v.symmetry_pct > 0 else "") + self._fmt(v.symmetry_pct))
+        sym = round(v.symmetry_pct) if np.isfinite(v.symmetry_pct) and not any(off) else None
+        self.numbers["symmetry"].setText("--" if sym is None else f"{sym:+d}" if sym else "0")  # never '-0'
         self.numbers["hr"].setText(self._fmt(live.hr_now_bpm()))
         self.numbers["rmssd"].setText(self._fmt(v.rmssd_ms))
         self.numbers["stress"].setText(self._fmt(v.stress_index, 1))

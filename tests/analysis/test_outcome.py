@@ -40,6 +40,8 @@ def test_summary_and_verdict_agree_on_the_baseline_after_contact_loss(tmp_path, 
     summary_line = next(ln for ln in out.splitlines() if "EMG RMS µV" in ln and ln.split()[0] == "baseline")
     verdict = out.split("verdict: ", 1)[1]
     assert ("too little clean data in baseline" in verdict) == ("too little clean data in baseline" in summary_line)
-    # No level on either side: '--', or 'no signal N s' for the seconds the electrode was off.
+    # No level on either side: '--', or 'no signal N s' for the seconds the electrode was off (and the seconds of a
+    # poor signal named apart).
     assert "too little clean data in baseline" in summary_line
-    assert re.search(r"left (--|no signal \d+ s), right (--|no signal \d+ s) \[", summary_line), summary_line
+    side = r"(--|no signal \d+ s)( \(poor signal \d+ s\))?"
+    assert re.search(rf"left {side}, right {side} \[", summary_line), summary_line

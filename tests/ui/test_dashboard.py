@@ -282,3 +282,44 @@ def test_an_electrode_off_shows_no_signal_and_the_edf_export_marks_it(qtbot, sta
     [edf] = [p for p in export_session(dash.worker.path, "edf", tmp_path / "edf") if p.suffix == ".edf"]
     contact = [a for a in read_edf(edf).annotations if a.text.startswith("BAD_contact")]
     assert contact, [a.text for a in read_edf(edf).annotations][:20]
+
+
+def test_a_channel_settling_after_a_gap_shows_no_tension_number(qtbot, start_dashboard):
+    """Issue 14: after an EMG gap the chain restarts and its 250 ms window fills again (``QualityFlag.WARMUP``): the
+    tension tiles show '--' then, not the low number of a partial window, nor a symmetry; the heart rate stays."""
+    import threading
+
+    from biofeedback.dsp import QualityFlag
+    from tests.conftest import save_screenshot
+
+    dash = start_dashboard(auto=True, faults={"open-emg": Faults(disconnect_at_s=[5.0], offline_s=1.5)})
+    live, hub = dash.worker.live, dash.worker.acq.hub
+    after_gap, held, release = threading.Event(), threading.Event(), threading.Event()
+
+    def on_gap(gap) -> None:
+        if gap.stream == StreamKind.EMG:
+            after_gap.set()
+
+    def on_block(block) -> None:  # on the acquisition loop, after the live processor has taken the block
+        if block.stream == StreamKind.EMG and after_gap.is_set() and not held.is_set():
+            held.set()
+            release.wait(30.0)  # hold the loop, so the live values stay those of the first block after the gap
+
+    detach = hub.listen(on_block, on_gap)
+    try:
+        qtbot.waitUntil(held.is_set, timeout=30_000)
+        dash.timer.stop()
+        values = live.values
+        dash._show_numbers()
+        shown = {k: dash.numbers[k].text() for k in ("tension_l", "tension_r", "symmetry", "hr")}
+        save_screenshot(dash, "dashboard-settling-after-gap")
+    finally:
+        release.set()
+        detach()
+    assert all(q & QualityFlag.WARMUP for q in values.quality), values.quality
+    assert all(np.isfinite(values.tension)), "the chain gives a number from its partial window"
+    assert shown["tension_l"] == shown["tension_r"] == shown["symmetry"] == "--", shown
+    assert shown["hr"] != "--", shown
+    dash.timer.start()
+    # Once the window is full again, numbers return.
+    qtbot.waitUntil(lambda: dash.numbers["tension_l"].text() not in ("--", "no signal"), timeout=30_000)

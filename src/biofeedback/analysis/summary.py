@@ -5,8 +5,9 @@ exclusion rules: EMG RMS is the mean of the 250 ms moving RMS over the valid sam
 windows (hands-on intervals, recorded gaps, contact loss and samples the processor flags left out),
 the same number the comparison reports as the phase's level. Where a side has less clean EMG than the
 comparison needs for a level (``data.enough_clean``), the row gives no number but a ``note`` saying so. Stretches
-without a usable signal (electrode off, lost contact, a flagged line: ``compare.no_signal_s``) read "no signal" with
-their seconds, never a tension of 0.
+without a muscle signal (electrode off, lost contact, a flat line or one at the rail: ``signal_loss_s``) read "no
+signal" with their seconds, never a tension of 0; stretches left out for a poor signal over a muscle's (mains hum,
+motion, the chain settling after a gap) are named apart as "poor signal", since the muscle was there.
 HR and RMSSD use the valid corrected RR of the phase, successive differences only between adjacent
 beats. The full statistics are ``analysis.compare``'s job.
 """
@@ -18,25 +19,57 @@ from pathlib import Path
 
 import numpy as np
 
-from biofeedback.analysis.data import BAD_HANDS_ON, Annotation, Annotations, BeatTrack, EmgTrack, PhaseSpan, \
-    SessionData, enough_clean, load_session, too_little
-from biofeedback.dsp import mean_hr_bpm
+from biofeedback.analysis.data import BAD_HANDS_ON, EMG_BREAK_S, Annotation, Annotations, BeatTrack, EmgTrack, \
+    PhaseSpan, SessionData, enough_clean, load_session, too_little
+from biofeedback.dsp import EmgProcessor, QualityThresholds, mean_hr_bpm
 from biofeedback.vocab import EventKind, Verdict
 
 MIN_SUMMARY_BEATS = 3
 """Least valid beats in a phase for its HR and RMSSD in the summary."""
 
 
+NOMINAL_EMG_RATE_HZ = 1000.0
+"""EMG rate at which the chain's settling time is read when a track does not say its sensor's (a live tally): the
+settling is the 250 ms RMS window plus 100 ms, the same at any rate to within a sample."""
+
+
 def _side(channel: str) -> str:
     return channel.split("_")[0]
 
 
+def _settling(track: EmgTrack) -> np.ndarray:
+    """(n,) True within the EMG chain's settling (``EmgProcessor.warmup``) after the start of each uninterrupted
+    stretch (the first sample, and after each jump of more than ``data.EMG_BREAK_S``, where the chain restarts)."""
+    rate = track.sensor_rate_hz if np.isfinite(track.sensor_rate_hz) else NOMINAL_EMG_RATE_HZ
+    settle_s = EmgProcessor(rate, channels=1).warmup / rate
+    if not track.t_s.size:
+        return np.zeros(0, dtype=bool)
+    starts = track.t_s[np.r_[0, np.flatnonzero(np.diff(track.t_s) > EMG_BREAK_S) + 1]]
+    since = track.t_s - starts[np.searchsorted(starts, track.t_s, side="right") - 1]
+    return since < settle_s
+
+
+def signal_loss_s(track: EmgTrack, span: PhaseSpan) -> tuple[dict[str, float], dict[str, float]]:
+    """Per channel, seconds of ``span`` (hands-on left out) with no muscle signal, and with a poor one.
+
+    No signal: the sensor reported lost contact, or the processor flagged the line and its 250 ms RMS is under
+    ``QualityThresholds.flat_rms_uv`` (``QualityFlag.FLAT``'s own rule, re-applied because the track keeps one flag
+    for all bits: an electrode off, or a line stuck at the ADC rail, flat once band-passed), outside the chain's
+    settling, which is never FLAT. Poor signal: the other flagged seconds, where a muscle signal was there under mains
+    hum, motion, a clipped line or the chain's settling after a gap. Neither is ever counted as zero tension."""
+    sel = (track.t_s >= span.start_s) & (track.t_s < span.end_s) & ~track.hands_on
+    finite = np.isfinite(track.rms_uv)
+    flat = track.flagged & finite & (track.rms_uv < QualityThresholds().flat_rms_uv) & ~_settling(track)[:, None]
+    none = sel[:, None] & (flat | track.contact_lost[:, None])
+    poor = sel[:, None] & track.quality_bad & finite & ~none
+    return ({ch: float(none[:, c].sum() / track.rate_hz) for c, ch in enumerate(track.channels)},
+            {ch: float(poor[:, c].sum() / track.rate_hz) for c, ch in enumerate(track.channels)})
+
+
 def summarize(data: SessionData | str | Path) -> list[dict]:
     """Per phase: phase, start_s, duration_s, emg_rms_uv {channel: µV} (channels with enough clean EMG),
-    emg_clean_s {channel: s}, emg_no_signal_s {channel: s}, note (why EMG is missing, or None), hr_bpm, rmssd_ms,
-    beats."""
-    from biofeedback.analysis.compare import no_signal_s
-
+    emg_clean_s {channel: s}, emg_no_signal_s and emg_poor_signal_s {channel: s} (``signal_loss_s``), note (why EMG
+    is missing, or None), hr_bpm, rmssd_ms, beats."""
     if not isinstance(data, SessionData):
         data = load_session(data)
     rows = []
@@ -44,7 +77,7 @@ def summarize(data: SessionData | str | Path) -> list[dict]:
         row = {"phase": ph.name, "start_s": ph.start_s, "duration_s": ph.duration_s, "emg_rms_uv": {}, "emg_clean_s": {},
                "note": None, "hr_bpm": None, "rmssd_ms": None, "beats": 0}
         if data.emg is not None:
-            row["emg_no_signal_s"] = no_signal_s(data.emg, ph)
+            row["emg_no_signal_s"], row["emg_poor_signal_s"] = signal_loss_s(data.emg, ph)
             short = []
             for c, ch in enumerate(data.emg.channels):
                 w = data.emg.channel_windows(ph, c)
@@ -66,16 +99,22 @@ def summarize(data: SessionData | str | Path) -> list[dict]:
 
 
 NO_SIGNAL_SHOWN_S = 1.0
-"""Least seconds without a usable signal in a phase for the summary to say so."""
+"""Least seconds without a usable signal (none, or a poor one) in a phase for the summary to say so."""
 
 
 def _emg_side(row: dict, channel: str) -> str:
-    """One side's level in a summary line: µV, '--' or 'no signal', with the seconds that had no signal."""
+    """One side's level in a summary line: µV, '--' or 'no signal', with the seconds that had no signal and those
+    that had a poor one."""
     lost = row.get("emg_no_signal_s", {}).get(channel, 0.0)
-    shown = lost >= NO_SIGNAL_SHOWN_S
+    poor = row.get("emg_poor_signal_s", {}).get(channel, 0.0)
+    none = f"no signal {lost:.0f} s" if lost >= NO_SIGNAL_SHOWN_S else ""
+    bad = f"poor signal {poor:.0f} s" if poor >= NO_SIGNAL_SHOWN_S else ""
     if channel not in row["emg_rms_uv"]:
-        return f"{_side(channel)} " + (f"no signal {lost:.0f} s" if shown else "--")
-    return f"{_side(channel)} {row['emg_rms_uv'][channel]:.1f}" + (f" (no signal {lost:.0f} s)" if shown else "")
+        level, said = (none, [bad]) if none else ("--", [bad])
+    else:
+        level, said = f"{row['emg_rms_uv'][channel]:.1f}", [none, bad]
+    said = "; ".join(x for x in said if x)
+    return f"{_side(channel)} {level}" + (f" ({said})" if said else "")
 
 
 def format_summary(rows: list[dict]) -> str:

@@ -33,6 +33,19 @@ def _num(v: float | None, fmt: str) -> str:
     return "--" if v is None or not math.isfinite(v) else format(v, fmt)
 
 
+def unit_text(unit: str) -> str:
+    """A unit as the terminal can print it: 'uV' as 'µV' when standard output's encoding carries 'µ' (UTF-8), else
+    left 'uV' (an ASCII console, a pipe without an encoding), never a character the output cannot take."""
+    if "uV" not in unit:
+        return unit
+    encoding = getattr(sys.stdout, "encoding", None)
+    try:
+        "µ".encode(encoding or "ascii")
+    except (UnicodeEncodeError, LookupError):
+        return unit
+    return unit.replace("uV", "µV")
+
+
 def gap_lines(gaps: list[Gap]) -> str:
     return "".join(f"\n          gap: {g.stream} from {g.source}, {g.length_s:.2f} s at {g.start_s:.1f} s ({g.reason})"
                    for g in gaps)
@@ -57,14 +70,19 @@ class NewGaps:
 
 
 def live_line(run: SessionRun, new_gaps: NewGaps) -> str:
-    """One live line: time, phase, tension index per side, HR, RMSSD, hands on, new gaps."""
+    """One live line: time, phase, tension index per side, left/right symmetry with its scale, HR, RMSSD, hands on,
+    new gaps."""
     live, machine = run.live, run.machine
     v = live.values
-    tension = (" ".join(f"{ch.split('_')[0][:1].upper()} " + ("no signal" if v.no_signal(c) else _num(x, '6.1f'))
+    tension = (" ".join(f"{ch.split('_')[0][:1].upper()} "
+                        + ("no signal" if v.no_signal(c) else "--" if v.settling(c) else _num(x, '6.1f'))
                         for c, (ch, x) in enumerate(zip(live.emg_channels, v.tension)))
-               + f" {live.index.unit}") if v.tension else "--"
+               + f" {unit_text(live.index.unit)}") if v.tension else "--"
+    sym = round(v.symmetry_pct) if math.isfinite(v.symmetry_pct) else None
+    symmetry = (f"  sym L-R {'--' if sym is None else f'{sym:+d}' if sym else '0'} % ({v.symmetry_scale})"
+                if len(v.tension) == 2 else "")  # never '-0'
     phase = machine.phase.name if machine is not None and machine.phase is not None else ""
-    line = (f"{run.now_s():7.1f} s  {phase:<10} tension {tension}  HR {_num(live.hr_now_bpm(), '.0f')} bpm  "
+    line = (f"{run.now_s():7.1f} s  {phase:<10} tension {tension}{symmetry}  HR {_num(live.hr_now_bpm(), '.0f')} bpm  "
             f"RMSSD {_num(v.rmssd_ms, '.1f')} ms" + ("  [hands on]" if machine is not None and machine.hands_on else ""))
     return line + gap_lines(new_gaps(run)) + new_gaps.problems(run)
 
@@ -146,7 +164,7 @@ async def _relax_body(run: SessionRun, out: Out) -> None:
         if v is not None and not v.finished:
             state = (v.pacer.phase if v.pacer else None, v.feedback.state, v.feedback.reason)
             if state != last or v.t_s >= next_print:
-                out(view_line(v, run.live.index.unit))
+                out(view_line(v, unit_text(run.live.index.unit)))
                 next_print = v.t_s + RELAX_PRINT_SESSION_S
             last = state
         await asyncio.sleep(0.05)
@@ -202,7 +220,7 @@ def monitor_line(n: dict) -> str:
         f"{name}: {s['state']} {s['packets']} pkt {s['gaps']} gaps {s['reconnects']} reconn"
         + (f" {s['decode_errors']} bad" if s["decode_errors"] else "")
         for name, s in n["sensors"].items())
-    line = f"{n['t_s']:7.1f} s  HR {hr} bpm  RR {n['rr_count']:5d}  RMSSD {rmssd} ms  EMG RMS µV {emg}  | {health}"
+    line = f"{n['t_s']:7.1f} s  HR {hr} bpm  RR {n['rr_count']:5d}  RMSSD {rmssd} ms  EMG RMS {unit_text('uV')} {emg}  | {health}"
     return line + "".join(f"\n          gap: {g['stream']} from {g['source']}, {g['length_s']:.2f} s at {g['start_s']:.1f} s "
                           f"({g['reason']})" for g in n["gaps"])
 

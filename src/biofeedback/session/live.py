@@ -9,6 +9,11 @@ every display and the recorder:
   everywhere in the program, the ``dsp.TensionIndex`` of the chain's band-passed 250 ms moving RMS (``EmgOutput.rms_uv``): the
   dashboard's numbers and trace, the terminal line, the home feedback, the monitor and the offline analysis
   (which keeps the same RMS at 20 Hz) all show this one quantity.
+- **Symmetry** (``LiveValues.symmetry_pct``) is ``dsp.symmetry_index`` of the sides' 250 ms RMS each normalised to
+  its own reference, as offline (``analysis.compare.side_references``), so a difference in electrode gain between
+  the sides is no asymmetry: % of the calibration's RVC per side ("%RVC"); without one, % of that side's own rest
+  ("% own rest"): the calibration's rest RMS, else the mean clean RMS of the side's first ``REST_REFERENCE_SESSION_S``
+  of clean EMG. NaN (shown "--") until a reference exists, never a symmetry of raw µV.
 - RR blocks go through one ``dsp.LiveHrv`` per source (Lipponen & Tarvainen correction with a 5-beat look-ahead);
   each decided beat goes to the HRV ring and to ``beat_listeners`` (the recorder writes raw and corrected RR from
   them). A gap flushes and restarts the corrector, so no correction spans it.
@@ -53,6 +58,18 @@ QUALITY_WORDS = (
 NO_SIGNAL_FLAGS = QualityFlag.FLAT | QualityFlag.SATURATED
 """Quality bits that mean a channel carries no muscle signal at all (electrode off, line at the rail)."""
 
+REST_REFERENCE_SESSION_S = 30.0
+"""Session seconds of clean EMG per side whose mean 250 ms RMS is that side's own rest reference for the live
+symmetry when the calibration has neither an RVC nor a rest RMS per side. The live processor does not see the
+phases, so the first 30 s of clean EMG stand in for the baseline rest phase that opens every protocol
+(``protocols/*.toml``; offline, ``analysis.compare.side_references`` takes that phase's mean): long enough that the
+slow fluctuation of resting EMG (about 8 % over seconds) averages out, short enough to show a symmetry early in the
+baseline."""
+SYMMETRY_RVC = "%RVC"
+"""Scale of the live symmetry with a calibration that has an RVC per side (as ``analysis.compare``'s)."""
+SYMMETRY_OWN_REST = "% own rest"
+"""Scale of the live symmetry without an RVC: each side's amplitude as % of its own rest."""
+
 
 def quality_text(bits: int) -> str:
     """Words for ``QualityFlag`` bits; 'good' when none is set."""
@@ -73,7 +90,10 @@ class LiveValues:
     rms_uv: tuple[float, ...] = ()
     """250 ms moving RMS of the band-passed EMG per channel, µV."""
     symmetry_pct: float = math.nan
-    """Left/right symmetry of the tension (``dsp.symmetry_index``, on the calibrated scale when calibrated)."""
+    """Left/right symmetry index, % (``dsp.symmetry_index``; + = left higher) of the sides' RMS each normalised to its
+    own reference (``symmetry_unit``); NaN until a reference exists, and while a side has no signal or settles."""
+    symmetry_unit: str = ""
+    """Scale of ``symmetry_pct``: ``SYMMETRY_RVC``, ``SYMMETRY_OWN_REST``, or '' until a reference exists."""
     quality: tuple[int, ...] = ()
     """``QualityFlag`` bits per EMG channel over the newest block."""
     contact_lost: bool = False
@@ -98,6 +118,16 @@ class LiveValues:
         """The channel carries no muscle signal now: its electrode is off (a flat line at the rail, flagged by the
         chain) or the line is saturated. Show 'no signal' for it, never a tension of 0 or of the rail."""
         return channel < len(self.quality) and bool(self.quality[channel] & NO_SIGNAL_FLAGS)
+
+    @property
+    def symmetry_scale(self) -> str:
+        """The symmetry's scale for a caption: ``symmetry_unit``, or what the symmetry waits for until it has one."""
+        return self.symmetry_unit or f"after {REST_REFERENCE_SESSION_S:.0f} s of clean rest"
+
+    def settling(self, channel: int) -> bool:
+        """The channel's chain is still filling its filters and RMS window (``QualityFlag.WARMUP``: at the start or
+        after a gap), so its tension is from a partial window: show '--' for it, not that number."""
+        return channel < len(self.quality) and bool(self.quality[channel] & QualityFlag.WARMUP)
 
     @property
     def good(self) -> bool:
@@ -136,6 +166,11 @@ class LiveProcessor:
         """(``EmgProcessor.samples_in`` at the newest EMG block's first sample, that sample's session time)."""
         self._step = 1
         self._phase = 0
+        self._side_ref_uv: np.ndarray | None = None
+        """Per EMG channel, the RMS (µV) that is 100 on the symmetry's scale (``LiveValues.symmetry_unit``)."""
+        self._rest_sum_uv = np.zeros(0)
+        self._rest_n = np.zeros(0, dtype=np.int64)
+        """Sum and count of each side's clean RMS samples so far, for its own rest reference."""
         self._hrv: dict[str, LiveHrv] = {}
         self._run_beats: dict[str, int] = {}
         """Beats decided per source since its last gap (or the start)."""
@@ -182,6 +217,7 @@ class LiveProcessor:
             self._step = max(1, round(block.rate_hz / TENSION_TRACE_HZ))
             self.trace_rate_hz = block.rate_hz / self._step
             self.tension = RingBuffer(int(TENSION_HISTORY_SESSION_S * TENSION_TRACE_HZ) + 64, block.data.shape[1] + 1)
+            self._calibrated_sides(block.data.shape[1])
         if key != self._emg_key:
             return  # one EMG sensor drives the tension
         self._emg_anchor = (self._emg.samples_in, float(block.times_s[0]))
@@ -197,13 +233,46 @@ class LiveProcessor:
             self.tension.append(block.times_s[pick], np.column_stack((trace, np.full(pick.size, clean))))
             for listener in self.trace_listeners:
                 listener("tension", block.times_s[pick], trace)
+        if self._side_ref_uv is None:
+            self._own_rest(out.rms_uv, (out.quality == 0) & (not contact_lost))
         rms = out.rms_uv[-1]
         tension = self._tension(rms[None, :])[0]
         self.values = replace(
             self.values, emg=True, tension=tuple(map(float, tension)), rms_uv=tuple(map(float, rms)),
-            symmetry_pct=symmetry_index(tension[0], tension[1]) if tension.size == 2 and np.nansum(tension) > 0
-            else math.nan,
+            symmetry_pct=self._symmetry(rms, quality),
             quality=tuple(int(q) for q in quality), contact_lost=contact_lost, emg_t_s=float(block.times_s[-1]))
+
+    def _calibrated_sides(self, channels: int) -> None:
+        """The symmetry's references from the calibration where it has them for these channels: the RVC per side,
+        else the rest RMS per side; otherwise each side's own rest is measured (``_own_rest``)."""
+        self._rest_sum_uv, self._rest_n = np.zeros(channels), np.zeros(channels, dtype=np.int64)
+        cal = self.calibration
+        for ref, unit in ((cal.rvc_rms_uv, SYMMETRY_RVC), (cal.rest_rms_uv, SYMMETRY_OWN_REST)):
+            if ref is not None and len(ref) == channels and all(float(r) > 0 for r in ref):
+                self._side_ref_uv = np.asarray(ref, dtype=float)
+                self.values = replace(self.values, symmetry_unit=unit)
+                return
+
+    def _own_rest(self, rms_uv: np.ndarray, clean: np.ndarray) -> None:
+        """Add a block's clean RMS samples (n, channels) to each side's rest mean until the side has
+        ``REST_REFERENCE_SESSION_S`` of them; once every side has, the means are the symmetry's references, kept for
+        the session."""
+        need = REST_REFERENCE_SESSION_S * self._emg.fs_hz
+        take = clean & (self._rest_n < need)[None, :]
+        self._rest_sum_uv += np.where(take, rms_uv, 0.0).sum(axis=0)
+        self._rest_n += take.sum(axis=0)
+        if (self._rest_n >= need).all() and (self._rest_sum_uv > 0).all():
+            self._side_ref_uv = self._rest_sum_uv / self._rest_n
+            self.values = replace(self.values, symmetry_unit=SYMMETRY_OWN_REST)
+
+    def _symmetry(self, rms_uv: np.ndarray, quality: np.ndarray) -> float:
+        """``dsp.symmetry_index`` of the two sides' newest RMS as % of their references; NaN without references, for
+        other than two channels, and while a side has no signal or settles."""
+        ref = self._side_ref_uv
+        if ref is None or rms_uv.size != 2 or (quality & (NO_SIGNAL_FLAGS | QualityFlag.WARMUP)).any():
+            return math.nan
+        scaled = 100.0 * rms_uv / ref
+        return symmetry_index(scaled[0], scaled[1]) if scaled.sum() > 0 else math.nan
 
     def origins(self) -> list[str]:
         """Which sensor, at which rate, each live number comes from, in words (shown beside the numbers)."""

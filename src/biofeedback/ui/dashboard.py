@@ -47,9 +47,11 @@ NUMBERS_EVERY_S = 0.25
 """Wall seconds between updates of the big numbers, the sensor panel and the y ranges (steadier to read)."""
 EMG_WINDOW_S = 10.0
 HEART_WINDOW_S = 60.0
-HEART_REFRESH_S = 0.1
 NO_SIGNAL = "no signal"
 """What a tension tile shows while its channel carries no muscle signal (electrode off, line at the rail)."""
+SYMMETRY_CAPTION = "Symmetry L−R %"
+"""Caption of the symmetry tile; the scale it is computed on follows in brackets (``LiveValues.symmetry_scale``)."""
+HEART_REFRESH_S = 0.1
 """Wall seconds between updates of the heart-rate column (beats come about once a second; on a 60 s
 window 0.1 s is a step of about two pixels), so each frame only redraws the fast traces."""
 LATENCY_SMOOTHING = 0.1
@@ -314,7 +316,7 @@ class Dashboard(QtWidgets.QMainWindow):
         grid = QtWidgets.QGridLayout(box)
         self.numbers: dict[str, QtWidgets.QLabel] = {}
         self.captions: dict[str, QtWidgets.QLabel] = {}
-        tiles = [("tension_l", "Tension left"), ("tension_r", "Tension right"), ("symmetry", "Symmetry L−R %"),
+        tiles = [("tension_l", "Tension left"), ("tension_r", "Tension right"), ("symmetry", SYMMETRY_CAPTION),
                  ("hr", "HR bpm"), ("rmssd", "RMSSD ms"), ("stress", f"{KUBIOS_SI.label}, {LIVE_WINDOW_S:.0f} s")]
         for i, (key, caption) in enumerate(tiles):
             cell = QtWidgets.QVBoxLayout()
@@ -797,9 +799,11 @@ class Dashboard(QtWidgets.QMainWindow):
             style = f"color: {color}" + (f"; font-size: {self.sizes.title_px if self.sizes else 18}px" if off[c] else "")
             if label.styleSheet() != style:  # restyling re-polishes the label: only on a change
                 label.setStyleSheet(style)
-            label.setText(NO_SIGNAL if off[c] else self._fmt(ten[c]))
-        self.numbers["symmetry"].setText("--" if any(off) else
-                                         ("+" if v.symmetry_pct > 0 else "") + self._fmt(v.symmetry_pct))
+            # settling after a gap: the tension of a partial window would read low, so none until the window is full
+            label.setText(NO_SIGNAL if off[c] else "--" if v.settling(c) else self._fmt(ten[c]))
+        self.captions["symmetry"].setText(f"{SYMMETRY_CAPTION} ({v.symmetry_scale})")
+        sym = round(v.symmetry_pct) if np.isfinite(v.symmetry_pct) and not any(off) else None
+        self.numbers["symmetry"].setText("--" if sym is None else f"{sym:+d}" if sym else "0")  # never '-0'
         self.numbers["hr"].setText(self._fmt(live.hr_now_bpm()))
         self.numbers["rmssd"].setText(self._fmt(v.rmssd_ms))
         self.numbers["stress"].setText(self._fmt(v.stress_index, 1))

@@ -129,8 +129,10 @@ class CardiacMethod(StrEnum):
 
 # Columns of the per-channel integer state of the kernel.
 _CUR, _SEARCH_END, _BEST_POS, _LAST, _NPEND, _SEARCH_START, _FITTED = range(7)
-# Columns of the per-channel float state.
-_SMOOTH, _BEST_VAL, _GAIN, _OFFSET = range(4)
+# Columns of the per-channel float state: ``_HEART_DONE`` the last heart-sensor beat considered for placement,
+# ``_HEART_NEXT`` the next one (NaN: to be looked up, inf: none yet), ``_HEART_GAP`` |heart beat - QRS| of the latest
+# confirmed QRS after the running offset (samples; inf before the first).
+_SMOOTH, _BEST_VAL, _GAIN, _OFFSET, _HEART_DONE, _HEART_NEXT, _HEART_GAP = range(7)
 
 
 @njit(cache=True, inline="always")
@@ -254,14 +256,16 @@ def cardiac_block(
     ``params``: hold, pre, post, locate, refractory (samples), level weight, smoothing weight, threshold, first
     level weight, confirm wait (samples), confirm tolerance (samples), min correlation, template slots, arm,
     reset after, alignment radius (samples), consistency, maximum gain, heart context (samples), detection start,
-    longest search (samples), QRS onset before the beat (samples).
-    ``counts`` columns: beats subtracted, template segments confirmed by a heart-sensor beat, late beats.
+    longest search (samples), QRS onset before the beat (samples), when a heart-sensor beat is placed and the
+    latest it may be placed (samples after the QRS its clock gives).
+    ``counts`` columns: beats subtracted, template segments confirmed by a heart-sensor beat, late beats, beats
+    placed by the heart sensor and subtracted.
     """
     hold, pre, post, locate, refractory = int(params[0]), int(params[1]), int(params[2]), int(params[3]), int(params[4])
     level_w, smooth_w, threshold, warm_w = params[5], params[6], params[7], params[8]
     wait, tol, min_corr, radius = int(params[9]), params[10], params[11], int(params[15])
     gain_max, context, detect_from, max_search = params[17], params[18], int(params[19]), int(params[20])
-    onset = int(params[21])
+    onset, place_at, place_by = int(params[21]), int(params[22]), int(params[23])
     n, ch = x.shape
     size = hist.shape[0]
     for i in range(n):
@@ -313,7 +317,12 @@ def cardiac_block(
                 if k > 0 and expected - heart[k - 1] < abs(gap):
                     gap = heart[k - 1] - expected
                 heart_on = abs(gap) <= context
-                if heart_on:
+                # the clock offset is learnt only from QRS that look cardiac (before the template is armed: any; then
+                # those correlating with it), so that detections in a contraction do not drag it off
+                if heart_on and (cints[c, 2] == 0 or _fit(hp, c, pending[c, 0], pre, pending[c, 0] + post + radius - 1,
+                                                          t_hp[c], radius, min_corr, gain_max)[1] > 0):
+                    if abs(gap) <= tol:
+                        floats[c, _HEART_GAP] = abs(gap)
                     floats[c, _OFFSET] += OFFSET_WEIGHT * max(-context, min(context, gap))
                 if abs(gap) <= tol or not heart_on:
                     _learn(hist, hp, c, beat, pre, t_raw, t_hp, c_raw, c_hp, taper, ring_raw, ring_hp, ring_e, cints,
@@ -323,6 +332,34 @@ def cardiac_block(
                 for j in range(ints[c, _NPEND] - 1):
                     pending[c, j] = pending[c, j + 1]
                 ints[c, _NPEND] -= 1
+            # a heart-sensor beat due now (``place_at`` after the QRS its clock gives) where the detector found no QRS
+            # within ``tol``, in time (by ``place_by``: its QRS onset still held back) and with an armed template: where
+            # the template correlates within the alignment radius, the QRS found there moves the clock offset as a
+            # detected one does, and is subtracted if the previous cardiac QRS also lay within the radius
+            while heart.shape[0] > 0:
+                if np.isnan(floats[c, _HEART_NEXT]):
+                    k = np.searchsorted(heart, floats[c, _HEART_DONE], side="right")
+                    floats[c, _HEART_NEXT] = heart[k] if k < heart.shape[0] else np.inf
+                expected = floats[c, _HEART_NEXT] - floats[c, _OFFSET]
+                if not a >= expected + place_at:
+                    break
+                floats[c, _HEART_DONE] = floats[c, _HEART_NEXT]
+                floats[c, _HEART_NEXT] = np.nan
+                q = int(np.floor(expected + 0.5))
+                if a <= q + place_by and cints[c, 2] and ints[c, _SEARCH_END] < 0 and abs(q - ints[c, _LAST]) > tol:
+                    pos, gain = _fit(hp, c, q, pre, a, t_hp[c], radius, min_corr, gain_max)
+                    if gain > 0 and floats[c, _HEART_GAP] <= radius:
+                        ints[c, _CUR] = pos
+                        ints[c, _LAST] = pos  # the detector's refractory period: this QRS is not found twice
+                        ints[c, _FITTED] = 1
+                        floats[c, _GAIN] = gain
+                        counts[c, 0] += 1
+                        counts[c, 3] += 1
+                        if o > pos - onset:
+                            counts[c, 2] += 1
+                    if gain > 0:
+                        floats[c, _HEART_GAP] = abs(q - pos)
+                        floats[c, _OFFSET] += OFFSET_WEIGHT * (q - pos)
             # output: the sample ``hold`` earlier, minus the current beat's scaled template
             cur = ints[c, _CUR]
             if cur >= 0 and ints[c, _FITTED] == 0 and o >= cur - pre - radius:
@@ -370,10 +407,11 @@ class CardiacArtefactRemover:
             CONFIRM_TOLERANCE_S * fs_hz, MIN_CORRELATION, TEMPLATE_BEATS, ARM_BEATS, RESET_AFTER_REJECTS,
             radius, MIN_CONSISTENCY, MAX_GAIN, HEART_CONTEXT_S * fs_hz, round(DETECT_AFTER_S * fs_hz),
             round(MAX_SEARCH_MS * ms), round(QRS_ONSET_MS * ms),
+            min(round(LOCATE_MS * ms), self.hold - round(QRS_ONSET_MS * ms)), self.hold - round(QRS_ONSET_MS * ms),
         ], dtype=np.float64)
-        self._counts = np.zeros((self.channels, 3), dtype=np.int64)
+        self._counts = np.zeros((self.channels, 4), dtype=np.int64)
         """Per channel, since the start (kept across resets): beats subtracted, template segments confirmed by a
-        heart-sensor beat, beats placed too late to be subtracted whole."""
+        heart-sensor beat, beats placed too late to be subtracted whole, beats placed by the heart sensor."""
         self.reset()
         self.process(np.empty((0, self.channels)))  # compile, or load the cached kernel, now
 
@@ -392,7 +430,7 @@ class CardiacArtefactRemover:
         self._hp_zi = np.zeros((ch, self._hp_sos.shape[0], 2))
         self._qrs_zi = np.zeros((ch, self._qrs_sos.shape[0], 2))
         self._level = np.zeros(ch)
-        self._floats = np.zeros((ch, 4))
+        self._floats = np.tile(np.array([0.0, 0.0, 0.0, 0.0, -np.inf, np.nan, np.inf]), (ch, 1))
         self._ints = np.tile(np.array([-1, -1, 0, -(10**12), 0, 0, 0], dtype=np.int64), (ch, 1))
         self._pending = np.zeros((ch, 16), dtype=np.int64)
         self._heart = np.zeros(0)
@@ -416,6 +454,7 @@ class CardiacArtefactRemover:
         p = p[np.isfinite(p)]
         kept = np.concatenate((self._heart, p))
         self._heart = np.sort(kept[kept >= self._n - self._size])
+        self._floats[:, _HEART_NEXT] = np.nan  # looked up again among the new beats
 
     @property
     def samples_in(self) -> int:
@@ -446,7 +485,7 @@ class CardiacArtefactRemover:
         heart-sensor beat, beats found too late to be subtracted whole; the added delay."""
         return {"delay_ms": self.delay_ms, "methods": [str(m) for m in self.methods()],
                 "beats_subtracted": self._counts[:, 0].tolist(), "heart_confirmed": self._counts[:, 1].tolist(),
-                "late_beats": self._counts[:, 2].tolist()}
+                "late_beats": self._counts[:, 2].tolist(), "heart_placed": self._counts[:, 3].tolist()}
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,9 +34,9 @@ detector and template ("armed" separately), since left and right pick the heart 
    (step 3, around where the clock offset puts its QRS, ``LOCATE_MS`` after it) and left alone if it correlates
    poorly, so a contraction keeps its power. The QRS found there moves the clock offset; it is subtracted only if
    the previous cardiac QRS also lay within ``ALIGN_RADIUS_MS`` of where the offset put it (while the clock offset
-   is still being learnt, e.g. HRS times 0.35 s late, nothing is placed). A beat is placed only if it is known before its QRS onset
-   leaves the hold-back (``HOLD_MS`` - ``QRS_ONSET_MS`` = 30 ms after the QRS): always offline (the analysis hands
-   beats ahead, ``remove_cardiac_artefact(..., beats_s=...)`` has them all), live almost never.
+   is still being learnt, e.g. HRS times 0.35 s late, nothing is placed). A beat is placed only if it is known
+   before its QRS onset leaves the hold-back (``HOLD_MS`` - ``QRS_ONSET_MS`` = 30 ms after the QRS): always offline
+   (the analysis hands beats ahead, ``remove_cardiac_artefact(..., beats_s=...)`` has them all), live almost never.
 
 Why the heart sensor's beats hardly ever place the subtraction live: they arrive 0.2-1 s after the beat (an ECG
 R-peak detector's confirmation, a Polar ECG frame of 73 samples, an HRS notification), past the 30 ms the hold-back

@@ -1,11 +1,13 @@
 """Cardiac artefact removal (biofeedback.dsp.cardiac) against known truth: a small version of the mixing of
 tools/eval_cardiac.py, with real ECG (MIT-BIH record 100, PhysioNet, ODC-By 1.0; tests/data/mitdb-100/README.md)
-added to EMG-like noise whose clean version is known."""
+added to EMG-like noise, or to real EMG (PLUX ``emg_fatigue.h5``, MIT licence; tests/data/import/plux-emg/README.md),
+whose clean version is known."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import wfdb
@@ -16,6 +18,7 @@ from biofeedback.dsp.cardiac import CardiacArtefactRemover, CardiacMethod, remov
 
 FS = 1000.0
 MITDB_100 = Path(__file__).parent.parent / "data" / "mitdb-100" / "100"
+PLUX_FATIGUE = Path(__file__).parent.parent / "data" / "import" / "plux-emg" / "emg_fatigue.h5"
 
 
 def emg_like(seconds: float, rms_uv: float, seed: int) -> np.ndarray:
@@ -33,6 +36,22 @@ def real_ecg(seconds: float, r_uv: float) -> tuple[np.ndarray, np.ndarray]:
     beats = np.array([s for s, sym in zip(ann.sample, ann.symbol) if sym.isalpha()]) / 360.0
     r = np.round(beats * FS).astype(int)[1:-1]
     return x * r_uv / np.median([np.abs(x[k - 20:k + 20]).max() for k in r]), beats
+
+
+def plux_fatigue_uv(seconds: float) -> np.ndarray:
+    """The PLUX fatigue recording in µV (PLUX's EMG transfer function, (ADC/2^n - 1/2)·3 V/1000), reversed in time as
+    the eval's right channel is, so that it opens with 5 s of rest (the template is learnt there) before cyclic
+    contractions with short dips between them; the first ``seconds``."""
+    with h5py.File(PLUX_FATIGUE) as h:
+        group = h[list(h)[0]]
+        bits = int(group.attrs["resolution"][0])
+        adc = group["raw"][[k for k in group["raw"] if k.startswith("channel")][0]][:].ravel().astype(float)
+    return ((adc / 2**bits - 0.5) * 3.0 / 1000.0 * 1e6)[::-1][:round(seconds * FS)].copy()
+
+
+def chain_rms(x: np.ndarray) -> np.ndarray:
+    """The session chain's 250 ms moving RMS (µV) of one channel of raw EMG, without cardiac removal."""
+    return EmgProcessor(FS, channels=1).process(x[:, None]).rms_uv[:, 0]
 
 
 def band_rms(x: np.ndarray) -> float:
@@ -119,7 +138,8 @@ def _session_chain_inputs(seconds: float = 24.0):
 
 def test_session_chain_live_block_by_block_with_late_beats_equals_offline():
     # Live: 20-sample blocks, each heart beat handed over 1.4 s after it happened (an HRS notification's lag, and more);
-    # offline: the whole recording with every beat at once (EmgProcessor.rms_every, as analysis.data does).
+    # offline: the whole recording with every beat at once (EmgProcessor.rms_every, as analysis.data does). At rest
+    # the EMG's own detector finds every QRS, so the heart sensor places none, and beats this late cost nothing.
     _, x, beats = _session_chain_inputs()
     live = EmgProcessor(FS, channels=2, cardiac="template")
     handed = 0
@@ -134,6 +154,7 @@ def test_session_chain_live_block_by_block_with_late_beats_equals_offline():
     np.testing.assert_array_equal(np.concatenate(rms), rms_offline)
     assert live.cardiac_report() == offline.cardiac_report()
     assert live.cardiac_report()["methods"] == [str(CardiacMethod.TEMPLATE_HEART)] * 2
+    assert offline.cardiac_report()["heart_placed"] == [0, 0]
 
 
 def test_session_chain_rest_rms_is_that_of_the_clean_emg_delayed_by_the_hold():
@@ -170,3 +191,63 @@ def test_bad_arrays_get_one_line_saying_what_is_wrong(emg, fs, words):
     with pytest.raises(ValueError) as err:
         remove_cardiac_artefact(emg, fs)
     assert words in str(err.value) and "\n" not in str(err.value)
+
+
+def _dips_and_contractions(seconds: float = 40.0):
+    """Real EMG of cyclic contractions with a real ECG (50 µV R-wave) in it: the clean and mixed signals, the beat
+    times, and masks of the dips between contractions (clean RMS below 10 µV, after the first contraction began, so
+    after the opening rest in which the template is learnt) and of the contractions (clean RMS above 50 µV)."""
+    clean = plux_fatigue_uv(seconds)
+    ecg, beats = real_ecg(seconds, 50.0)
+    truth = chain_rms(clean)
+    working = truth > 50.0
+    dips = (truth < 10.0) & (np.arange(truth.size) > np.argmax(working))
+    return clean, clean + ecg, beats, truth, dips, working
+
+
+def test_heart_beats_subtract_the_qrs_the_emg_misses_in_short_dips_between_contractions():
+    # After a contraction the EMG's own QRS detector is blind for seconds (its running level still holds the
+    # contraction), so without the heart sensor the dips keep their whole artefact; with the heart sensor's beats the
+    # armed template is placed at them, and a contraction, where the template correlates poorly, keeps its power.
+    clean, x, beats, truth, dips, working = _dips_and_contractions()
+    assert dips.sum() > 2000 and working.sum() > 10000
+    err = {}
+    for name, beats_s in (("emg alone", None), ("heart beats", beats)):
+        out = remove_cardiac_artefact(x, FS, beats_s=beats_s)
+        y = chain_rms(out.emg_uv)
+        err[name] = (np.median(y[dips]) / np.median(truth[dips]) - 1, np.mean(y[working]) / np.mean(truth[working]) - 1)
+    raw = np.median(chain_rms(x)[dips]) / np.median(truth[dips]) - 1
+    assert raw > 0.1  # the artefact matters in the dips
+    assert err["emg alone"][0] > 0.05
+    assert abs(err["heart beats"][0]) < 0.05
+    assert abs(err["heart beats"][1]) < 0.03 and abs(err["emg alone"][1]) < 0.03
+    assert out.report["heart_placed"][0] > 0
+
+
+def test_heart_beats_place_subtractions_live_only_when_known_before_their_qrs_leaves_the_hold_back():
+    # Live, 20-sample blocks. Each beat handed with the block that holds its R-peak (known before its QRS leaves
+    # the 60 ms hold-back): the output is that of the offline chain given every beat at once. Each beat handed 0.3 s
+    # late (an HRS notification's lag; a Polar R-peak comes later still): it still confirms the template as offline,
+    # but places nothing, and the dips keep their artefact.
+    _, x, beats, truth, dips, _ = _dips_and_contractions(30.0)
+    offline = EmgProcessor(FS, channels=1, cardiac="template")
+    rms_offline, _ = offline.rms_every(x[:, None], 1, beats_s=beats)
+    for lag_s in (-0.02, 0.3):
+        live = EmgProcessor(FS, channels=1, cardiac="template")
+        handed = 0
+        rms = []
+        for start in range(0, x.size, 20):
+            due = np.searchsorted(beats, start / FS - lag_s)
+            live.add_beats(beats[handed:due] * FS)
+            handed = max(handed, due)
+            rms.append(live.process(x[start:start + 20, None]).rms_uv)
+        rms = np.concatenate(rms)
+        report = live.cardiac_report()
+        assert report["heart_confirmed"] == offline.cardiac_report()["heart_confirmed"]
+        if lag_s < 0:
+            np.testing.assert_array_equal(rms, rms_offline)
+            assert report == offline.cardiac_report() and report["heart_placed"][0] > 0
+        else:
+            hold = round(live.cardiac_delay_ms * FS / 1000.0)
+            late = np.median(rms[hold:, 0][dips[:-hold]]) / np.median(truth[dips]) - 1
+            assert report["heart_placed"] == [0] and late > 0.05

@@ -63,7 +63,7 @@ def test_live_line_unit_and_symmetry(monkeypatch, encoding, unit):
     print(*lines, sep="\n", file=out)
     out.flush()
     first, last = lines[0], lines[-1]
-    assert f" {unit}  sym L-R -- % (after 30 s of clean rest)" in first
+    assert f" {unit}  sym L-R -- % (needs 30 s rest)" in first
     assert "tension L -- R -- " in first, "the first block is a partial window: settling, no tension"
     assert f" {unit}  sym L-R " in last and f"% ({SYMMETRY_OWN_REST})" in last
     sym = float(last.split("sym L-R ")[1].split(" %")[0])

@@ -122,7 +122,7 @@ class LiveValues:
     @property
     def symmetry_scale(self) -> str:
         """The symmetry's scale for a caption: ``symmetry_unit``, or what the symmetry waits for until it has one."""
-        return self.symmetry_unit or f"after {REST_REFERENCE_SESSION_S:.0f} s of clean rest"
+        return self.symmetry_unit or f"needs {REST_REFERENCE_SESSION_S:.0f} s rest"
 
     def settling(self, channel: int) -> bool:
         """The channel's chain is still filling its filters and RMS window (``QualityFlag.WARMUP``: at the start or

@@ -49,8 +49,9 @@ EMG_WINDOW_S = 10.0
 HEART_WINDOW_S = 60.0
 NO_SIGNAL = "no signal"
 """What a tension tile shows while its channel carries no muscle signal (electrode off, line at the rail)."""
-SYMMETRY_CAPTION = "Symmetry L−R %"
-"""Caption of the symmetry tile; the scale it is computed on follows in brackets (``LiveValues.symmetry_scale``)."""
+SYMMETRY_CAPTION = "Symmetry L−R"
+"""Caption of the symmetry tile, in %; the scale it is computed on follows in brackets (``LiveValues.symmetry_scale``,
+itself a percentage: short, so the tiles of a 1366x768 screen keep their captions whole)."""
 HEART_REFRESH_S = 0.1
 """Wall seconds between updates of the heart-rate column (beats come about once a second; on a 60 s
 window 0.1 s is a step of about two pixels), so each frame only redraws the fast traces."""

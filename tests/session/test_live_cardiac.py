@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from biofeedback.dsp import EmgProcessor
-from biofeedback.dsp.cardiac import CardiacMethod
+from biofeedback.dsp.cardiac import ARM_BEATS, CONFIRM_WAIT_S, CardiacMethod
 from biofeedback.dsp.emg import SESSION_CARDIAC
 from biofeedback.session.live import LiveProcessor
 from biofeedback.stream import Block, SessionClock, StreamHub, StreamKind
@@ -40,5 +40,5 @@ def test_live_tension_with_late_rr_blocks_equals_the_offline_chain():
     report = live.cardiac_report()
     assert report["channels"] == ["left", "right"]
     assert report["methods"] == [str(CardiacMethod.TEMPLATE_HEART)] * 2
-    # all but those before the template is armed (4 segments, each decided CONFIRM_WAIT_S after its beat)
-    assert min(report["beats_subtracted"]) >= beats.size - 9
+    # all but those before the template is armed (ARM_BEATS segments, each decided CONFIRM_WAIT_S after its beat)
+    assert min(report["beats_subtracted"]) >= beats.size - ARM_BEATS - round(CONFIRM_WAIT_S * beats.size / seconds) - 2

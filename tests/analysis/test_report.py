@@ -47,10 +47,10 @@ def virtual_recording(tmp_path_factory) -> Path:
     (tmp / "c.toml").write_text(CALIBRATION)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("BIOFEEDBACK_HOME", str(tmp / "home"))
-        code, out = _quiet("calibrate", "--client", "V001", "--virtual", "--auto", "--speed", "10", "--protocol", str(tmp / "c.toml"),
+        code, out = _quiet("calibrate", "--client", "V001", "--virtual", "--auto", "--speed", "20", "--protocol", str(tmp / "c.toml"),
                             "--virtual-body", "clean")
         assert code == 0, out
-        code, out = _quiet("session", "--client", "V001", "--virtual", "--auto", "--speed", "10", "--protocol",
+        code, out = _quiet("session", "--client", "V001", "--virtual", "--auto", "--speed", "20", "--protocol",
                            str(tmp / "p.toml"), "--answers", "all-clear", "--headless", "--virtual-body", "clean")
         assert code == 0, out
     (path,) = sorted((tmp / "home/clients/V001/sessions").glob("*.bfsession"))

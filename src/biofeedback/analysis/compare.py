@@ -37,6 +37,7 @@ from biofeedback.analysis.data import (
     SessionData,
     contiguous_with_previous,
     enough_clean,
+    signal_loss_s,
     too_little,
 )
 from biofeedback.analysis.stats import (
@@ -531,10 +532,10 @@ def side_references(data: SessionData, cal: Calibration | None, baseline: PhaseS
 
 
 def no_signal_s(track: EmgTrack, span: PhaseSpan) -> dict[str, float]:
-    """Per channel, seconds of ``span`` (hands-on left out) with no usable signal: the sensor reported lost contact or
-    the processor flagged the line (flat, saturated, mains, motion, warm-up). Never counted as zero tension."""
-    sel = (track.t_s >= span.start_s) & (track.t_s < span.end_s) & ~track.hands_on
-    return {ch: float((sel & track.quality_bad[:, c]).sum() / track.rate_hz) for c, ch in enumerate(track.channels)}
+    """Per channel, seconds of ``span`` (hands-on left out) with no muscle signal (``data.signal_loss_s``: electrode
+    off, lost contact, a flat line or one at the rail; the same count the summary shows). Never counted as zero
+    tension."""
+    return signal_loss_s(track, span)[0]
 
 
 def _with_no_signal(m: MetricChange, track: EmgTrack, spans: tuple[PhaseSpan | None, ...], channels: tuple[int, ...]) -> None:
@@ -642,7 +643,7 @@ def _exclusions(data: SessionData, span: PhaseSpan) -> dict:
         present_s = sel.sum() / e.rate_hz
         out["emg_no_data_s"] = max(0.0, span.duration_s - present_s)
         out["emg_hands_on_s"] = float((sel & e.hands_on).sum() / e.rate_hz)
-        out["emg_no_signal_s"] = no_signal_s(e, span)
+        out["emg_no_signal_s"], out["emg_poor_signal_s"] = signal_loss_s(e, span)
         out["emg_used_s"] = {ch: float((sel & e.valid[:, c]).sum() / e.rate_hz) for c, ch in enumerate(e.channels)}
     if data.beats is not None:
         bt = data.beats

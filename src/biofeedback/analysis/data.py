@@ -49,7 +49,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from biofeedback.dsp import EmgProcessor, correct_rr
+from biofeedback.dsp import EmgProcessor, QualityThresholds, correct_rr
 from biofeedback.dsp.emg import GAP_RMS_WINDOW_S, SESSION_CARDIAC
 from biofeedback.store import SessionReader
 from biofeedback.store.session_file import CHUNK_SAMPLES
@@ -552,3 +552,37 @@ def contiguous_with_previous(t_s: np.ndarray, rr_ms: np.ndarray) -> np.ndarray:
     if t_s.size > 1:
         out[1:] = np.diff(t_s) * 1000.0 < RR_BREAK_FACTOR * rr_ms[1:]
     return out
+
+
+NOMINAL_EMG_RATE_HZ = 1000.0
+"""EMG rate at which the chain's settling time is read when a track does not say its sensor's (a live tally): the
+settling is the 250 ms RMS window plus 100 ms, the same at any rate to within a sample."""
+
+
+def _settling(track: EmgTrack) -> np.ndarray:
+    """(n,) True within the EMG chain's settling (``EmgProcessor.warmup``) after the start of each uninterrupted
+    stretch (the first sample, and after each jump of more than ``data.EMG_BREAK_S``, where the chain restarts)."""
+    rate = track.sensor_rate_hz if np.isfinite(track.sensor_rate_hz) else NOMINAL_EMG_RATE_HZ
+    settle_s = EmgProcessor(rate, channels=1).warmup / rate
+    if not track.t_s.size:
+        return np.zeros(0, dtype=bool)
+    starts = track.t_s[np.r_[0, np.flatnonzero(np.diff(track.t_s) > EMG_BREAK_S) + 1]]
+    since = track.t_s - starts[np.searchsorted(starts, track.t_s, side="right") - 1]
+    return since < settle_s
+
+
+def signal_loss_s(track: EmgTrack, span: PhaseSpan) -> tuple[dict[str, float], dict[str, float]]:
+    """Per channel, seconds of ``span`` (hands-on left out) with no muscle signal, and with a poor one.
+
+    No signal: the sensor reported lost contact, or the processor flagged the line and its 250 ms RMS is under
+    ``QualityThresholds.flat_rms_uv`` (``QualityFlag.FLAT``'s own rule, re-applied because the track keeps one flag
+    for all bits: an electrode off, or a line stuck at the ADC rail, flat once band-passed), outside the chain's
+    settling, which is never FLAT. Poor signal: the other flagged seconds, where a muscle signal was there under mains
+    hum, motion, a clipped line or the chain's settling after a gap. Neither is ever counted as zero tension."""
+    sel = (track.t_s >= span.start_s) & (track.t_s < span.end_s) & ~track.hands_on
+    finite = np.isfinite(track.rms_uv)
+    flat = track.flagged & finite & (track.rms_uv < QualityThresholds().flat_rms_uv) & ~_settling(track)[:, None]
+    none = sel[:, None] & (flat | track.contact_lost[:, None])
+    poor = sel[:, None] & track.quality_bad & finite & ~none
+    return ({ch: float(none[:, c].sum() / track.rate_hz) for c, ch in enumerate(track.channels)},
+            {ch: float(poor[:, c].sum() / track.rate_hz) for c, ch in enumerate(track.channels)})

@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/biofeedback session --client demo --virtual --speed 10 --protocol demo --auto --answers all-clear --headless
+	$(BIN)/biofeedback session --client demo --virtual --speed 20 --protocol demo --auto --answers all-clear --headless
 
 test: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q

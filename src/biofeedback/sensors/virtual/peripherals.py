@@ -281,3 +281,32 @@ class VirtualPeripheral:
                 await self.device.indicate_subscriber(self.connection, characteristic, packet)
             except Exception as exc:
                 log.debug("%s: indication failed: %s", self.name, exc)
+
+
+class PmdControlPoint:
+    """The device side of Polar's PMD control point (Polar_Measurement_Data_Specification.pdf), shared by the virtual
+    H10 and Verity Sense: a write is op code, measurement type[, settings]; 0x01 asks for settings, 0x02 starts a
+    measurement, 0x03 stops it; the answer is indicated as 0xF0, op, type, status, 0 (status 0 success, 1 invalid
+    op code, 3 not supported, 6 already in state, 10 invalid MTU). Each device says what start and stop do."""
+
+    control: gatt.Characteristic
+
+    def pmd_start(self, connection, measurement: int) -> int:
+        """Start ``measurement``; the status to answer with."""
+        raise NotImplementedError
+
+    def pmd_stop(self, measurement: int) -> int:
+        """Stop ``measurement``; the status to answer with."""
+        raise NotImplementedError
+
+    def _on_control(self, connection, value: bytes) -> None:
+        value = bytes(value)
+        op = value[0] if value else 0
+        measurement = value[1] if len(value) > 1 else 0
+        if op == 0x02:
+            status = self.pmd_start(connection, measurement)
+        elif op == 0x03:
+            status = self.pmd_stop(measurement)
+        else:
+            status = 0 if op == 0x01 else 1
+        asyncio.ensure_future(self.indicate_later(self.control, bytes([0xF0, op, measurement, status, 0])))

@@ -11,14 +11,14 @@ from bumble import gatt
 from bumble.core import UUID
 
 from biofeedback.sensors.virtual.hrs import HeartRateServer, body_heart
-from biofeedback.sensors.virtual.peripherals import VirtualPeripheral, gatt_characteristic
+from biofeedback.sensors.virtual.peripherals import PmdControlPoint, VirtualPeripheral, gatt_characteristic
 from biofeedback.sensors.virtual.signals import Heart, HeartScript, ecg_uv
 
 POLAR_EPOCH_UNIX_S = 946684800
 """2000-01-01T00:00:00Z, the epoch of Polar PMD timestamps."""
 
 
-class VirtualPolarH10(VirtualPeripheral):
+class VirtualPolarH10(PmdControlPoint, VirtualPeripheral):
     """Polar H10: HRS plus the PMD service streaming ECG (130 Hz nominal, true rate set by ``ecg_rate_hz``).
 
     Each ECG frame is stamped with the device time of its last sample; ``Faults.ecg_timestamp_jumps``
@@ -51,31 +51,25 @@ class VirtualPolarH10(VirtualPeripheral):
     def tick_s(self) -> float:
         return 0.1
 
-    def _on_control(self, connection, value: bytes) -> None:
-        value = bytes(value)
-        op = value[0] if value else 0
-        mtype = value[1] if len(value) > 1 else 0
-        status = 0
-        if op == 0x02 and mtype == 0x00:
-            if connection.att_mtu < self.MIN_MTU:
-                status = 10  # invalid MTU
-            elif self.streaming_from_s is not None:
-                status = 6  # already in state
-            else:
-                self.streaming_from_s = self.clock.now_s() + self.faults.ecg_start_delay_s
-                self._next_sample = int(np.ceil(self.streaming_from_s * self.ecg_rate_hz))
-                if self.faults.drop_after_start and not self._first_start_done:
-                    asyncio.get_running_loop().call_later(
-                        self.clock.wall_s(0.3), lambda: asyncio.ensure_future(self.force_disconnect())
-                    )
-                self._first_start_done = True
-        elif op == 0x03:
-            self.streaming_from_s = None
-        elif op == 0x01:
-            status = 0
-        else:
-            status = 1
-        asyncio.ensure_future(self.indicate_later(self.control, bytes([0xF0, op, mtype, status, 0])))
+    def pmd_start(self, connection, measurement: int) -> int:
+        if measurement != 0x00:
+            return 3  # not supported: the H10 here streams ECG only
+        if connection.att_mtu < self.MIN_MTU:
+            return 10  # invalid MTU
+        if self.streaming_from_s is not None:
+            return 6  # already in state
+        self.streaming_from_s = self.clock.now_s() + self.faults.ecg_start_delay_s
+        self._next_sample = int(np.ceil(self.streaming_from_s * self.ecg_rate_hz))
+        if self.faults.drop_after_start and not self._first_start_done:
+            asyncio.get_running_loop().call_later(
+                self.clock.wall_s(0.3), lambda: asyncio.ensure_future(self.force_disconnect())
+            )
+        self._first_start_done = True
+        return 0
+
+    def pmd_stop(self, measurement: int) -> int:
+        self.streaming_from_s = None
+        return 0
 
     def on_disconnected(self) -> None:
         self.streaming_from_s = None

@@ -20,7 +20,7 @@ import numpy as np
 from bumble import gatt
 from bumble.core import UUID
 
-from biofeedback.sensors.virtual.peripherals import VirtualPeripheral, gatt_characteristic
+from biofeedback.sensors.virtual.peripherals import PmdControlPoint, VirtualPeripheral, gatt_characteristic
 from biofeedback.sensors.virtual.signals import BeatGenerator, HeartScript
 
 PPI_TICK_S = 0.1
@@ -28,7 +28,7 @@ GOOD_ERROR_MS = 6
 MOVEMENT_ERROR_MS = 45
 
 
-class VirtualPolarVerity(VirtualPeripheral):
+class VirtualPolarVerity(PmdControlPoint, VirtualPeripheral):
     """Polar Verity Sense: HRS and PMD PPI."""
 
     model = "Polar Verity Sense (virtual)"
@@ -58,25 +58,19 @@ class VirtualPolarVerity(VirtualPeripheral):
     def tick_s(self) -> float:
         return PPI_TICK_S
 
-    def _on_control(self, _connection, value: bytes) -> None:
-        value = bytes(value)
-        op = value[0] if value else 0
-        mtype = value[1] if len(value) > 1 else 0
-        status = 0
-        if op == 0x02 and mtype == 0x03:
-            if self.ppi_on:
-                status = 6  # already in state
-            else:
-                self.ppi_on = True
-                self._beats_until(self.clock.now_s())
-                self._reported = len(self.beat_times_s)
-        elif op == 0x02:
-            status = 3  # not supported: no ECG on an optical sensor
-        elif op == 0x03:
-            self.ppi_on = False
-        elif op != 0x01:
-            status = 1
-        asyncio.ensure_future(self.indicate_later(self.control, bytes([0xF0, op, mtype, status, 0])))
+    def pmd_start(self, connection, measurement: int) -> int:
+        if measurement != 0x03:
+            return 3  # not supported: no ECG on an optical sensor
+        if self.ppi_on:
+            return 6  # already in state
+        self.ppi_on = True
+        self._beats_until(self.clock.now_s())
+        self._reported = len(self.beat_times_s)
+        return 0
+
+    def pmd_stop(self, measurement: int) -> int:
+        self.ppi_on = False
+        return 0
 
     def on_disconnected(self) -> None:
         self.ppi_on = False

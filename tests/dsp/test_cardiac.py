@@ -283,3 +283,24 @@ def test_a_contraction_at_the_start_does_not_arm_a_template_that_is_not_the_qrs(
     ours = np.median(chain_rms(out.emg_uv)[dips]) / np.median(truth[dips])
     raw = np.median(chain_rms(clean + ecg)[dips]) / np.median(truth[dips])
     assert raw > 1.1 and ours <= raw + 0.01
+
+
+def test_a_channel_opening_with_a_contraction_still_learns_the_qrs_from_its_short_rests_with_heart_beats():
+    # The fatigue file as recorded (the eval's left channel): contractions from 1.5 s on, with about 1 s of rest in
+    # every 10 s. Its template segments are mostly contraction (detections confirmed while the heart sensor's clock
+    # offset was unknown, heart beats falling in contractions), which used to keep the channel unarmed for the whole
+    # recording. Trimmed to the segments that agree, the QRS of the short rests arm it: after that the rests lose over
+    # two thirds of their artefact (measured against the known clean EMG), and the contractions keep their power.
+    seconds = 126.0
+    clean = plux_fatigue_uv(seconds, reverse=False)
+    ecg, beats = real_ecg(seconds, 50.0)
+    out = remove_cardiac_artefact(clean + ecg, FS, beats_s=beats)
+    assert out.methods == (CardiacMethod.TEMPLATE_HEART,) and out.report["beats_subtracted"][0] > 10
+    truth, ours, raw = chain_rms(clean), chain_rms(out.emg_uv), chain_rms(clean + ecg)
+    late_rest = (truth < 10.0) & (np.arange(truth.size) > 60 * FS)  # the template arms within the first minute
+    assert late_rest.sum() > 3000
+    err = np.median(ours[late_rest]) / np.median(truth[late_rest]) - 1
+    err_raw = np.median(raw[late_rest]) / np.median(truth[late_rest]) - 1
+    assert err_raw > 0.15 and abs(err) < err_raw / 3  # +41 % raw, +10 % ours (issue 14 asks 5 %: not met)
+    working = truth > 50.0
+    assert abs(np.mean(ours[working]) / np.mean(truth[working]) - 1) < 0.03

@@ -9,9 +9,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from biofeedback.store import SessionReader
 from biofeedback.stream import StreamKind
+
+pytestmark = pytest.mark.serial  # starts processes of its own: run alone, after the parallel part
 
 PROTOCOL = Path(__file__).resolve().parent / "data" / "protocols" / "session-short.toml"
 

@@ -56,6 +56,7 @@ def test_no_change_says_no_clear_change(make_session):
     assert "no clear change" in c.metric(PRIMARY).sentence
 
 
+@pytest.mark.serial  # a pool of processes of its own
 def test_false_positive_rate_near_nominal(tmp_path):
     with ProcessPoolExecutor(2) as pool:
         results = list(pool.map(_null_verdicts, [(str(tmp_path), s) for s in range(NULL_SEEDS)]))

@@ -26,7 +26,7 @@ from distributed.diagnostics.plugin import SchedulerPlugin
 
 from biofeedback.cli import main
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.serial]  # serial: recorders and Dask workers of its own
 
 PROTOCOL = """
 name = "study-test"

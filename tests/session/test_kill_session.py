@@ -3,14 +3,17 @@ recording that still knows the phase it was in."""
 
 import os
 
-import pytest
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from biofeedback.store import SessionReader
+
+pytestmark = pytest.mark.serial  # starts processes of its own: run alone, after the parallel part
 
 SESSION_COMMIT_S = 1.0
 """At most this much session time may be lost on a kill (the store commits every 0.5 s). RR adds up to

@@ -14,6 +14,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.serial  # starts processes of its own: run alone, after the parallel part
+
 TOOL = Path(__file__).resolve().parents[2] / "tools" / "null_rate.py"
 SEEDS = 6
 NULL_MEASURED = ("tools/null_rate.py --seeds 24 --first 201 --speed 10: no clear change 23 of 24 (96 %), released 1; "

@@ -8,6 +8,9 @@ import random
 from pathlib import Path
 
 import numpy as np
+import pytest
+
+pytestmark = pytest.mark.serial  # starts processes of its own: run alone, after the parallel part
 
 TOOL = Path(__file__).resolve().parents[2] / "tools" / "kill_test.py"
 KILLS = 20

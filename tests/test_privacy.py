@@ -32,7 +32,9 @@ from tests.relax.conftest import protocol_text  # noqa: E402
 
 SESSION_PROTOCOL = Path(__file__).resolve().parent / "data" / "protocols" / "session-short.toml"
 SHIFT = 40
-VIRTUAL = ["--virtual", "--speed", "50"]
+VIRTUAL = ["--virtual", "--speed", "20"]
+"""20x, not 50x: at 50x, beside another test worker, this fixture failed once (its cause not captured; its calibration
+and sessions then had about a third of a core per 50 session-seconds); this test is about files and dates, not speed."""
 
 
 def _run(*argv: str) -> None:

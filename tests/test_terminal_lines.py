@@ -68,3 +68,32 @@ def test_live_line_unit_and_symmetry(monkeypatch, encoding, unit):
     assert f" {unit}  sym L-R " in last and f"% ({SYMMETRY_OWN_REST})" in last
     sym = float(last.split("sym L-R ")[1].split(" %")[0])
     assert abs(sym) < 30.0  # 2x gain, identical muscles: no asymmetry (raw µV would say -67 %)
+
+
+def test_a_console_that_cannot_show_the_micro_sign_gets_u_instead_never_a_crash(monkeypatch, tmp_path):
+    """Whatever a command prints (the session summary's 'EMG RMS µV', a ×, a −), standard output that only encodes
+    ASCII gets a plain stand-in, not a UnicodeEncodeError halfway through."""
+    from biofeedback.cli import main
+
+    monkeypatch.setenv("BIOFEEDBACK_HOME", str(tmp_path))
+    out = stdout_encoded(monkeypatch, "ascii")
+    assert main(["sessions"]) == 0
+    print("EMG RMS µV left 3.1 × 2 − 1")
+    out.flush()
+    assert out.buffer.getvalue().decode("ascii").endswith("EMG RMS uV left 3.1 x 2 - 1\n")
+
+
+def test_a_whole_session_prints_its_summary_on_an_ascii_console(tmp_path):
+    import os
+    import subprocess
+    from pathlib import Path
+
+    short = Path(__file__).resolve().parent / "data" / "protocols" / "session-short.toml"
+    run = subprocess.run([sys.executable, "-c", "import sys; from biofeedback.cli import main; sys.exit(main())",
+                          "session", "--client", "A001", "--virtual", "--speed", "30", "--protocol", str(short), "--auto",
+                          "--answers", "all-clear", "--headless"],
+                         env={**os.environ, "BIOFEEDBACK_HOME": str(tmp_path), "PYTHONIOENCODING": "ascii"},
+                         capture_output=True, timeout=240)
+    assert run.returncode == 0, run.stderr.decode("ascii", "replace")[-2000:]
+    text = run.stdout.decode("ascii")  # every byte ASCII
+    assert "EMG RMS uV" in text and "verdict:" in text

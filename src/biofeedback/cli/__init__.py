@@ -9,6 +9,7 @@ and ``biofeedback devices`` start without numpy's analysis stack, numba, bleak, 
 from __future__ import annotations
 
 import argparse
+import codecs
 import os
 import sys
 from collections.abc import Sequence
@@ -58,8 +59,31 @@ def cmd_home(args: argparse.Namespace) -> int:
     return run_home(args.theme)
 
 
+PLAIN = {"µ": "u", "×": "x", "−": "-", "–": "-", "—": "-", "…": "...", "≥": ">=", "≤": "<=", "±": "+/-", "√": "sqrt ",
+         "°": " deg", "·": "."}
+"""What the output shows for a character it cannot encode (an ASCII-only console): 'uV' for 'µV', never a crash."""
+
+
+def _plain(exc: UnicodeError) -> tuple[str, int]:
+    if not isinstance(exc, UnicodeEncodeError):
+        raise exc
+    return "".join(PLAIN.get(ch, "?") for ch in exc.object[exc.start:exc.end]), exc.end
+
+
+codecs.register_error("biofeedback-plain", _plain)
+
+
+def _plain_where_needed() -> None:
+    """Standard output and error write a plain stand-in (``PLAIN``) for what their encoding cannot carry, instead of
+    raising UnicodeEncodeError in the middle of a session's summary."""
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="biofeedback-plain")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    _plain_where_needed()
     if not argv and has_display():  # started from a desktop, or typed with no command: the home window
         argv = ["home"]
     args = build_parser().parse_args(argv)

@@ -216,6 +216,32 @@ def _fit(hp: np.ndarray, c: int, beat: int, pre: int, last: int, template: np.nd
 
 
 @njit(cache=True)
+def _weighted_mean(ring_raw: np.ndarray, ring_hp: np.ndarray, ring_e: np.ndarray, c: int,
+                   keep: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Inverse-energy weighted mean of channel ``c``'s ring segments ``j`` with ``keep[j]`` (raw and high-passed), the
+    energy of the high-passed mean, and the sum of the weights."""
+    width = ring_raw.shape[2]
+    weights = 0.0
+    for j in range(keep.size):
+        if keep[j]:
+            weights += 1.0 / ring_e[c, j]
+    mean_raw = np.empty(width)
+    mean_hp = np.empty(width)
+    energy = 0.0
+    for k in range(width):
+        a = 0.0
+        b = 0.0
+        for j in range(keep.size):
+            if keep[j]:
+                a += ring_raw[c, j, k] / ring_e[c, j]
+                b += ring_hp[c, j, k] / ring_e[c, j]
+        mean_raw[k] = a / weights
+        mean_hp[k] = b / weights
+        energy += mean_hp[k] * mean_hp[k]
+    return mean_raw, mean_hp, energy, weights
+
+
+@njit(cache=True)
 def _learn(hist: np.ndarray, hp: np.ndarray, c: int, beat: int, pre: int, t_raw: np.ndarray, t_hp: np.ndarray,
            c_raw: np.ndarray, c_hp: np.ndarray, taper: np.ndarray, ring_raw: np.ndarray, ring_hp: np.ndarray,
            ring_e: np.ndarray, cints: np.ndarray, params: np.ndarray, heart: bool) -> None:
@@ -263,21 +289,7 @@ def _learn(hist: np.ndarray, hp: np.ndarray, c: int, beat: int, pre: int, t_raw:
     # candidate: the inverse-energy weighted mean of the segments (a burst or contraction weighs little);
     # consistency: its energy over the harmonic mean energy of the segments (1/n for EMG alone, 1 for a
     # repeated shape, about k/n for k clean beats among segments of much stronger EMG)
-    weights = 0.0
-    for j in range(n):
-        weights += 1.0 / ring_e[c, j]
-    full_raw = np.empty(width)
-    full_hp = np.empty(width)
-    mean_energy = 0.0
-    for k in range(width):
-        a = 0.0
-        b = 0.0
-        for j in range(n):
-            a += ring_raw[c, j, k] / ring_e[c, j]
-            b += ring_hp[c, j, k] / ring_e[c, j]
-        full_raw[k] = a / weights
-        full_hp[k] = b / weights
-        mean_energy += full_hp[k] * full_hp[k]
+    full_raw, full_hp, mean_energy, weights = _weighted_mean(ring_raw, ring_hp, ring_e, c, np.ones(n, dtype=np.bool_))
     consistent = n >= arm and mean_energy * weights / n >= c_min
     for k in range(width):
         c_raw[c, k] = full_raw[k]
@@ -295,23 +307,7 @@ def _learn(hist: np.ndarray, hp: np.ndarray, c: int, beat: int, pre: int, t_raw:
             keep[j] = sxy >= min_corr * np.sqrt(ring_e[c, j] * mean_energy)
             m += keep[j]
         if not consistent and m >= arm:
-            weights = 0.0
-            for j in range(n):
-                if keep[j]:
-                    weights += 1.0 / ring_e[c, j]
-            trim_raw = np.empty(width)
-            trim_hp = np.empty(width)
-            trimmed_energy = 0.0
-            for k in range(width):
-                a = 0.0
-                b = 0.0
-                for j in range(n):
-                    if keep[j]:
-                        a += ring_raw[c, j, k] / ring_e[c, j]
-                        b += ring_hp[c, j, k] / ring_e[c, j]
-                trim_raw[k] = a / weights
-                trim_hp[k] = b / weights
-                trimmed_energy += trim_hp[k] * trim_hp[k]
+            trim_raw, trim_hp, trimmed_energy, weights = _weighted_mean(ring_raw, ring_hp, ring_e, c, keep)
             if trimmed_energy * weights / m >= c_trim:
                 for k in range(width):
                     t_raw[c, k] = trim_raw[k]
